@@ -1,0 +1,1 @@
+"""Gateware: the Amaranth components of the accelerator."""

@@ -1,0 +1,319 @@
+"""The tensor engine: an R x C weight-stationary systolic array of multiply-accumulate PEs.
+
+Dataflow (see docs/architecture.md, "Tensor engine"):
+
+* ``weights`` carries the stationary operand W one row (C elements) per beat, rows k = 0..K-1,
+  ``last`` on row K-1. Rows go into the *shadow* bank of the PEs' double-buffered weight registers
+  while the *active* bank computes.
+* ``moving`` carries the moving operand A one K-vector (R elements) per beat. ``start`` on a beat
+  switches to the most recently loaded W (the beat waits until that load is complete); beats
+  without ``start`` reuse the current W. Elements at rows >= K of the W in use are ignored.
+* ``result`` gives one C-vector of ``acc_bits`` partial sums per moving beat, in order, with the
+  beat's ``tag`` (PSUM destination row, accumulate/overwrite, last) passed through unchanged.
+
+Moving elements enter row k, skewed by the pipeline registers above that row, travel right across
+the columns; partial sums travel down the columns and leave at the bottom, where they are
+de-skewed. Each PE picks its weight bank by a bit that travels with the moving element, so the
+bank switch sweeps through the array in step with the data. Weight-row writes are delayed per
+column group by the same amount as the moving data, which is what makes reloading the bank that
+was just switched away from safe in the very next cycle (the argument is in the docs).
+
+Backpressure: the whole datapath shares one clock enable, ``advance``, which is low only when the
+2-entry output buffer is full and the last pipeline stage holds a result. The enable is computed
+from registers only, so ``result.ready`` has no combinational path into the array.
+"""
+
+from amaranth.hdl import *
+from amaranth.hdl import EnableInserter
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from systolica.config import ArrayConfig
+
+
+__all__ = [
+    "psum_tag_layout", "moving_layout", "weight_row_layout", "result_layout",
+    "ProcessingElement", "TensorEngine",
+]
+
+
+def psum_tag_layout(addr_bits):
+    """What PSUM needs with each result vector: destination row, accumulate (1) or overwrite (0),
+    and the last vector of a group (so PSUM / the sequencer can tell when a result is complete)."""
+    return data.StructLayout({"addr": unsigned(addr_bits), "accumulate": 1, "last": 1})
+
+
+def moving_layout(config: ArrayConfig):
+    return data.StructLayout({
+        "data": data.ArrayLayout(config.moving_shape, config.rows),
+        "start": 1,
+        "tag": psum_tag_layout(config.result_addr_bits),
+    })
+
+
+def weight_row_layout(config: ArrayConfig):
+    return data.StructLayout({
+        "data": data.ArrayLayout(config.stationary_shape, config.cols),
+        "last": 1,
+    })
+
+
+def result_layout(config: ArrayConfig):
+    return data.StructLayout({
+        "data": data.ArrayLayout(config.acc_shape, config.cols),
+        "tag": psum_tag_layout(config.result_addr_bits),
+    })
+
+
+class ProcessingElement(wiring.Component):
+    """One MAC cell: two weight registers (banks), ``psum_out = psum_in + a_in * w[bank_in]``.
+
+    ``register_moving`` / ``register_psum`` put a pipeline register on the moving-operand output
+    (to the right) / the partial-sum output (downwards); the engine sets them per PE from
+    ``cols_per_stage`` / ``rows_per_stage``. ``multiplier_register`` registers the product.
+    """
+
+    def __init__(self, config: ArrayConfig, *, register_moving=True, register_psum=True):
+        self._config = config
+        self._register_moving = register_moving
+        self._register_psum = register_psum
+        super().__init__({
+            "a_in": In(config.moving_shape),
+            "bank_in": In(1),
+            "a_out": Out(config.moving_shape),
+            "bank_out": Out(1),
+            "psum_in": In(config.acc_shape),
+            "psum_out": Out(config.acc_shape),
+            "w_data": In(config.stationary_shape),
+            "w_we": In(1),
+            "w_bank": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+
+        weight = [Signal(cfg.stationary_shape, name=f"weight{b}") for b in range(2)]
+        with m.If(self.w_we):
+            with m.If(self.w_bank):
+                m.d.sync += weight[1].eq(self.w_data)
+            with m.Else():
+                m.d.sync += weight[0].eq(self.w_data)
+
+        product = Signal(signed(cfg.moving_shape.width + cfg.stationary_shape.width + 1))
+        product_now = self.a_in * Mux(self.bank_in, weight[1], weight[0])
+        if cfg.multiplier_register:
+            m.d.sync += product.eq(product_now)
+        else:
+            m.d.comb += product.eq(product_now)
+
+        # Truncation to acc_bits is the two's-complement wraparound.
+        psum_next = (self.psum_in + product)[:cfg.acc_bits].as_signed()
+        if self._register_psum:
+            m.d.sync += self.psum_out.eq(psum_next)
+        else:
+            m.d.comb += self.psum_out.eq(psum_next)
+
+        moving_domain = m.d.sync if self._register_moving else m.d.comb
+        moving_domain += [self.a_out.eq(self.a_in), self.bank_out.eq(self.bank_in)]
+        return m
+
+
+class TensorEngine(wiring.Component):
+    """Weight-stationary R x C systolic tensor engine (see the module docstring).
+
+    Ports: ``moving`` and ``weights`` in, ``result`` out (streams); ``busy``; sticky
+    ``weights_overflow`` (a W had more than R rows: the extra rows were dropped), cleared by
+    pulsing ``clear_errors``.
+    """
+
+    def __init__(self, config: ArrayConfig = None):
+        if config is None:
+            config = ArrayConfig()
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"TensorEngine config must be an ArrayConfig; got {config!r}")
+        self._config = config
+        super().__init__({
+            "moving": In(stream.Signature(moving_layout(config))),
+            "weights": In(stream.Signature(weight_row_layout(config))),
+            "result": Out(stream.Signature(result_layout(config))),
+            "busy": Out(1),
+            "weights_overflow": Out(1),
+            "clear_errors": In(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    # Pipeline geometry --------------------------------------------------------------------------
+
+    def row_skew(self, k):
+        """Pipeline registers between the input register and PE row k (partial-sum registers
+        above row k)."""
+        return k // self._config.rows_per_stage
+
+    def col_delay(self, c):
+        """Pipeline registers between PE column 0 and column c on the moving-operand path."""
+        return c // self._config.cols_per_stage
+
+    @property
+    def latency(self):
+        """Cycles from a moving beat's acceptance to its result entering the output buffer
+        (with no stalls); the result can be taken by the consumer one cycle later."""
+        cfg = self._config
+        return (2 + self.row_skew(cfg.rows - 1) + self.col_delay(cfg.cols - 1)
+                + int(cfg.multiplier_register))
+
+    # ---------------------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        cfg = self._config
+        R, C = cfg.rows, cfg.cols
+        m = Module()
+
+        # The datapath: every register in it is enabled by `advance`.
+        dp = Module()
+        advance = Signal()
+        m.submodules.datapath = EnableInserter(advance)(dp)
+
+        # --- output buffer (2 entries) and the global enable ---------------------------------
+        res_layout = result_layout(cfg)
+        out_buffer = m.submodules.out_buffer = SyncFIFO(width=res_layout.size, depth=2)
+        out_valid = Signal()
+        out_payload = Signal(res_layout)
+        m.d.comb += [
+            advance.eq(out_buffer.w_rdy | ~out_valid),
+            out_buffer.w_en.eq(out_valid & out_buffer.w_rdy),
+            out_buffer.w_data.eq(out_payload),
+            self.result.valid.eq(out_buffer.r_rdy),
+            self.result.payload.eq(out_buffer.r_data),
+            out_buffer.r_en.eq(self.result.ready),
+        ]
+
+        # --- weight-bank bookkeeping ----------------------------------------------------------
+        active = Signal()            # bank used by moving beats without `start`
+        pending = Signal()           # bank ~active holds a complete load not yet switched to
+        k_rows = Array(Signal(range(R + 1), name=f"k_rows{b}") for b in range(2))
+        load_row = Signal(range(R + 1))
+
+        moving_fire = Signal()
+        switching = Signal()
+        load_fire = Signal()
+        m.d.comb += [
+            self.moving.ready.eq(advance & (~self.moving.payload.start | pending)),
+            moving_fire.eq(self.moving.valid & self.moving.ready),
+            switching.eq(moving_fire & self.moving.payload.start),
+            # The bank just switched away from may be reloaded in the same cycle.
+            self.weights.ready.eq(advance & (~pending | switching)),
+            load_fire.eq(self.weights.valid & self.weights.ready),
+        ]
+        load_bank = Mux(switching, active, ~active)
+        use_bank = Mux(switching, ~active, active)
+
+        with m.If(switching):
+            m.d.sync += active.eq(~active)
+        m.d.sync += pending.eq((pending & ~switching) | (load_fire & self.weights.payload.last))
+        with m.If(load_fire):
+            with m.If(self.weights.payload.last):
+                m.d.sync += [
+                    load_row.eq(0),
+                    k_rows[load_bank].eq(Mux(load_row == R, R, load_row + 1)),
+                ]
+            with m.Elif(load_row != R):
+                m.d.sync += load_row.eq(load_row + 1)
+            with m.If(load_row == R):
+                m.d.sync += self.weights_overflow.eq(1)
+        with m.Elif(self.clear_errors):
+            m.d.sync += self.weights_overflow.eq(0)
+
+        # --- weight-row write pipeline, delayed per column group like the moving data ----------
+        n_groups = self.col_delay(C - 1) + 1
+        wl_valid = [Signal(name=f"wl_valid{g}") for g in range(n_groups)]
+        wl_bank = [Signal(name=f"wl_bank{g}") for g in range(n_groups)]
+        wl_row = [Signal(range(R), name=f"wl_row{g}") for g in range(n_groups)]
+        wl_data = [Signal(data.ArrayLayout(cfg.stationary_shape, C), name=f"wl_data{g}")
+                   for g in range(n_groups)]
+        dp.d.sync += [
+            wl_valid[0].eq(load_fire & (load_row != R)),
+            wl_bank[0].eq(load_bank),
+            wl_row[0].eq(load_row),
+            wl_data[0].eq(self.weights.payload.data),
+        ]
+        for g in range(1, n_groups):
+            dp.d.sync += [wl_valid[g].eq(wl_valid[g - 1]), wl_bank[g].eq(wl_bank[g - 1]),
+                          wl_row[g].eq(wl_row[g - 1]), wl_data[g].eq(wl_data[g - 1])]
+
+        # --- input register: mask rows >= K, tag the bank --------------------------------------
+        in_valid = Signal()
+        in_bank = Signal()
+        in_data = Signal(data.ArrayLayout(cfg.moving_shape, R))
+        in_tag = Signal(psum_tag_layout(cfg.result_addr_bits))
+        k_limit = k_rows[use_bank]
+        dp.d.sync += in_valid.eq(moving_fire)
+        with dp.If(moving_fire):
+            dp.d.sync += [in_bank.eq(use_bank), in_tag.eq(self.moving.payload.tag)]
+            for k in range(R):
+                dp.d.sync += in_data[k].eq(Mux(k < k_limit, self.moving.payload.data[k], 0))
+
+        # --- input skew: row k delayed by row_skew(k) registers --------------------------------
+        def delay_line(domain, value, n, name):
+            """``value`` and its ``n`` delayed copies."""
+            taps = [value]
+            for i in range(n):
+                taps.append(Signal.like(value, name=f"{name}_d{i}"))
+                domain += taps[-1].eq(taps[-2])
+            return taps
+
+        def delay(domain, value, n, name):
+            return delay_line(domain, value, n, name)[-1]
+
+        row_a = [delay(dp.d.sync, in_data[k], self.row_skew(k), f"skew_a{k}") for k in range(R)]
+        row_bank = [delay(dp.d.sync, in_bank, self.row_skew(k), f"skew_bank{k}")
+                    for k in range(R)]
+
+        # --- the PE grid ----------------------------------------------------------------------
+        psum_bottom = []
+        for c in range(C):
+            psum = Const(0, cfg.acc_shape)
+            for k in range(R):
+                pe = ProcessingElement(
+                    cfg,
+                    register_moving=(c % cfg.cols_per_stage == cfg.cols_per_stage - 1),
+                    register_psum=(k % cfg.rows_per_stage == cfg.rows_per_stage - 1
+                                   or k == R - 1))
+                dp.submodules[f"pe_{k}_{c}"] = pe
+                if c == 0:
+                    a_src, bank_src = row_a[k], row_bank[k]
+                else:
+                    left = dp.submodules[f"pe_{k}_{c - 1}"]
+                    a_src, bank_src = left.a_out, left.bank_out
+                g = self.col_delay(c)
+                dp.d.comb += [
+                    pe.a_in.eq(a_src),
+                    pe.bank_in.eq(bank_src),
+                    pe.psum_in.eq(psum),
+                    pe.w_data.eq(wl_data[g][c]),
+                    pe.w_bank.eq(wl_bank[g]),
+                    pe.w_we.eq(wl_valid[g] & (wl_row[g] == k)),
+                ]
+                psum = pe.psum_out
+            psum_bottom.append(psum)
+
+        # --- de-skew and the metadata delay line ----------------------------------------------
+        last_col_delay = self.col_delay(C - 1)
+        for c in range(C):
+            dp.d.comb += out_payload.data[c].eq(
+                delay(dp.d.sync, psum_bottom[c], last_col_delay - self.col_delay(c), f"deskew{c}"))
+        meta_delay = self.latency - 1
+        valid_taps = delay_line(dp.d.sync, in_valid, meta_delay, "valid")
+        dp.d.comb += [
+            out_valid.eq(valid_taps[-1]),
+            out_payload.tag.eq(delay(dp.d.sync, in_tag, meta_delay, "tag")),
+        ]
+
+        # --- status ----------------------------------------------------------------------------
+        m.d.comb += self.busy.eq(Cat(*valid_taps, *wl_valid).any() | out_buffer.r_rdy
+                                 | (load_row != 0))
+        return m

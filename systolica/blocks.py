@@ -1,0 +1,46 @@
+"""The registry of generatable blocks: what `systolica verilog/synth --block NAME` can build.
+
+Each entry names the config sections it reads and a factory that builds the Amaranth component
+from the loaded configs (``{section: config}``). Factories import their gateware lazily so the CLI
+starts fast. Add a block with one :func:`register_block` call below.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+__all__ = ["Block", "BLOCKS", "register_block", "get_block"]
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    top: str                    # Verilog top-module name
+    sections: tuple             # config sections the factory reads (their flags go on the CLI)
+    factory: Callable           # configs -> wiring.Component
+    description: str
+
+
+BLOCKS = {}
+
+
+def register_block(name, *, top, sections, description):
+    def decorator(factory):
+        BLOCKS[name] = Block(name, top, tuple(sections), factory, description)
+        return factory
+    return decorator
+
+
+def get_block(name):
+    try:
+        return BLOCKS[name]
+    except KeyError:
+        raise ValueError(f"unknown block {name!r}; known blocks: {', '.join(sorted(BLOCKS))}") \
+            from None
+
+
+@register_block("tensor_engine", top="systolica_tensor_engine", sections=("array",),
+                description="R x C weight-stationary systolic array (hdl/tensor_engine.py)")
+def _tensor_engine(configs):
+    from systolica.hdl.tensor_engine import TensorEngine
+    return TensorEngine(configs["array"])

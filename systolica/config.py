@@ -1,0 +1,207 @@
+"""Configuration: small frozen dataclasses, validated on construction, loadable from TOML and
+exported as JSON (the manifest that software reads).
+
+Every block has its own config class; a config class names its TOML section in ``SECTION`` and
+documents each field in the field's metadata (``help``, and the allowed range or choices), which is
+also what the CLI turns into ``--flag`` options.
+"""
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import ClassVar
+
+from amaranth.hdl import Shape, signed, unsigned
+import numpy as np
+
+
+__all__ = [
+    "ConfigError", "ConfigBase", "DTYPES", "dtype_shape", "dtype_numpy", "dtype_range",
+    "ArrayConfig", "CONFIG_CLASSES", "register_config", "load_toml", "default_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration parameter is out of its allowed range; the message names it."""
+
+
+#: Integer element types: name -> (bits, signed).
+DTYPES = {
+    "int8": (8, True),
+    "uint8": (8, False),
+    "int16": (16, True),
+    "uint16": (16, False),
+}
+
+
+def dtype_shape(name):
+    bits, is_signed = DTYPES[name]
+    return signed(bits) if is_signed else unsigned(bits)
+
+
+def dtype_numpy(name):
+    return np.dtype(name)
+
+
+def dtype_range(name):
+    """Smallest and largest value of an integer element type, as Python ints."""
+    bits, is_signed = DTYPES[name]
+    if is_signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def param(default, help, *, range=None, choices=None):
+    """A config field: default value, one-line help, and either an inclusive ``range=(lo, hi)``
+    (integers; ``hi=None`` means unbounded) or ``choices``."""
+    return field(default=default, metadata={"help": help, "range": range, "choices": choices})
+
+
+class ConfigBase:
+    """Shared behaviour of the config dataclasses (validation, dict/JSON/TOML round trips)."""
+
+    SECTION: ClassVar[str] = ""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            where = f"{type(self).__name__}.{f.name}"
+            if f.metadata.get("choices") is not None:
+                if value not in f.metadata["choices"]:
+                    raise ConfigError(
+                        f"{where} must be one of {', '.join(map(str, f.metadata['choices']))}; "
+                        f"got {value!r}")
+            elif f.type in (bool, "bool"):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{where} must be true or false; got {value!r}")
+            elif f.metadata.get("range") is not None:
+                lo, hi = f.metadata["range"]
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ConfigError(f"{where} must be an integer; got {value!r}")
+                if value < lo or (hi is not None and value > hi):
+                    bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+                    raise ConfigError(f"{where} must be in {bound}; got {value}")
+        self.validate()
+
+    def validate(self):
+        """Cross-field checks; override in subclasses. Raise :class:`ConfigError`."""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self, **kwargs):
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(names))}")
+        return cls(**values)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def describe(cls):
+        """[(name, type, default, help, allowed)] for docs and the CLI."""
+        rows = []
+        for f in dataclasses.fields(cls):
+            md = f.metadata
+            if md.get("choices") is not None:
+                allowed = ", ".join(map(str, md["choices"]))
+            elif md.get("range") is not None:
+                lo, hi = md["range"]
+                allowed = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            else:
+                allowed = "true/false"
+            rows.append((f.name, f.type if isinstance(f.type, str) else f.type.__name__,
+                         f.default, md.get("help", ""), allowed))
+        return rows
+
+
+#: Config classes by TOML section name; every block's config registers itself here.
+CONFIG_CLASSES = {}
+
+
+def register_config(cls):
+    if not cls.SECTION:
+        raise TypeError(f"{cls.__name__} has no SECTION")
+    CONFIG_CLASSES[cls.SECTION] = cls
+    return cls
+
+
+@register_config
+@dataclass(frozen=True)
+class ArrayConfig(ConfigBase):
+    """The systolic tensor engine: an R x C weight-stationary array of MAC processing elements."""
+
+    SECTION: ClassVar[str] = "array"
+
+    rows: int = param(8, "R: PE rows = contraction dimension K (also the SBUF partitions)",
+                      range=(1, 256))
+    cols: int = param(8, "C: PE columns = output channels N", range=(1, 256))
+    moving_dtype: str = param("int8", "element type of the moving operand A",
+                              choices=tuple(DTYPES))
+    stationary_dtype: str = param("int8", "element type of the stationary operand W",
+                                  choices=tuple(DTYPES))
+    acc_bits: int = param(32, "accumulator width (two's-complement wraparound)", range=(16, 64))
+    rows_per_stage: int = param(1, "PE rows whose partial-sum adders chain combinationally "
+                                   "between pipeline registers", range=(1, 256))
+    cols_per_stage: int = param(1, "PE columns the moving operand crosses combinationally "
+                                   "between pipeline registers", range=(1, 256))
+    multiplier_register: bool = param(True, "register after each multiplier (higher Fmax, "
+                                            "+1 cycle latency)")
+    result_addr_bits: int = param(10, "width of the destination-row (PSUM address) field "
+                                      "carried with each moving vector", range=(1, 32))
+
+    def validate(self):
+        product_bits = DTYPES[self.moving_dtype][0] + DTYPES[self.stationary_dtype][0]
+        if self.acc_bits < product_bits:
+            raise ConfigError(
+                f"ArrayConfig.acc_bits must be >= {product_bits} (the product width of "
+                f"{self.moving_dtype} x {self.stationary_dtype}); got {self.acc_bits}")
+        if self.rows_per_stage > self.rows:
+            raise ConfigError(f"ArrayConfig.rows_per_stage must be in [1, rows={self.rows}]; "
+                              f"got {self.rows_per_stage}")
+        if self.cols_per_stage > self.cols:
+            raise ConfigError(f"ArrayConfig.cols_per_stage must be in [1, cols={self.cols}]; "
+                              f"got {self.cols_per_stage}")
+
+    @property
+    def moving_shape(self) -> Shape:
+        return dtype_shape(self.moving_dtype)
+
+    @property
+    def stationary_shape(self) -> Shape:
+        return dtype_shape(self.stationary_dtype)
+
+    @property
+    def acc_shape(self) -> Shape:
+        return signed(self.acc_bits)
+
+
+def load_toml(path_or_text, *, text=False):
+    """Read a TOML file (or text) into ``{section: config}``; unknown sections are an error.
+    Sections that are absent get their defaults."""
+    data = tomllib.loads(path_or_text) if text else tomllib.load(open(path_or_text, "rb"))
+    unknown = sorted(set(data) - set(CONFIG_CLASSES))
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(CONFIG_CLASSES))}")
+    configs = {name: cls() for name, cls in CONFIG_CLASSES.items()}
+    for name, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section [{name}] must be a table")
+        configs[name] = CONFIG_CLASSES[name].from_dict(values)
+    return configs
+
+
+def default_config():
+    """The configuration shipped with the package (``systolica/default.toml``)."""
+    return load_toml(resources.files("systolica").joinpath("default.toml").read_text(), text=True)

@@ -1,0 +1,167 @@
+"""Host-side driver for the tensor engine in simulation: turns matmul jobs into stream beats, runs
+them with random stalls and a watchdog, and returns NumPy results plus cycle statistics."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from systolica.config import ArrayConfig, dtype_range
+from systolica.hdl.tensor_engine import TensorEngine
+from .reference import matmul_reference
+from .sim import run_simulation
+from .streams import StreamSink, StreamSource, check_stream_protocol
+
+
+__all__ = ["MatmulJob", "MatmulRun", "engine_beats", "run_matmuls", "random_job"]
+
+
+@dataclass
+class MatmulJob:
+    """``a @ w`` on the engine: ``a`` is M x K (moving), ``w`` is K x N (stationary), K <= rows,
+    N <= cols. ``reload=False`` reuses the W already in the engine (``w`` must then be that W).
+    Results are tagged with PSUM rows ``addr, addr+1, ...`` and the ``accumulate`` flag."""
+
+    a: np.ndarray
+    w: np.ndarray
+    addr: int = 0
+    accumulate: bool = False
+    reload: bool = True
+
+    def check(self, config: ArrayConfig):
+        a, w = np.asarray(self.a), np.asarray(self.w)
+        if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
+            raise ValueError(f"MatmulJob: a {a.shape} and w {w.shape} do not multiply")
+        m, k = a.shape
+        n = w.shape[1]
+        if not (1 <= k <= config.rows):
+            raise ValueError(f"MatmulJob: K={k} must be in [1, rows={config.rows}]")
+        if not (1 <= n <= config.cols):
+            raise ValueError(f"MatmulJob: N={n} must be in [1, cols={config.cols}]")
+        if m < 1:
+            raise ValueError(f"MatmulJob: M={m} must be >= 1")
+        for name, arr, dtype in (("a", a, config.moving_dtype), ("w", w, config.stationary_dtype)):
+            lo, hi = dtype_range(dtype)
+            if arr.size and (arr.min() < lo or arr.max() > hi):
+                raise ValueError(f"MatmulJob: {name} has values outside {dtype} [{lo}, {hi}]")
+
+
+@dataclass
+class MatmulRun:
+    results: list                  # per job: M x N int64 array
+    tags: list                     # per result beat: tag dict
+    result_cycles: list            # cycle at which each result beat was taken
+    weight_cycles: list            # cycle at which each weight row was accepted
+    moving_cycles: list            # cycle at which each moving beat was accepted
+    sim_cycles: int
+    weights_overflow: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def steady_cycles(self):
+        """Cycles from the first result to the last result, inclusive."""
+        return self.result_cycles[-1] - self.result_cycles[0] + 1
+
+    @property
+    def total_cycles(self):
+        """Cycles from the start of the simulation to the last result, inclusive."""
+        return self.result_cycles[-1] + 1
+
+
+def engine_beats(config: ArrayConfig, jobs):
+    """The ``weights`` and ``moving`` stream payloads (dicts) for a list of jobs."""
+    addr_mask = (1 << config.result_addr_bits) - 1
+    weight_beats, moving_beats = [], []
+    for job in jobs:
+        job.check(config)
+        a, w = np.asarray(job.a), np.asarray(job.w)
+        m, k = a.shape
+        n = w.shape[1]
+        if job.reload:
+            for row in range(k):
+                padded = [int(x) for x in w[row]] + [0] * (config.cols - n)
+                weight_beats.append({"data": padded, "last": int(row == k - 1)})
+        for i in range(m):
+            padded = [int(x) for x in a[i]] + [0] * (config.rows - k)
+            moving_beats.append({
+                "data": padded,
+                "start": int(job.reload and i == 0),
+                "tag": {"addr": (job.addr + i) & addr_mask, "accumulate": int(job.accumulate),
+                        "last": int(i == m - 1)},
+            })
+    return weight_beats, moving_beats
+
+
+def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_weights=0.0,
+                stall_result=0.0, max_cycles=None, engine=None, extra_beats=()):
+    """Run ``jobs`` back to back on a simulated :class:`TensorEngine` and return a
+    :class:`MatmulRun`. Stall probabilities apply per cycle to each stream; ``seed`` drives them.
+    ``extra_beats`` are weight rows appended after the jobs' (for error tests)."""
+    engine = engine if engine is not None else TensorEngine(config)
+    weight_beats, moving_beats = engine_beats(config, jobs)
+    weight_beats = weight_beats + list(extra_beats)
+    rng = np.random.default_rng(seed)
+    sources = {
+        "weights": StreamSource(engine.weights, stall=stall_weights,
+                                rng=np.random.default_rng(rng.integers(1 << 32))),
+        "moving": StreamSource(engine.moving, stall=stall_moving,
+                               rng=np.random.default_rng(rng.integers(1 << 32))),
+    }
+    sink = StreamSink(engine.result, stall=stall_result,
+                      rng=np.random.default_rng(rng.integers(1 << 32)))
+    out = {}
+
+    async def feed_weights(ctx):
+        out["weight_cycles"] = await sources["weights"].send(ctx, weight_beats)
+
+    async def feed_moving(ctx):
+        out["moving_cycles"] = await sources["moving"].send(ctx, moving_beats)
+
+    async def collect(ctx):
+        out["payloads"], out["result_cycles"] = await sink.receive(ctx, len(moving_beats))
+        # Let the engine settle (e.g. extra weight rows) before reading the error flag.
+        while ctx.get(engine.busy):
+            await ctx.tick()
+        out["weights_overflow"] = ctx.get(engine.weights_overflow)
+
+    if max_cycles is None:
+        worst_stall = 1.0 / (1.0 - max(stall_moving, stall_weights, stall_result, 0.0))
+        beats = len(weight_beats) + len(moving_beats)
+        max_cycles = int(4 * worst_stall * (beats + 2 * engine.latency + 20) + 200)
+    sim_cycles = run_simulation(
+        engine, [feed_weights, feed_moving, collect], max_cycles=max_cycles,
+        processes=[check_stream_protocol(engine.result, "tensor_engine.result")])
+
+    results, tags, pos = [], [], 0
+    for job in jobs:
+        m, n = len(job.a), np.asarray(job.w).shape[1]
+        beats = out["payloads"][pos:pos + m]
+        pos += m
+        results.append(np.array([b["data"][:n] for b in beats], dtype=np.int64).reshape(m, n))
+        tags.extend(b["tag"] for b in beats)
+    return MatmulRun(results=results, tags=tags, result_cycles=out["result_cycles"],
+                     weight_cycles=out["weight_cycles"], moving_cycles=out["moving_cycles"],
+                     sim_cycles=sim_cycles, weights_overflow=out["weights_overflow"])
+
+
+def random_job(config: ArrayConfig, rng, *, m=None, k=None, n=None, extreme=False, **kwargs):
+    """A job with random shape (unless given) and random values of the configured dtypes;
+    ``extreme`` draws only the minimum and maximum of each type."""
+    m = m if m is not None else int(rng.integers(1, 3 * config.rows + 1))
+    k = k if k is not None else int(rng.integers(1, config.rows + 1))
+    n = n if n is not None else int(rng.integers(1, config.cols + 1))
+
+    def values(shape, dtype):
+        lo, hi = dtype_range(dtype)
+        if extreme:
+            return rng.choice(np.array([lo, hi], dtype=np.int64), size=shape)
+        return rng.integers(lo, hi + 1, size=shape, dtype=np.int64)
+
+    return MatmulJob(a=values((m, k), config.moving_dtype), w=values((k, n), config.stationary_dtype),
+                     **kwargs)
+
+
+def expected_results(config: ArrayConfig, jobs):
+    return [matmul_reference(job.a, job.w, config.acc_bits) for job in jobs]
+
+
+__all__.append("expected_results")
