@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = [
     "ConfigError", "ConfigBase", "DTYPES", "dtype_shape", "dtype_numpy", "dtype_range",
-    "ArrayConfig", "CONFIG_CLASSES", "register_config", "load_toml", "default_config",
+    "ArrayConfig", "SbufConfig", "CONFIG_CLASSES", "register_config", "load_toml", "default_config",
 ]
 
 
@@ -184,6 +184,23 @@ class ArrayConfig(ConfigBase):
     @property
     def acc_shape(self) -> Shape:
         return signed(self.acc_bits)
+
+
+@register_config
+@dataclass(frozen=True)
+class SbufConfig(ConfigBase):
+    """The state buffer: ``partitions`` independent memories of ``depth`` words of
+    ``word_bytes`` bytes. A word is also the width of the DMA port (the AXI data width)."""
+
+    SECTION: ClassVar[str] = "sbuf"
+
+    partitions: int = param(8, "P: partitions (one per tensor-engine row)", range=(1, 256))
+    depth: int = param(256, "words per partition", range=(2, 1 << 20))
+    word_bytes: int = param(8, "bytes per word (= DMA/AXI data width / 8)", choices=(4, 8, 16, 32))
+
+    @property
+    def partition_bytes(self):
+        return self.depth * self.word_bytes
 
 
 def load_toml(path_or_text, *, text=False):
