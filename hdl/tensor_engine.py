@@ -132,6 +132,7 @@ class TensorEngine(wiring.Component):
         if config is None:
             config = ArrayConfig()
         if not isinstance(config, ArrayConfig):
+            self._MustUse__silence = True   # a rejected component is not an unused one
             raise TypeError(f"TensorEngine config must be an ArrayConfig; got {config!r}")
         self._config = config
         super().__init__({

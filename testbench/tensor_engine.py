@@ -92,13 +92,14 @@ def engine_beats(config: ArrayConfig, jobs):
 
 
 def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_weights=0.0,
-                stall_result=0.0, max_cycles=None, engine=None, extra_beats=()):
+                stall_result=0.0, max_cycles=None, engine=None, weight_beats=None):
     """Run ``jobs`` back to back on a simulated :class:`TensorEngine` and return a
     :class:`MatmulRun`. Stall probabilities apply per cycle to each stream; ``seed`` drives them.
-    ``extra_beats`` are weight rows appended after the jobs' (for error tests)."""
+    ``weight_beats`` replaces the weight rows made from the jobs (for error tests)."""
+    job_weight_beats, moving_beats = engine_beats(config, jobs)   # validates the jobs first
     engine = engine if engine is not None else TensorEngine(config)
-    weight_beats, moving_beats = engine_beats(config, jobs)
-    weight_beats = weight_beats + list(extra_beats)
+    if weight_beats is None:
+        weight_beats = job_weight_beats
     rng = np.random.default_rng(seed)
     sources = {
         "weights": StreamSource(engine.weights, stall=stall_weights,
@@ -119,7 +120,7 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
     async def collect(ctx):
         out["payloads"], out["result_cycles"] = await sink.receive(ctx, len(moving_beats))
         # Let the engine settle (e.g. extra weight rows) before reading the error flag.
-        while ctx.get(engine.busy):
+        while "weight_cycles" not in out or ctx.get(engine.busy):
             await ctx.tick()
         out["weights_overflow"] = ctx.get(engine.weights_overflow)
 

@@ -1,0 +1,223 @@
+"""The tensor engine against the NumPy reference: random shapes and values, every dtype pairing,
+extreme values, pipeline variants, back-to-back matmuls, stalls on every stream, bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from systolica.config import ArrayConfig, ConfigError, DTYPES, dtype_range
+from systolica.hdl.tensor_engine import TensorEngine
+from systolica.testbench.reference import matmul_reference
+from systolica.testbench.sim import SimulationTimeout, run_simulation
+from systolica.testbench.streams import StreamSink
+from systolica.testbench.tensor_engine import (
+    MatmulJob, engine_beats, expected_results, random_job, run_matmuls)
+
+
+def assert_results(config, jobs, run):
+    for i, (got, want) in enumerate(zip(run.results, expected_results(config, jobs))):
+        assert np.array_equal(got, want), f"job {i}: got\n{got}\nwant\n{want}"
+
+
+@pytest.mark.parametrize("moving_dtype,stationary_dtype",
+                         list(itertools.product(DTYPES, DTYPES)))
+def test_random_gemms_every_dtype_pair_with_stalls(seed, moving_dtype, stationary_dtype):
+    config = ArrayConfig(rows=4, cols=3, moving_dtype=moving_dtype,
+                         stationary_dtype=stationary_dtype)
+    rng = np.random.default_rng(seed)
+    jobs = [random_job(config, rng) for _ in range(3)]
+    run = run_matmuls(config, jobs, seed=seed, stall_moving=0.3, stall_weights=0.3,
+                      stall_result=0.3)
+    assert_results(config, jobs, run)
+
+
+@pytest.mark.parametrize("rows,cols,rows_per_stage,cols_per_stage,multiplier_register", [
+    (5, 4, 1, 1, False),
+    (5, 4, 2, 1, True),
+    (5, 4, 3, 3, False),
+    (4, 5, 4, 5, True),     # fully combinational columns and rows
+    (1, 1, 1, 1, True),     # smallest array
+    (1, 6, 1, 2, True),
+    (6, 1, 2, 1, False),
+])
+def test_pipeline_variants(seed, rows, cols, rows_per_stage, cols_per_stage, multiplier_register):
+    config = ArrayConfig(rows=rows, cols=cols, rows_per_stage=rows_per_stage,
+                         cols_per_stage=cols_per_stage, multiplier_register=multiplier_register)
+    rng = np.random.default_rng(seed)
+    jobs = [random_job(config, rng) for _ in range(3)]
+    run = run_matmuls(config, jobs, seed=seed, stall_moving=0.2, stall_weights=0.2,
+                      stall_result=0.2)
+    assert_results(config, jobs, run)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_extreme_values(seed, dtype):
+    config = ArrayConfig(rows=4, cols=4, moving_dtype=dtype, stationary_dtype=dtype)
+    rng = np.random.default_rng(seed)
+    lo, hi = dtype_range(dtype)
+    jobs = [
+        MatmulJob(a=np.full((5, 4), lo), w=np.full((4, 4), lo)),
+        MatmulJob(a=np.full((3, 4), hi), w=np.full((4, 4), hi)),
+        MatmulJob(a=np.full((2, 4), lo), w=np.full((4, 4), hi)),
+        MatmulJob(a=np.zeros((2, 4), dtype=np.int64), w=np.full((4, 4), hi)),
+        random_job(config, rng, extreme=True),
+    ]
+    run = run_matmuls(config, jobs, seed=seed, stall_result=0.2)
+    assert_results(config, jobs, run)
+
+
+def test_int16_products_wrap_int32():
+    # (-32768)**2 * 4 = 2**32: the int32 accumulator wraps to 0; (32767)**2 * 4 wraps negative.
+    config = ArrayConfig(rows=4, cols=2, moving_dtype="int16", stationary_dtype="int16")
+    jobs = [MatmulJob(a=np.full((1, 4), -32768), w=np.full((4, 2), -32768)),
+            MatmulJob(a=np.full((1, 3), -32768), w=np.full((3, 2), -32768)),
+            MatmulJob(a=np.full((1, 4), 32767), w=np.full((4, 2), 32767))]
+    run = run_matmuls(config, jobs)
+    assert run.results[0].tolist() == [[0, 0]]
+    assert run.results[1].tolist() == [[-(1 << 31) + (1 << 30), -(1 << 31) + (1 << 30)]]
+    assert np.array_equal(run.results[2], matmul_reference(jobs[2].a, jobs[2].w))
+    assert run.results[2][0, 0] < 0
+
+
+def test_narrow_accumulator_wraps(seed):
+    # int8 with a 16-bit accumulator: -128 * -128 * 2 = 32768 wraps to -32768.
+    config = ArrayConfig(rows=3, cols=3, acc_bits=16)
+    jobs = [MatmulJob(a=np.full((2, 2), -128), w=np.full((2, 3), -128)),
+            random_job(config, np.random.default_rng(seed), extreme=True)]
+    run = run_matmuls(config, jobs)
+    assert run.results[0].tolist() == [[-32768] * 3] * 2
+    assert_results(config, jobs, run)
+
+
+def test_back_to_back_different_weights_no_bubble(seed):
+    # With M >= K the next W loads in the background: results leave one per cycle, no gaps.
+    config = ArrayConfig(rows=4, cols=4)
+    rng = np.random.default_rng(seed)
+    jobs = [random_job(config, rng, m=4, k=4, n=4) for _ in range(5)]
+    run = run_matmuls(config, jobs)
+    assert_results(config, jobs, run)
+    gaps = np.diff(run.result_cycles)
+    assert np.all(gaps == 1), f"bubbles between results: {run.result_cycles}"
+    assert run.steady_cycles == sum(len(job.a) for job in jobs)
+
+
+def test_weight_reuse_and_tags(seed):
+    config = ArrayConfig(rows=3, cols=4, result_addr_bits=4)
+    rng = np.random.default_rng(seed)
+    first = random_job(config, rng, m=5, addr=14, accumulate=False)
+    reuse = MatmulJob(a=random_job(config, rng, m=4, k=first.a.shape[1]).a, w=first.w,
+                      addr=3, accumulate=True, reload=False)
+    jobs = [first, reuse, random_job(config, rng, m=2, addr=7)]
+    run = run_matmuls(config, jobs, seed=seed, stall_moving=0.3, stall_result=0.3)
+    assert_results(config, jobs, run)
+    want_tags = []
+    for job in jobs:
+        for i in range(len(job.a)):
+            want_tags.append({"addr": (job.addr + i) % 16, "accumulate": int(job.accumulate),
+                              "last": int(i == len(job.a) - 1)})
+    assert run.tags == want_tags
+
+
+def test_latency_matches_geometry():
+    for kwargs in ({}, {"rows_per_stage": 2}, {"cols_per_stage": 3, "multiplier_register": False}):
+        config = ArrayConfig(rows=4, cols=3, **kwargs)
+        engine = TensorEngine(config)
+        job = MatmulJob(a=np.ones((1, 4), dtype=np.int64), w=np.ones((4, 3), dtype=np.int64))
+        run = run_matmuls(config, [job], engine=engine)
+        # The result is taken one cycle after it enters the output buffer.
+        assert run.result_cycles[0] - run.moving_cycles[0] == engine.latency + 1
+
+
+def test_weights_overflow_sets_error_and_engine_keeps_working(seed):
+    config = ArrayConfig(rows=3, cols=3)
+    rng = np.random.default_rng(seed)
+    bad_w = random_job(config, rng, m=1, k=3, n=3).w
+    jobs = [random_job(config, rng, m=3, k=3), MatmulJob(a=random_job(config, rng, m=4, k=3).a,
+                                                         w=bad_w),
+            random_job(config, rng, m=3)]
+    weight_beats, _ = engine_beats(config, jobs)
+    # Job 1's W is sent with two extra rows: rows beyond R are dropped and flagged.
+    bad_rows = [{"data": [1, 2, 3], "last": 0}, {"data": [4, 5, 6], "last": 1}]
+    first_k = jobs[0].w.shape[0]
+    weight_beats[first_k + 2]["last"] = 0
+    weight_beats[first_k + 3:first_k + 3] = bad_rows
+    run = run_matmuls(config, jobs, weight_beats=weight_beats, seed=seed, stall_weights=0.3)
+    assert_results(config, jobs, run)
+    assert run.weights_overflow == 1
+
+
+def test_busy_and_error_clear():
+    config = ArrayConfig(rows=2, cols=2)
+    engine = TensorEngine(config)
+
+    async def bench(ctx):
+        assert not ctx.get(engine.busy)
+        for row in range(3):     # one row too many
+            ctx.set(engine.weights.valid, 1)
+            ctx.set(engine.weights.payload, {"data": [1, 1], "last": int(row == 2)})
+            await ctx.tick().until(engine.weights.ready)
+        ctx.set(engine.weights.valid, 0)
+        await ctx.tick()
+        assert ctx.get(engine.weights_overflow)
+        ctx.set(engine.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(engine.clear_errors, 0)
+        assert not ctx.get(engine.weights_overflow)
+        ctx.set(engine.moving.valid, 1)
+        ctx.set(engine.moving.payload, {"data": [2, 3], "start": 1, "tag": {"addr": 0}})
+        await ctx.tick().until(engine.moving.ready)
+        ctx.set(engine.moving.valid, 0)
+        assert ctx.get(engine.busy)
+        payloads, _ = await StreamSink(engine.result).receive(ctx, 1)
+        assert payloads[0]["data"] == [5, 5]
+        await ctx.tick()
+        assert not ctx.get(engine.busy)
+
+    run_simulation(engine, [bench], max_cycles=100)
+
+
+def test_watchdog_stops_a_hung_simulation():
+    config = ArrayConfig(rows=2, cols=2)
+    engine = TensorEngine(config)
+
+    async def waits_forever(ctx):   # no moving beats are ever sent
+        await StreamSink(engine.result).receive(ctx, 1)
+
+    with pytest.raises(SimulationTimeout, match="50 cycles"):
+        run_simulation(engine, [waits_forever], max_cycles=50)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"rows": 0}, "rows"), ({"cols": 257}, "cols"), ({"moving_dtype": "int4"}, "moving_dtype"),
+    ({"acc_bits": 8}, "acc_bits"), ({"moving_dtype": "int16", "stationary_dtype": "uint16",
+                                     "acc_bits": 24}, "acc_bits"),
+    ({"rows": 4, "rows_per_stage": 5}, "rows_per_stage"), ({"cols_per_stage": 0}, "cols_per_stage"),
+    ({"multiplier_register": 1}, "multiplier_register"), ({"rows": 2.5}, "rows"),
+])
+def test_bad_config_names_the_parameter(kwargs, name):
+    with pytest.raises(ConfigError, match=f"ArrayConfig.{name}"):
+        ArrayConfig(**kwargs)
+
+
+def test_bad_jobs_raise_before_simulation():
+    config = ArrayConfig(rows=2, cols=2)
+    with pytest.raises(ValueError, match="K=3"):
+        run_matmuls(config, [MatmulJob(a=np.zeros((1, 3)), w=np.zeros((3, 2)))])
+    with pytest.raises(ValueError, match="N=3"):
+        run_matmuls(config, [MatmulJob(a=np.zeros((1, 2)), w=np.zeros((2, 3)))])
+    with pytest.raises(ValueError, match="outside int8"):
+        run_matmuls(config, [MatmulJob(a=np.full((1, 2), 200), w=np.zeros((2, 2)))])
+    with pytest.raises(TypeError, match="ArrayConfig"):
+        TensorEngine({"rows": 2})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [8, 16])
+def test_large_arrays(seed, size):
+    config = ArrayConfig(rows=size, cols=size)
+    rng = np.random.default_rng(seed)
+    jobs = [random_job(config, rng, m=2 * size) for _ in range(3)]
+    run = run_matmuls(config, jobs, seed=seed, stall_moving=0.1, stall_weights=0.1,
+                      stall_result=0.1)
+    assert_results(config, jobs, run)
