@@ -44,3 +44,27 @@ def get_block(name):
 def _tensor_engine(configs):
     from systolica.hdl.tensor_engine import TensorEngine
     return TensorEngine(configs["array"])
+
+
+@register_block("sbuf", top="systolica_sbuf", sections=("sbuf", "array"),
+                description="state buffer: P partitions in block RAM, DMA word port, moving/"
+                            "weights readers, vector write port (hdl/sbuf.py)")
+def _sbuf(configs):
+    from systolica.hdl.sbuf import Sbuf
+    return Sbuf(configs["sbuf"], configs["array"])
+
+
+@register_block("psum", top="systolica_psum", sections=("psum", "array"),
+                description="accumulation buffer: banked read-modify-write at one vector per "
+                            "cycle, ACT read port (hdl/psum.py)")
+def _psum(configs):
+    from systolica.hdl.psum import Psum
+    return Psum(configs["psum"], configs["array"])
+
+
+@register_block("act", top="systolica_act", sections=("act", "array", "psum", "sbuf"),
+                description="ACT unit: per-channel scale, rounding shift, zero point, ReLU, "
+                            "saturation, PSUM -> SBUF (hdl/act.py)")
+def _act(configs):
+    from systolica.hdl.act import Act
+    return Act(configs["act"], configs["array"], configs["psum"], configs["sbuf"])

@@ -203,6 +203,45 @@ class SbufConfig(ConfigBase):
         return self.depth * self.word_bytes
 
 
+__all__ += ["PsumConfig", "ActConfig"]
+
+
+@register_config
+@dataclass(frozen=True)
+class PsumConfig(ConfigBase):
+    """The accumulation buffer: ``banks`` memories of ``bank_rows`` rows, each row one C-vector
+    of ``acc_bits`` accumulators (hdl/psum.py, docs/memories.md). A result tag's ``addr`` is
+    ``bank * bank_rows + row``; ``banks * bank_rows`` must fit in ``array.result_addr_bits``."""
+
+    SECTION: ClassVar[str] = "psum"
+
+    banks: int = param(2, "banks (the ACT unit drains one while the engine fills another)",
+                       range=(1, 64))
+    bank_rows: int = param(128, "rows (C-vectors) per bank; a power of two", range=(2, 1 << 16))
+
+    def validate(self):
+        if self.bank_rows & (self.bank_rows - 1):
+            raise ConfigError(f"PsumConfig.bank_rows must be a power of two; got {self.bank_rows}")
+
+    @property
+    def rows(self):
+        return self.banks * self.bank_rows
+
+
+@register_config
+@dataclass(frozen=True)
+class ActConfig(ConfigBase):
+    """The ACT unit: per-column integer scale and rounding right shift, zero point, ReLU and
+    saturation of PSUM rows, written to the SBUF (hdl/act.py, docs/memories.md)."""
+
+    SECTION: ClassVar[str] = "act"
+
+    scale_bits: int = param(16, "width of each per-column signed scale", range=(2, 32))
+    max_shift: int = param(31, "largest per-column right shift (must be < acc_bits + "
+                               "scale_bits)", range=(0, 95))
+    queue_depth: int = param(4, "PSUM row reads in flight", range=(2, 64))
+
+
 def load_toml(path_or_text, *, text=False):
     """Read a TOML file (or text) into ``{section: config}``; unknown sections are an error.
     Sections that are absent get their defaults."""

@@ -29,3 +29,127 @@ def matmul_reference(a, w, acc_bits=32):
         raise ValueError(f"matmul_reference: shapes {a.shape} and {w.shape} do not multiply")
     product = a.astype(np.int64) @ w.astype(np.int64)
     return wrap_signed(product, acc_bits)
+
+
+# --- on-chip memories: SBUF, PSUM, ACT (docs/memories.md) ---------------------------------------
+
+__all__ += ["round_half_even_shift", "requantize", "psum_reference", "SbufModel"]
+
+
+def round_half_even_shift(values, shift):
+    """``values / 2**shift`` rounded to the nearest integer, ties to even (exact, Python ints).
+    ``shift`` is a scalar or broadcasts against ``values``; shift 0 returns ``values``."""
+    values = np.asarray(values, dtype=object)
+    shift = np.broadcast_to(np.asarray(shift, dtype=object), values.shape)
+    out = np.empty(values.shape, dtype=object)
+    for idx in np.ndindex(values.shape):
+        x, s = int(values[idx]), int(shift[idx])
+        if s == 0:
+            out[idx] = x
+            continue
+        q, r = x >> s, x & ((1 << s) - 1)          # floor quotient, remainder in [0, 2**s)
+        half = 1 << (s - 1)
+        if r > half or (r == half and q & 1):
+            q += 1
+        out[idx] = q
+    return out
+
+
+#: ACT output modes: name -> (min, max) of the saturating ones; "int32" is the pass-through.
+ACT_SATURATE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+
+
+def requantize(acc, scale, shift, *, zero_point=0, relu=False, dtype="int8"):
+    """The ACT unit's arithmetic on accumulators ``acc`` (..., N) with per-column ``scale`` and
+    ``shift`` (N,): ``y = saturate(max?(round_half_even(acc * scale / 2**shift), 0) + zero_point)``
+    (ReLU before the zero point). ``dtype="int32"`` is the pass-through: ``acc`` wrapped to 32 bits.
+    Returns int64."""
+    acc = np.asarray(acc, dtype=np.int64)
+    if dtype == "int32":
+        return wrap_signed(acc, 32)
+    if dtype not in ACT_SATURATE:
+        raise ValueError(f"requantize: dtype must be one of int8, uint8, int16, int32; got {dtype!r}")
+    product = acc.astype(object) * np.asarray(scale, dtype=object)
+    v = round_half_even_shift(product, np.broadcast_to(np.asarray(shift), acc.shape))
+    if relu:
+        v = np.where(v < 0, 0, v)
+    lo, hi = ACT_SATURATE[dtype]
+    y = np.clip((v + int(zero_point)).astype(object), lo, hi)
+    return y.astype(np.int64)
+
+
+def psum_reference(beats, rows, cols, acc_bits=32, memory=None):
+    """PSUM after ``beats`` (dicts ``{"data": [...], "tag": {"addr", "accumulate"}}``, in
+    acceptance order): overwrite or wrapping add into row ``addr``. Beats addressed at ``rows`` or
+    beyond are dropped. Returns ``(memory (rows x cols int64), number of dropped beats)``."""
+    mem = np.zeros((rows, cols), dtype=np.int64) if memory is None else memory.copy()
+    dropped = 0
+    for beat in beats:
+        addr = beat["tag"]["addr"]
+        if addr >= rows:
+            dropped += 1
+            continue
+        data = np.asarray(beat["data"], dtype=np.int64)
+        mem[addr] = wrap_signed(mem[addr] + data, acc_bits) if beat["tag"]["accumulate"] else data
+    return mem, dropped
+
+
+class SbufModel:
+    """The SBUF as P byte arrays, with the accesses of its ports (docs/memories.md)."""
+
+    def __init__(self, partitions, depth, word_bytes):
+        self.partitions, self.depth, self.word_bytes = partitions, depth, word_bytes
+        self.bytes = np.zeros((partitions, depth * word_bytes), dtype=np.uint8)
+
+    def words(self, partition):
+        """Partition ``partition`` as a list of word ints (little-endian)."""
+        wb = self.word_bytes
+        return [int.from_bytes(self.bytes[partition, a * wb:(a + 1) * wb].tobytes(), "little")
+                for a in range(self.depth)]
+
+    def write_word(self, partition, addr, data, byte_enable):
+        """A word write (``data`` a list of bytes); out of range: ignored, returns False."""
+        if partition >= self.partitions or addr >= self.depth:
+            return False
+        for i in range(self.word_bytes):
+            if byte_enable >> i & 1:
+                self.bytes[partition, addr * self.word_bytes + i] = data[i]
+        return True
+
+    def read_word(self, partition, addr):
+        if partition >= self.partitions or addr >= self.depth:
+            return [0] * self.word_bytes
+        base = addr * self.word_bytes
+        return [int(b) for b in self.bytes[partition, base:base + self.word_bytes]]
+
+    def element(self, partition, index, dtype):
+        """Element ``index`` (of ``dtype``'s size) of a partition; beyond the end reads 0."""
+        size = np.dtype(dtype).itemsize
+        if (index + 1) * size > self.depth * self.word_bytes:
+            return 0
+        raw = self.bytes[partition, index * size:(index + 1) * size].tobytes()
+        return int(np.frombuffer(raw, dtype=dtype)[0])
+
+    def store(self, partition, index, values, dtype):
+        """Write consecutive elements of ``dtype`` starting at element ``index``."""
+        raw = np.asarray(values).astype(dtype).tobytes()
+        start = index * np.dtype(dtype).itemsize
+        self.bytes[partition, start:start + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+
+    def moving(self, offset, count, rows, dtype):
+        """The moving operand: ``count`` x ``rows``, element [m, k] = partition k, offset + m."""
+        return np.array([[self.element(k, offset + i, dtype) for k in range(rows)]
+                         for i in range(count)], dtype=np.int64)
+
+    def stationary(self, offset, rows, cols, dtype):
+        """The stationary operand: ``rows`` x ``cols``, element [k, n] = partition k, offset + n."""
+        return np.array([[self.element(k, offset + n, dtype) for n in range(cols)]
+                         for k in range(rows)], dtype=np.int64)
+
+    def vector_write(self, addr, data, byte_enable):
+        """The ACT port: word ``addr`` of every partition p, bytes enabled by byte_enable[p]."""
+        if addr >= self.depth:
+            return False
+        for p in range(self.partitions):
+            self.write_word(p, addr, data[p], byte_enable[p])
+        return True

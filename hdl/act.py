@@ -1,0 +1,249 @@
+"""The ACT unit: requantisation / activation of PSUM rows into the SBUF.
+
+A command ``{psum_addr, rows, offset, cols, mode, relu, zero_point}`` processes PSUM rows
+``psum_addr + i`` (i < rows), one per cycle. For each column c < cols of a row (x = the ``acc_bits``
+accumulator) it computes, exactly (docs/memories.md, testbench/reference.py ``requantize``):
+
+    p = x * scale[c]                                   (exact, acc_bits + scale_bits bits)
+    v = round_half_even(p / 2**shift[c])               (shift 0: v = p)
+    v = max(v, 0) if relu                              (ReLU before the zero point)
+    y = saturate(v + zero_point, mode)
+
+where ``round_half_even`` rounds to the nearest integer and a tie to the even one. Modes
+(``ACT_MODES``): 0 int8, 1 uint8, 2 int16 (saturating), 3 int32 pass-through (y = x wrapped to 32
+bits: no scale, shift, ReLU or zero point; for storing raw accumulators).
+
+Row i's C-vector goes to the SBUF (``sbuf``, the SBUF's ``vector_write``) at element offset
+``offset + i`` of every partition c < cols (elements of the mode's size, little-endian), so the
+output of a layer is directly the moving operand of the next. ``scale`` and ``shift`` are
+per-column ports held by the sequencer (keep them stable while ``busy``).
+
+Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then two register stages (product;
+round/saturate/place), all enabled by one ``advance`` = output empty or accepted: one row per cycle.
+
+Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``shift`` (a shift > max_shift was
+used: it is clamped to max_shift), ``addr`` (a row's SBUF word is beyond the partition: that row is
+not written). PSUM address errors are reported by PSUM (the row reads as zeros).
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from systolica.config import ActConfig, ArrayConfig, ConfigError, PsumConfig, SbufConfig
+from systolica.hdl.psum import PsumReadSignature, check_psum_configs
+from systolica.hdl.sbuf import vector_write_layout
+
+
+__all__ = ["ACT_MODES", "act_command_layout", "act_errors_layout", "check_act_configs", "Act"]
+
+#: Output modes: code -> (name, element bytes).
+ACT_MODES = {0: ("int8", 1), 1: ("uint8", 1), 2: ("int16", 2), 3: ("int32", 4)}
+_MODE_RANGE = {0: (-128, 127), 1: (0, 255), 2: (-32768, 32767)}
+ZERO_POINT_BITS = 17     # covers every int8 / uint8 / int16 zero point
+
+
+def _bits_for(n):
+    return max(1, (n - 1).bit_length())
+
+
+def act_command_layout(act: ActConfig, array: ArrayConfig, sbuf: SbufConfig):
+    return data.StructLayout({
+        "psum_addr": unsigned(array.result_addr_bits),
+        "rows": unsigned(array.result_addr_bits + 1),
+        "offset": unsigned(_bits_for(sbuf.depth * sbuf.word_bytes)),
+        "cols": unsigned(array.cols.bit_length()),
+        "mode": 2,
+        "relu": 1,
+        "zero_point": signed(ZERO_POINT_BITS),
+    })
+
+
+def act_errors_layout():
+    return data.StructLayout({"shift": 1, "addr": 1})
+
+
+def check_act_configs(act, array, psum, sbuf):
+    for name, value, cls in (("act", act, ActConfig), ("array", array, ArrayConfig),
+                             ("psum", psum, PsumConfig), ("sbuf", sbuf, SbufConfig)):
+        if not isinstance(value, cls):
+            raise TypeError(f"ACT {name} config must be a {cls.__name__}; got {value!r}")
+    check_psum_configs(psum, array)
+    limit = array.acc_bits + act.scale_bits - 1
+    if act.max_shift > limit:
+        raise ConfigError(f"ActConfig.max_shift must be in [0, acc_bits + scale_bits - 1 = "
+                          f"{limit}]; got {act.max_shift}")
+    if sbuf.partitions < array.cols:
+        raise ConfigError(f"SbufConfig.partitions must be >= array.cols={array.cols} (the ACT "
+                          f"unit writes output channel c to partition c); got {sbuf.partitions}")
+
+
+class Act(wiring.Component):
+    """The ACT unit (see the module docstring)."""
+
+    def __init__(self, config: ActConfig = None, array: ArrayConfig = None,
+                 psum: PsumConfig = None, sbuf: SbufConfig = None):
+        config = ActConfig() if config is None else config
+        array = ArrayConfig() if array is None else array
+        psum = PsumConfig() if psum is None else psum
+        sbuf = SbufConfig() if sbuf is None else sbuf
+        check_act_configs(config, array, psum, sbuf)
+        self._config, self._array, self._psum, self._sbuf = config, array, psum, sbuf
+        super().__init__({
+            "cmd": In(stream.Signature(act_command_layout(config, array, sbuf))),
+            "psum": Out(PsumReadSignature(array)),
+            "sbuf": Out(stream.Signature(vector_write_layout(sbuf))),
+            "scale": In(data.ArrayLayout(signed(config.scale_bits), array.cols)),
+            "shift": In(data.ArrayLayout(unsigned(max(1, config.max_shift.bit_length())),
+                                         array.cols)),
+            "busy": Out(1),
+            "errors": Out(act_errors_layout()),
+            "clear_errors": In(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        cfg, arr, sb = self._config, self._array, self._sbuf
+        C, P, WB = arr.cols, sb.partitions, sb.word_bytes
+        m = Module()
+
+        err_set = Signal(act_errors_layout())
+        with m.If(self.clear_errors):
+            m.d.sync += self.errors.eq(0)
+        with m.Else():
+            m.d.sync += self.errors.eq(self.errors.as_value() | err_set.as_value())
+
+        # --- issuer: one PSUM read per row, its SBUF placement queued alongside -----------------
+        cmd_layout = act_command_layout(cfg, arr, sb)
+        meta_layout = data.StructLayout({
+            "offset": cmd_layout["offset"].shape,
+            "cols": cmd_layout["cols"].shape,
+            "mode": 2, "relu": 1,
+            "zero_point": signed(ZERO_POINT_BITS),
+        })
+        meta_fifo = m.submodules.meta = SyncFIFO(width=meta_layout.size, depth=cfg.queue_depth)
+        active = Signal()
+        cur = Signal(meta_layout)
+        psum_addr = Signal(arr.result_addr_bits)
+        remaining = Signal(cmd_layout["rows"].shape)
+        req_fire = Signal()
+        m.d.comb += [
+            self.psum.request.valid.eq(active & meta_fifo.w_rdy),
+            self.psum.request.payload.addr.eq(psum_addr),
+            req_fire.eq(self.psum.request.valid & self.psum.request.ready),
+            meta_fifo.w_en.eq(req_fire),
+            meta_fifo.w_data.eq(cur),
+        ]
+        with m.If(req_fire):
+            m.d.sync += [psum_addr.eq(psum_addr + 1), cur.offset.eq(cur.offset + 1),
+                         remaining.eq(remaining - 1)]
+            with m.If(remaining == 1):
+                m.d.sync += active.eq(0)
+        cmd = self.cmd.payload
+        m.d.comb += self.cmd.ready.eq(~active | (req_fire & (remaining == 1)))
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [
+                active.eq(cmd.rows != 0),
+                psum_addr.eq(cmd.psum_addr),
+                remaining.eq(cmd.rows),
+                cur.offset.eq(cmd.offset), cur.cols.eq(cmd.cols), cur.mode.eq(cmd.mode),
+                cur.relu.eq(cmd.relu), cur.zero_point.eq(cmd.zero_point),
+            ]
+
+        # --- datapath: two stages under one enable ---------------------------------------------
+        s2_valid = Signal()
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~s2_valid | self.sbuf.ready),
+            self.psum.response.ready.eq(advance),
+            meta_fifo.r_en.eq(advance & self.psum.response.valid),
+        ]
+        prod_shape = signed(arr.acc_bits + cfg.scale_bits)
+        shift_shape = self.shift.shape().elem_shape
+        s1_valid = Signal()
+        s1_meta = Signal(meta_layout)
+        s1_prod = [Signal(prod_shape, name=f"s1_prod{c}") for c in range(C)]
+        s1_raw = [Signal(arr.acc_shape, name=f"s1_raw{c}") for c in range(C)]
+        s1_shift = [Signal(shift_shape, name=f"s1_shift{c}") for c in range(C)]
+        bad_shift = Signal()
+        m.d.comb += bad_shift.eq(Cat(self.shift[c] > cfg.max_shift for c in range(C)).any())
+        m.d.comb += err_set.shift.eq(advance & self.psum.response.valid & bad_shift)
+        resp = self.psum.response.payload
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(self.psum.response.valid), s1_meta.eq(meta_fifo.r_data)]
+            for c in range(C):
+                m.d.sync += [
+                    s1_prod[c].eq(resp.data[c] * self.scale[c]),
+                    s1_raw[c].eq(resp.data[c]),
+                    s1_shift[c].eq(Mux(self.shift[c] > cfg.max_shift, cfg.max_shift,
+                                       self.shift[c])),
+                ]
+
+        # Stage 2: round, ReLU, zero point, saturate, place in the word.
+        mode = s1_meta.mode
+        size_log2 = Signal(2)
+        with m.Switch(mode):
+            with m.Case(0, 1):
+                m.d.comb += size_log2.eq(0)
+            with m.Case(2):
+                m.d.comb += size_log2.eq(1)
+            with m.Default():
+                m.d.comb += size_log2.eq(2)
+        byte_offset = Signal(cmd_layout["offset"].shape.width + 2)
+        m.d.comb += byte_offset.eq(s1_meta.offset << size_log2)
+        wb_log2 = (WB - 1).bit_length()
+        word = byte_offset >> wb_log2
+        lane = byte_offset[:wb_log2]
+        in_range = Signal()
+        m.d.comb += in_range.eq(word < sb.depth)
+        m.d.comb += err_set.addr.eq(advance & s1_valid & ~in_range)
+        size_mask = Signal(4)
+        m.d.comb += size_mask.eq(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111)))
+
+        out = self.sbuf.payload
+        W = prod_shape.width
+        with m.If(advance):
+            m.d.sync += [s2_valid.eq(s1_valid & in_range), out.addr.eq(word)]
+        for c in range(P):
+            if c >= C:
+                with m.If(advance):
+                    m.d.sync += out.byte_enable[c].eq(0)
+                continue
+            p, sh = s1_prod[c], s1_shift[c]
+            sh_m1 = (sh - 1)[:len(sh)]
+            q = Signal(prod_shape, name=f"q{c}")
+            guard = Signal(name=f"guard{c}")
+            low_mask = Signal(W, name=f"low_mask{c}")
+            sticky = Signal(name=f"sticky{c}")
+            rounded = Signal(signed(W + 1), name=f"rounded{c}")
+            v = Signal(signed(W + 1), name=f"v{c}")
+            y = Signal(signed(W + 2), name=f"y{c}")
+            sat = Signal(signed(33), name=f"sat{c}")
+            m.d.comb += [
+                q.eq(p >> sh),
+                guard.eq((p >> sh_m1)[0]),
+                low_mask.eq((Const(1, 1) << sh_m1) - 1),
+                sticky.eq((p.as_unsigned() & low_mask) != 0),
+                rounded.eq(Mux((sh != 0) & guard & (sticky | q[0]), q + 1, q)),
+                v.eq(Mux(s1_meta.relu & (rounded < 0), 0, rounded)),
+                y.eq(v + s1_meta.zero_point),
+            ]
+            with m.Switch(mode):
+                for code, (lo, hi) in _MODE_RANGE.items():
+                    with m.Case(code):
+                        m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
+                with m.Default():
+                    m.d.comb += sat.eq(s1_raw[c])
+            value = sat[:32]
+            with m.If(advance):
+                m.d.sync += [
+                    out.data[c].eq((value << (lane * 8))[:8 * WB]),
+                    out.byte_enable[c].eq(Mux(c < s1_meta.cols, size_mask << lane, 0)),
+                ]
+        m.d.comb += self.sbuf.valid.eq(s2_valid)
+        m.d.comb += self.busy.eq(active | meta_fifo.r_rdy | s1_valid | s2_valid)
+        return m

@@ -1,0 +1,216 @@
+"""PSUM: the accumulation buffer between the tensor engine and the ACT unit.
+
+``banks`` memories of ``bank_rows`` rows; a row is one C-vector of ``acc_bits`` accumulators. Row
+address ``addr`` (the tensor engine's result tag) = ``bank * bank_rows + row``.
+
+* ``result`` (in, the tensor engine's ``result`` stream): each beat is written over its row
+  (``tag.accumulate = 0``) or added into it (``1``), with ``acc_bits`` two's-complement wraparound,
+  one beat per cycle. Read-modify-write is a 2-stage pipeline: the row is read in the cycle the beat
+  is accepted and the sum written in the next. The only row a read can miss is the one being written
+  in that same cycle; the pipeline keeps that write (row and sum) in a forwarding register and uses it
+  instead of the memory's data when the rows match, so back-to-back accumulation into one row runs at
+  one beat per cycle with no stall. ``tag.last`` is not used by PSUM.
+* ``read`` (``PsumReadSignature``, flipped; the ACT unit's port): ``request {addr}`` ->
+  in-order ``response {data}``; up to one row per cycle.
+
+Each bank has one synchronous read port (shared by the two paths) and one write port (the
+accumulator's). The result stream and the ACT reads conflict only when they address the same bank
+in the same cycle; then the result stream wins, unless it won the previous conflict (so the two
+alternate under sustained contention and neither starves). A read in the same cycle as the write
+of the same row returns the old row.
+
+Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``result`` (a beat addressed a row
+>= banks * bank_rows: it is dropped), ``read`` (a read of such a row: answered with zeros).
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from systolica.config import ArrayConfig, ConfigError, PsumConfig
+from systolica.hdl.tensor_engine import result_layout
+
+
+__all__ = ["psum_read_request_layout", "psum_read_response_layout", "PsumReadSignature",
+           "psum_errors_layout", "check_psum_configs", "Psum"]
+
+
+def psum_read_request_layout(array: ArrayConfig):
+    return data.StructLayout({"addr": unsigned(array.result_addr_bits)})
+
+
+def psum_read_response_layout(array: ArrayConfig):
+    return data.StructLayout({"data": data.ArrayLayout(array.acc_shape, array.cols)})
+
+
+class PsumReadSignature(wiring.Signature):
+    """Requester's view of the PSUM read port: ``request`` out, ``response`` in (one response
+    per request, in order)."""
+
+    def __init__(self, array: ArrayConfig):
+        self._array = array
+        super().__init__({
+            "request": Out(stream.Signature(psum_read_request_layout(array))),
+            "response": In(stream.Signature(psum_read_response_layout(array))),
+        })
+
+    def __eq__(self, other):
+        return isinstance(other, PsumReadSignature) and self._array == other._array
+
+    def __repr__(self):
+        return f"PsumReadSignature({self._array!r})"
+
+
+def psum_errors_layout():
+    return data.StructLayout({"result": 1, "read": 1})
+
+
+def check_psum_configs(psum, array):
+    if not isinstance(psum, PsumConfig):
+        raise TypeError(f"PSUM config must be a PsumConfig; got {psum!r}")
+    if not isinstance(array, ArrayConfig):
+        raise TypeError(f"PSUM array config must be an ArrayConfig; got {array!r}")
+    if psum.rows > (1 << array.result_addr_bits):
+        raise ConfigError(
+            f"PsumConfig.bank_rows: banks * bank_rows = {psum.rows} rows are not representable "
+            f"in array.result_addr_bits={array.result_addr_bits} bits "
+            f"(at most {1 << array.result_addr_bits} rows)")
+
+
+class Psum(wiring.Component):
+    """The accumulation buffer (see the module docstring)."""
+
+    def __init__(self, config: PsumConfig = None, array: ArrayConfig = None):
+        config = PsumConfig() if config is None else config
+        array = ArrayConfig() if array is None else array
+        check_psum_configs(config, array)
+        self._config = config
+        self._array = array
+        super().__init__({
+            "result": In(stream.Signature(result_layout(array))),
+            "read": In(PsumReadSignature(array)),
+            "errors": Out(psum_errors_layout()),
+            "clear_errors": In(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def array(self):
+        return self._array
+
+    def elaborate(self, platform):
+        cfg, arr = self._config, self._array
+        B, RB, C = cfg.banks, cfg.bank_rows, arr.cols
+        row_bits = (RB - 1).bit_length()
+        row_layout = data.ArrayLayout(arr.acc_shape, C)
+        m = Module()
+
+        rports, wports = [], []
+        for b in range(B):
+            mem = memory.Memory(shape=row_layout, depth=RB, init=[])
+            m.submodules[f"bank{b}"] = mem
+            wports.append(mem.write_port())
+            rports.append(mem.read_port())
+        rdata = Array(rp.data.as_value() for rp in rports)
+
+        err_set = Signal(psum_errors_layout())
+        with m.If(self.clear_errors):
+            m.d.sync += self.errors.eq(0)
+        with m.Else():
+            m.d.sync += self.errors.eq(self.errors.as_value() | err_set.as_value())
+
+        def split(addr):
+            return addr[row_bits:], addr[:row_bits]
+
+        # --- requests and the bank arbiter -----------------------------------------------------
+        res = self.result.payload
+        res_bank, res_row = split(res.tag.addr)
+        res_in_range = Signal()
+        m.d.comb += res_in_range.eq(res.tag.addr < cfg.rows)
+
+        rq = self.read.request.payload
+        rd_bank, rd_row = split(rq.addr)
+        rd_in_range = Signal()
+        m.d.comb += rd_in_range.eq(rq.addr < cfg.rows)
+        resp_depth = 3
+        resp_fifo = m.submodules.read_response = SyncFIFO(width=row_layout.size, depth=resp_depth)
+        rd_inflight = Signal()
+        rd_credit = Signal()
+        m.d.comb += rd_credit.eq(resp_fifo.level + rd_inflight < resp_depth)
+
+        res_wants = self.result.valid & res_in_range
+        rd_wants = self.read.request.valid & rd_in_range & rd_credit
+        conflict = Signal()
+        res_won_last = Signal()
+        res_grant, rd_grant = Signal(), Signal()
+        m.d.comb += [
+            conflict.eq(res_wants & rd_wants & (res_bank == rd_bank)),
+            res_grant.eq(res_wants & ~(conflict & res_won_last)),
+            rd_grant.eq(rd_wants & ~(conflict & ~res_won_last)),
+            self.result.ready.eq(~res_in_range | res_grant),
+            self.read.request.ready.eq(rd_credit & (~rd_in_range | rd_grant)),
+            err_set.result.eq(self.result.valid & ~res_in_range),
+            err_set.read.eq(self.read.request.valid & self.read.request.ready & ~rd_in_range),
+        ]
+        with m.If(conflict):
+            m.d.sync += res_won_last.eq(~res_won_last)
+
+        for b in range(B):
+            with m.If(res_grant & (res_bank == b)):
+                m.d.comb += [rports[b].addr.eq(res_row), rports[b].en.eq(1)]
+            with m.Elif(rd_grant & (rd_bank == b)):
+                m.d.comb += [rports[b].addr.eq(rd_row), rports[b].en.eq(1)]
+            with m.Else():
+                m.d.comb += rports[b].en.eq(0)
+
+        # --- accumulate: stage 1 (the cycle after acceptance) ----------------------------------
+        s1_valid, s1_acc = Signal(), Signal()
+        s1_bank = Signal(range(B))
+        s1_row = Signal(row_bits)
+        s1_data = Signal(row_layout)
+        m.d.sync += [
+            s1_valid.eq(res_grant),
+            s1_bank.eq(res_bank),
+            s1_row.eq(res_row),
+            s1_acc.eq(res.tag.accumulate),
+            s1_data.eq(res.data),
+        ]
+        # Forwarding register: the write done in the previous cycle (when this beat's read was
+        # issued, the memory did not have it yet).
+        fwd_valid = Signal()
+        fwd_bank = Signal(range(B))
+        fwd_row = Signal(row_bits)
+        fwd_data = Signal(row_layout)
+        old = Signal(row_layout)
+        total = Signal(row_layout)
+        hit = fwd_valid & (fwd_bank == s1_bank) & (fwd_row == s1_row)
+        m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), rdata[s1_bank]))
+        for c in range(C):
+            m.d.comb += total[c].eq(
+                Mux(s1_acc, (old[c] + s1_data[c])[:arr.acc_bits], s1_data[c]))
+        for b in range(B):
+            m.d.comb += [wports[b].addr.eq(s1_row), wports[b].data.eq(total),
+                         wports[b].en.eq(s1_valid & (s1_bank == b))]
+        m.d.sync += [fwd_valid.eq(s1_valid), fwd_bank.eq(s1_bank), fwd_row.eq(s1_row),
+                     fwd_data.eq(total)]
+
+        # --- read path -------------------------------------------------------------------------
+        rd_zero = Signal()
+        rd_bank_q = Signal(range(B))
+        m.d.sync += [
+            rd_inflight.eq(self.read.request.valid & self.read.request.ready),
+            rd_zero.eq(~rd_in_range),
+            rd_bank_q.eq(rd_bank),
+        ]
+        m.d.comb += [
+            resp_fifo.w_en.eq(rd_inflight),
+            resp_fifo.w_data.eq(Mux(rd_zero, 0, rdata[rd_bank_q])),
+            self.read.response.valid.eq(resp_fifo.r_rdy),
+            self.read.response.payload.eq(resp_fifo.r_data),
+            resp_fifo.r_en.eq(self.read.response.ready),
+        ]
+        return m
