@@ -8,6 +8,7 @@ import numpy as np
 from systolica.config import ArrayConfig, dtype_range
 from systolica.hdl.tensor_engine import TensorEngine
 from .reference import matmul_reference
+from .backends import resolve_backend, run_streams
 from .sim import run_simulation
 from .streams import StreamSink, StreamSource, check_stream_protocol
 
@@ -92,10 +93,12 @@ def engine_beats(config: ArrayConfig, jobs):
 
 
 def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_weights=0.0,
-                stall_result=0.0, max_cycles=None, engine=None, weight_beats=None):
+                stall_result=0.0, max_cycles=None, engine=None, weight_beats=None, backend=None):
     """Run ``jobs`` back to back on a simulated :class:`TensorEngine` and return a
     :class:`MatmulRun`. Stall probabilities apply per cycle to each stream; ``seed`` drives them.
-    ``weight_beats`` replaces the weight rows made from the jobs (for error tests)."""
+    ``weight_beats`` replaces the weight rows made from the jobs (for error tests).
+    ``backend``: ``"amaranth"`` or ``"verilator"`` (default: ``$SYSTOLICA_SIM_BACKEND``, else
+    amaranth; see :mod:`systolica.testbench.backends`); same seeds give the same cycles on both."""
     job_weight_beats, moving_beats = engine_beats(config, jobs)   # validates the jobs first
     engine = engine if engine is not None else TensorEngine(config)
     if weight_beats is None:
@@ -128,9 +131,22 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
         worst_stall = 1.0 / (1.0 - max(stall_moving, stall_weights, stall_result, 0.0))
         beats = len(weight_beats) + len(moving_beats)
         max_cycles = int(4 * worst_stall * (beats + 2 * engine.latency + 20) + 200)
-    sim_cycles = run_simulation(
-        engine, [feed_weights, feed_moving, collect], max_cycles=max_cycles,
-        processes=[check_stream_protocol(engine.result, "tensor_engine.result")])
+    if resolve_backend(backend) != "amaranth":
+        same_design = type(engine) is TensorEngine and engine.config == config
+        run = run_streams(
+            engine, sources={"weights": (sources["weights"], weight_beats),
+                             "moving": (sources["moving"], moving_beats)},
+            sinks={"result": (sink, len(moving_beats))}, max_cycles=max_cycles, backend=backend,
+            wait_while="busy", read=("weights_overflow",),
+            memo_key=("TensorEngine", config) if same_design else None)
+        out.update(weight_cycles=run.accepted["weights"], moving_cycles=run.accepted["moving"],
+                   weights_overflow=run.outputs["weights_overflow"])
+        out["payloads"], out["result_cycles"] = run.received["result"]
+        sim_cycles = run.sim_cycles
+    else:
+        sim_cycles = run_simulation(
+            engine, [feed_weights, feed_moving, collect], max_cycles=max_cycles,
+            processes=[check_stream_protocol(engine.result, "tensor_engine.result")])
 
     results, tags, pos = [], [], 0
     for job in jobs:
