@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = [
     "ConfigError", "ConfigBase", "DTYPES", "dtype_shape", "dtype_numpy", "dtype_range",
-    "ArrayConfig", "SbufConfig", "CONFIG_CLASSES", "register_config", "load_toml", "default_config",
+    "ArrayConfig", "SbufConfig", "DmaConfig", "NocConfig", "CONFIG_CLASSES", "register_config", "load_toml", "default_config",
 ]
 
 
@@ -242,10 +242,78 @@ class ActConfig(ConfigBase):
     queue_depth: int = param(4, "PSUM row reads in flight", range=(2, 64))
 
 
+@register_config
+@dataclass(frozen=True)
+class NocConfig(ConfigBase):
+    """The mesh network-on-chip: an X x Y mesh of 5-port wormhole routers with virtual channels
+    and credit-based flow control (hdl/noc/, docs/noc.md)."""
+
+    SECTION: ClassVar[str] = "noc"
+
+    width: int = param(2, "X: routers per row (east-west)", range=(1, 16))
+    height: int = param(2, "Y: routers per column (north-south)", range=(1, 16))
+    vcs: int = param(2, "V: virtual channels per port", range=(2, 8))
+    buffer_depth: int = param(8, "flits buffered per virtual channel at each input", range=(2, 64))
+    payload_bits: int = param(32, "payload bits per flit (one stream word per flit)",
+                              range=(1, 512))
+    link_stages: int = param(0, "extra register stages on every router-to-router link "
+                                "(in both directions; 0 = only the router's output register)",
+                             range=(0, 4))
+    routing: str = param("xy", "routing function; it is checked for deadlock freedom before "
+                               "any hardware is generated", choices=("xy", "yx", "adaptive"))
+    error_counter_bits: int = param(16, "width of each network interface's (saturating) counter "
+                                        "of refused packets", range=(1, 32))
+    in_order: bool = param(True, "packets of one (source, destination) pair keep one VC end "
+                                 "to end, so they arrive in order; false: a head may take any "
+                                 "free VC at each hop (more throughput, no ordering guarantee)")
+
+    @property
+    def nodes(self):
+        return self.width * self.height
+
+
+@register_config
+@dataclass(frozen=True)
+class DmaConfig(ConfigBase):
+    """The DMA engine: an AXI4 master to DRAM, a word port to the SBUF, descriptor queues and
+    completion semaphores (hdl/dma.py, docs/dma.md). ``data_width`` must equal the SBUF word
+    (``8 * SbufConfig.word_bytes``)."""
+
+    SECTION: ClassVar[str] = "dma"
+
+    data_width: int = param(64, "AXI data width in bits (= 8 * sbuf.word_bytes)",
+                            choices=(32, 64, 128, 256))
+    addr_width: int = param(32, "AXI / descriptor byte-address width", range=(16, 48))
+    id_width: int = param(4, "AXI ID width (the DMA uses ID 0 for every transaction)",
+                          range=(1, 16))
+    queues: int = param(2, "descriptor queues (round-robin between them)", range=(1, 8))
+    queue_depth: int = param(4, "descriptors buffered per queue", range=(1, 64))
+    outstanding_reads: int = param(8, "AXI read bursts in flight", range=(1, 64))
+    outstanding_writes: int = param(8, "AXI write bursts whose response is awaited",
+                                    range=(1, 64))
+    max_burst: int = param(256, "longest AXI burst in beats (INCR, never across 4 KiB)",
+                           range=(1, 256))
+    sbuf_reads: int = param(4, "SBUF word reads in flight (response buffer depth)",
+                            range=(1, 64))
+    count_bits: int = param(16, "width of each descriptor dimension count", range=(2, 32))
+    elem_bits: int = param(16, "width of the descriptor element-size field (bytes)",
+                           range=(1, 24))
+    semaphores: int = param(8, "completion semaphore counters", range=(1, 256))
+    semaphore_bits: int = param(8, "width of each semaphore counter (wraps)", range=(1, 32))
+
+    @property
+    def data_bytes(self):
+        return self.data_width // 8
+
+
 def load_toml(path_or_text, *, text=False):
     """Read a TOML file (or text) into ``{section: config}``; unknown sections are an error.
     Sections that are absent get their defaults."""
-    data = tomllib.loads(path_or_text) if text else tomllib.load(open(path_or_text, "rb"))
+    if text:
+        data = tomllib.loads(path_or_text)
+    else:
+        with open(path_or_text, "rb") as f:
+            data = tomllib.load(f)
     unknown = sorted(set(data) - set(CONFIG_CLASSES))
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; "

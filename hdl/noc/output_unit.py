@@ -1,0 +1,54 @@
+"""Router stage 6: the output unit of one port — the output (link) register, the credit
+counter of every downstream VC, and which downstream VCs a packet holds.
+
+A flit passed in with ``send`` is registered onto the link (the link register: a flit that
+won the switch in cycle t is on the link in cycle t+1). Each VC's counter starts at the
+downstream buffer depth, goes down by one per flit sent on that VC and up by one per credit
+received. A VC is held (not ``free``) from a head flit that is not also a tail until that
+packet's tail is sent: wormhole switching never interleaves two packets on one VC.
+``credit_ok`` says a VC has at least one credit.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from systolica.config import NocConfig
+from systolica.hdl.noc.flit import LinkSignature, flit_layout
+
+
+__all__ = ["OutputUnit"]
+
+
+class OutputUnit(wiring.Component):
+    def __init__(self, config: NocConfig):
+        self._config = config
+        V = config.vcs
+        super().__init__({
+            "send": In(1),
+            "flit": In(flit_layout(config)),
+            "link": Out(LinkSignature(config)),
+            "credit_ok": Out(V),
+            "free": Out(V),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        V, B = cfg.vcs, cfg.buffer_depth
+        m.d.sync += [self.link.valid.eq(self.send), self.link.flit.eq(self.flit)]
+        for v in range(V):
+            credits = Signal(range(B + 1), init=B, name=f"credits{v}")
+            held = Signal(name=f"held{v}")
+            sent = Signal(name=f"sent{v}")
+            back = Signal(name=f"back{v}")
+            m.d.comb += [
+                sent.eq(self.send & (self.flit.vc == v)),
+                back.eq(self.link.credit & (self.link.credit_vc == v)),
+                self.credit_ok[v].eq(credits != 0),
+                self.free[v].eq(~held),
+            ]
+            m.d.sync += credits.eq(credits - sent + back)
+            with m.If(sent):
+                m.d.sync += held.eq(~self.flit.tail)
+        return m

@@ -1,0 +1,145 @@
+"""The mesh router: five ports (N, E, S, W, L), each an input link and an output link.
+
+Pipeline (docs/noc.md has the diagram), per hop at zero load = 2 cycles:
+
+* cycle t:   the flit is on the input link (upstream's output register) and is written into
+             its VC's buffer at the end of the cycle (input unit).
+* cycle t+1: at the head of the buffer: route computation, VC allocation and switch
+             allocation (combined, one cycle; in in-order mode a packet keeps its VC, so VC
+             allocation is only the check that that output VC is free and has a credit), crossbar traversal, and the flit is written into
+             the output register at the end of the cycle (output unit); the buffer slot's credit
+             goes back upstream in the next cycle.
+* cycle t+2: on the output link = the next router's cycle t.
+
+Before generating anything the router checks that its routing function is deadlock-free on the
+mesh (:func:`~systolica.hdl.noc.topology.check_deadlock_free`) and prunes the crossbar to the
+turns the routing function uses. Sticky ``overflow``: some input received a flit with no room
+(a broken upstream); it was dropped.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from systolica.config import NocConfig
+from systolica.hdl.noc.crossbar import Crossbar
+from systolica.hdl.noc.flit import LinkSignature
+from systolica.hdl.noc.input_unit import InputUnit
+from systolica.hdl.noc.output_unit import OutputUnit
+from systolica.hdl.noc.route_compute import RouteCompute
+from systolica.hdl.noc.switch_allocator import SwitchAllocator
+from systolica.hdl.noc.topology import (MeshTopology, PORT_NAMES, allowed_turns,
+                                        check_deadlock_free)
+from systolica.hdl.noc.vc_allocator import VcAllocator
+
+
+__all__ = ["Router", "PORT_SUFFIX"]
+
+#: Port index -> signature name suffix: ``in_n``/``out_n`` ... ``in_l``/``out_l``.
+PORT_SUFFIX = tuple(name.lower() for name in PORT_NAMES)
+
+
+class Router(wiring.Component):
+    def __init__(self, config: NocConfig = None, x=0, y=0, *, turns=None):
+        if config is None:
+            config = NocConfig()
+        if not isinstance(config, NocConfig):
+            raise TypeError(f"Router config must be a NocConfig; got {config!r}")
+        topology = MeshTopology(config.width, config.height)
+        check_deadlock_free(topology, config.routing, config.vcs, same_vc=config.in_order)
+        self._config, self._x, self._y = config, x, y
+        self._turns = frozenset(turns if turns is not None
+                                else allowed_turns(topology, config.routing))
+        # Validates the routing choice and the position before elaboration.
+        RouteCompute(config, x, y, lanes=config.vcs)
+        members = {}
+        for s in PORT_SUFFIX:
+            members[f"in_{s}"] = In(LinkSignature(config))
+            members[f"out_{s}"] = Out(LinkSignature(config))
+        members["overflow"] = Out(1)
+        super().__init__(members)
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def turns(self):
+        return self._turns
+
+    def in_port(self, p):
+        return getattr(self, f"in_{PORT_SUFFIX[p]}")
+
+    def out_port(self, p):
+        return getattr(self, f"out_{PORT_SUFFIX[p]}")
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        V = cfg.vcs
+        turns = self._turns
+
+        ius, ous = [], []
+        for p, s in enumerate(PORT_SUFFIX):
+            iu = m.submodules[f"input_{s}"] = InputUnit(cfg)
+            wiring.connect(m, wiring.flipped(self.in_port(p)), iu.link)
+            ius.append(iu)
+            ou = m.submodules[f"output_{s}"] = OutputUnit(cfg)
+            wiring.connect(m, ou.link, wiring.flipped(self.out_port(p)))
+            ous.append(ou)
+        m.d.comb += self.overflow.eq(Cat(iu.overflow for iu in ius).any())
+
+        # VC allocation: in in-order mode a packet keeps its VC (the output VC is the input VC);
+        # otherwise the VC allocator offers each output port a free VC.
+        vca = None if cfg.in_order else VcAllocator(cfg)
+        if vca is not None:
+            m.submodules.vc_allocator = vca
+        sa = m.submodules.switch_allocator = SwitchAllocator(cfg, turns)
+        xbar = m.submodules.crossbar = Crossbar(cfg, turns)
+        for p in range(5):
+            if vca is not None:
+                m.d.comb += [
+                    vca.free[p].eq(ous[p].free & ous[p].credit_ok),
+                    vca.take[p].eq(sa.out_valid[p] & xbar.outputs[p].head),
+                ]
+            m.d.comb += [
+                ous[p].send.eq(sa.out_valid[p]),
+                ous[p].flit.eq(xbar.outputs[p]),
+                xbar.sel[p].eq(sa.out_sel[p]),
+            ]
+
+        for i, s in enumerate(PORT_SUFFIX):
+            iu = ius[i]
+            outs = [p for p in range(5) if (i, p) in turns]
+            rc = m.submodules[f"route_{s}"] = RouteCompute(cfg, self._x, self._y, lanes=V)
+            for v in range(V):
+                m.d.comb += [rc.dst_x[v].eq(iu.heads[v].dst_x), rc.dst_y[v].eq(iu.heads[v].dst_y)]
+                want = Mux(iu.active[v], iu.oport[v], rc.port[v])
+                # A body flit needs a credit on its packet's output VC; a head flit needs a free
+                # output VC with a credit at the port it routes to.
+                body_ok = Cat((iu.oport[v] == p) & ous[p].credit_ok.bit_select(iu.ovc[v], 1)
+                              for p in outs).any()
+                if vca is None:
+                    head_ok = Cat((rc.port[v] == p) & ous[p].free[v] & ous[p].credit_ok[v]
+                                  for p in outs).any()
+                else:
+                    head_ok = Cat((rc.port[v] == p) & vca.avail[p] for p in outs).any()
+                m.d.comb += [
+                    sa.want[i][v].eq(want),
+                    sa.eligible[i][v].eq(iu.head_valid[v] & Mux(iu.active[v], body_ok, head_ok)),
+                ]
+            vc = sa.in_vc[i]
+            active = iu.active.bit_select(vc, 1)
+            oport = sa.in_oport[i]
+            offered_vc = vc if vca is None else vca.vc[oport]
+            ovc = iu.ovc[vc]
+            head = iu.heads[vc]
+            m.d.comb += [
+                iu.deq.eq(sa.in_grant[i]),
+                iu.deq_vc.eq(vc),
+                iu.deq_oport.eq(oport),
+                iu.deq_ovc.eq(offered_vc),
+                xbar.inputs[i].eq(head),
+                xbar.inputs[i].vc.eq(Mux(active, ovc, offered_vc)),
+            ]
+        return m

