@@ -68,3 +68,11 @@ def _psum(configs):
 def _act(configs):
     from systolica.hdl.act import Act
     return Act(configs["act"], configs["array"], configs["psum"], configs["sbuf"])
+
+
+@register_block("dma", top="systolica_dma", sections=("dma", "sbuf"),
+                description="DMA engine: AXI4 master, SBUF word port, 3-D strided descriptor "
+                            "queues, completion semaphores (hdl/dma.py)")
+def _dma(configs):
+    from systolica.hdl.dma import Dma
+    return Dma(configs["dma"], configs["sbuf"])
