@@ -94,14 +94,17 @@ class ProcessingElement(wiring.Component):
         m = Module()
         cfg = self._config
 
-        weight = [Signal(cfg.stationary_shape, name=f"weight{b}") for b in range(2)]
+        # Datapath registers carry no reset: only valid bits and control state need one.
+        weight = [Signal(cfg.stationary_shape, name=f"weight{b}", reset_less=True)
+                  for b in range(2)]
         with m.If(self.w_we):
             with m.If(self.w_bank):
                 m.d.sync += weight[1].eq(self.w_data)
             with m.Else():
                 m.d.sync += weight[0].eq(self.w_data)
 
-        product = Signal(signed(cfg.moving_shape.width + cfg.stationary_shape.width + 1))
+        product = Signal(signed(cfg.moving_shape.width + cfg.stationary_shape.width + 1),
+                         reset_less=True)
         product_now = self.a_in * Mux(self.bank_in, weight[1], weight[0])
         if cfg.multiplier_register:
             m.d.sync += product.eq(product_now)
@@ -110,14 +113,21 @@ class ProcessingElement(wiring.Component):
 
         # Truncation to acc_bits is the two's-complement wraparound.
         psum_next = (self.psum_in + product)[:cfg.acc_bits].as_signed()
-        if self._register_psum:
-            m.d.sync += self.psum_out.eq(psum_next)
-        else:
-            m.d.comb += self.psum_out.eq(psum_next)
-
-        moving_domain = m.d.sync if self._register_moving else m.d.comb
-        moving_domain += [self.a_out.eq(self.a_in), self.bank_out.eq(self.bank_in)]
+        m.d.comb += self.psum_out.eq(self._stage(m, psum_next, self._register_psum, "psum"))
+        m.d.comb += [
+            self.a_out.eq(self._stage(m, self.a_in, self._register_moving, "a")),
+            self.bank_out.eq(self._stage(m, self.bank_in, self._register_moving, "bank")),
+        ]
         return m
+
+    @staticmethod
+    def _stage(m, value, registered, name):
+        """``value`` through a reset-less pipeline register, or unchanged."""
+        if not registered:
+            return value
+        reg = Signal.like(value, name=f"{name}_reg", reset_less=True)
+        m.d.sync += reg.eq(value)
+        return reg
 
 
 class TensorEngine(wiring.Component):
@@ -232,10 +242,10 @@ class TensorEngine(wiring.Component):
         # --- weight-row write pipeline, delayed per column group like the moving data ----------
         n_groups = self.col_delay(C - 1) + 1
         wl_valid = [Signal(name=f"wl_valid{g}") for g in range(n_groups)]
-        wl_bank = [Signal(name=f"wl_bank{g}") for g in range(n_groups)]
-        wl_row = [Signal(range(R), name=f"wl_row{g}") for g in range(n_groups)]
-        wl_data = [Signal(data.ArrayLayout(cfg.stationary_shape, C), name=f"wl_data{g}")
-                   for g in range(n_groups)]
+        wl_bank = [Signal(name=f"wl_bank{g}", reset_less=True) for g in range(n_groups)]
+        wl_row = [Signal(range(R), name=f"wl_row{g}", reset_less=True) for g in range(n_groups)]
+        wl_data = [Signal(data.ArrayLayout(cfg.stationary_shape, C), name=f"wl_data{g}",
+                          reset_less=True) for g in range(n_groups)]
         dp.d.sync += [
             wl_valid[0].eq(load_fire & (load_row != R)),
             wl_bank[0].eq(load_bank),
@@ -248,9 +258,9 @@ class TensorEngine(wiring.Component):
 
         # --- input register: mask rows >= K, tag the bank --------------------------------------
         in_valid = Signal()
-        in_bank = Signal()
-        in_data = Signal(data.ArrayLayout(cfg.moving_shape, R))
-        in_tag = Signal(psum_tag_layout(cfg.result_addr_bits))
+        in_bank = Signal(reset_less=True)
+        in_data = Signal(data.ArrayLayout(cfg.moving_shape, R), reset_less=True)
+        in_tag = Signal(psum_tag_layout(cfg.result_addr_bits), reset_less=True)
         k_limit = k_rows[use_bank]
         dp.d.sync += in_valid.eq(moving_fire)
         with dp.If(moving_fire):
@@ -259,11 +269,11 @@ class TensorEngine(wiring.Component):
                 dp.d.sync += in_data[k].eq(Mux(k < k_limit, self.moving.payload.data[k], 0))
 
         # --- input skew: row k delayed by row_skew(k) registers --------------------------------
-        def delay_line(domain, value, n, name):
+        def delay_line(domain, value, n, name, reset_less=True):
             """``value`` and its ``n`` delayed copies."""
             taps = [value]
             for i in range(n):
-                taps.append(Signal.like(value, name=f"{name}_d{i}"))
+                taps.append(Signal.like(value, name=f"{name}_d{i}", reset_less=reset_less))
                 domain += taps[-1].eq(taps[-2])
             return taps
 
@@ -308,7 +318,7 @@ class TensorEngine(wiring.Component):
             dp.d.comb += out_payload.data[c].eq(
                 delay(dp.d.sync, psum_bottom[c], last_col_delay - self.col_delay(c), f"deskew{c}"))
         meta_delay = self.latency - 1
-        valid_taps = delay_line(dp.d.sync, in_valid, meta_delay, "valid")
+        valid_taps = delay_line(dp.d.sync, in_valid, meta_delay, "valid", reset_less=False)
         dp.d.comb += [
             out_valid.eq(valid_taps[-1]),
             out_payload.tag.eq(delay(dp.d.sync, in_tag, meta_delay, "tag")),

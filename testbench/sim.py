@@ -6,6 +6,7 @@ waveform. A hang therefore becomes a :class:`SimulationTimeout` naming the limit
 """
 
 import os
+import time
 from contextlib import nullcontext
 
 from amaranth.sim import Simulator
@@ -21,17 +22,20 @@ class SimulationTimeout(AssertionError):
     """The cycle watchdog fired: the simulation did not finish in its cycle budget."""
 
 
-def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, domain="sync"):
+def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, domain="sync",
+                   stats=None):
     """Simulate ``dut`` until every testbench returns.
 
     ``testbenches`` are async functions ``(ctx) -> None`` (critical), ``processes`` are async
     functions run in the background (monitors, memory models). Raises :class:`SimulationTimeout`
     after ``max_cycles`` cycles. ``vcd`` (a path) writes a waveform; the environment variable
     ``SYSTOLICA_VCD_DIR`` does the same for every simulation, named after the DUT's class.
-    Returns the number of cycles simulated.
+    Returns the number of cycles simulated. A ``stats`` dict, if given, receives
+    ``build_seconds`` (simulator construction) and ``run_seconds`` (the cycle loop).
     """
     if max_cycles <= 0:
         raise ValueError(f"max_cycles must be positive; got {max_cycles}")
+    started = time.perf_counter()
     sim = Simulator(dut)
     sim.add_clock(CLOCK_PERIOD, domain=domain)
     cycles = [0]
@@ -53,6 +57,9 @@ def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, doma
     if vcd is None and os.environ.get("SYSTOLICA_VCD_DIR"):
         os.makedirs(os.environ["SYSTOLICA_VCD_DIR"], exist_ok=True)
         vcd = os.path.join(os.environ["SYSTOLICA_VCD_DIR"], f"{type(dut).__name__}.vcd")
+    built = time.perf_counter()
     with sim.write_vcd(vcd) if vcd else nullcontext():
         sim.run()
+    if stats is not None:
+        stats.update(build_seconds=built - started, run_seconds=time.perf_counter() - built)
     return cycles[0]

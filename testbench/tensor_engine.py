@@ -131,6 +131,7 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
         worst_stall = 1.0 / (1.0 - max(stall_moving, stall_weights, stall_result, 0.0))
         beats = len(weight_beats) + len(moving_beats)
         max_cycles = int(4 * worst_stall * (beats + 2 * engine.latency + 20) + 200)
+    stats = {}      # simulator timing (Amaranth backend)
     if resolve_backend(backend) != "amaranth":
         same_design = type(engine) is TensorEngine and engine.config == config
         run = run_streams(
@@ -146,7 +147,7 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
     else:
         sim_cycles = run_simulation(
             engine, [feed_weights, feed_moving, collect], max_cycles=max_cycles,
-            processes=[check_stream_protocol(engine.result, "tensor_engine.result")])
+            processes=[check_stream_protocol(engine.result, "tensor_engine.result")], stats=stats)
 
     results, tags, pos = [], [], 0
     for job in jobs:
@@ -157,7 +158,7 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
         tags.extend(b["tag"] for b in beats)
     return MatmulRun(results=results, tags=tags, result_cycles=out["result_cycles"],
                      weight_cycles=out["weight_cycles"], moving_cycles=out["moving_cycles"],
-                     sim_cycles=sim_cycles, weights_overflow=out["weights_overflow"])
+                     sim_cycles=sim_cycles, weights_overflow=out["weights_overflow"], extra=stats)
 
 
 def random_job(config: ArrayConfig, rng, *, m=None, k=None, n=None, extreme=False, **kwargs):
