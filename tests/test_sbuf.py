@@ -1,0 +1,325 @@
+"""SBUF: every port against the NumPy model (testbench.reference.SbufModel), alone and all at once
+with random stalls; the moving reader's one-beat-per-cycle rate under DMA writes; errors."""
+
+import numpy as np
+import pytest
+
+from systolica.config import ArrayConfig, ConfigError, SbufConfig
+from systolica.hdl.sbuf import Sbuf, elements_per_word
+from systolica.testbench.memories import pack_word, run_phases
+from systolica.testbench.reference import SbufModel
+
+
+SBUF8 = SbufConfig(partitions=4, depth=32, word_bytes=8)
+ARRAY8 = ArrayConfig(rows=4, cols=4, result_addr_bits=6)
+# int16 operands, 4-byte words (2 elements per word), 5 partitions and 24 words: neither is a
+# power of two, so partition and address fields can hold out-of-range values.
+SBUF16 = SbufConfig(partitions=5, depth=24, word_bytes=4)
+ARRAY16 = ArrayConfig(rows=4, cols=3, moving_dtype="int16", stationary_dtype="int16",
+                      result_addr_bits=5)
+
+
+def random_model(cfg, rng):
+    model = SbufModel(cfg.partitions, cfg.depth, cfg.word_bytes)
+    model.bytes[:] = rng.integers(0, 256, size=model.bytes.shape, dtype=np.uint8)
+    return model
+
+
+def make_sbuf(cfg, array, model):
+    return Sbuf(cfg, array, init=[model.words(p) for p in range(cfg.partitions)])
+
+
+def moving_expected(model, array, cmd):
+    beats = []
+    mask = (1 << array.result_addr_bits) - 1
+    for i in range(cmd["count"]):
+        beats.append({
+            "data": [model.element(k, cmd["offset"] + i, array.moving_dtype)
+                     for k in range(array.rows)],
+            "start": int(cmd["start"] and i == 0),
+            "tag": {"addr": (cmd["addr"] + i) & mask, "accumulate": cmd["accumulate"],
+                    "last": int(i == cmd["count"] - 1)},
+        })
+    return beats
+
+
+def weights_expected(model, array, cmd):
+    rows = []
+    for k in range(cmd["rows"]):
+        data = [model.element(k, cmd["offset"] + n, array.stationary_dtype)
+                for n in range(cmd["cols"])]
+        rows.append({"data": data + [0] * (array.cols - cmd["cols"]),
+                     "last": int(k == cmd["rows"] - 1)})
+    return rows
+
+
+def random_moving_cmds(rng, cfg, array, n, *, max_count=12, addr_range=None):
+    elems = cfg.depth * elements_per_word(cfg, array.moving_dtype)
+    cmds = []
+    for _ in range(n):
+        count = int(rng.integers(1, max_count + 1))
+        lo, hi = addr_range if addr_range else (0, elems)
+        cmds.append({"offset": int(rng.integers(lo, hi - count + 1)), "count": count,
+                     "start": int(rng.integers(2)), "addr": int(rng.integers(64)),
+                     "accumulate": int(rng.integers(2))})
+    return cmds
+
+
+def random_weights_cmds(rng, cfg, array, n, *, addr_range=None):
+    elems = cfg.depth * elements_per_word(cfg, array.stationary_dtype)
+    cmds = []
+    for _ in range(n):
+        rows, cols = int(rng.integers(1, array.rows + 1)), int(rng.integers(1, array.cols + 1))
+        lo, hi = addr_range if addr_range else (0, elems)
+        cmds.append({"offset": int(rng.integers(lo, hi - cols + 1)), "rows": rows, "cols": cols})
+    return cmds
+
+
+def random_dma(rng, cfg, n, *, addrs, write_prob=0.5, model=None):
+    reqs = []
+    for _ in range(n):
+        write = rng.random() < write_prob
+        reqs.append({
+            "write": int(write), "partition": int(rng.integers(cfg.partitions)),
+            "addr": int(rng.choice(addrs)),
+            "data": [int(x) for x in rng.integers(0, 256, size=cfg.word_bytes)],
+            "byte_enable": int(rng.integers(1 << cfg.word_bytes)) if write else 0,
+        })
+    return reqs
+
+
+def apply_dma(model, reqs):
+    """The responses the model gives to ``reqs`` applied in order (and the writes applied)."""
+    responses = []
+    for r in reqs:
+        if r["write"]:
+            model.write_word(r["partition"], r["addr"], r["data"], r["byte_enable"])
+        else:
+            responses.append(model.read_word(r["partition"], r["addr"]))
+    return responses
+
+
+def dump_requests(cfg):
+    return [{"write": 0, "partition": p, "addr": a, "data": [0] * cfg.word_bytes,
+             "byte_enable": 0} for p in range(cfg.partitions) for a in range(cfg.depth)]
+
+
+def dump_model(model):
+    return [model.read_word(p, a) for p in range(model.partitions) for a in range(model.depth)]
+
+
+def responses(run, phase):
+    return [r["data"] for r in run["phases"][phase]["dma.response"][0]]
+
+
+def test_bad_configs():
+    with pytest.raises(ConfigError, match="partitions"):
+        SbufConfig(partitions=0)
+    with pytest.raises(ConfigError, match="depth"):
+        SbufConfig(depth=1)
+    with pytest.raises(ConfigError, match="word_bytes"):
+        SbufConfig(word_bytes=3)
+    with pytest.raises(ConfigError, match="partitions.*array.rows"):
+        Sbuf(SbufConfig(partitions=2), ArrayConfig(rows=4))
+    with pytest.raises(ValueError, match="init"):
+        Sbuf(SBUF8, ARRAY8, init=[[0]])
+
+
+@pytest.mark.parametrize("cfg", [SBUF8, SBUF16], ids=["w8", "w4"])
+def test_dma_port_random(seed, cfg):
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    model = random_model(cfg, rng)
+    dut = make_sbuf(cfg, array, model)
+    reqs = random_dma(rng, cfg, 150, addrs=range(cfg.depth))
+    reqs += [dict(r, write=0) for r in reqs[:40]]          # read back some written words
+    expected = apply_dma(model, reqs)
+    run = run_phases(dut, [{"dma.request": reqs, "dma.response": len(expected)},
+                           {"dma.request": dump_requests(cfg),
+                            "dma.response": cfg.partitions * cfg.depth}],
+                     seed=seed, stall=0.3)
+    assert responses(run, 0) == expected
+    assert responses(run, 1) == dump_model(model)
+
+
+@pytest.mark.parametrize("cfg", [SBUF8, SBUF16], ids=["w8", "w4"])
+def test_moving_and_weights_readers(seed, cfg):
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    model = random_model(cfg, rng)
+    mcmds = random_moving_cmds(rng, cfg, array, 12)
+    wcmds = random_weights_cmds(rng, cfg, array, 8)
+    mexp = [b for c in mcmds for b in moving_expected(model, array, c)]
+    wexp = [r for c in wcmds for r in weights_expected(model, array, c)]
+    run = run_phases(make_sbuf(cfg, array, model),
+                     [{"moving_cmd": mcmds, "moving": len(mexp),
+                       "weights_cmd": wcmds, "weights": len(wexp)}],
+                     seed=seed, stall=0.3)
+    assert run["phases"][0]["moving"][0] == mexp
+    assert run["phases"][0]["weights"][0] == wexp
+
+
+@pytest.mark.parametrize("cfg", [SBUF8, SBUF16], ids=["w8", "w4"])
+def test_moving_one_beat_per_cycle_during_dma_writes(cfg):
+    """Back-to-back moving commands (any offset, even a single element per word) while the DMA
+    writes every cycle: one moving beat every cycle."""
+    rng = np.random.default_rng(3)
+    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    model = random_model(cfg, rng)
+    half = cfg.depth * elements_per_word(cfg, array.moving_dtype) // 2
+    mcmds = random_moving_cmds(rng, cfg, array, 10, max_count=20, addr_range=(0, half))
+    mcmds += [{"offset": 2 * i + 1, "count": 1, "start": 0, "addr": i, "accumulate": 0}
+              for i in range(6)]
+    dma = random_dma(rng, cfg, 150, addrs=range(cfg.depth // 2, cfg.depth), write_prob=1.0)
+    mexp = [b for c in mcmds for b in moving_expected(model, array, c)]
+    run = run_phases(make_sbuf(cfg, array, model),
+                     [{"moving_cmd": mcmds, "moving": len(mexp), "dma.request": dma}])
+    payloads, cycles = run["phases"][0]["moving"]
+    assert payloads == mexp
+    assert cycles == list(range(cycles[0], cycles[0] + len(mexp))), "moving beats stalled"
+    dma_cycles = run["phases"][0]["dma.request"]
+    assert dma_cycles == list(range(dma_cycles[0], dma_cycles[0] + len(dma))), "DMA stalled"
+
+
+@pytest.mark.parametrize("cfg", [SBUF8, SBUF16], ids=["w8", "w4"])
+def test_all_ports_at_once(seed, cfg):
+    """DMA reads/writes, moving and weights reads and vector writes at once with random stalls.
+    Reads cover the untouched lower half; DMA writes and vector writes share partitions but not
+    words (so the result is order-independent); a final dump checks every byte."""
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    P, D, WB = cfg.partitions, cfg.depth, cfg.word_bytes
+    model = random_model(cfg, rng)
+    dut = make_sbuf(cfg, array, model)
+    read_words = D // 2
+    m_elems = read_words * elements_per_word(cfg, array.moving_dtype)
+    w_elems = read_words * elements_per_word(cfg, array.stationary_dtype)
+    mcmds = random_moving_cmds(rng, cfg, array, 10, addr_range=(0, m_elems))
+    wcmds = random_weights_cmds(rng, cfg, array, 6, addr_range=(0, w_elems))
+    mexp = [b for c in mcmds for b in moving_expected(model, array, c)]
+    wexp = [r for c in wcmds for r in weights_expected(model, array, c)]
+    dma_reads = random_dma(rng, cfg, 60, addrs=range(read_words), write_prob=0.0)
+    dma_writes = random_dma(rng, cfg, 60, addrs=range(read_words, 3 * D // 4), write_prob=1.0)
+    dma = [r for pair in zip(dma_reads, dma_writes) for r in pair]
+    vectors = []
+    for _ in range(60):
+        vectors.append({
+            "addr": int(rng.integers(3 * D // 4, D)),
+            "data": [[int(x) for x in rng.integers(0, 256, size=WB)] for _ in range(P)],
+            "byte_enable": [int(rng.integers(1 << WB)) for _ in range(P)],
+        })
+    expected_reads = apply_dma(model, dma)
+    for v in vectors:
+        model.vector_write(v["addr"], v["data"], v["byte_enable"])
+
+    async def errors(ctx):
+        return ctx.get(dut.errors.as_value())
+
+    run = run_phases(dut, [
+        {"dma.request": dma, "dma.response": len(expected_reads), "moving_cmd": mcmds,
+         "moving": len(mexp), "weights_cmd": wcmds, "weights": len(wexp),
+         "vector_write": vectors},
+        {"dma.request": dump_requests(cfg), "dma.response": P * D},
+    ], seed=seed, stall=0.3, final=errors)
+    ph = run["phases"][0]
+    assert responses(run, 0) == expected_reads
+    assert ph["moving"][0] == mexp
+    assert ph["weights"][0] == wexp
+    assert responses(run, 1) == dump_model(model)
+    assert run["final"] == 0
+
+
+def test_vector_write_vs_dma_write_same_partition():
+    """Vector writes enabling every partition and DMA writes every cycle: every conflict, they
+    alternate, both complete, all bytes land."""
+    cfg, array = SBUF8, ARRAY8
+    model = SbufModel(cfg.partitions, cfg.depth, cfg.word_bytes)
+    dut = make_sbuf(cfg, array, model)
+    rng = np.random.default_rng(11)
+    vectors = [{"addr": 16 + i % 16,
+                "data": [[int(x) for x in rng.integers(0, 256, size=8)] for _ in range(4)],
+                "byte_enable": [0xFF] * 4} for i in range(30)]
+    dma = random_dma(rng, cfg, 30, addrs=range(16), write_prob=1.0)
+    for v in vectors:
+        model.vector_write(v["addr"], v["data"], v["byte_enable"])
+    apply_dma(model, dma)
+    run = run_phases(dut, [{"vector_write": vectors, "dma.request": dma},
+                           {"dma.request": dump_requests(cfg), "dma.response": 4 * 32}])
+    assert responses(run, 1) == dump_model(model)
+    ph = run["phases"][0]
+    end = max(ph["vector_write"][-1], ph["dma.request"][-1])
+    start = min(ph["vector_write"][0], ph["dma.request"][0])
+    assert end - start + 1 <= 60 + 2
+
+
+def test_errors_out_of_range():
+    """Partition >= P, address >= depth, commands past the end, empty/oversized commands and
+    vector writes past the end: error bits set, nothing else touched, every request answered."""
+    cfg, array = SBUF16, ARRAY16
+    rng = np.random.default_rng(5)
+    model = random_model(cfg, rng)
+    dut = make_sbuf(cfg, array, model)
+    good = random_dma(rng, cfg, 10, addrs=range(cfg.depth), write_prob=0.5)
+    bad = [
+        {"write": 1, "partition": 5, "addr": 3, "data": [1] * 4, "byte_enable": 0xF},
+        {"write": 1, "partition": 7, "addr": 3, "data": [1] * 4, "byte_enable": 0xF},
+        {"write": 1, "partition": 1, "addr": 24, "data": [1] * 4, "byte_enable": 0xF},
+        {"write": 0, "partition": 6, "addr": 0, "data": [0] * 4, "byte_enable": 0},
+        {"write": 0, "partition": 0, "addr": 31, "data": [0] * 4, "byte_enable": 0},
+    ]
+    reqs = good[:5] + bad + good[5:]
+    expected = apply_dma(model, reqs)
+    elems = cfg.depth * 2
+    mcmds = [{"offset": elems - 3, "count": 6, "start": 1, "addr": 0, "accumulate": 0},
+             {"offset": 0, "count": 0, "start": 1, "addr": 0, "accumulate": 0},
+             {"offset": 4, "count": 2, "start": 0, "addr": 9, "accumulate": 1}]
+    wcmds = [{"offset": elems - 2, "rows": 2, "cols": 3},
+             {"offset": 0, "rows": 0, "cols": 3}, {"offset": 0, "rows": 4, "cols": 0},
+             {"offset": 1, "rows": 2, "cols": 2}]
+    mexp = [b for c in mcmds for b in moving_expected(model, array, c)]
+    wexp = [r for c in wcmds if c["rows"] and c["cols"] for r in weights_expected(model, array, c)]
+    vectors = [{"addr": 24 + i, "data": [[9] * 4] * 5, "byte_enable": [0xF] * 5}
+               for i in range(3)]
+
+    async def errors(ctx):
+        return {name: ctx.get(getattr(dut.errors, name))
+                for name in ("dma", "moving", "weights", "vector")}
+
+    run = run_phases(dut, [
+        {"dma.request": reqs, "dma.response": len(expected), "moving_cmd": mcmds,
+         "moving": len(mexp), "weights_cmd": wcmds, "weights": len(wexp),
+         "vector_write": vectors},
+        {"dma.request": dump_requests(cfg), "dma.response": cfg.partitions * cfg.depth},
+    ], seed=5, stall=0.2, final=errors)
+    assert responses(run, 0) == expected
+    assert run["phases"][0]["moving"][0] == mexp
+    assert run["phases"][0]["weights"][0] == wexp
+    assert responses(run, 1) == dump_model(model)
+    assert run["final"] == {"dma": 1, "moving": 1, "weights": 1, "vector": 1}
+
+
+def test_clear_errors():
+    cfg, array = SBUF16, ARRAY16
+    dut = Sbuf(cfg, array)
+    bad = [{"write": 1, "partition": 6, "addr": 0, "data": [0] * 4, "byte_enable": 1}]
+
+    async def clear(ctx):
+        before = ctx.get(dut.errors.dma)
+        ctx.set(dut.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(dut.clear_errors, 0)
+        await ctx.tick()
+        return before, ctx.get(dut.errors.dma)
+
+    run = run_phases(dut, [{"dma.request": bad}], final=clear)
+    assert run["final"] == (1, 0)
+
+
+def test_word_packing_matches_model():
+    model = SbufModel(2, 4, 8)
+    model.store(1, 3, [-2, 300], "int16")
+    assert model.words(1)[0] == pack_word([0, 0, 0, 0, 0, 0, 0xFE, 0xFF])
+    assert model.words(1)[1] == pack_word([0x2C, 0x01, 0, 0, 0, 0, 0, 0])
