@@ -12,7 +12,8 @@ import sys
 import time
 
 from .blocks import BLOCKS, get_block
-from .config import CONFIG_CLASSES, ConfigError, default_config, load_toml
+from .config import (
+    CONFIG_CLASSES, ConfigError, config_reference_markdown, default_config, load_toml)
 from .synth.flow import SynthError
 
 
@@ -108,6 +109,8 @@ def _build_parser(block_name):
 
     p = add_block_command("config", "print the resolved configuration as JSON (the manifest "
                           "software reads)")
+    p.add_argument("--reference", action="store_true",
+                   help="print the Markdown reference of every config parameter instead")
     sub.add_parser("blocks", help="list the blocks that verilog/synth can build")
     return parser
 
@@ -187,6 +190,9 @@ def _cmd_synth(args, configs):
 
 
 def _cmd_config(args, configs):
+    if args.reference:
+        print(config_reference_markdown(), end="")
+        return 0
     block = get_block(args.block)
     print(json.dumps({s: configs[s].to_dict() for s in block.sections}, indent=2))
     return 0

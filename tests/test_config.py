@@ -48,3 +48,11 @@ def test_describe_covers_every_field():
     names = [row[0] for row in ArrayConfig.describe()]
     assert names == [f.name for f in dataclasses.fields(ArrayConfig)]
     assert all(row[3] for row in ArrayConfig.describe()), "every field has help text"
+
+
+def test_docs_config_reference_is_current():
+    import pathlib
+    from systolica.config import config_reference_markdown
+    doc = pathlib.Path(__file__).parent.parent / "docs" / "config.md"
+    assert doc.read_text() == config_reference_markdown(), \
+        "docs/config.md is stale: regenerate with `systolica config --reference > docs/config.md`"
