@@ -92,6 +92,8 @@ class InputUnit(wiring.Component):
                         m.d.sync += [self.oport[v].eq(self.deq_oport),
                                      self.ovc[v].eq(self.deq_ovc)]
 
-        m.d.sync += [self.link.credit.eq(self.deq & self.head_valid.bit_select(self.deq_vc, 1)),
-                     self.link.credit_vc.eq(self.deq_vc)]
+        leaving = self.deq & self.head_valid.bit_select(self.deq_vc, 1)
+        m.d.sync += self.link.credit.eq(leaving)
+        with m.If(leaving):
+            m.d.sync += self.link.credit_vc.eq(self.deq_vc)
         return m

@@ -14,15 +14,15 @@ anything is built.
 """
 
 from amaranth.hdl import *
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
 from systolica.hdl.noc.interface import NetworkInterface, recv_layout, send_layout
+from systolica.hdl.noc.route_compute import RouteCompute
 from systolica.hdl.noc.router import Router
 from systolica.hdl.noc.topology import (E, L, N, MeshTopology, OPPOSITE, allowed_turns,
                                         check_deadlock_free)
-from amaranth.lib import stream
 
 
 __all__ = ["Mesh"]
@@ -30,6 +30,13 @@ __all__ = ["Mesh"]
 
 class Mesh(wiring.Component):
     def __init__(self, x=None, y=None, *, config: NocConfig = None, **params):
+        try:
+            self._setup(x, y, config, params)
+        except Exception:
+            self._MustUse__silence = True       # a refused mesh is not an unused one
+            raise
+
+    def _setup(self, x, y, config, params):
         if isinstance(x, NocConfig):
             config, x = x, None
         if config is None:
@@ -54,9 +61,9 @@ class Mesh(wiring.Component):
             members[f"refused_{nx}_{ny}"] = Out(config.error_counter_bits)
         members["overflow"] = Out(1)
         super().__init__(members)
-        # Built here so that bad parameters fail at construction.
-        self.routers = {node: Router(config, *node, turns=self._turns)
-                        for node in self.topology.nodes}
+        # Bad parameters fail here, at construction (the routers are built in elaborate()).
+        for node in self.topology.nodes:
+            RouteCompute.validate(config, *node)
 
     @property
     def config(self):
@@ -93,7 +100,8 @@ class Mesh(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         topo = self.topology
-        for node, router in self.routers.items():
+        routers = {node: Router(self._config, *node, turns=self._turns) for node in topo.nodes}
+        for node, router in routers.items():
             nx, ny = node
             m.submodules[f"router_{nx}_{ny}"] = router
             ni = m.submodules[f"ni_{nx}_{ny}"] = NetworkInterface(self._config, nx, ny)
@@ -106,10 +114,10 @@ class Mesh(wiring.Component):
                 other = topo.neighbour(node, p)
                 if other is None:
                     continue
-                peer = self.routers[other]
+                peer = routers[other]
                 self._link(m, router.out_port(p), peer.in_port(OPPOSITE[p]),
                            f"link_{nx}_{ny}_{'NE'[p == E]}")
                 self._link(m, peer.out_port(OPPOSITE[p]), router.in_port(p),
                            f"link_{other[0]}_{other[1]}_{'SW'[p == E]}")
-        m.d.comb += self.overflow.eq(Cat(r.overflow for r in self.routers.values()).any())
+        m.d.comb += self.overflow.eq(Cat(r.overflow for r in routers.values()).any())
         return m

@@ -36,7 +36,9 @@ class OutputUnit(wiring.Component):
         m = Module()
         cfg = self._config
         V, B = cfg.vcs, cfg.buffer_depth
-        m.d.sync += [self.link.valid.eq(self.send), self.link.flit.eq(self.flit)]
+        m.d.sync += self.link.valid.eq(self.send)
+        with m.If(self.send):       # (holding the register otherwise saves power and sim time)
+            m.d.sync += self.link.flit.eq(self.flit)
         for v in range(V):
             credits = Signal(range(B + 1), init=B, name=f"credits{v}")
             held = Signal(name=f"held{v}")

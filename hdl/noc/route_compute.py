@@ -17,18 +17,23 @@ __all__ = ["RouteCompute"]
 
 class RouteCompute(wiring.Component):
     def __init__(self, config: NocConfig, x, y, *, lanes=1):
-        if config.routing not in ("xy", "yx"):
-            raise ConfigError(f"NocConfig.routing={config.routing!r} has no hardware route "
-                              f"computation; use 'xy' or 'yx'")
-        if not (0 <= x < config.width and 0 <= y < config.height):
-            raise ValueError(f"router position ({x}, {y}) is outside the "
-                             f"{config.width}x{config.height} mesh")
+        self.validate(config, x, y)
         self._config, self._x, self._y, self._lanes = config, x, y, lanes
         super().__init__({
             "dst_x": In(data.ArrayLayout(coord_bits(config.width), lanes)),
             "dst_y": In(data.ArrayLayout(coord_bits(config.height), lanes)),
             "port": Out(data.ArrayLayout(range(5), lanes)),
         })
+
+    @staticmethod
+    def validate(config: NocConfig, x, y):
+        """Raise unless a route computation for router (x, y) of ``config`` can be built."""
+        if config.routing not in ("xy", "yx"):
+            raise ConfigError(f"NocConfig.routing={config.routing!r} has no hardware route "
+                              f"computation; use 'xy' or 'yx'")
+        if not (0 <= x < config.width and 0 <= y < config.height):
+            raise ValueError(f"router position ({x}, {y}) is outside the "
+                             f"{config.width}x{config.height} mesh")
 
     def elaborate(self, platform):
         m = Module()

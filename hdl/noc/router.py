@@ -41,6 +41,13 @@ PORT_SUFFIX = tuple(name.lower() for name in PORT_NAMES)
 
 class Router(wiring.Component):
     def __init__(self, config: NocConfig = None, x=0, y=0, *, turns=None):
+        try:
+            self._setup(config, x, y, turns)
+        except Exception:
+            self._MustUse__silence = True       # a refused router is not an unused one
+            raise
+
+    def _setup(self, config, x, y, turns):
         if config is None:
             config = NocConfig()
         if not isinstance(config, NocConfig):
@@ -51,7 +58,7 @@ class Router(wiring.Component):
         self._turns = frozenset(turns if turns is not None
                                 else allowed_turns(topology, config.routing))
         # Validates the routing choice and the position before elaboration.
-        RouteCompute(config, x, y, lanes=config.vcs)
+        RouteCompute.validate(config, x, y)
         members = {}
         for s in PORT_SUFFIX:
             members[f"in_{s}"] = In(LinkSignature(config))
