@@ -114,22 +114,13 @@ class Dma(wiring.Component):
     """The DMA engine (see the module docstring and docs/dma.md)."""
 
     def __init__(self, config: DmaConfig = None, sbuf_config: SbufConfig = None):
+        try:
+            self._check(config, sbuf_config)
+        except Exception:
+            self._MustUse__silence = True       # a rejected component is not "unused"
+            raise
         config = DmaConfig() if config is None else config
         sbuf_config = SbufConfig() if sbuf_config is None else sbuf_config
-        if not isinstance(config, DmaConfig):
-            raise TypeError(f"Dma config must be a DmaConfig; got {config!r}")
-        if not isinstance(sbuf_config, SbufConfig):
-            raise TypeError(f"Dma sbuf_config must be an SbufConfig; got {sbuf_config!r}")
-        if config.data_width != 8 * sbuf_config.word_bytes:
-            raise ConfigError(f"DmaConfig.data_width must equal 8 * SbufConfig.word_bytes = "
-                              f"{8 * sbuf_config.word_bytes}; got {config.data_width}")
-        if sbuf_config.depth & (sbuf_config.depth - 1):
-            raise ConfigError(f"the DMA needs SbufConfig.depth to be a power of two (linear "
-                              f"SBUF addresses); got {sbuf_config.depth}")
-        sbuf_bytes = sbuf_config.partitions * sbuf_config.partition_bytes
-        if sbuf_bytes > (1 << config.addr_width):
-            raise ConfigError(f"DmaConfig.addr_width must be >= {(sbuf_bytes - 1).bit_length()} "
-                              f"to address the whole SBUF; got {config.addr_width}")
         self._config = config
         self._sbuf_config = sbuf_config
         super().__init__({
@@ -150,6 +141,25 @@ class Dma(wiring.Component):
             "last_error": Out(3),
             "clear_errors": In(1),
         })
+
+    @staticmethod
+    def _check(config, sbuf_config):
+        config = DmaConfig() if config is None else config
+        sbuf_config = SbufConfig() if sbuf_config is None else sbuf_config
+        if not isinstance(config, DmaConfig):
+            raise TypeError(f"Dma config must be a DmaConfig; got {config!r}")
+        if not isinstance(sbuf_config, SbufConfig):
+            raise TypeError(f"Dma sbuf_config must be an SbufConfig; got {sbuf_config!r}")
+        if config.data_width != 8 * sbuf_config.word_bytes:
+            raise ConfigError(f"DmaConfig.data_width must equal 8 * SbufConfig.word_bytes = "
+                              f"{8 * sbuf_config.word_bytes}; got {config.data_width}")
+        if sbuf_config.depth & (sbuf_config.depth - 1):
+            raise ConfigError(f"the DMA needs SbufConfig.depth to be a power of two (linear "
+                              f"SBUF addresses); got {sbuf_config.depth}")
+        sbuf_bytes = sbuf_config.partitions * sbuf_config.partition_bytes
+        if sbuf_bytes > (1 << config.addr_width):
+            raise ConfigError(f"DmaConfig.addr_width must be >= {(sbuf_bytes - 1).bit_length()} "
+                              f"to address the whole SBUF; got {config.addr_width}")
 
     @property
     def config(self):

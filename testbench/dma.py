@@ -28,11 +28,12 @@ class DmaRun:
 
 def run_dma(dut, queues, *, dram_size=1 << 16, dram_mem=None, sbuf_mem=None, read_latency=8,
             write_latency=2, axi_stall=0.0, sbuf_stall=0.0, queue_stall=0.0, max_reads=16,
-            max_writes=16, errors=(), rng=None, max_cycles=100_000, sbuf=True):
+            max_writes=16, errors=(), rng=None, max_cycles=100_000, sbuf=True, top=None):
     """Run the descriptors ``queues[q]`` (lists of :class:`~.dma_model.DmaTransfer`) on ``dut``
     (a :class:`systolica.hdl.dma.Dma`) until all have completed. ``errors`` are
     ``(lo, hi, resp, reads, writes)`` ranges for :meth:`AxiDram.add_error`. ``sbuf=False`` leaves
-    the SBUF port unconnected (for a DUT whose SBUF is inside)."""
+    the SBUF port unconnected (the DMA's port connected to a real SBUF inside ``top``, the design
+    simulated instead of ``dut``)."""
     rng = rng if rng is not None else np.random.default_rng(0)
     if len(queues) > len(dut.queues):
         raise ValueError(f"run_dma: {len(queues)} queues given; the DMA has {len(dut.queues)}")
@@ -75,6 +76,6 @@ def run_dma(dut, queues, *, dram_size=1 << 16, dram_mem=None, sbuf_mem=None, rea
 
     processes = [monitor] + dram.processes() + (model.processes() if model else [])
     testbenches = [feeder(q, d) for q, d in enumerate(queues) if d] + [waiter]
-    cycles = run_simulation(dut, testbenches, processes=processes, max_cycles=max_cycles)
+    cycles = run_simulation(dut if top is None else top, testbenches, processes=processes, max_cycles=max_cycles)
     return DmaRun(done=done, cycles=cycles, dram=dram, sbuf=model, status=status,
                   sem_values=sem_values)

@@ -14,6 +14,7 @@ import numpy as np
 
 
 __all__ = ["DmaSide", "DmaTransfer", "side_offsets", "side_range", "dma_check_reference",
+           "random_transfer",
            "dma_copy_reference", "DMA_ERROR_NAMES"]
 
 # Error codes (docs/dma.md); the same numbers as systolica.hdl.dma.DMA_ERR_*.
@@ -105,3 +106,54 @@ def dma_copy_reference(t: DmaTransfer, dram, sbuf):
     rev = dst[::-1]
     unique, first_in_rev = np.unique(rev, return_index=True)
     spaces[t.dst.space][unique] = values[len(dst) - 1 - first_in_rev]
+
+
+def _random_side_shape(rng, counts, elem, allow_zero):
+    """Strides for ``counts``: dense, padded, reversed (negative) or (if allowed) zero."""
+    strides = []
+    extent = elem
+    for c in counts:
+        kind = rng.choice(["dense", "padded", "negative", "zero"] if allow_zero
+                          else ["dense", "padded", "negative"])
+        step = extent if kind == "dense" else extent + int(rng.integers(1, 2 * elem + 3))
+        if kind == "negative":
+            step = -step
+        if kind == "zero":
+            step = 0
+        if c == 1:
+            step = int(rng.integers(-64, 65))      # never used: any value is fine
+        strides.append(int(step))
+        extent = max(extent, abs(step) * (c - 1) + extent) if c > 1 else extent
+    return tuple(strides)
+
+
+def random_transfer(rng, *, src_space, dst_space, src_region, dst_region, max_elem=9,
+                    max_count=5, zero_strides=True, semaphore=0, tries=100):
+    """A random good descriptor whose sides lie inside ``src_region`` / ``dst_region``
+    (``(lo, hi)`` byte ranges): element sizes 1..max_elem, counts 1..max_count per dimension,
+    dense / padded / negative / zero strides (zero on the destination too: the later write
+    wins), and a destination shape that is the source's, a permutation of it, or flat."""
+    for _ in range(tries):
+        elem = int(rng.integers(1, max_elem + 1))
+        counts = tuple(int(rng.integers(1, max_count + 1)) if rng.random() < 0.7 else 1
+                       for _ in range(3))
+        shape = rng.integers(3)
+        if shape == 0:
+            dcounts = counts
+        elif shape == 1:
+            dcounts = tuple(int(x) for x in rng.permutation(counts))
+        else:
+            dcounts = (int(np.prod(counts)), 1, 1)
+        sides = []
+        for space, region, cs in ((src_space, src_region, counts),
+                                  (dst_space, dst_region, dcounts)):
+            strides = _random_side_shape(rng, cs, elem, zero_strides)
+            lo, end = side_range(DmaSide(space, 0, cs, strides), elem)
+            room = (region[1] - region[0]) - (end - lo)
+            if room < 0:
+                break
+            base = region[0] - lo + int(rng.integers(0, room + 1))
+            sides.append(DmaSide(space, base, cs, strides))
+        if len(sides) == 2:
+            return DmaTransfer(sides[0], sides[1], elem, semaphore)
+    raise ValueError("random_transfer: regions too small for the requested shapes")
