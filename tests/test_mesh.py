@@ -2,6 +2,8 @@
 exactly once, intact, to the right node, in order per (source, destination) pair; deadlock
 watchdog; random ejection stalls; destinations outside the mesh refused and counted."""
 
+from collections import deque
+
 import pytest
 
 from systolica.config import ConfigError, NocConfig
@@ -138,9 +140,10 @@ def test_checker_catches_duplicates_reordering_corruption_and_loss():
     traffic = NocTraffic(unused(Mesh(2, 2)), rate=0.1, packet_len=2, seed=1)
     a = traffic._new_packet(0, cycle=0, measured=True)
     b = traffic._new_packet(0, cycle=1, measured=True)
+    a["injected"], b["injected"] = 2, 3
     # Force both to the same destination to test ordering.
     traffic.expected.clear()
-    traffic.expected[((0, 0), (1, 1))] = __import__("collections").deque([a, b])
+    traffic.expected[((0, 0), (1, 1))] = deque([a, b])
     dst = traffic.nodes.index((1, 1))
     traffic._deliver(dst, (0, 0), b["words"], cycle=10)
     assert any("out of order" in e for e in traffic.errors)
