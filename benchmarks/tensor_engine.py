@@ -35,12 +35,12 @@ def main(argv=None):
     parser.add_argument("--backend", default=None, help="amaranth (default) or verilator")
     parser.add_argument("--rows-per-stage", type=int, default=1)
     parser.add_argument("--cols-per-stage", type=int, default=1)
-    parser.add_argument("--no-multiplier-register", action="store_true")
+    parser.add_argument("--multiplier-stages", type=int, default=1, choices=(0, 1, 2))
     args = parser.parse_args(argv)
 
     config = ArrayConfig(rows=args.rows, cols=args.cols, rows_per_stage=args.rows_per_stage,
                          cols_per_stage=args.cols_per_stage,
-                         multiplier_register=not args.no_multiplier_register)
+                         multiplier_stages=args.multiplier_stages)
     m = args.m if args.m is not None else 2 * config.rows
     rng = np.random.default_rng(args.seed)
     jobs = [random_job(config, rng, m=m, k=config.rows, n=config.cols)

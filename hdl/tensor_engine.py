@@ -71,7 +71,8 @@ class ProcessingElement(wiring.Component):
 
     ``register_moving`` / ``register_psum`` put a pipeline register on the moving-operand output
     (to the right) / the partial-sum output (downwards); the engine sets them per PE from
-    ``cols_per_stage`` / ``rows_per_stage``. ``multiplier_register`` registers the product.
+    ``cols_per_stage`` / ``rows_per_stage``. ``multiplier_stages`` registers the product (1),
+    and also the multiplier's operands (2).
     """
 
     def __init__(self, config: ArrayConfig, *, register_moving=True, register_psum=True):
@@ -103,13 +104,13 @@ class ProcessingElement(wiring.Component):
             with m.Else():
                 m.d.sync += weight[0].eq(self.w_data)
 
-        product = Signal(signed(cfg.moving_shape.width + cfg.stationary_shape.width + 1),
-                         reset_less=True)
-        product_now = self.a_in * Mux(self.bank_in, weight[1], weight[0])
-        if cfg.multiplier_register:
-            m.d.sync += product.eq(product_now)
-        else:
-            m.d.comb += product.eq(product_now)
+        # The weight is picked by the bank bit travelling with the moving element.
+        a_operand = self.a_in
+        w_operand = Mux(self.bank_in, weight[1], weight[0])
+        if cfg.multiplier_stages >= 2:
+            a_operand = self._stage(m, a_operand, True, "a_operand")
+            w_operand = self._stage(m, w_operand, True, "w_operand")
+        product = self._stage(m, a_operand * w_operand, cfg.multiplier_stages >= 1, "product")
 
         # Truncation to acc_bits is the two's-complement wraparound.
         psum_next = (self.psum_in + product)[:cfg.acc_bits].as_signed()
@@ -125,7 +126,7 @@ class ProcessingElement(wiring.Component):
         """``value`` through a reset-less pipeline register, or unchanged."""
         if not registered:
             return value
-        reg = Signal.like(value, name=f"{name}_reg", reset_less=True)
+        reg = Signal(Value.cast(value).shape(), name=f"{name}_reg", reset_less=True)
         m.d.sync += reg.eq(value)
         return reg
 
@@ -175,7 +176,7 @@ class TensorEngine(wiring.Component):
         (with no stalls); the result can be taken by the consumer one cycle later."""
         cfg = self._config
         return (2 + self.row_skew(cfg.rows - 1) + self.col_delay(cfg.cols - 1)
-                + int(cfg.multiplier_register))
+                + cfg.multiplier_stages)
 
     # ---------------------------------------------------------------------------------------------
 

@@ -41,10 +41,10 @@ def test_config_file_and_flags(tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text("[array]\nrows = 4\ncols = 6\n")
     assert main(["config", "--config", str(path), "--array.cols", "5",
-                 "--multiplier-register", "false"]) == 0
+                 "--multiplier-stages", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["array"]["rows"] == 4 and out["array"]["cols"] == 5
-    assert out["array"]["multiplier_register"] is False
+    assert out["array"]["multiplier_stages"] == 2
 
 
 def test_blocks_lists_every_block(capsys):

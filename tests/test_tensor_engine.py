@@ -32,18 +32,21 @@ def test_random_gemms_every_dtype_pair_with_stalls(seed, moving_dtype, stationar
     assert_results(config, jobs, run)
 
 
-@pytest.mark.parametrize("rows,cols,rows_per_stage,cols_per_stage,multiplier_register", [
-    (5, 4, 1, 1, False),
-    (5, 4, 2, 1, True),
-    (5, 4, 3, 3, False),
-    (4, 5, 4, 5, True),     # fully combinational columns and rows
-    (1, 1, 1, 1, True),     # smallest array
-    (1, 6, 1, 2, True),
-    (6, 1, 2, 1, False),
+@pytest.mark.parametrize("rows,cols,rows_per_stage,cols_per_stage,multiplier_stages", [
+    (5, 4, 1, 1, 0),
+    (5, 4, 2, 1, 1),
+    (5, 4, 1, 1, 2),
+    (5, 4, 3, 3, 0),
+    (4, 5, 4, 5, 1),        # fully combinational columns and rows
+    (4, 5, 2, 2, 2),
+    (1, 1, 1, 1, 1),        # smallest array
+    (1, 1, 1, 1, 2),
+    (1, 6, 1, 2, 1),
+    (6, 1, 2, 1, 0),
 ])
-def test_pipeline_variants(seed, rows, cols, rows_per_stage, cols_per_stage, multiplier_register):
+def test_pipeline_variants(seed, rows, cols, rows_per_stage, cols_per_stage, multiplier_stages):
     config = ArrayConfig(rows=rows, cols=cols, rows_per_stage=rows_per_stage,
-                         cols_per_stage=cols_per_stage, multiplier_register=multiplier_register)
+                         cols_per_stage=cols_per_stage, multiplier_stages=multiplier_stages)
     rng = np.random.default_rng(seed)
     jobs = [random_job(config, rng) for _ in range(3)]
     run = run_matmuls(config, jobs, seed=seed, stall_moving=0.2, stall_weights=0.2,
@@ -120,7 +123,8 @@ def test_weight_reuse_and_tags(seed):
 
 
 def test_latency_matches_geometry():
-    for kwargs in ({}, {"rows_per_stage": 2}, {"cols_per_stage": 3, "multiplier_register": False}):
+    for kwargs in ({}, {"rows_per_stage": 2}, {"cols_per_stage": 3, "multiplier_stages": 0},
+                   {"multiplier_stages": 2}):
         config = ArrayConfig(rows=4, cols=3, **kwargs)
         engine = TensorEngine(config)
         job = MatmulJob(a=np.ones((1, 4), dtype=np.int64), w=np.ones((4, 3), dtype=np.int64))
@@ -193,7 +197,7 @@ def test_watchdog_stops_a_hung_simulation():
     ({"acc_bits": 8}, "acc_bits"), ({"moving_dtype": "int16", "stationary_dtype": "uint16",
                                      "acc_bits": 24}, "acc_bits"),
     ({"rows": 4, "rows_per_stage": 5}, "rows_per_stage"), ({"cols_per_stage": 0}, "cols_per_stage"),
-    ({"multiplier_register": 1}, "multiplier_register"), ({"rows": 2.5}, "rows"),
+    ({"multiplier_stages": 3}, "multiplier_stages"), ({"rows": 2.5}, "rows"),
 ])
 def test_bad_config_names_the_parameter(kwargs, name):
     with pytest.raises(ConfigError, match=f"ArrayConfig.{name}"):
