@@ -76,3 +76,20 @@ def _act(configs):
 def _dma(configs):
     from systolica.hdl.dma import Dma
     return Dma(configs["dma"], configs["sbuf"])
+
+
+@register_block("router", top="systolica_router", sections=("noc",),
+                description="5-port mesh router: XY wormhole, VCs, credits, round-robin "
+                            "allocation; the router at the centre of the noc mesh (hdl/noc/)")
+def _router(configs):
+    from systolica.hdl.noc.router import Router
+    cfg = configs["noc"]
+    return Router(cfg, cfg.width // 2, cfg.height // 2)
+
+
+@register_block("mesh", top="systolica_mesh", sections=("noc",),
+                description="X x Y mesh of routers with network interfaces (default 2x2; "
+                            "hdl/noc/mesh.py)")
+def _mesh(configs):
+    from systolica.hdl.noc.mesh import Mesh
+    return Mesh(configs["noc"])
