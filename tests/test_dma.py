@@ -322,6 +322,22 @@ def test_axi_write_error(seed):
     assert np.array_equal(sbuf.reshape(-1), ref_sbuf)
 
 
+async def wait_for(ctx, predicate):
+    """Tick until ``predicate(ctx)`` holds (a loop rather than ``tick().until()``, which leaves an
+    unraisable error behind if the watchdog ends the simulation while waiting)."""
+    await ctx.tick()
+    while not predicate(ctx):
+        await ctx.tick()
+
+
+async def push(ctx, stream, payload):
+    ctx.set(stream.payload, payload)
+    ctx.set(stream.valid, 1)
+    while not (await ctx.tick().sample(stream.ready))[2]:
+        pass
+    ctx.set(stream.valid, 0)
+
+
 def test_semaphore_subtract(seed):
     """Completions increment; the consumer's `sem_sub` subtracts (also in the same cycle)."""
     rng = np.random.default_rng(seed)
@@ -336,11 +352,8 @@ def test_semaphore_subtract(seed):
 
     async def bench(ctx):
         for k in range(5):
-            ctx.set(dut.queues[0].payload, t.as_dict())
-            ctx.set(dut.queues[0].valid, 1)
-            await ctx.tick().until(dut.queues[0].ready)
-        ctx.set(dut.queues[0].valid, 0)
-        await ctx.tick().until(dut.done_count == 5)
+            await push(ctx, dut.queues[0], t.as_dict())
+        await wait_for(ctx, lambda ctx: ctx.get(dut.done_count) == 5)
         assert ctx.get(dut.sem_values[3]) == 5
         ctx.set(dut.sem_sub.payload, {"id": 3, "amount": 2})
         ctx.set(dut.sem_sub.valid, 1)
@@ -350,27 +363,22 @@ def test_semaphore_subtract(seed):
         assert ctx.get(dut.sem_values[3]) == 3
         assert ctx.get(dut.sem_values[0]) == 0
         # A subtraction in the cycle of a completion: both apply.
-        ctx.set(dut.queues[1].payload, t.as_dict())
-        ctx.set(dut.queues[1].valid, 1)
-        await ctx.tick().until(dut.queues[1].ready)
-        ctx.set(dut.queues[1].valid, 0)
-        await ctx.tick().until(dut.done)
+        await push(ctx, dut.queues[1], t.as_dict())
+        await wait_for(ctx, lambda ctx: ctx.get(dut.done))
         ctx.set(dut.sem_sub.payload, {"id": 3, "amount": 3})
         ctx.set(dut.sem_sub.valid, 1)
         await ctx.tick()
         ctx.set(dut.sem_sub.valid, 0)
         assert ctx.get(dut.sem_values[3]) == 1
         # Sticky error flag and clear_errors.
-        ctx.set(dut.queues[0].payload, DmaTransfer(t.src, t.dst, 0, 2).as_dict())
-        ctx.set(dut.queues[0].valid, 1)
-        await ctx.tick().until(dut.queues[0].ready)
-        ctx.set(dut.queues[0].valid, 0)
-        await ctx.tick().until(dut.done_count == 7)
+        await push(ctx, dut.queues[0], DmaTransfer(t.src, t.dst, 0, 2).as_dict())
+        await wait_for(ctx, lambda ctx: ctx.get(dut.done_count) == 7)
         assert ctx.get(dut.error) == 1 and ctx.get(dut.last_error) == DMA_ERR_ZERO_SIZE
         assert ctx.get(dut.sem_values[2]) == 1         # an error still signals its semaphore
         ctx.set(dut.clear_errors, 1)
         await ctx.tick()
         ctx.set(dut.clear_errors, 0)
+        await ctx.tick()
         assert ctx.get(dut.error) == 0 and ctx.get(dut.error_count) == 1
 
     run_simulation(dut, [bench], processes=dram.processes() + sb.processes(), max_cycles=3000)
