@@ -132,3 +132,16 @@ def test_synth_pnr_ice40_uses_scan_wrapper(tmp_path):
     port_bits = sum(layout.size + 2 for layout in streams) + 3   # + valid/ready; busy, errors
     assert report["wrapper_ffs"] == port_bits
     assert report["ffs"] > port_bits
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_every_block_generates_lint_clean_verilog(tmp_path, block):
+    # Each registered block, at its default config: Verilog + manifest, then Verilator lint.
+    out_dir = tmp_path / block
+    assert main(["verilog", "--block", block, "-o", str(out_dir)]) == 0
+    top = BLOCKS[block].top
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert manifest["block"] == block and manifest["top"] == top
+    proc = subprocess.run([verilator_binary(), "--lint-only", "-Wno-fatal", "--top-module", top,
+                           str(out_dir / f"{top}.v")], capture_output=True, text=True)
+    assert proc.returncode == 0 and "%Error" not in proc.stderr, proc.stderr[-3000:]
