@@ -25,13 +25,14 @@ from systolica.testbench.dma import run_dma
 from systolica.testbench.dma_model import DmaSide, DmaTransfer
 
 
-def run(nbytes, latency, outstanding, data_width=64, src_offset=0, dst_offset=0):
+def run(nbytes, latency, outstanding, data_width=64, src_offset=0, dst_offset=0,
+        max_burst=256):
     W = data_width // 8
     partitions = 8
     depth = 1 << max(1, ((nbytes + dst_offset + W * partitions - 1) // (W * partitions) - 1)
                      .bit_length())
     scfg = SbufConfig(partitions=partitions, depth=depth, word_bytes=W)
-    cfg = DmaConfig(data_width=data_width, outstanding_reads=outstanding)
+    cfg = DmaConfig(data_width=data_width, outstanding_reads=outstanding, max_burst=max_burst)
     dut = Dma(cfg, scfg)
     elem = 1 if nbytes < (1 << 16) else 64
     if nbytes % elem:
@@ -56,6 +57,7 @@ def run(nbytes, latency, outstanding, data_width=64, src_offset=0, dst_offset=0)
         "data_width": data_width,
         "latency": latency,
         "outstanding": outstanding,
+        "max_burst": max_burst,
         "cycles": result.cycles,
         "r_beats": beats,
         "ar_bursts": st["ar"],
@@ -74,6 +76,7 @@ def main(argv=None):
     p.add_argument("--latency", type=int, default=50)
     p.add_argument("--outstanding", type=int, default=8)
     p.add_argument("--data-width", type=int, default=64, choices=(32, 64, 128, 256))
+    p.add_argument("--max-burst", type=int, default=256, help="DmaConfig.max_burst (beats)")
     p.add_argument("--src-offset", type=int, default=0, help="byte misalignment of the source")
     p.add_argument("--dst-offset", type=int, default=0, help="byte misalignment in the SBUF")
     p.add_argument("--sweep", action="store_true",
@@ -85,15 +88,16 @@ def main(argv=None):
     if args.sweep:
         latencies, outs = (10, 50, 100, 200), (1, 2, 4, 8)
         print(f"bus_utilization, {args.bytes} B contiguous DRAM -> SBUF, "
-              f"{args.data_width}-bit AXI\n")
+              f"{args.data_width}-bit AXI, bursts of <= {args.max_burst} beats\n")
         print("| latency \\ outstanding | " + " | ".join(map(str, outs)) + " |")
         print("|---|" + "---|" * len(outs))
         for lat in latencies:
-            row = [run(args.bytes, lat, o, args.data_width)["bus_utilization"] for o in outs]
+            row = [run(args.bytes, lat, o, args.data_width, max_burst=args.max_burst)
+                   ["bus_utilization"] for o in outs]
             print(f"| {lat} | " + " | ".join(f"{u:.3f}" for u in row) + " |")
         return 0
     result = run(args.bytes, args.latency, args.outstanding, args.data_width, args.src_offset,
-                 args.dst_offset)
+                 args.dst_offset, args.max_burst)
     print(json.dumps(result))
     return 0 if result["correct"] else 1
 
