@@ -176,12 +176,11 @@ def _run_compiled(component, sources, sinks, max_cycles, wait_while, read, wavef
         trace = "fst" if str(waveform).endswith(".fst") else "vcd"
     model = compiled_model(component, memo_key=memo_key, trace=trace, **build_options)
     flat = lambda name: name.replace(".", "__")       # noqa: E731
-    mask_len = max_cycles + 1          # every cycle the watchdog allows
     with model.open(trace=waveform) as sim:
         for name, (src, payloads) in sources.items():
-            sim.add_source(name, payloads, src.pattern.mask(mask_len, src.pattern_offset))
+            sim.add_source(name, payloads, src.pattern, stall_offset=src.pattern_offset)
         for name, (snk, count) in sinks.items():
-            sim.add_sink(name, count, snk.pattern.mask(mask_len, snk.pattern_offset))
+            sim.add_sink(name, count, snk.pattern, stall_offset=snk.pattern_offset)
         cycles = sim.run(max_cycles=max_cycles, wait_while=flat(wait_while) if wait_while else None)
         accepted = {name: sim.source_cycles(name) for name in sources}
         received = {name: sim.sink_result(name) for name in sinks}

@@ -241,31 +241,78 @@ class PayloadCodec:
         self.leaves.append((path, offset, s.width, s.signed, None))
         return True
 
+    @property
+    def fields(self):
+        """The leaf fields as ``{path: (offset, width, signed, count)}``; ``count`` is the length
+        of an array of integers (one column of ``count`` values per beat) or ``None``."""
+        if not self.fast:
+            raise TypeError(f"payload shape {self.shape!r} has no column form")
+        return {path: (offset, width, signed, count)
+                for path, offset, width, signed, count in self.leaves}
+
     @staticmethod
-    def _get(payload, path):
-        for key in path:
-            payload = payload[key]
-        return payload
+    def _path(key):
+        if isinstance(key, str):
+            return tuple(int(k) if k.isdigit() else k for k in key.split("."))
+        return tuple(key)
+
+    def columns(self, payloads):
+        """``{path: array}`` of a list of payloads (dicts/lists/ints)."""
+        cache = {(): payloads}
+
+        def column(path):
+            if path not in cache:
+                parent = column(path[:-1])
+                key = path[-1]
+                cache[path] = [p[key] for p in parent]
+            return cache[path]
+
+        return {path: column(path) for path, *_ in self.leaves}
 
     def pack(self, payloads):
-        n = len(payloads)
-        words64 = (self.words + 1) // 2 + 1
-        buf = np.zeros((n, words64), dtype=np.uint64)
+        """Rows of ``words`` little-endian uint32 words, one per payload."""
+        payloads = list(payloads)
         if not self.fast:
+            n = len(payloads)
+            words64 = (self.words + 1) // 2 + 1
+            buf = np.zeros((n, words64), dtype=np.uint64)
             for i, p in enumerate(payloads):
                 value = self._const_bits(p)
                 for j in range(words64):
                     buf[i, j] = (value >> (64 * j)) & ((1 << 64) - 1)
-        else:
-            for path, offset, width, _signed, count in self.leaves:
-                values = [self._get(p, path) for p in payloads]
-                arr = self._to_uint64(values, width)
-                if count is None:
-                    self._place(buf, arr, offset, width)
-                else:
-                    arr = arr.reshape(n, count)
-                    for k in range(count):
-                        self._place(buf, arr[:, k], offset + k * width, width)
+            return np.ascontiguousarray(buf.view(np.uint32)[:, :self.words])
+        return self.pack_columns(self.columns(payloads), n=len(payloads))
+
+    def pack_columns(self, columns, n=None):
+        """Rows for payloads given field by field: ``columns`` maps each leaf field's path
+        (a tuple such as ``("tag", "addr")`` or a dotted string ``"tag.addr"``) to an array of
+        ``n`` values (``n x count`` for an array of integers). Values are wrapped to the field
+        width (two's complement for negative ones)."""
+        fields = self.fields
+        columns = {self._path(k): v for k, v in columns.items()}
+        unknown = set(columns) - set(fields)
+        if unknown:
+            raise KeyError(f"no payload field(s) {sorted(unknown)}; fields: {sorted(fields)}")
+        missing = set(fields) - set(columns)
+        if missing:
+            raise KeyError(f"payload field(s) {sorted(missing)} not given")
+        if n is None:
+            n = len(next(iter(columns.values()))) if columns else 0
+        words64 = (self.words + 1) // 2 + 1
+        buf = np.zeros((n, words64), dtype=np.uint64)
+        for path, (offset, width, _signed, count) in fields.items():
+            arr = self._to_uint64(columns[path], width)
+            if count is None:
+                if arr.shape != (n,):
+                    raise ValueError(f"field {path}: expected {n} values, got shape {arr.shape}")
+                self._place(buf, arr, offset, width)
+            else:
+                if arr.size != n * count:
+                    raise ValueError(f"field {path}: expected {n} x {count} values, got "
+                                     f"{arr.size}")
+                arr = arr.reshape(n, count)
+                for k in range(count):
+                    self._place(buf, arr[:, k], offset + k * width, width)
         return np.ascontiguousarray(buf.view(np.uint32)[:, :self.words])
 
     def _const_bits(self, payload):
@@ -279,11 +326,15 @@ class PayloadCodec:
     def _to_uint64(values, width):
         mask = (1 << width) - 1
         try:
-            arr = np.asarray(values, dtype=np.int64).view(np.uint64)
+            arr = np.asarray(values)
+            if arr.dtype == object or arr.dtype.kind not in "iub":
+                arr = np.asarray(values, dtype=np.int64)
+            arr = arr.astype(np.int64, copy=False).view(np.uint64) if arr.dtype.kind != "u" \
+                else arr.astype(np.uint64, copy=False)
         except OverflowError:
             arr = np.asarray([int(v) & mask for v in np.ravel(np.asarray(values, dtype=object))],
                              dtype=np.uint64)
-        arr = arr.reshape(-1) if arr.ndim > 1 else arr
+        arr = arr.reshape(-1)
         if width < 64:
             arr = arr & np.uint64(mask)
         return arr
@@ -308,30 +359,42 @@ class PayloadCodec:
             values = np.where(values >= (1 << (width - 1)), values - (1 << width), values)
         return values
 
-    def unpack(self, rows):
-        """Payloads (Python values) of ``rows`` (an ``(n, words)`` uint32 array)."""
+    def _buffer(self, rows):
         rows = np.asarray(rows, dtype=np.uint32)
-        n = rows.shape[0]
         words64 = (self.words + 1) // 2 + 1
-        padded = np.zeros((n, 2 * words64), dtype=np.uint32)
+        padded = np.zeros((rows.shape[0], 2 * words64), dtype=np.uint32)
         padded[:, :self.words] = rows
-        buf = padded.view(np.uint64)
+        return padded.view(np.uint64)
+
+    def unpack_columns(self, rows):
+        """``{"tag.addr": array, ...}`` (int64; ``n x count`` for arrays of integers) of
+        packed ``rows``, keyed by dotted field paths."""
+        buf = self._buffer(rows)
+        columns = {}
+        for path, (offset, width, signed, count) in self.fields.items():
+            key = ".".join(map(str, path))
+            if count is None:
+                columns[key] = self._extract(buf, offset, width, signed)
+            else:
+                columns[key] = np.stack([self._extract(buf, offset + k * width, width, signed)
+                                          for k in range(count)], axis=1)
+        return columns
+
+    def unpack(self, rows):
+        """Payloads (what ``streams.to_python`` gives) of ``rows`` (an ``(n, words)`` uint32
+        array)."""
+        buf = self._buffer(rows)
+        n = buf.shape[0]
         if not self.fast:
             out = []
             for i in range(n):
                 value = 0
-                for j in range(words64):
+                for j in range(buf.shape[1]):
                     value |= int(buf[i, j]) << (64 * j)
                 out.append(self._from_bits(value))
             return out
-        columns = {}
-        for path, offset, width, signed, count in self.leaves:
-            if count is None:
-                columns[path] = self._extract(buf, offset, width, signed).tolist()
-            else:
-                cols = np.stack([self._extract(buf, offset + k * width, width, signed)
-                                 for k in range(count)], axis=1)
-                columns[path] = cols.tolist()
+        columns = {self._path(key): col.tolist()
+                   for key, col in self.unpack_columns(rows).items()}
         return self._assemble(self.shape, (), columns, n)
 
     def _assemble(self, shape, path, columns, n):
@@ -611,6 +674,8 @@ def _load(path):
             "sys_source_progress": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_int64),
             "sys_sink_progress": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_int64),
             "sys_clear_streams": ([ctypes.c_void_p], None),
+            "sys_set_mask": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _U8P, ctypes.c_int64,
+                              ctypes.c_int], None),
             "sys_run": ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int], ctypes.c_int),
         }
         for name, (args, res) in sigs.items():
@@ -660,6 +725,9 @@ class CompiledSim:
     which runs the cycle loop in C++ until every stream and model is done.
     """
 
+    #: Cycles of a StallPattern handed to C++ at a time (the run comes back for more).
+    MASK_CHUNK = 8192
+
     def __init__(self, model: CompiledModel, trace=None):
         self.model = model
         self.lib = model.lib
@@ -672,6 +740,7 @@ class CompiledSim:
         if not self.handle:
             raise RuntimeError(f"could not open the compiled simulation (trace={trace!r})")
         self._keep = []
+        self._masks = {}
         self._sources = []
         self._sinks = []
 
@@ -733,42 +802,70 @@ class CompiledSim:
             raise ValueError(f"stream {name!r} is a {s.role} of the test bench, not a {role}")
         return s
 
-    def add_source(self, name, payloads, stall_mask=None):
+    def _mask(self, stall, offset):
+        """(mask array, pattern or None) for a stall argument: None, a bool/uint8 array (cycles
+        past its end never stall) or a StallPattern (extended on demand from ``offset``)."""
+        if stall is None:
+            return np.zeros(0, dtype=np.uint8), None
+        if hasattr(stall, "mask"):
+            if stall.stall == 0.0:
+                return np.zeros(0, dtype=np.uint8), None
+            return (np.ascontiguousarray(stall.mask(self.MASK_CHUNK, offset), dtype=np.uint8),
+                    (stall, offset, self.cycle))
+        return np.ascontiguousarray(stall, dtype=np.uint8), None
+
+    def add_source(self, name, payloads, stall=None, *, stall_offset=0):
         """Feed the input stream ``name`` with ``payloads`` (Python values, or an already packed
-        ``(n, words)`` uint32 array); ``stall_mask[c]`` true holds ``valid`` low in cycle ``c``
-        when a payload could be offered (cycles past the mask's end never stall)."""
+        ``(n, words)`` uint32 array, see :class:`PayloadCodec`). ``stall``: ``stall[c]`` true
+        holds ``valid`` low in cycle ``c`` when a payload could be offered -- a bool array
+        (cycles past its end never stall) or a :class:`~systolica.testbench.streams.StallPattern`
+        (read from its cycle ``stall_offset`` on, as far as the run goes)."""
         s = self._stream(name, "source")
         if isinstance(payloads, np.ndarray) and payloads.dtype == np.uint32:
             packed = np.ascontiguousarray(payloads)
         else:
             packed = PayloadCodec(s.layout).pack(list(payloads))
-        mask = np.ascontiguousarray(np.zeros(0) if stall_mask is None else stall_mask,
-                                    dtype=np.uint8)
+        mask, pattern = self._mask(stall, stall_offset)
         accept = np.full(len(packed), -1, dtype=np.int64)
         ready = self._port(s.ready)[0] if s.ready else -1
         idx = self.lib.sys_add_source(
             self.handle, self._port(s.payload)[0], self._port(s.valid)[0], ready,
             _ptr(packed, _U32P), len(packed), _ptr(mask, _U8P), len(mask), _ptr(accept, _I64P))
-        self._keep += [packed, mask, accept]
+        self._keep += [packed, accept]
         self._sources.append((name, idx, accept))
+        self._set_mask(0, idx, mask, pattern)
         return idx
 
-    def add_sink(self, name, count, ready_stall_mask=None):
-        """Collect ``count`` payloads from the output stream ``name``; ``ready_stall_mask[c]``
-        true holds ``ready`` low in cycle ``c``. The harness also checks the stream protocol."""
+    def add_sink(self, name, count, stall=None, *, stall_offset=0):
+        """Collect ``count`` payloads from the output stream ``name``; ``stall`` (as for
+        :meth:`add_source`) holds ``ready`` low in the cycles it marks. The harness also checks
+        the stream protocol (valid held, payload stable until accepted)."""
         s = self._stream(name, "sink")
         words = max(1, (self._port(s.payload)[1] + 31) // 32)
         data_buf = np.zeros((count, words), dtype=np.uint32)
         cycles = np.full(count, -1, dtype=np.int64)
-        mask = np.ascontiguousarray(np.zeros(0) if ready_stall_mask is None else ready_stall_mask,
-                                    dtype=np.uint8)
+        mask, pattern = self._mask(stall, stall_offset)
         ready = self._port(s.ready)[0] if s.ready else -1
         idx = self.lib.sys_add_sink(
             self.handle, name.encode(), self._port(s.payload)[0], self._port(s.valid)[0], ready,
             _ptr(data_buf, _U32P), count, _ptr(mask, _U8P), len(mask), _ptr(cycles, _I64P))
-        self._keep += [data_buf, cycles, mask]
+        self._keep += [data_buf, cycles]
         self._sinks.append((name, idx, data_buf, cycles))
+        self._set_mask(1, idx, mask, pattern)
         return idx
+
+    def _set_mask(self, kind, idx, mask, pattern):
+        self._masks[(kind, idx)] = (mask, pattern)
+        self.lib.sys_set_mask(self.handle, kind, idx, _ptr(mask, _U8P), len(mask),
+                              int(pattern is not None))
+
+    def _extend_masks(self):
+        for (kind, idx), (mask, pattern) in list(self._masks.items()):
+            stall, offset, base = pattern if pattern is not None else (None, 0, 0)
+            if pattern is not None and len(mask) <= self.cycle - base:
+                n = max(2 * len(mask), self.cycle - base + self.MASK_CHUNK)
+                mask = np.ascontiguousarray(stall.mask(n, offset), dtype=np.uint8)
+                self._set_mask(kind, idx, mask, pattern)
 
     def add_model(self, name, args=""):
         """Instantiate the C++ model registered as ``name`` (from a build's ``extra_sources``)."""
@@ -787,6 +884,9 @@ class CompiledSim:
             raise ValueError(f"max_cycles must be positive; got {max_cycles}")
         wait = self._port(wait_while)[0] if wait_while else -1
         status = self.lib.sys_run(self.handle, int(max_cycles), wait)
+        while status == 3:
+            self._extend_masks()
+            status = self.lib.sys_run(self.handle, int(max_cycles), wait)
         if status == 1:
             progress = ", ".join(
                 [f"{n}: {self.lib.sys_source_progress(self.handle, i)}/{len(a)} sent"
@@ -819,4 +919,4 @@ class CompiledSim:
 
     def clear_streams(self):
         self.lib.sys_clear_streams(self.handle)
-        self._sources, self._sinks = [], []
+        self._sources, self._sinks, self._masks, self._keep = [], [], {}, []

@@ -7,7 +7,8 @@
 // in cycle c, sources/sinks/models drive inputs, the DUT settles, handshakes are sampled, then
 // the clock edge ends cycle c. A source offers its next payload in cycle c unless its stall mask
 // marks c; once offered, it is held until accepted. A sink is ready in cycle c unless its mask
-// marks c. `run` returns at the start of the first cycle in which every source and sink is done,
+// marks c. Stall masks and the recorded acceptance cycles count from the cycle in which the
+// stream was added (0 for a fresh simulation), like StreamSource.send's. `run` returns at the start of the first cycle in which every source and sink is done,
 // every model is done and the optional wait port reads 0 -- the cycle count is then the number of
 // clock edges simulated, like run_simulation's watchdog count.
 #include <cstdio>
@@ -49,7 +50,9 @@ struct Source {
   int64_t n;
   const uint8_t* mask;
   int64_t mask_len;
+  bool mask_more;       // the mask continues past mask_len: ask Python for more (sys_run -> 3)
   int64_t* accept;
+  uint64_t base;        // the cycle the stream was added: its cycle 0
   int64_t next;
   bool holding;
   int cur_valid;
@@ -61,7 +64,9 @@ struct Sink {
   int64_t count;
   const uint8_t* mask;
   int64_t mask_len;
+  bool mask_more;
   int64_t* cycles;
+  uint64_t base;        // the cycle the stream was added: its cycle 0
   int64_t received;
   bool cur_ready;
   bool pending;
@@ -215,7 +220,9 @@ int sys_add_source(void* h, int payload, int valid, int ready, const uint32_t* d
   s.n = n;
   s.mask = mask;
   s.mask_len = mask_len;
+  s.mask_more = false;
   s.accept = accept;
+  s.base = sim->cycle;
   s.next = 0;
   s.holding = false;
   s.cur_valid = -1;
@@ -235,7 +242,9 @@ int sys_add_sink(void* h, const char* name, int payload, int valid, int ready, u
   s.count = count;
   s.mask = mask;
   s.mask_len = mask_len;
+  s.mask_more = false;
   s.cycles = cycles;
+  s.base = sim->cycle;
   s.received = 0;
   s.cur_ready = false;
   s.pending = false;
@@ -258,6 +267,21 @@ int sys_add_model(void* h, const char* name, const char* args) {
 int64_t sys_source_progress(void* h, int i) { return ((Sim*)h)->sources[i].next; }
 int64_t sys_sink_progress(void* h, int i) { return ((Sim*)h)->sinks[i].received; }
 
+// Replaces the stall mask of source (kind 0) or sink (kind 1) `i`; `more`: the mask goes on
+// past `len` (the run stops with status 3 when it gets there, to be given a longer one).
+void sys_set_mask(void* h, int kind, int i, const uint8_t* mask, int64_t len, int more) {
+  Sim* sim = (Sim*)h;
+  if (kind == 0) {
+    sim->sources[i].mask = mask;
+    sim->sources[i].mask_len = len;
+    sim->sources[i].mask_more = more;
+  } else {
+    sim->sinks[i].mask = mask;
+    sim->sinks[i].mask_len = len;
+    sim->sinks[i].mask_more = more;
+  }
+}
+
 // Drops the streams (not the models) so that a later run can use new ones.
 void sys_clear_streams(void* h) {
   Sim* sim = (Sim*)h;
@@ -269,19 +293,24 @@ void sys_clear_streams(void* h) {
   sim->sinks.clear();
 }
 
-// Runs until done (returns 0), the watchdog fires (1: more than max_cycles clock edges in all)
-// or a protocol/model error (2, see sys_error).
+// Runs until done (returns 0), the watchdog fires (1: more than max_cycles clock edges in all),
+// a protocol/model error (2, see sys_error) or a stall mask needs extending (3: call
+// sys_set_mask for the streams whose mask ends at the current cycle, then sys_run again).
 int sys_run(void* h, int64_t max_cycles, int wait_port) {
   Sim* sim = (Sim*)h;
   static const uint32_t one[1] = {1}, zero[1] = {0};
   std::vector<uint32_t>& scratch = sim->scratch;
   for (;;) {
     const uint64_t c = sim->cycle;
+    for (Source& s : sim->sources)
+      if (s.mask_more && (int64_t)(c - s.base) >= s.mask_len) return 3;
+    for (Sink& s : sim->sinks)
+      if (s.mask_more && (int64_t)(c - s.base) >= s.mask_len) return 3;
     // 1. drive
     for (Source& s : sim->sources) {
       if (s.holding) continue;
       int v = 0;
-      if (s.next < s.n && !masked(s.mask, s.mask_len, c)) {
+      if (s.next < s.n && !masked(s.mask, s.mask_len, c - s.base)) {
         port_set(sim, s.payload, s.data + (size_t)s.next * s.words);
         v = 1;
         s.holding = true;
@@ -292,7 +321,7 @@ int sys_run(void* h, int64_t max_cycles, int wait_port) {
       }
     }
     for (Sink& s : sim->sinks) {
-      bool r = s.received < s.count && !masked(s.mask, s.mask_len, c);
+      bool r = s.received < s.count && !masked(s.mask, s.mask_len, c - s.base);
       if (s.ready >= 0 && (r != s.cur_ready || c == 0)) port_set(sim, s.ready, r ? one : zero);
       s.cur_ready = r;
     }
@@ -316,7 +345,7 @@ int sys_run(void* h, int64_t max_cycles, int wait_port) {
     for (Source& s : sim->sources) {
       if (!s.holding) continue;
       if (s.ready < 0 || port_get_u64(sim, s.ready)) {
-        s.accept[s.next++] = (int64_t)c;
+        s.accept[s.next++] = (int64_t)(c - s.base);
         s.holding = false;
       }
     }
@@ -342,7 +371,7 @@ int sys_run(void* h, int64_t max_cycles, int wait_port) {
       if (take) {
         std::memcpy(s.data + (size_t)s.received * s.words, scratch.data(),
                     s.words * sizeof(uint32_t));
-        s.cycles[s.received++] = (int64_t)c;
+        s.cycles[s.received++] = (int64_t)(c - s.base);
       }
     }
     for (Model* m : sim->models) {
