@@ -269,6 +269,20 @@ class Dma(wiring.Component):
 
         axi = self.axi
         rp, wp = rw.piece, ww.piece
+
+        def issue_burst(channel, load, piece):
+            """AR / AW output register: loaded with a walker's burst piece, held until ready."""
+            with m.If(load):
+                m.d.sync += [
+                    channel.valid.eq(1),
+                    channel.payload.addr.eq(piece.addr),
+                    channel.payload.len.eq(piece.beats - 1),
+                    channel.payload.size.eq(lw),
+                    channel.payload.burst.eq(BURST_INCR),
+                    channel.payload.id.eq(0),
+                ]
+            with m.Elif(channel.ready):
+                m.d.sync += channel.valid.eq(0)
         info_layout = data.StructLayout({"lo": unsigned(max(1, lw)), "n": unsigned(14)})
 
         # --- reader, DRAM: AR bursts, several in flight ------------------------------------------
@@ -279,17 +293,7 @@ class Dma(wiring.Component):
         ar_load = Signal()
         m.d.comb += ar_load.eq(~src_sbuf & rp.valid & ar_free & rinfo.w_rdy &
                                (reads_out < cfg.outstanding_reads))
-        with m.If(ar_load):
-            m.d.sync += [
-                axi.ar.valid.eq(1),
-                axi.ar.payload.addr.eq(rp.payload.addr),
-                axi.ar.payload.len.eq(rp.payload.beats - 1),
-                axi.ar.payload.size.eq(lw),
-                axi.ar.payload.burst.eq(BURST_INCR),
-                axi.ar.payload.id.eq(0),
-            ]
-        with m.Elif(axi.ar.ready):
-            m.d.sync += axi.ar.valid.eq(0)
+        issue_burst(axi.ar, ar_load, rp.payload)
         rinfo_in = Signal(info_layout)
         m.d.comb += [
             rinfo_in.lo.eq(rp.payload.lo), rinfo_in.n.eq(rp.payload.n),
@@ -362,19 +366,9 @@ class Dma(wiring.Component):
         aw_load = Signal()
         m.d.comb += aw_load.eq(~dst_sbuf & wp.valid & aw_free &
                                (writes_out < cfg.outstanding_writes))
+        issue_burst(axi.aw, aw_load, wp.payload)
         with m.If(aw_load):
-            m.d.sync += [
-                axi.aw.valid.eq(1),
-                axi.aw.payload.addr.eq(wp.payload.addr),
-                axi.aw.payload.len.eq(wp.payload.beats - 1),
-                axi.aw.payload.size.eq(lw),
-                axi.aw.payload.burst.eq(BURST_INCR),
-                axi.aw.payload.id.eq(0),
-                aw_info.lo.eq(wp.payload.lo),
-                aw_info.n.eq(wp.payload.n),
-            ]
-        with m.Elif(axi.aw.ready):
-            m.d.sync += axi.aw.valid.eq(0)
+            m.d.sync += [aw_info.lo.eq(wp.payload.lo), aw_info.n.eq(wp.payload.n)]
         m.d.comb += [winfo.w_data.eq(aw_info), winfo.w_en.eq(axi.aw.valid & axi.aw.ready)]
         b_fire = axi.b.valid & axi.b.ready
         m.d.comb += axi.b.ready.eq(1)

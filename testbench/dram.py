@@ -35,6 +35,7 @@ from collections import deque
 import numpy as np
 
 from systolica.hdl.axi import BURST_INCR, RESP_DECERR, RESP_OKAY, RESP_SLVERR
+from .handshake import hold_check
 
 
 __all__ = ["AxiProtocolError", "AxiDram"]
@@ -169,13 +170,8 @@ class AxiDram:
                     ("ar", arvalid, ar_ready, (araddr, arlen, arsize, arburst, arid)),
                     ("aw", awvalid, aw_ready, (awaddr, awlen, awsize, awburst, awid)),
                     ("w", wvalid, w_ready, (wdata, wstrb, wlast))):
-                if pending[ch] is not None:
-                    if not valid:
-                        self._fail(f"{ch.upper()}VALID dropped before {ch.upper()}READY")
-                    if payload != pending[ch]:
-                        self._fail(f"{ch.upper()} payload changed while waiting for READY: "
-                                   f"{pending[ch]} -> {payload}")
-                pending[ch] = payload if (valid and not ready) else None
+                pending[ch] = hold_check(pending[ch], valid, ready, payload,
+                                         lambda msg: self._fail(f"{ch.upper()}: {msg}"))
 
             # R beat taken?
             if r_valid and rready:

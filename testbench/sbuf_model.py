@@ -15,6 +15,7 @@ from collections import deque
 import numpy as np
 
 from systolica.config import SbufConfig
+from .handshake import hold_check
 
 
 __all__ = ["SbufPortModel"]
@@ -46,6 +47,9 @@ class SbufPortModel:
     def processes(self):
         return [self._process]
 
+    def _fail(self, message):
+        raise AssertionError(f"{self.name}: request: {message}")
+
     async def _process(self, ctx):
         req, resp = self.port.request, self.port.response
         W = self.config.word_bytes
@@ -62,13 +66,7 @@ class SbufPortModel:
             _, _, valid, write, partition, addr, wdata, byte_enable, resp_ready = values
             cycle += 1
             payload = (write, partition, addr, wdata, byte_enable)
-            if pending is not None:
-                if not valid:
-                    raise AssertionError(f"{self.name}: request valid dropped before ready")
-                if payload != pending:
-                    raise AssertionError(f"{self.name}: request payload changed while waiting "
-                                         f"for ready: {pending} -> {payload}")
-            pending = payload if (valid and not req_ready) else None
+            pending = hold_check(pending, valid, req_ready, payload, self._fail)
 
             if resp_valid and resp_ready:
                 queue.popleft()

@@ -10,6 +10,7 @@ from amaranth.lib.wiring import Out
 from systolica.hdl.axi import (BURST_FIXED, BURST_INCR, RESP_DECERR, RESP_OKAY, RESP_SLVERR,
                                Axi4LiteSignature, Axi4Signature)
 from systolica.testbench.dram import AxiDram, AxiProtocolError
+from systolica.testbench.handshake import receive, send
 from systolica.testbench.sim import run_simulation
 
 
@@ -25,27 +26,6 @@ class AxiMasterStub(wiring.Component):
         m = Module()
         m.d.sync += self.cycle.eq(self.cycle + 1)
         return m
-
-
-# Explicit loops rather than ``tick().until()``: a testbench left inside ``until`` when a protocol
-# check ends the simulation raises an unraisable "aclose()" error at garbage collection.
-
-async def send(ctx, channel, payload):
-    ctx.set(channel.payload, payload)
-    ctx.set(channel.valid, 1)
-    while not (await ctx.tick().sample(channel.ready))[2]:
-        pass
-    ctx.set(channel.valid, 0)
-
-
-async def receive(ctx, channel):
-    ctx.set(channel.ready, 1)
-    while True:
-        _, _, valid, payload = await ctx.tick().sample(channel.valid, channel.payload)
-        if valid:
-            break
-    ctx.set(channel.ready, 0)
-    return payload
 
 
 def ar(addr, beats, *, size=3, burst=BURST_INCR, id=0):
@@ -244,8 +224,8 @@ _STALL = {"valid_dropped": {"ar": 1.0}, "payload_changed": {"ar": 1.0}}
 
 
 _MESSAGE = {"cross_4k": "crosses a 4 KiB boundary", "fixed_burst": "burst type",
-            "wrong_size": "size 2", "valid_dropped": "ARVALID dropped",
-            "payload_changed": "AR payload changed", "w_before_aw": "WVALID before the AW",
+            "wrong_size": "size 2", "valid_dropped": "AR: valid dropped",
+            "payload_changed": "AR: payload changed", "w_before_aw": "WVALID before the AW",
             "wlast_early": "WLAST=1 on beat 1", "wlast_missing": "WLAST=0 on beat 1",
             "strobe_below_start": "below the start address"}
 

@@ -14,6 +14,7 @@ from systolica.hdl.dma import (DMA_ERR_DRAM_RANGE, DMA_ERR_READ, DMA_ERR_SBUF_RA
                                DMA_ERR_SEMAPHORE, DMA_ERR_SIZE_MISMATCH, DMA_ERR_WRITE,
                                DMA_ERR_ZERO_SIZE, DMA_ERRORS, Dma, sbuf_address)
 from systolica.testbench.dma import run_dma
+from systolica.testbench.handshake import send, wait_for
 from systolica.testbench.dma_model import (DmaSide, DmaTransfer, dma_check_reference,
                                            dma_copy_reference, random_transfer, side_offsets)
 from systolica.testbench.sim import SimulationTimeout
@@ -322,22 +323,6 @@ def test_axi_write_error(seed):
     assert np.array_equal(sbuf.reshape(-1), ref_sbuf)
 
 
-async def wait_for(ctx, predicate):
-    """Tick until ``predicate(ctx)`` holds (a loop rather than ``tick().until()``, which leaves an
-    unraisable error behind if the watchdog ends the simulation while waiting)."""
-    await ctx.tick()
-    while not predicate(ctx):
-        await ctx.tick()
-
-
-async def push(ctx, stream, payload):
-    ctx.set(stream.payload, payload)
-    ctx.set(stream.valid, 1)
-    while not (await ctx.tick().sample(stream.ready))[2]:
-        pass
-    ctx.set(stream.valid, 0)
-
-
 def test_semaphore_subtract(seed):
     """Completions increment; the consumer's `sem_sub` subtracts (also in the same cycle)."""
     rng = np.random.default_rng(seed)
@@ -352,7 +337,7 @@ def test_semaphore_subtract(seed):
 
     async def bench(ctx):
         for k in range(5):
-            await push(ctx, dut.queues[0], t.as_dict())
+            await send(ctx, dut.queues[0], t.as_dict())
         await wait_for(ctx, lambda ctx: ctx.get(dut.done_count) == 5)
         assert ctx.get(dut.sem_values[3]) == 5
         ctx.set(dut.sem_sub.payload, {"id": 3, "amount": 2})
@@ -363,7 +348,7 @@ def test_semaphore_subtract(seed):
         assert ctx.get(dut.sem_values[3]) == 3
         assert ctx.get(dut.sem_values[0]) == 0
         # A subtraction in the cycle of a completion: both apply.
-        await push(ctx, dut.queues[1], t.as_dict())
+        await send(ctx, dut.queues[1], t.as_dict())
         await wait_for(ctx, lambda ctx: ctx.get(dut.done))
         ctx.set(dut.sem_sub.payload, {"id": 3, "amount": 3})
         ctx.set(dut.sem_sub.valid, 1)
@@ -371,7 +356,7 @@ def test_semaphore_subtract(seed):
         ctx.set(dut.sem_sub.valid, 0)
         assert ctx.get(dut.sem_values[3]) == 1
         # Sticky error flag and clear_errors.
-        await push(ctx, dut.queues[0], DmaTransfer(t.src, t.dst, 0, 2).as_dict())
+        await send(ctx, dut.queues[0], DmaTransfer(t.src, t.dst, 0, 2).as_dict())
         await wait_for(ctx, lambda ctx: ctx.get(dut.done_count) == 7)
         assert ctx.get(dut.error) == 1 and ctx.get(dut.last_error) == DMA_ERR_ZERO_SIZE
         assert ctx.get(dut.sem_values[2]) == 1         # an error still signals its semaphore
