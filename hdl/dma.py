@@ -443,27 +443,17 @@ class Dma(wiring.Component):
             rp.ready.eq(Mux(src_sbuf, grant_r, ar_load)),
             sinfo.w_en.eq(grant_r),
         ]
-        with m.If(grant_w):
-            partition, word = sbuf_word(wp.payload.addr)
+        # A write carries the realigned data; a read carries no data and no byte enables.
+        partition, word = sbuf_word(Mux(grant_w, wp.payload.addr, rp.payload.addr))
+        with m.If(grant_w | grant_r):
             m.d.sync += [
                 req.valid.eq(1),
-                req.payload.write.eq(1),
+                req.payload.write.eq(grant_w),
                 req.payload.partition.eq(partition),
                 req.payload.addr.eq(word),
-                req.payload.data.as_value().eq(ra.out_data),
-                req.payload.byte_enable.eq(strb),
-                last_grant_read.eq(0),
-            ]
-        with m.Elif(grant_r):
-            partition, word = sbuf_word(rp.payload.addr)
-            m.d.sync += [
-                req.valid.eq(1),
-                req.payload.write.eq(0),
-                req.payload.partition.eq(partition),
-                req.payload.addr.eq(word),
-                req.payload.data.as_value().eq(0),
-                req.payload.byte_enable.eq(0),
-                last_grant_read.eq(1),
+                req.payload.data.as_value().eq(Mux(grant_w, ra.out_data, 0)),
+                req.payload.byte_enable.eq(Mux(grant_w, strb, 0)),
+                last_grant_read.eq(~grant_w),
             ]
         with m.Elif(req.ready):
             m.d.sync += req.valid.eq(0)
