@@ -119,7 +119,7 @@ def run_and_check(dut, queues, rng, *, expect=None, **kwargs):
 def test_random_descriptors_with_stalls(name, seed):
     rng = np.random.default_rng(seed)
     dut = make_dut(name)
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 10)
+    queues = random_queues(rng, dut.config, dut.sbuf_config, 16)
     run = run_and_check(dut, queues, rng, axi_stall=0.3, sbuf_stall=0.3, queue_stall=0.3,
                         read_latency=int(rng.integers(1, 12)), max_cycles=30_000)
     assert run.dram.stats["max_reads_seen"] <= dut.config.outstanding_reads
@@ -398,6 +398,18 @@ def test_config_errors():
         sbuf_address(scfg, 4, 0)
     with pytest.raises(ValueError, match="offset"):
         sbuf_address(scfg, 0, 512)
+
+
+def test_verilog_export():
+    """The registered block converts to Verilog with AXI and SBUF ports."""
+    from systolica.blocks import get_block
+    from systolica.config import default_config
+    from systolica.synth.verilog import to_verilog
+    block = get_block("dma")
+    text = to_verilog(block.factory(default_config()), block.top)
+    for port in ("axi__ar__valid", "axi__w__payload", "axi__b__ready", "sbuf__request__payload",
+                 "sbuf__response__valid", "queues__0__payload", "queues__1__ready", "sem_values"):
+        assert port in text, port
 
 
 class _DmaWithSbuf(wiring.Component):
