@@ -34,7 +34,8 @@ from .sim import SimulationTimeout
 
 
 __all__ = [
-    "BackendUnavailable", "BuildError", "ProtocolError", "find_toolchain", "cache_dir",
+    "BackendUnavailable", "BuildError", "ProtocolError", "find_toolchain", "fst_supported",
+    "cache_dir",
     "CompiledModel", "CompiledSim", "build", "PayloadCodec", "stream_ports",
 ]
 
@@ -140,6 +141,25 @@ def find_toolchain():
     tc = Toolchain(verilator=exe, root=root, version=version, cxx=cxx, make=make, source=source)
     _toolchain_cache[key] = tc
     return tc
+
+
+def fst_supported(tc=None):
+    """``(True, "")`` if FST waveforms can be built here, else ``(False, reason)``: Verilator's
+    FST writer needs the lz4 and zlib development headers (Debian: liblz4-dev zlib1g-dev)."""
+    tc = tc or find_toolchain()
+    missing = []
+    for header in ("lz4.h", "zlib.h"):
+        try:
+            proc = subprocess.run([tc.cxx, "-E", "-x", "c++", "-"], input=f"#include <{header}>\n",
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            proc = None
+        if proc is None or proc.returncode != 0:
+            missing.append(header)
+    if missing:
+        return False, (f"FST waveforms need {' and '.join(missing)} (Debian: apt install "
+                       f"liblz4-dev zlib1g-dev); write a .vcd instead")
+    return True, ""
 
 
 def cache_dir():
@@ -569,6 +589,10 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os"):
         raise ValueError(f"opt must be one of -O0, -O1, -O2, -O3, -Os; got {opt!r}")
     tc = find_toolchain()
+    if trace == "fst":
+        ok, reason = fst_supported(tc)
+        if not ok:
+            raise BackendUnavailable(reason)
     if verilog is None:
         verilog = to_verilog(component, "dut")
     ports = [("clk", "input", 1), ("rst", "input", 1)] + list(_flat_ports(component))
