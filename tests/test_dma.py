@@ -3,6 +3,8 @@ NumPy model (whole DRAM and SBUF compared, so bytes outside the destination must
 random stalls on every channel, queues and round robin, semaphores, bad descriptors, AXI error
 responses, burst rules, outstanding reads, and the real SBUF."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module
@@ -51,7 +53,31 @@ def regions(src_space, dst_space, scfg):
     return (0, size[src_space]), (0, size[dst_space])
 
 
-def random_queues(rng, cfg, scfg, n, *, max_elem=9, max_count=5, queues=None):
+def corrupt(rng, t, cfg, scfg):
+    """A bad variant of a good descriptor (the model says which error it must give)."""
+    side = "src" if rng.random() < 0.5 else "dst"
+    s = getattr(t, side)
+    kind = rng.integers(5)
+    if kind == 0:
+        return replace(t, elem_bytes=0)
+    if kind == 1:
+        counts = list(s.counts)
+        counts[int(rng.integers(3))] = 0
+        return replace(t, **{side: replace(s, counts=tuple(counts))})
+    if kind == 2:
+        return replace(t, dst=replace(t.dst, counts=(t.dst.counts[0] + 1,) + t.dst.counts[1:]))
+    if kind == 3:       # the side starts a few bytes before the end of its memory
+        limit = sbuf_bytes(scfg) if s.space == "sbuf" else 1 << cfg.addr_width
+        lo = min(0, *[(c - 1) * st for c, st in zip(s.counts, s.strides)])
+        return replace(t, **{side: replace(s, addr=limit - int(rng.integers(1, 4)) - lo)})
+    # below zero: move the lowest byte to -1
+    lo = min(0, *[(c - 1) * st for c, st in zip(s.counts, s.strides)])
+    return replace(t, **{side: replace(s, addr=-lo - 1)}) if -lo - 1 >= 0 else \
+        replace(t, elem_bytes=0)
+
+
+def random_queues(rng, cfg, scfg, n, *, max_elem=9, max_count=5, queues=None, bad=0.0):
+    """``n`` random descriptors spread over the queues; a fraction ``bad`` of them corrupted."""
     queues = cfg.queues if queues is None else queues
     out = [[] for _ in range(queues)]
     for k in range(n):
@@ -60,6 +86,8 @@ def random_queues(rng, cfg, scfg, n, *, max_elem=9, max_count=5, queues=None):
         t = random_transfer(rng, src_space=str(src_space), dst_space=str(dst_space),
                             src_region=src_region, dst_region=dst_region, max_elem=max_elem,
                             max_count=max_count, semaphore=int(rng.integers(cfg.semaphores)))
+        if rng.random() < bad:
+            t = corrupt(rng, t, cfg, scfg)
         out[int(rng.integers(queues))].append(t)
     return out
 
@@ -119,7 +147,7 @@ def run_and_check(dut, queues, rng, *, expect=None, **kwargs):
 def test_random_descriptors_with_stalls(name, seed):
     rng = np.random.default_rng(seed)
     dut = make_dut(name)
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 16)
+    queues = random_queues(rng, dut.config, dut.sbuf_config, 16, bad=0.2)
     run = run_and_check(dut, queues, rng, axi_stall=0.3, sbuf_stall=0.3, queue_stall=0.3,
                         read_latency=int(rng.integers(1, 12)), max_cycles=30_000)
     assert run.dram.stats["max_reads_seen"] <= dut.config.outstanding_reads
@@ -185,7 +213,8 @@ def test_round_robin_keeps_both_queues_full(seed):
 def test_long_run_both_queues_full(seed):
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 300, max_elem=12, max_count=6)
+    queues = random_queues(rng, dut.config, dut.sbuf_config, 300, max_elem=12, max_count=6,
+                           bad=0.1)
     run_and_check(dut, queues, rng, axi_stall=0.2, sbuf_stall=0.2, read_latency=10,
                   max_cycles=400_000)
 
