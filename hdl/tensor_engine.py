@@ -222,7 +222,9 @@ class TensorEngine(wiring.Component):
             load_fire.eq(self.weights.valid & self.weights.ready),
         ]
         load_bank = Mux(switching, active, ~active)
-        use_bank = Mux(switching, ~active, active)
+        # Only read when the beat is accepted; not gating it with the handshake keeps the
+        # output-buffer -> advance -> ready path out of the input mask logic.
+        use_bank = Mux(self.moving.payload.start, ~active, active)
 
         with m.If(switching):
             m.d.sync += active.eq(~active)
