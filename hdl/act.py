@@ -88,7 +88,11 @@ class Act(wiring.Component):
         array = ArrayConfig() if array is None else array
         psum = PsumConfig() if psum is None else psum
         sbuf = SbufConfig() if sbuf is None else sbuf
-        check_act_configs(config, array, psum, sbuf)
+        try:
+            check_act_configs(config, array, psum, sbuf)
+        except (ConfigError, TypeError, ValueError):
+            self._MustUse__silence = True     # a rejected component is not an unused one
+            raise
         self._config, self._array, self._psum, self._sbuf = config, array, psum, sbuf
         super().__init__({
             "cmd": In(stream.Signature(act_command_layout(config, array, sbuf))),

@@ -84,7 +84,11 @@ class Psum(wiring.Component):
     def __init__(self, config: PsumConfig = None, array: ArrayConfig = None):
         config = PsumConfig() if config is None else config
         array = ArrayConfig() if array is None else array
-        check_psum_configs(config, array)
+        try:
+            check_psum_configs(config, array)
+        except (ConfigError, TypeError, ValueError):
+            self._MustUse__silence = True     # a rejected component is not an unused one
+            raise
         self._config = config
         self._array = array
         super().__init__({

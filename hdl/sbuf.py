@@ -117,10 +117,14 @@ class Sbuf(wiring.Component):
     def __init__(self, config: SbufConfig = None, array: ArrayConfig = None, *, init=None):
         config = SbufConfig() if config is None else config
         array = ArrayConfig() if array is None else array
-        check_sbuf_configs(config, array)
-        if init is not None and len(init) != config.partitions:
-            raise ValueError(f"Sbuf init must have one list per partition "
-                             f"({config.partitions}); got {len(init)}")
+        try:
+            check_sbuf_configs(config, array)
+            if init is not None and len(init) != config.partitions:
+                raise ValueError(f"Sbuf init must have one list per partition "
+                                 f"({config.partitions}); got {len(init)}")
+        except (ConfigError, TypeError, ValueError):
+            self._MustUse__silence = True     # a rejected component is not an unused one
+            raise
         self._config = config
         self._array = array
         self._init = init

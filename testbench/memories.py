@@ -31,7 +31,7 @@ def unpack_word(value, nbytes):
 
 
 def run_phases(dut, phases, *, seed=0, stall=0.0, stalls=None, settle=4, max_cycles=None,
-               check=(), final=None, processes=()):
+               check=(), final=None, processes=(), before=None):
     """Run ``phases`` (a list of ``{stream_path: payloads (list) | count (int)}``; a list makes
     the stream a source, an int a sink) on ``dut``.
 
@@ -49,7 +49,8 @@ def run_phases(dut, phases, *, seed=0, stall=0.0, stalls=None, settle=4, max_cyc
         for path in phase:
             if path not in paths:
                 paths.append(path)
-    state = {"phase": 0, "done": [0] * len(phases), "now": 0}
+    before = dict(before or {})
+    state = {"phase": -1, "done": [0] * len(phases), "now": 0}
     results = [dict() for _ in phases]
     out = {"phases": results, "final": None}
 
@@ -62,6 +63,10 @@ def run_phases(dut, phases, *, seed=0, stall=0.0, stalls=None, settle=4, max_cyc
         p_stall = stalls.get(path, stall)
 
         async def tb(ctx):
+            if index == 0:
+                if 0 in before:
+                    await before[0](ctx)
+                state["phase"] = 0
             for i, phase in enumerate(phases):
                 while state["phase"] != i:
                     await ctx.tick()
@@ -79,6 +84,8 @@ def run_phases(dut, phases, *, seed=0, stall=0.0, stalls=None, settle=4, max_cyc
                 if state["done"][i] == len(paths):
                     for _ in range(settle):
                         await ctx.tick()
+                    if i + 1 in before:
+                        await before[i + 1](ctx)
                     state["phase"] += 1
             if index == 0:
                 while state["phase"] != len(phases):

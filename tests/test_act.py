@@ -1,0 +1,222 @@
+"""ACT unit: requantisation bit-exact against testbench.reference.requantize (round half to even),
+every output mode, saturation at both ends, shift 0 and max, scale extremes, ReLU, placement in
+the SBUF, one row per cycle, errors. Runs PSUM -> ACT -> SBUF (hdl/tile_datapath.py without the
+engine): PSUM is filled through its result stream, the SBUF is read back through its DMA port."""
+
+import numpy as np
+import pytest
+
+from systolica.config import ActConfig, ArrayConfig, ConfigError, PsumConfig, SbufConfig
+from systolica.hdl.act import ACT_MODES, Act
+from systolica.hdl.tile_datapath import TileDatapath
+from systolica.testbench.memories import run_phases
+from systolica.testbench.reference import SbufModel, requantize, round_half_even_shift
+
+
+ARRAY = ArrayConfig(rows=4, cols=4, result_addr_bits=5)
+PSUM = PsumConfig(banks=2, bank_rows=16)
+SBUF = SbufConfig(partitions=4, depth=32, word_bytes=8)
+ACT = ActConfig(scale_bits=16, max_shift=31)
+MODE = {name: code for code, (name, _) in ACT_MODES.items()}
+
+
+def fill_beats(acc):
+    return [{"data": [int(x) for x in row], "tag": {"addr": a, "accumulate": 0, "last": 0}}
+            for a, row in enumerate(acc)]
+
+
+def act_expected(model, acc, scale, shift, cmds, *, max_shift, depth, word_bytes):
+    """Apply the ACT commands to the SBUF model; returns the number of rows refused."""
+    refused = 0
+    for cmd in cmds:
+        dtype = ACT_MODES[cmd["mode"]][0]
+        size = ACT_MODES[cmd["mode"]][1]
+        for i in range(cmd["rows"]):
+            row = acc[cmd["psum_addr"] + i] if cmd["psum_addr"] + i < len(acc) else [0] * 4
+            y = requantize(np.asarray(row)[:cmd["cols"]], np.asarray(scale)[:cmd["cols"]],
+                           np.minimum(shift, max_shift)[:cmd["cols"]],
+                           zero_point=cmd["zero_point"], relu=bool(cmd["relu"]), dtype=dtype)
+            offset = cmd["offset"] + i
+            if offset * size // word_bytes >= depth:
+                refused += 1
+                continue
+            for c in range(cmd["cols"]):
+                model.store(c, offset, [y[c]], dtype)
+    return refused
+
+
+def run_act(acc, scale, shift, cmds, *, seed=0, stall=0.0, act=ACT, array=ARRAY, psum=PSUM,
+            sbuf=SBUF, record_writes=False):
+    rng = np.random.default_rng([seed, 99])
+    init = SbufModel(sbuf.partitions, sbuf.depth, sbuf.word_bytes)
+    init.bytes[:] = rng.integers(0, 256, size=init.bytes.shape, dtype=np.uint8)
+    dut = TileDatapath(sbuf, array, psum, act, engine=False,
+                       sbuf_init=[init.words(p) for p in range(sbuf.partitions)])
+    dump = [{"write": 0, "partition": p, "addr": a, "data": [0] * sbuf.word_bytes,
+             "byte_enable": 0} for p in range(sbuf.partitions) for a in range(sbuf.depth)]
+    writes = []
+
+    async def set_params(ctx):
+        ctx.set(dut.scale, [int(x) for x in scale])
+        ctx.set(dut.shift, [int(x) for x in shift])
+
+    async def wait_idle(ctx):
+        while ctx.get(dut.act_busy):
+            await ctx.tick()
+        for _ in range(2):                      # the SBUF write of the last row lands
+            await ctx.tick()
+
+    async def errors(ctx):
+        return {"act": ctx.get(dut.errors.act.as_value()), "shift": ctx.get(dut.errors.act.shift),
+                "addr": ctx.get(dut.errors.act.addr), "sbuf": ctx.get(dut.errors.sbuf.as_value())}
+
+    async def monitor(ctx):
+        vw = dut.sbuf.vector_write
+        cycle = 0
+        async for _, _, valid, ready in ctx.tick().sample(vw.valid, vw.ready):
+            if valid and ready:
+                writes.append(cycle)
+            cycle += 1
+
+    run = run_phases(dut, [{"result": fill_beats(acc)},
+                           {"act_cmd": cmds},
+                           {"dma.request": dump, "dma.response": len(dump)}],
+                     seed=seed, stall=stall, before={0: set_params, 2: wait_idle}, final=errors,
+                     processes=[monitor] if record_writes else [])
+    got = [r["data"] for r in run["phases"][2]["dma.response"][0]]
+    model = init
+    refused = act_expected(model, acc, scale, shift, cmds, max_shift=act.max_shift,
+                           depth=sbuf.depth, word_bytes=sbuf.word_bytes)
+    expected = [model.read_word(p, a) for p in range(sbuf.partitions) for a in range(sbuf.depth)]
+    return got, expected, run["final"], refused, writes
+
+
+def random_acc(rng, rows, cols, bits=32):
+    return rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(rows, cols), dtype=np.int64)
+
+
+def test_round_half_even_model():
+    """The rounding rule itself, on hand-checked values."""
+    x = np.array([5, 6, 7, -5, -6, -7, 2, 3, -2, -3, 12, 13, -13, 0], dtype=object)
+    got = round_half_even_shift(x, np.array([1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 5]))
+    # 2.5->2, 3->3, 3.5->4, -2.5->-2, -3->-3, -3.5->-4, 0.5->0, 0.75->1, -0.5->0,
+    # -0.75->-1, 1.5->2, 1.625->2, -1.625->-2, 0->0
+    assert list(got) == [2, 3, 4, -2, -3, -4, 0, 1, 0, -1, 2, 2, -2, 0]
+    assert list(requantize([[300, -300, 5, -5]], [1, 1, 1, 1], [0, 0, 1, 1])[0]) == \
+        [127, -128, 2, -2]
+    assert list(requantize([[300, -300, 5, -5]], [1] * 4, [0] * 4, dtype="uint8",
+                           zero_point=10)[0]) == [255, 0, 15, 5]
+
+
+def test_bad_configs():
+    with pytest.raises(ConfigError, match="max_shift"):
+        Act(ActConfig(scale_bits=8, max_shift=40), ArrayConfig(acc_bits=32), PSUM, SBUF)
+    with pytest.raises(ConfigError, match="max_shift"):
+        ActConfig(max_shift=-1)
+    with pytest.raises(ConfigError, match="scale_bits"):
+        ActConfig(scale_bits=1)
+    with pytest.raises(ConfigError, match="partitions.*cols"):
+        Act(ACT, ArrayConfig(rows=4, cols=8), PSUM, SbufConfig(partitions=4))
+    with pytest.raises(ConfigError, match="bank_rows"):
+        TileDatapath(SBUF, ArrayConfig(rows=4, cols=4, result_addr_bits=3), PSUM, ACT)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_random_requantisation_all_modes(seed, stall):
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    acc = random_acc(rng, PSUM.rows, ARRAY.cols, 24)
+    scale = rng.integers(-(1 << 15), 1 << 15, size=4)
+    shift = rng.integers(0, 32, size=4)
+    cmds = []
+    for mode in (0, 1, 2, 3, 0, 2):
+        rows = int(rng.integers(1, 6))
+        size = ACT_MODES[mode][1]
+        cmds.append({"psum_addr": int(rng.integers(0, PSUM.rows - rows + 1)), "rows": rows,
+                     "offset": int(rng.integers(0, SBUF.depth * SBUF.word_bytes // size - rows)),
+                     "cols": int(rng.integers(1, 5)), "mode": mode, "relu": int(rng.integers(2)),
+                     "zero_point": int(rng.integers(-20, 20)) if mode != 1 else
+                     int(rng.integers(0, 256))})
+    got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds, seed=seed, stall=stall)
+    assert refused == 0
+    assert got == expected
+    assert errors["act"] == 0 and errors["sbuf"] == 0
+
+
+def test_edges_saturation_shift_scale_ties():
+    """Accumulator and scale extremes, shift 0 and 31, exact ties of both parities, saturation at
+    both ends of every saturating mode, ReLU with a zero point."""
+    big, small = (1 << 31) - 1, -(1 << 31)
+    acc = np.array([
+        [big, small, 0, 1],
+        [small, big, -1, 1],
+        [5, -5, 7, -7],              # with shift 1: 2.5, -2.5, 3.5, -3.5
+        [6, -6, 2, -2],              # with shift 2: 1.5, -1.5, 0.5, -0.5
+        [127, 128, -128, -129],
+        [255, 256, -1, 0],
+        [32767, 32768, -32768, -32769],
+        [1 << 30, -(1 << 30), 3 << 29, -(3 << 29)],
+    ] + [[i, -i, 3 * i, -3 * i] for i in range(24)], dtype=np.int64)
+    cases = [
+        ([1, 1, 1, 1], [0, 0, 0, 0]),
+        ([-32768, 32767, -32768, 32767], [31, 31, 31, 31]),
+        ([1, 1, 1, 1], [1, 1, 1, 1]),
+        ([1, 1, 1, 1], [2, 2, 2, 2]),
+        ([0, -1, 32767, -32768], [0, 5, 17, 30]),
+    ]
+    for scale, shift in cases:
+        cmds = []
+        for mode in (0, 1, 2, 3):
+            for relu in (0, 1):
+                zp = {0: -3, 1: 100, 2: 1000, 3: 0}[mode]
+                cmds.append({"psum_addr": 0, "rows": 8, "offset": 8 * (2 * mode + relu),
+                             "cols": 4, "mode": mode, "relu": relu, "zero_point": zp})
+        got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds)
+        assert refused == 0
+        assert got == expected, f"scale={scale} shift={shift}"
+        assert errors["act"] == 0
+
+
+def test_max_shift_limit_and_runtime_clamp():
+    """max_shift = acc_bits + scale_bits - 1 (the largest allowed) and a smaller max_shift with a
+    larger shift at run time: clamped, error flag set."""
+    rng = np.random.default_rng(2)
+    acc = random_acc(rng, PSUM.rows, 4)
+    act = ActConfig(scale_bits=16, max_shift=47)
+    cmds = [{"psum_addr": 0, "rows": 8, "offset": 0, "cols": 4, "mode": 2, "relu": 0,
+             "zero_point": 0}]
+    got, expected, errors, _, _ = run_act(acc, [-32768, 32767, 12345, -1], [47, 46, 40, 0], cmds,
+                                          act=act)
+    assert got == expected and errors["act"] == 0
+    act = ActConfig(scale_bits=16, max_shift=20)
+    got, expected, errors, _, _ = run_act(acc, [1000, -1000, 7, 3], [25, 31, 20, 3], cmds, act=act)
+    assert got == expected
+    assert errors["shift"] == 1
+
+
+def test_out_of_range_offset_not_written():
+    rng = np.random.default_rng(4)
+    acc = random_acc(rng, PSUM.rows, 4, 12)
+    # int32 rows: 2 per 8-byte word, 32 words -> element offsets 64.. are beyond the partition.
+    cmds = [{"psum_addr": 0, "rows": 4, "offset": 62, "cols": 4, "mode": 3, "relu": 0,
+             "zero_point": 0},
+            {"psum_addr": 4, "rows": 2, "offset": 0, "cols": 3, "mode": 0, "relu": 0,
+             "zero_point": 0}]
+    got, expected, errors, refused, _ = run_act(acc, [1] * 4, [0] * 4, cmds)
+    assert refused == 2
+    assert got == expected
+    assert errors["addr"] == 1 and errors["sbuf"] == 0
+
+
+def test_one_row_per_cycle():
+    rng = np.random.default_rng(6)
+    acc = random_acc(rng, PSUM.rows, 4)
+    cmds = [{"psum_addr": 0, "rows": 32, "offset": 0, "cols": 4, "mode": 0, "relu": 1,
+             "zero_point": 0},
+            {"psum_addr": 3, "rows": 20, "offset": 100, "cols": 4, "mode": 1, "relu": 0,
+             "zero_point": 7}]
+    got, expected, _, _, writes = run_act(acc, rng.integers(-99, 99, size=4), [9, 8, 7, 6], cmds,
+                                          record_writes=True)
+    assert got == expected
+    assert len(writes) == 52
+    assert writes == list(range(writes[0], writes[0] + 52)), "ACT did not sustain 1 row/cycle"
