@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 from amaranth.hdl import Value
 
-from .sim import run_simulation
+from .sim import run_simulation as run_simulation_amaranth
 from .streams import StreamSink, StreamSource, check_stream_protocol
 
 
 __all__ = [
     "BACKENDS", "ENV_VAR", "default_backend", "resolve_backend", "backend_available",
-    "compiled_model", "StreamRun", "run_streams",
+    "compiled_model", "StreamRun", "run_streams", "run_simulation",
 ]
 
 BACKENDS = ("amaranth", "verilator")
@@ -160,8 +160,8 @@ def _run_amaranth(component, sources, sinks, max_cycles, wait_while, read, wavef
     testbenches += [collector(n, s, c) for n, (s, c) in sinks.items()]
     testbenches.append(finish)
     monitors = [check_stream_protocol(snk.stream, name) for name, (snk, _c) in sinks.items()]
-    cycles = run_simulation(component, testbenches, max_cycles=max_cycles, processes=monitors,
-                            vcd=waveform)
+    cycles = run_simulation_amaranth(component, testbenches, max_cycles=max_cycles,
+                                     processes=monitors, vcd=waveform)
     return StreamRun(accepted=accepted, received=received, sim_cycles=cycles, outputs=outputs,
                      backend="amaranth")
 
@@ -199,3 +199,158 @@ def _run_compiled(component, sources, sinks, max_cycles, wait_while, read, wavef
     return StreamRun(accepted=accepted, received=received, sim_cycles=cycles, outputs=outputs,
                      backend="verilator",
                      extra={"build_seconds": model.build_seconds, "build_dir": str(model.info.path)})
+
+
+# --- Amaranth-style test benches on the compiled backend -----------------------------------------
+
+def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, domain="sync",
+                   backend=None):
+    """:func:`systolica.testbench.sim.run_simulation` on a chosen backend: the same async test
+    benches ``(ctx) -> None`` and background processes run unchanged on the compiled backend as
+    long as they only ``ctx.set`` / ``ctx.get`` / ``ctx.tick()`` (with ``.sample``, ``.until``,
+    ``.repeat``, ``async for``) the component's *ports* -- the members of its signature, e.g.
+    ``dut.moving.valid``, ``dut.moving.payload``, ``dut.busy`` -- which is what
+    :class:`StreamSource`, :class:`StreamSink` and :func:`check_stream_protocol` do. Each
+    simulated cycle then makes a few calls into C++ from Python: far faster than the Amaranth
+    simulator on big designs, far slower than :func:`run_streams`, which keeps the cycle loop in
+    C++. Returns the number of cycles simulated; raises ``SimulationTimeout`` past
+    ``max_cycles``."""
+    if resolve_backend(backend) == "amaranth":
+        return run_simulation_amaranth(dut, testbenches, max_cycles=max_cycles,
+                                       processes=processes, vcd=vcd, domain=domain)
+    if max_cycles <= 0:
+        raise ValueError(f"max_cycles must be positive; got {max_cycles}")
+    if domain != "sync":
+        raise NotImplementedError("the compiled backend simulates the `sync` domain only")
+    if vcd is None and os.environ.get("SYSTOLICA_VCD_DIR"):
+        os.makedirs(os.environ["SYSTOLICA_VCD_DIR"], exist_ok=True)
+        vcd = os.path.join(os.environ["SYSTOLICA_VCD_DIR"], f"{type(dut).__name__}.vcd")
+    trace = None if vcd is None else ("fst" if str(vcd).endswith(".fst") else "vcd")
+    model = compiled_model(dut, trace=trace)
+    with model.open(trace=vcd) as sim:
+        ctx = _CompiledContext(dut, sim)
+        return _schedule(dut, ctx, sim, testbenches, processes, max_cycles)
+
+
+class _Tick:
+    """What ``ctx.tick()`` returns on the compiled backend (see Amaranth's ``TickTrigger``)."""
+
+    def __init__(self, sampled=()):
+        self.sampled = tuple(sampled)
+
+    def sample(self, *exprs):
+        return _Tick(self.sampled + exprs)
+
+    def __await__(self):
+        result = yield self
+        return result
+
+    async def __aiter__(self):
+        while True:
+            yield await self
+
+    async def until(self, condition):
+        while True:
+            *result, done = await self.sample(condition)
+            if done:
+                return tuple(result)
+
+    async def repeat(self, count):
+        result = None
+        for _ in range(count):
+            result = await self
+        return result
+
+
+class _CompiledContext:
+    """The part of Amaranth's simulator context that port-level test benches use."""
+
+    def __init__(self, dut, sim):
+        from amaranth.hdl import Shape
+        from amaranth.lib import data
+        self._sim = sim
+        self._ports = {}
+        for path, _member, value in dut.signature.flatten(dut):
+            shape = value.shape()
+            if isinstance(value, Value):
+                shape = Shape.cast(shape)
+            self._ports[id(value)] = ("__".join(str(p) for p in path), shape, value)
+        self._data = data
+
+    def _port(self, expr):
+        try:
+            return self._ports[id(expr)]
+        except KeyError:
+            raise NotImplementedError(
+                f"compiled backend: test benches can only set/get whole ports of the "
+                f"component's signature; got {expr!r}") from None
+
+    def set(self, expr, value):
+        from amaranth.hdl import Const, Shape
+        name, shape, _ = self._port(expr)
+        if isinstance(shape, Shape):
+            bits = int(value)
+        else:
+            bits = Const.cast(shape.const(value)).value
+        self._sim.set(name, bits)
+
+    def get(self, expr):
+        from amaranth.hdl import Shape
+        name, shape, _ = self._port(expr)
+        raw = self._sim.get(name)
+        if isinstance(shape, Shape):
+            if shape.signed and raw >> (shape.width - 1):
+                raw -= 1 << shape.width
+            return raw
+        return shape.from_bits(raw)
+
+    def tick(self, domain="sync", *, context=None):
+        if domain != "sync" or context is not None:
+            raise NotImplementedError("the compiled backend simulates the `sync` domain only")
+        return _Tick()
+
+    def critical(self):
+        from contextlib import nullcontext
+        return nullcontext()
+
+    def _unsupported(self, *args, **kwargs):
+        raise NotImplementedError("the compiled backend supports ctx.set/get/tick only")
+
+    delay = changed = edge = posedge = negedge = _unsupported
+
+
+def _schedule(dut, ctx, sim, testbenches, processes, max_cycles):
+    from .sim import SimulationTimeout
+    # Background processes first, as they are added first in sim.run_simulation.
+    tasks = [[process(ctx), False, None] for process in processes]
+    tasks += [[testbench(ctx), True, None] for testbench in testbenches]
+    cycles = 0
+    resume = {id(t): None for t in tasks}
+    while True:
+        for task in tasks:
+            coro = task[0]
+            if coro is None or id(task) not in resume:
+                continue
+            try:
+                request = coro.send(resume[id(task)])
+            except StopIteration:
+                task[0] = None
+                continue
+            if not isinstance(request, _Tick):
+                raise NotImplementedError(f"the compiled backend cannot await {request!r}; "
+                                          f"only ctx.tick()")
+            task[2] = request
+        if not any(t[0] is not None and t[1] for t in tasks):
+            for task in tasks:           # background processes end with the test benches
+                if task[0] is not None:
+                    task[0].close()
+            return cycles
+        if cycles >= max_cycles:
+            raise SimulationTimeout(
+                f"cycle watchdog: {type(dut).__name__} compiled simulation did not finish "
+                f"within {max_cycles} cycles")
+        samples = {id(t): (True, False, *(ctx.get(e) for e in t[2].sampled))
+                   for t in tasks if t[0] is not None}
+        sim.tick()
+        cycles += 1
+        resume = samples
