@@ -18,6 +18,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
+from systolica.hdl.noc._util import construct_or_silence
 from systolica.hdl.noc.interface import NetworkInterface, recv_layout, send_layout
 from systolica.hdl.noc.route_compute import RouteCompute
 from systolica.hdl.noc.router import Router
@@ -30,11 +31,7 @@ __all__ = ["Mesh"]
 
 class Mesh(wiring.Component):
     def __init__(self, x=None, y=None, *, config: NocConfig = None, **params):
-        try:
-            self._setup(x, y, config, params)
-        except Exception:
-            self._MustUse__silence = True       # a refused mesh is not an unused one
-            raise
+        construct_or_silence(self, self._setup, x, y, config, params)
 
     def _setup(self, x, y, config, params):
         if isinstance(x, NocConfig):

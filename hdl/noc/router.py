@@ -22,6 +22,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
+from systolica.hdl.noc._util import construct_or_silence
 from systolica.hdl.noc.crossbar import Crossbar
 from systolica.hdl.noc.flit import LinkSignature
 from systolica.hdl.noc.input_unit import InputUnit
@@ -41,11 +42,7 @@ PORT_SUFFIX = tuple(name.lower() for name in PORT_NAMES)
 
 class Router(wiring.Component):
     def __init__(self, config: NocConfig = None, x=0, y=0, *, turns=None):
-        try:
-            self._setup(config, x, y, turns)
-        except Exception:
-            self._MustUse__silence = True       # a refused router is not an unused one
-            raise
+        construct_or_silence(self, self._setup, config, x, y, turns)
 
     def _setup(self, config, x, y, turns):
         if config is None:

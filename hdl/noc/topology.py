@@ -75,32 +75,24 @@ class MeshTopology:
         return abs(src[0] - dst[0]) + abs(src[1] - dst[1])
 
 
+def _dimension_order(node, dst, x_first):
+    (x, y), (dx, dy) = node, dst
+    step_x = E if dx > x else W if dx < x else None
+    step_y = N if dy > y else S if dy < y else None
+    for step in ((step_x, step_y) if x_first else (step_y, step_x)):
+        if step is not None:
+            return (step,)
+    return (L,)
+
+
 def xy_route(node, dst):
     """Dimension-order routing, X first: the single output port at ``node`` towards ``dst``."""
-    (x, y), (dx, dy) = node, dst
-    if dx > x:
-        return (E,)
-    if dx < x:
-        return (W,)
-    if dy > y:
-        return (N,)
-    if dy < y:
-        return (S,)
-    return (L,)
+    return _dimension_order(node, dst, x_first=True)
 
 
 def yx_route(node, dst):
     """Dimension-order routing, Y first."""
-    (x, y), (dx, dy) = node, dst
-    if dy > y:
-        return (N,)
-    if dy < y:
-        return (S,)
-    if dx > x:
-        return (E,)
-    if dx < x:
-        return (W,)
-    return (L,)
+    return _dimension_order(node, dst, x_first=False)
 
 
 def minimal_adaptive_route(node, dst):
