@@ -6,18 +6,19 @@ address ``addr`` (the tensor engine's result tag) = ``bank * bank_rows + row``.
 * ``result`` (in, the tensor engine's ``result`` stream): each beat is written over its row
   (``tag.accumulate = 0``) or added into it (``1``), with ``acc_bits`` two's-complement wraparound,
   one beat per cycle. Read-modify-write is a 2-stage pipeline: the row is read in the cycle the beat
-  is accepted and the sum written in the next. The only row a read can miss is the one being written
-  in that same cycle; the pipeline keeps that write (row and sum) in a forwarding register and uses it
-  instead of the memory's data when the rows match, so back-to-back accumulation into one row runs at
-  one beat per cycle with no stall. ``tag.last`` is not used by PSUM.
+  is accepted and the sum written in the next. The only write a read could miss is the one in that
+  same cycle, i.e. the previous beat's sum; the bank's read port is *transparent* to its write port,
+  so that read returns the sum being written (the in-flight sum is forwarded; on block RAM, yosys
+  builds the bypass register and multiplexer). Back-to-back accumulation into one row therefore
+  runs at one beat per cycle with no stall. ``tag.last`` is not used by PSUM.
 * ``read`` (``PsumReadSignature``, flipped; the ACT unit's port): ``request {addr}`` ->
   in-order ``response {data}``; up to one row per cycle.
 
 Each bank has one synchronous read port (shared by the two paths) and one write port (the
 accumulator's). The result stream and the ACT reads conflict only when they address the same bank
 in the same cycle; then the result stream wins, unless it won the previous conflict (so the two
-alternate under sustained contention and neither starves). A read in the same cycle as the write
-of the same row returns the old row.
+alternate under sustained contention and neither starves). An ACT read in the same cycle as the
+write of the same row returns the new row.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``result`` (a beat addressed a row
 >= banks * bank_rows: it is dropped), ``read`` (a read of such a row: answered with zeros).
@@ -118,7 +119,7 @@ class Psum(wiring.Component):
             mem = memory.Memory(shape=row_layout, depth=RB, init=[])
             m.submodules[f"bank{b}"] = mem
             wports.append(mem.write_port())
-            rports.append(mem.read_port())
+            rports.append(mem.read_port(transparent_for=(wports[-1],)))   # forwards the RMW sum
         rdata = Array(rp.data.as_value() for rp in rports)
 
         err_set = Signal(psum_errors_layout())
@@ -183,24 +184,16 @@ class Psum(wiring.Component):
             s1_acc.eq(res.tag.accumulate),
             s1_data.eq(res.data),
         ]
-        # Forwarding register: the write done in the previous cycle (when this beat's read was
-        # issued, the memory did not have it yet).
-        fwd_valid = Signal()
-        fwd_bank = Signal(range(B))
-        fwd_row = Signal(row_bits)
-        fwd_data = Signal(row_layout)
-        old = Signal(row_layout)
+        # The read issued with this beat already saw the previous beat's write (transparent port).
         total = Signal(row_layout)
-        hit = fwd_valid & (fwd_bank == s1_bank) & (fwd_row == s1_row)
-        m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), rdata[s1_bank]))
+        old = rdata[s1_bank]
         for c in range(C):
             m.d.comb += total[c].eq(
-                Mux(s1_acc, (old[c] + s1_data[c])[:arr.acc_bits], s1_data[c]))
+                Mux(s1_acc, (old.word_select(c, arr.acc_bits).as_signed() + s1_data[c])
+                    [:arr.acc_bits], s1_data[c]))
         for b in range(B):
             m.d.comb += [wports[b].addr.eq(s1_row), wports[b].data.eq(total),
                          wports[b].en.eq(s1_valid & (s1_bank == b))]
-        m.d.sync += [fwd_valid.eq(s1_valid), fwd_bank.eq(s1_bank), fwd_row.eq(s1_row),
-                     fwd_data.eq(total)]
 
         # --- read path -------------------------------------------------------------------------
         rd_zero = Signal()

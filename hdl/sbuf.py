@@ -34,8 +34,8 @@ ECP5 DP16KD/PDPW16KD and iCE40 SB_RAM40_4K). Arbitration, one grant per cycle on
   won the previous conflict (so they alternate under sustained contention).
 
 Reads and writes use separate ports: DMA writes never slow the moving reader. A read in the same
-cycle as a write to the same word returns the old data. Nothing orders one port's accesses against
-another's; the sequencer's semaphores do.
+cycle as a write to the same word returns the new data (the read port is transparent). Nothing
+orders one port's accesses against another's; the sequencer's semaphores do.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``dma`` (partition or address out of
 range: no memory access, reads answered with zeros), ``moving`` / ``weights`` (a command reaching
@@ -161,7 +161,8 @@ class Sbuf(wiring.Component):
             mem = memory.Memory(shape=unsigned(8 * WB), depth=D, init=init)
             m.submodules[f"partition{p}"] = mem
             wports.append(mem.write_port(granularity=8))
-            rports.append(mem.read_port())
+            # Transparent: yosys then needs a smaller collision bypass around the block RAM.
+            rports.append(mem.read_port(transparent_for=(wports[-1],)))
         rdata = Array(rp.data for rp in rports)
 
         err_set = Signal(sbuf_errors_layout())

@@ -323,3 +323,20 @@ def test_word_packing_matches_model():
     model.store(1, 3, [-2, 300], "int16")
     assert model.words(1)[0] == pack_word([0, 0, 0, 0, 0, 0, 0xFE, 0xFF])
     assert model.words(1)[1] == pack_word([0x2C, 0x01, 0, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, bram, per_partition", [("ecp5", ("DP16KD", "PDPW16KD"), 1),
+                                                        ("ice40", ("SB_RAM40_4K",), 2)])
+def test_synthesis_maps_partitions_to_block_ram(target, bram, per_partition):
+    """8 partitions x 1 KiB (256 words of 4 bytes): every partition becomes block RAM (one
+    PDPW16KD/DP16KD on ECP5, two SB_RAM40_4K on iCE40), and the logic around them stays far below
+    the 65,536 bits of storage (it scales with partitions x word width, not with depth)."""
+    from systolica.synth.flow import synthesize
+    cfg = SbufConfig(partitions=8, depth=256, word_bytes=4)
+    report = synthesize(Sbuf(cfg, ArrayConfig(rows=8, cols=8)), "systolica_sbuf", target)
+    print(report)
+    brams = sum(report["cells"].get(name, 0) for name in bram)
+    assert brams == per_partition * cfg.partitions
+    assert report["ffs"] < 2048
+    assert report["luts"] < 4096
