@@ -44,29 +44,34 @@ static const uint64_t kPeriodPs = 10000;  // 100 MHz, as run_simulation's CLOCK_
 
 static inline int words_of(int width) { return (width + 31) / 32; }
 
-struct Source {
+// What sources and sinks have in common: their ports and their stall mask.
+struct StreamEnd {
   int payload, valid, ready, words;
-  const uint32_t* data;
-  int64_t n;
   const uint8_t* mask;
   int64_t mask_len;
   bool mask_more;       // the mask continues past mask_len: ask Python for more (sys_run -> 3)
-  int64_t* accept;
   uint64_t base;        // the cycle the stream was added: its cycle 0
+  bool stalls(uint64_t cycle) const {
+    return (int64_t)(cycle - base) < mask_len && mask[cycle - base];
+  }
+  bool mask_ended(uint64_t cycle) const {
+    return mask_more && (int64_t)(cycle - base) >= mask_len;
+  }
+};
+
+struct Source : StreamEnd {
+  const uint32_t* data;
+  int64_t n;
+  int64_t* accept;
   int64_t next;
   bool holding;
   int cur_valid;
 };
 
-struct Sink {
-  int payload, valid, ready, words;
+struct Sink : StreamEnd {
   uint32_t* data;
   int64_t count;
-  const uint8_t* mask;
-  int64_t mask_len;
-  bool mask_more;
   int64_t* cycles;
-  uint64_t base;        // the cycle the stream was added: its cycle 0
   int64_t received;
   bool cur_ready;
   bool pending;
@@ -136,10 +141,6 @@ uint64_t port_get_u64(Sim* sim, int index) {
 }
 uint64_t current_cycle(Sim* sim) { return sim->cycle; }
 
-static inline bool masked(const uint8_t* mask, int64_t len, uint64_t cycle) {
-  return (int64_t)cycle < len && mask[cycle];
-}
-
 static void clock_edge(Sim* sim) {
   settle(sim);
   if (sim->tracing) glue::trace_dump(sim->dut, sim->cycle * kPeriodPs);
@@ -208,21 +209,26 @@ void sys_tick(void* h, int64_t n) {
   for (int64_t i = 0; i < n; i++) clock_edge((Sim*)h);
 }
 
+static void init_end(Sim* sim, StreamEnd& e, int payload, int valid, int ready,
+                     const uint8_t* mask, int64_t mask_len) {
+  e.payload = payload;
+  e.valid = valid;
+  e.ready = ready;
+  e.words = words_of(glue::ports[payload].width);
+  e.mask = mask;
+  e.mask_len = mask_len;
+  e.mask_more = false;
+  e.base = sim->cycle;
+}
+
 int sys_add_source(void* h, int payload, int valid, int ready, const uint32_t* data, int64_t n,
                    const uint8_t* mask, int64_t mask_len, int64_t* accept) {
   Sim* sim = (Sim*)h;
   Source s;
-  s.payload = payload;
-  s.valid = valid;
-  s.ready = ready;
-  s.words = words_of(glue::ports[payload].width);
+  init_end(sim, s, payload, valid, ready, mask, mask_len);
   s.data = data;
   s.n = n;
-  s.mask = mask;
-  s.mask_len = mask_len;
-  s.mask_more = false;
   s.accept = accept;
-  s.base = sim->cycle;
   s.next = 0;
   s.holding = false;
   s.cur_valid = -1;
@@ -234,17 +240,10 @@ int sys_add_sink(void* h, const char* name, int payload, int valid, int ready, u
                  int64_t count, const uint8_t* mask, int64_t mask_len, int64_t* cycles) {
   Sim* sim = (Sim*)h;
   Sink s;
-  s.payload = payload;
-  s.valid = valid;
-  s.ready = ready;
-  s.words = words_of(glue::ports[payload].width);
+  init_end(sim, s, payload, valid, ready, mask, mask_len);
   s.data = data;
   s.count = count;
-  s.mask = mask;
-  s.mask_len = mask_len;
-  s.mask_more = false;
   s.cycles = cycles;
-  s.base = sim->cycle;
   s.received = 0;
   s.cur_ready = false;
   s.pending = false;
@@ -271,15 +270,10 @@ int64_t sys_sink_progress(void* h, int i) { return ((Sim*)h)->sinks[i].received;
 // past `len` (the run stops with status 3 when it gets there, to be given a longer one).
 void sys_set_mask(void* h, int kind, int i, const uint8_t* mask, int64_t len, int more) {
   Sim* sim = (Sim*)h;
-  if (kind == 0) {
-    sim->sources[i].mask = mask;
-    sim->sources[i].mask_len = len;
-    sim->sources[i].mask_more = more;
-  } else {
-    sim->sinks[i].mask = mask;
-    sim->sinks[i].mask_len = len;
-    sim->sinks[i].mask_more = more;
-  }
+  StreamEnd& e = kind == 0 ? (StreamEnd&)sim->sources[i] : (StreamEnd&)sim->sinks[i];
+  e.mask = mask;
+  e.mask_len = len;
+  e.mask_more = more;
 }
 
 // Drops the streams (not the models) so that a later run can use new ones.
@@ -303,14 +297,14 @@ int sys_run(void* h, int64_t max_cycles, int wait_port) {
   for (;;) {
     const uint64_t c = sim->cycle;
     for (Source& s : sim->sources)
-      if (s.mask_more && (int64_t)(c - s.base) >= s.mask_len) return 3;
+      if (s.mask_ended(c)) return 3;
     for (Sink& s : sim->sinks)
-      if (s.mask_more && (int64_t)(c - s.base) >= s.mask_len) return 3;
+      if (s.mask_ended(c)) return 3;
     // 1. drive
     for (Source& s : sim->sources) {
       if (s.holding) continue;
       int v = 0;
-      if (s.next < s.n && !masked(s.mask, s.mask_len, c - s.base)) {
+      if (s.next < s.n && !s.stalls(c)) {
         port_set(sim, s.payload, s.data + (size_t)s.next * s.words);
         v = 1;
         s.holding = true;
@@ -321,7 +315,7 @@ int sys_run(void* h, int64_t max_cycles, int wait_port) {
       }
     }
     for (Sink& s : sim->sinks) {
-      bool r = s.received < s.count && !masked(s.mask, s.mask_len, c - s.base);
+      bool r = s.received < s.count && !s.stalls(c);
       if (s.ready >= 0 && (r != s.cur_ready || c == 0)) port_set(sim, s.ready, r ? one : zero);
       s.cur_ready = r;
     }
