@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--backend", default=None, help="amaranth (default) or verilator")
     parser.add_argument("--rows-per-stage", type=int, default=1)
     parser.add_argument("--cols-per-stage", type=int, default=1)
-    parser.add_argument("--multiplier-stages", type=int, default=1, choices=(0, 1, 2))
+    parser.add_argument("--multiplier-stages", type=int, default=2, choices=(0, 1, 2))
     args = parser.parse_args(argv)
 
     config = ArrayConfig(rows=args.rows, cols=args.cols, rows_per_stage=args.rows_per_stage,

@@ -156,7 +156,7 @@ class ArrayConfig(ConfigBase):
                                    "between pipeline registers", range=(1, 256))
     cols_per_stage: int = param(1, "PE columns the moving operand crosses combinationally "
                                    "between pipeline registers", range=(1, 256))
-    multiplier_stages: int = param(1, "pipeline registers in each multiplier: 0 none, 1 after "
+    multiplier_stages: int = param(2, "pipeline registers in each multiplier: 0 none, 1 after "
                                       "the product, 2 also before it (each: +1 cycle latency, "
                                       "higher Fmax)", range=(0, 2))
     result_addr_bits: int = param(10, "width of the destination-row (PSUM address) field "
