@@ -5,7 +5,8 @@ taken from descriptor queues. docs/dma.md is the user's reference; in short:
 * ``queues[q]`` (``DmaConfig.queues`` streams of :func:`dma_descriptor_layout`) are buffered
   ``queue_depth`` deep; descriptors of one queue run in order, the engine takes the next one
   round-robin between the queues, one descriptor at a time.
-* A descriptor is first checked (:data:`DMA_ERRORS`); a bad one does no access at all. Then a
+* A descriptor is first checked (:data:`DMA_ERRORS`, 3 pipelined cycles); a bad one does no
+  access at all. Then a
   *reader* (a :class:`~.dma_walker.DmaWalker` in burst mode issuing AR bursts, several in flight,
   or in word mode issuing SBUF reads) feeds a byte realigner (:class:`~.dma_realign.DmaRealigner`)
   and a *writer* (walker in word mode writing SBUF words with byte enables, or in burst mode
@@ -205,35 +206,42 @@ class Dma(wiring.Component):
                         with (m.If if j == 0 else m.Elif)(fifos[q].r_rdy):
                             m.d.comb += [pick.eq(q), pick_valid.eq(1)]
 
-        # --- descriptor checks (combinational from the descriptor register) --------------------
+        # --- descriptor checks: a 3-stage pipeline from the descriptor register ----------------
+        # Stage 1 registers the spans (count-1)*stride and count0*count1, stage 2 the lowest and
+        # one-past-highest byte of each side and the element counts; CHECK3 compares. The
+        # descriptor register is stable from IDLE until the next pick, so the stages need no
+        # valid bits: the FSM waits two cycles (CHECK, CHECK2) before using them.
         src, dst = desc.src, desc.dst
         elem = desc.elem_bytes
+        wide = signed(aw + cfg.count_bits + 6)
 
-        def side_range(side):
-            neg, pos = 0, 0
+        def side_checks(side, name):
+            spans = []
             for d in range(3):
-                span = Signal(signed(aw + cfg.count_bits + 2), name=f"span{d}")
-                m.d.comb += span.eq((side.count[d] - 1) * side.stride[d])
-                neg = neg + Mux(span < 0, span, 0)
-                pos = pos + Mux(span > 0, span, 0)
-            lo = Signal(signed(aw + cfg.count_bits + 6))
-            end = Signal(signed(aw + cfg.count_bits + 6))
-            m.d.comb += [lo.eq(side.addr + neg), end.eq(side.addr + pos + elem)]
+                span = Signal(signed(aw + cfg.count_bits + 2), name=f"{name}_span{d}")
+                m.d.sync += span.eq((side.count[d] - 1) * side.stride[d])
+                spans.append(span)
+            c01 = Signal(2 * cfg.count_bits, name=f"{name}_c01")
+            m.d.sync += c01.eq(side.count[0] * side.count[1])
+            lo = Signal(wide, name=f"{name}_lo")
+            end = Signal(wide, name=f"{name}_end")
+            elements = Signal(3 * cfg.count_bits, name=f"{name}_elements")
+            neg = sum(Mux(x < 0, x, 0) for x in spans)
+            pos = sum(Mux(x > 0, x, 0) for x in spans)
+            m.d.sync += [lo.eq(side.addr + neg), end.eq(side.addr + pos + elem),
+                         elements.eq(c01 * side.count[2])]
             limit = Mux(side.sbuf, sbuf_bytes, 1 << aw)
-            return (lo < 0) | (end > limit)
+            return (lo < 0) | (end > limit), elements
 
-        def elements(side):
-            return side.count[0] * side.count[1] * side.count[2]
-
+        src_bad, src_elements = side_checks(src, "src")
+        dst_bad, dst_elements = side_checks(dst, "dst")
+        zero = Signal()
+        m.d.sync += zero.eq((elem == 0) | Cat(side.count[d] == 0
+                                              for side in (src, dst) for d in range(3)).any())
         check_error = Signal(3)
-        src_bad, dst_bad = side_range(src), side_range(dst)
-        zero = (elem == 0)
-        for side in (src, dst):
-            for d in range(3):
-                zero = zero | (side.count[d] == 0)
         with m.If(zero):
             m.d.comb += check_error.eq(DMA_ERR_ZERO_SIZE)
-        with m.Elif(elements(src) != elements(dst)):
+        with m.Elif(src_elements != dst_elements):
             m.d.comb += check_error.eq(DMA_ERR_SIZE_MISMATCH)
         with m.Elif((src_bad & src.sbuf) | (dst_bad & dst.sbuf)):
             m.d.comb += check_error.eq(DMA_ERR_SBUF_RANGE)
@@ -491,7 +499,13 @@ class Dma(wiring.Component):
                     for q in range(Q):
                         m.d.comb += fifos[q].r_en.eq(pick == q)
                     m.next = "CHECK"
-            with m.State("CHECK"):
+            with m.State("CHECK"):              # check stage 1 fills
+                m.d.comb += self.busy.eq(1)
+                m.next = "CHECK2"
+            with m.State("CHECK2"):             # check stage 2 fills
+                m.d.comb += self.busy.eq(1)
+                m.next = "CHECK3"
+            with m.State("CHECK3"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [final_error.eq(check_error), poison.eq(0), read_error.eq(0),
                              write_error.eq(0)]
