@@ -12,6 +12,9 @@ Figures (all rates are simulated clock cycles per second of wall time):
   ``build_seconds``).
 * ``run_matmuls_cycles_per_s``: ``run_matmuls(backend="verilator")`` on the same workload: the
   same C++ run, plus the per-beat Python dicts ``run_matmuls`` makes and reads.
+* ``testbench_cycles_per_s``: Amaranth-style async test benches (``StreamSource`` /
+  ``StreamSink`` / ``check_stream_protocol``) unchanged on the compiled backend
+  (``backends.run_simulation``): Python takes part in every cycle.
 * ``compiled_core_cycles_per_s``: the C++ run loop alone (``CompiledSim.run``).
 * ``raw_model_cycles_per_s``: bare clock edges of the Verilated model with constant inputs and no
   harness work -- about what a hand-written C++ driver gets.
@@ -93,6 +96,40 @@ def run_arrays(model, config, jobs, max_cycles, stall, seed):
     return cycles, bool(ok), core_seconds
 
 
+def run_testbenches(config, jobs, seed, stall):
+    """The tensor engine driven by Amaranth-style async test benches (StreamSource, StreamSink,
+    the protocol checker) on the compiled backend through ``backends.run_simulation``: Python
+    runs every cycle. Returns (result acceptance cycles, results ok, cycles)."""
+    from systolica.hdl.tensor_engine import TensorEngine
+    from systolica.testbench import backends
+    from systolica.testbench.streams import StreamSink, StreamSource, check_stream_protocol
+    from systolica.testbench.tensor_engine import engine_beats, expected_results
+    engine = TensorEngine(config)
+    weight_beats, moving_beats = engine_beats(config, jobs)
+    seeds = np.random.default_rng(seed).integers(1 << 32, size=3)
+    ends = [cls(stream, stall=stall, rng=np.random.default_rng(s)) for cls, stream, s in zip(
+        (StreamSource, StreamSource, StreamSink), (engine.weights, engine.moving, engine.result),
+        seeds)]
+    out = {}
+
+    async def feed(ctx):
+        await ends[0].send(ctx, weight_beats)
+
+    async def feed_moving(ctx):
+        await ends[1].send(ctx, moving_beats)
+
+    async def collect(ctx):
+        out["payloads"], out["cycles"] = await ends[2].receive(ctx, len(moving_beats))
+
+    cycles = backends.run_simulation(
+        engine, [feed, feed_moving, collect], max_cycles=20 * len(moving_beats) + 1000,
+        processes=[check_stream_protocol(engine.result, "result")], backend="verilator",
+        memo_key=("TensorEngine", config))
+    got = np.array([p["data"] for p in out["payloads"]], dtype=np.int64)
+    want = np.concatenate(expected_results(config, jobs))    # all jobs have N = cols
+    return out["cycles"], bool(np.array_equal(got, want)), cycles
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -150,6 +187,12 @@ def main(argv=None):
         same = run_matmuls(config, jobs, seed=args.seed, backend="verilator", **stalls)
         result["same_cycles_as_pysim"] = (same.result_cycles == run.result_cycles
                                           and same.sim_cycles == run.sim_cycles)
+        # Amaranth-style test benches on the compiled backend, Python in every cycle.
+        start = time.perf_counter()
+        tb_cycles, tb_ok, tb_sim_cycles = run_testbenches(config, jobs, args.seed, args.stall)
+        tb_seconds = time.perf_counter() - start
+        result.update(testbench_cycles_per_s=round(tb_sim_cycles / tb_seconds, 1),
+                      testbench_matches_numpy=tb_ok)
         # The array form of the beats is the same bits as engine_beats' dicts.
         codec = {name: PayloadCodec(s.layout) for name, s in model.streams.items()}
         w_cols, m_cols = beat_columns(config, jobs)
@@ -194,7 +237,8 @@ def main(argv=None):
                          "processor": platform.machine(),
                          "load_average": round(os.getloadavg()[0], 2)}
     print(json.dumps(result))
-    return 0 if (pysim_ok and compiled_ok and result["same_cycles_as_pysim"]) else 1
+    return 0 if (pysim_ok and compiled_ok and result["same_cycles_as_pysim"]
+                 and result["testbench_matches_numpy"]) else 1
 
 
 if __name__ == "__main__":

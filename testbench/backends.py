@@ -204,7 +204,7 @@ def _run_compiled(component, sources, sinks, max_cycles, wait_while, read, wavef
 # --- Amaranth-style test benches on the compiled backend -----------------------------------------
 
 def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, domain="sync",
-                   backend=None):
+                   backend=None, memo_key=None):
     """:func:`systolica.testbench.sim.run_simulation` on a chosen backend: the same async test
     benches ``(ctx) -> None`` and background processes run unchanged on the compiled backend as
     long as they only ``ctx.set`` / ``ctx.get`` / ``ctx.tick()`` (with ``.sample``, ``.until``,
@@ -214,7 +214,7 @@ def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, doma
     simulated cycle then makes a few calls into C++ from Python: far faster than the Amaranth
     simulator on big designs, far slower than :func:`run_streams`, which keeps the cycle loop in
     C++. Returns the number of cycles simulated; raises ``SimulationTimeout`` past
-    ``max_cycles``."""
+    ``max_cycles``. ``memo_key``: see :func:`compiled_model`."""
     if resolve_backend(backend) == "amaranth":
         return run_simulation_amaranth(dut, testbenches, max_cycles=max_cycles,
                                        processes=processes, vcd=vcd, domain=domain)
@@ -226,7 +226,7 @@ def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, doma
         os.makedirs(os.environ["SYSTOLICA_VCD_DIR"], exist_ok=True)
         vcd = os.path.join(os.environ["SYSTOLICA_VCD_DIR"], f"{type(dut).__name__}.vcd")
     trace = None if vcd is None else ("fst" if str(vcd).endswith(".fst") else "vcd")
-    model = compiled_model(dut, trace=trace)
+    model = compiled_model(dut, trace=trace, memo_key=memo_key)
     with model.open(trace=vcd) as sim:
         ctx = _CompiledContext(dut, sim)
         return _schedule(dut, ctx, sim, testbenches, processes, max_cycles)
@@ -269,6 +269,7 @@ class _CompiledContext:
         from amaranth.hdl import Shape
         from amaranth.lib import data
         self._sim = sim
+        self._codecs = {}
         self._ports = {}
         for path, _member, value in dut.signature.flatten(dut):
             shape = value.shape()
@@ -286,12 +287,15 @@ class _CompiledContext:
                 f"component's signature; got {expr!r}") from None
 
     def set(self, expr, value):
-        from amaranth.hdl import Const, Shape
+        from amaranth.hdl import Shape
+        from .compiled import PayloadCodec
         name, shape, _ = self._port(expr)
         if isinstance(shape, Shape):
             bits = int(value)
         else:
-            bits = Const.cast(shape.const(value)).value
+            if name not in self._codecs:
+                self._codecs[name] = PayloadCodec(shape)
+            bits = self._codecs[name].pack_one(value)
         self._sim.set(name, bits)
 
     def get(self, expr):

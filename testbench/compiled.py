@@ -289,6 +289,25 @@ class PayloadCodec:
 
         return {path: column(path) for path, *_ in self.leaves}
 
+    def pack_one(self, payload):
+        """The bits of one payload as an int (``ctx.set`` on the compiled backend)."""
+        if isinstance(payload, data.Const):
+            return payload.as_bits()
+        if not self.fast:
+            return self._const_bits(payload)
+        bits = 0
+        for path, offset, width, _signed, count in self.leaves:
+            value = payload
+            for key in path:
+                value = value[key]
+            mask = (1 << width) - 1
+            if count is None:
+                bits |= (int(value) & mask) << offset
+            else:
+                for k in range(count):
+                    bits |= (int(value[k]) & mask) << (offset + k * width)
+        return bits
+
     def pack(self, payloads):
         """Rows of ``words`` little-endian uint32 words, one per payload."""
         payloads = list(payloads)
@@ -764,6 +783,7 @@ class CompiledSim:
         if not self.handle:
             raise RuntimeError(f"could not open the compiled simulation (trace={trace!r})")
         self._keep = []
+        self._buffers = {}
         self._masks = {}
         self._sources = []
         self._sinks = []
@@ -795,23 +815,29 @@ class CompiledSim:
     def cycle(self):
         return self.lib.sys_cycle(self.handle)
 
+    def _buffer(self, name):
+        """(index, width, is_output, a ctypes word buffer) of port ``name``."""
+        entry = self._buffers.get(name)
+        if entry is None:
+            index, width, is_output = self._port(name)
+            words = (width + 31) // 32
+            entry = self._buffers[name] = (index, width, is_output, (ctypes.c_uint32 * words)())
+        return entry
+
     def set(self, name, value):
         """Set input port ``name`` (flat Verilog name) to the integer ``value``."""
-        index, width, is_output = self._port(name)
+        index, width, is_output, buf = self._buffer(name)
         if is_output:
             raise ValueError(f"port {name!r} is an output")
-        words = (width + 31) // 32
         value = int(value) & ((1 << width) - 1)
-        buf = np.array([(value >> (32 * i)) & 0xFFFFFFFF for i in range(words)], dtype=np.uint32)
-        self.lib.sys_set(self.handle, index, _ptr(buf, _U32P))
+        ctypes.memmove(buf, value.to_bytes(ctypes.sizeof(buf), "little"), ctypes.sizeof(buf))
+        self.lib.sys_set(self.handle, index, buf)
 
     def get(self, name):
         """The unsigned integer value of port ``name`` in the current cycle."""
-        index, width, _ = self._port(name)
-        words = (width + 31) // 32
-        buf = np.zeros(words, dtype=np.uint32)
-        self.lib.sys_get(self.handle, index, _ptr(buf, _U32P))
-        return sum(int(w) << (32 * i) for i, w in enumerate(buf))
+        index, _width, _is_output, buf = self._buffer(name)
+        self.lib.sys_get(self.handle, index, buf)
+        return int.from_bytes(bytes(buf), "little")
 
     def tick(self, n=1):
         """``n`` clock edges."""

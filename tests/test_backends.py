@@ -164,8 +164,9 @@ def test_payload_codec_matches_amaranth_bits(seed):
     rows = codec.pack(payloads)
     assert rows.shape == (40, (layout.size + 31) // 32)
     for payload, row in zip(payloads, rows):
-        assert sum(int(w) << (32 * i) for i, w in enumerate(row)) == \
-            Const.cast(layout.const(payload)).value
+        bits = Const.cast(layout.const(payload)).value
+        assert sum(int(w) << (32 * i) for i, w in enumerate(row)) == bits
+        assert codec.pack_one(payload) == bits == codec.pack_one(layout.const(payload))
     assert codec.unpack(rows) == payloads
     columns = codec.unpack_columns(rows)
     assert np.array_equal(columns["a"], [p["a"] for p in payloads])
