@@ -164,6 +164,11 @@ class Sbuf(wiring.Component):
             # Transparent: yosys then needs a smaller collision bypass around the block RAM.
             rports.append(mem.read_port(transparent_for=(wports[-1],)))
         rdata = Array(rp.data for rp in rports)
+        # DMA reads and weights reads each read one partition, never both in the same cycle: one
+        # partition multiplexer serves both, selected by the partition read in the cycle before.
+        single_part = Signal(range(P))
+        single_data = Signal(8 * WB)
+        m.d.comb += single_data.eq(rdata[single_part])
 
         err_set = Signal(sbuf_errors_layout())
         with m.If(self.clear_errors):
@@ -207,7 +212,6 @@ class Sbuf(wiring.Component):
         resp_fifo = m.submodules.dma_response = SyncFIFO(width=8 * WB, depth=resp_depth)
         dr_inflight = Signal()
         dr_zero = Signal()
-        dr_part = Signal(range(P))
         resp_credit = Signal()
         m.d.comb += [
             resp_credit.eq(resp_fifo.level + dr_inflight < resp_depth),
@@ -223,12 +227,12 @@ class Sbuf(wiring.Component):
         m.d.sync += [
             dr_inflight.eq(dma_read_fire),
             dr_zero.eq(~dma_in_range),
-            dr_part.eq(req.partition),
+            single_part.eq(Mux(dr_grant, req.partition, st_part)),
         ]
         m.d.comb += [
             err_set.dma.eq(self.dma.request.valid & self.dma.request.ready & ~dma_in_range),
             resp_fifo.w_en.eq(dr_inflight),
-            resp_fifo.w_data.eq(Mux(dr_zero, 0, rdata[dr_part])),
+            resp_fifo.w_data.eq(Mux(dr_zero, 0, single_data)),
             self.dma.response.valid.eq(resp_fifo.r_rdy),
             self.dma.response.payload.eq(resp_fifo.r_data),
             resp_fifo.r_en.eq(self.dma.response.ready),
@@ -264,7 +268,7 @@ class Sbuf(wiring.Component):
                              wports[p].en.eq(req.byte_enable)]
 
         self._moving_reader(m, rports, mv_req, mv_addr, mv_grant, err_set)
-        self._weights_reader(m, rdata, st_req, st_addr, st_part, st_grant, err_set)
+        self._weights_reader(m, single_data, st_req, st_addr, st_part, st_grant, err_set)
         return m
 
     # ---------------------------------------------------------------------------------------------
@@ -286,25 +290,31 @@ class Sbuf(wiring.Component):
         psum_addr = Signal(arr.result_addr_bits)
         first, start, accumulate = Signal(), Signal(), Signal()
 
-        entry_layout = data.StructLayout({
-            "words": data.ArrayLayout(unsigned(8 * cfg.word_bytes), R),
-            "lane": unsigned(max(1, lane_bits)),
-            "lane_last": unsigned(max(1, lane_bits)),
+        # A 2-entry circular buffer of words (one per partition) with their metadata.
+        meta_layout = data.StructLayout({
+            "lane": unsigned(max(1, lane_bits)),        # next element to serve
+            "lane_last": unsigned(max(1, lane_bits)),   # last element of the command in the word
             "addr": unsigned(arr.result_addr_bits),
             "start": 1, "last": 1, "accumulate": 1,
+            "zero": 1,                                  # past the partition: serve zeros
         })
-        slots = [Signal(entry_layout, name=f"mv_slot{i}") for i in range(2)]
+        words = [[Signal(8 * cfg.word_bytes, name=f"mv_word{i}_{k}") for k in range(R)]
+                 for i in range(2)]
+        metas = [Signal(meta_layout, name=f"mv_meta{i}") for i in range(2)]
+        rd_ptr, wr_ptr = Signal(), Signal()
         occ = Signal(range(3))
         inflight = Signal()
-        inflight_zero = Signal()
-        inflight_meta = Signal(entry_layout)
+        inflight_meta = Signal(meta_layout)
 
-        # Serve side: slot 0 is the head; its `lane` advances as beats are taken.
-        head = slots[0]
+        # Serve side: the head entry's `lane` advances as beats are taken.
+        head = Signal(meta_layout)
+        m.d.comb += head.eq(Mux(rd_ptr, metas[1], metas[0]))
         out = self.moving.payload
         m.d.comb += self.moving.valid.eq(occ != 0)
         for k in range(R):
-            m.d.comb += out.data[k].eq(head.words[k].word_select(head.lane, elem_bits))
+            elem = Mux(rd_ptr, words[1][k].word_select(head.lane, elem_bits),
+                       words[0][k].word_select(head.lane, elem_bits))
+            m.d.comb += out.data[k].eq(Mux(head.zero, 0, elem))
         m.d.comb += [
             out.start.eq(head.start),
             out.tag.addr.eq(head.addr),
@@ -334,7 +344,7 @@ class Sbuf(wiring.Component):
         m.d.sync += inflight.eq(issue)
         with m.If(issue):
             m.d.sync += [
-                inflight_zero.eq(~in_range),
+                inflight_meta.zero.eq(~in_range),
                 inflight_meta.lane.eq(lane),
                 inflight_meta.lane_last.eq(lane + n_here - 1),
                 inflight_meta.addr.eq(psum_addr),
@@ -362,32 +372,25 @@ class Sbuf(wiring.Component):
             with m.If(cmd.count == 0):
                 m.d.comb += err_set.moving.eq(1)
 
-        # The word arriving from the memories this cycle.
-        new = Signal(entry_layout)
-        m.d.comb += new.eq(inflight_meta)
-        for k in range(R):
-            m.d.comb += new.words[k].eq(Mux(inflight_zero, 0, rports[k].data))
-
-        # Slot update (a 2-entry shift FIFO).
+        # Buffer update. A push never hits the entry being served: the buffer is either empty
+        # (nothing served) or the push goes to the other entry (at most 2 words buffered or in
+        # flight).
+        with m.If(inflight):
+            for i in range(2):
+                with m.If(wr_ptr == i):
+                    m.d.sync += metas[i].eq(inflight_meta)
+                    m.d.sync += [words[i][k].eq(rports[k].data) for k in range(R)]
+            m.d.sync += wr_ptr.eq(~wr_ptr)
         with m.If(pop):
-            with m.If(occ == 2):
-                m.d.sync += slots[0].eq(slots[1])
-                with m.If(inflight):
-                    m.d.sync += slots[1].eq(new)
-            with m.Elif(inflight):
-                m.d.sync += slots[0].eq(new)
-        with m.Else():
-            with m.If(take):
-                m.d.sync += [head.lane.eq(head.lane + 1), head.addr.eq(head.addr + 1),
-                             head.start.eq(0)]
-            with m.If(inflight):
-                with m.If(occ == 0):
-                    m.d.sync += slots[0].eq(new)
-                with m.Else():
-                    m.d.sync += slots[1].eq(new)
+            m.d.sync += rd_ptr.eq(~rd_ptr)
+        with m.Elif(take):
+            for i in range(2):
+                with m.If(rd_ptr == i):
+                    m.d.sync += [metas[i].lane.eq(head.lane + 1), metas[i].addr.eq(head.addr + 1),
+                                 metas[i].start.eq(0)]
         m.d.sync += occ.eq(occ + inflight - pop)
 
-    def _weights_reader(self, m, rdata, st_req, st_addr, st_part, st_grant, err_set):
+    def _weights_reader(self, m, part_data, st_req, st_addr, st_part, st_grant, err_set):
         cfg, arr = self._config, self._array
         D, R, C = cfg.depth, arr.rows, arr.cols
         E = elements_per_word(cfg, arr.stationary_dtype)
@@ -427,7 +430,7 @@ class Sbuf(wiring.Component):
 
         # Fill: element n comes from relative word (skew + n) // E, lane (skew + n) % E.
         word_in = Signal(8 * cfg.word_bytes)
-        m.d.comb += word_in.eq(Mux(got_zero, 0, rdata[k]))
+        m.d.comb += word_in.eq(Mux(got_zero, 0, part_data))
         with m.If(got):
             for n in range(C):
                 pos = skew + n
