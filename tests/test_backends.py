@@ -15,7 +15,6 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from systolica.config import ArrayConfig
-from systolica.hdl.tensor_engine import TensorEngine
 from systolica.testbench import backends, compiled
 from systolica.testbench.sim import SimulationTimeout
 from systolica.testbench.streams import StallPattern, StreamSink, StreamSource
