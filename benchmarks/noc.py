@@ -111,11 +111,15 @@ def main(argv=None):
         print(json.dumps(result, indent=2))
         return 0 if result["check"] == "ok" and result["lost"] == 0 else 1
 
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        zl_future = pool.submit(zero_load, args)
-        futures = [pool.submit(run_point, args, r) for r in args.rates]
-        points = [f.result() for f in futures]
-        zl = zl_future.result()
+    if args.jobs <= 1:
+        zl = zero_load(args)
+        points = [run_point(args, r) for r in args.rates]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            zl_future = pool.submit(zero_load, args)
+            futures = [pool.submit(run_point, args, r) for r in args.rates]
+            points = [f.result() for f in futures]
+            zl = zl_future.result()
     zero = zl["avg_latency"]
     for pt in points:
         pt["zero_load_latency"] = zero

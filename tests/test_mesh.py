@@ -158,3 +158,34 @@ def test_checker_catches_duplicates_reordering_corruption_and_loss():
     fresh.done = True
     with pytest.raises(AssertionError, match="never delivered"):
         fresh.check()
+
+
+def test_benchmark_script_single_point_and_csv_only_sweep(tmp_path, monkeypatch, capsys):
+    """benchmarks/noc.py: one point prints the documented JSON keys; a sweep without matplotlib
+    still writes the CSV and says why there is no plot."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "noc.py"
+    spec = importlib.util.spec_from_file_location("noc_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    assert bench.main(["--mesh", "2x2", "--rate", "0.3", "--warmup", "10", "--measure", "60",
+                       "--zero-load-cycles", "100"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("offered", "accepted", "avg_latency", "p99_latency", "zero_load_latency",
+                "avg_hops", "delivered", "lost", "duplicated"):
+        assert key in result
+    assert result["lost"] == 0 and result["duplicated"] == 0 and result["delivered"] > 0
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
+    assert bench.main(["--mesh", "2x2", "--sweep", "--rates", "0.1,0.5", "--warmup", "5",
+                       "--measure", "40", "--zero-load-cycles", "60", "--jobs", "1",
+                       "--out-dir", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert "matplotlib is not installed" in err and summary["png"] is None
+    rows = (tmp_path / "noc_2x2_uniform.csv").read_text().splitlines()
+    assert rows[0].startswith("rate,offered,accepted") and len(rows) == 3
