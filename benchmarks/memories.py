@@ -20,7 +20,7 @@ from systolica.config import ActConfig, ArrayConfig, PsumConfig, SbufConfig
 from systolica.hdl.psum import Psum
 from systolica.hdl.sbuf import Sbuf, elements_per_word
 from systolica.hdl.tile_datapath import TileDatapath
-from systolica.testbench.memories import run_phases
+from systolica.testbench.memories import accept_monitor, run_phases
 
 
 def rate(cycles):
@@ -73,20 +73,12 @@ def bench_act(sbuf, array, psum, act, rng):
         ctx.set(dut.scale, [int(x) for x in rng.integers(1, 1 << 14, size=array.cols)])
         ctx.set(dut.shift, [int(x) for x in rng.integers(10, 30, size=array.cols)])
 
-    async def monitor(ctx):
-        vw = dut.sbuf.vector_write
-        cycle = 0
-        async for _, _, valid, ready in ctx.tick().sample(vw.valid, vw.ready):
-            if valid and ready:
-                writes.append(cycle)
-            cycle += 1
-
     async def drain(ctx):
         while ctx.get(dut.act_busy):
             await ctx.tick()
 
     run_phases(dut, [{"result": fill}, {"act_cmd": cmds}], before={0: params},
-               final=drain, processes=[monitor])
+               final=drain, processes=[accept_monitor(dut.sbuf.vector_write, writes)])
     return {"act_vectors_per_cycle": round(rate(writes), 4), "act_rows": len(writes)}
 
 

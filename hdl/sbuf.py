@@ -6,17 +6,17 @@ aligned to their size, so an element never straddles two words. Element offsets 
 elements of the operand's type (element e of partition p sits at byte ``e * elem_bytes``).
 
 * Moving operand A (M x K): A[m, k] at partition k, element offset ``offset + m``. A layer's output
-  written by the ACT unit (C-vector of row m across partitions c at one offset) is therefore directly
-  the next layer's moving operand.
+  written by the ACT unit (C-vector of row m across partitions c at one offset) is therefore
+  directly the next layer's moving operand.
 * Stationary operand W (K x N): W[k, n] at partition k, element offset ``offset + n``.
 
 Ports (all ``amaranth.lib.stream``):
 
 * ``dma`` (``SbufPortSignature``, flipped): word read/write of one partition with byte enables.
 * ``moving_cmd`` -> ``moving``: a command ``{offset, count, start, addr, accumulate}`` produces
-  ``count`` beats of the tensor engine's ``moving`` stream (beat m = A[m, :], PSUM row ``addr + m``),
-  one per cycle. The reader fetches whole words from every partition at once into a 2-word buffer
-  and serves ``word_bytes / elem_bytes`` elements from each.
+  ``count`` beats of the tensor engine's ``moving`` stream (beat m = A[m, :], PSUM row
+  ``addr + m``), one per cycle. The reader fetches whole words from every partition at once into
+  a 2-word buffer and serves ``word_bytes / elem_bytes`` elements from each.
 * ``weights_cmd`` -> ``weights``: ``{offset, rows, cols}`` produces the engine's ``weights`` rows
   k = 0..rows-1 (row k from partition k, columns >= cols zero, ``last`` on the final row).
 * ``vector_write``: one word per partition at one word address, per-partition byte enables (what
@@ -37,8 +37,8 @@ Reads and writes use separate ports: DMA writes never slow the moving reader. A 
 cycle as a write to the same word returns the new data (the read port is transparent). Nothing
 orders one port's accesses against another's; the sequencer's semaphores do.
 
-Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``dma`` (partition or address out of
-range: no memory access, reads answered with zeros), ``moving`` / ``weights`` (a command reaching
+Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``dma`` (partition or address
+out of range: no memory access, reads answered with zeros), ``moving`` / ``weights`` (a command reaching
 beyond the partition, or an empty/oversized command: out-of-range elements read as zero; empty or
 oversized commands produce no beats), ``vector`` (word address out of range: not written). Every
 request is still accepted and answered, so nothing hangs.

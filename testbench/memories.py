@@ -12,7 +12,7 @@ from .sim import run_simulation
 from .streams import StreamSink, StreamSource, check_stream_protocol
 
 
-__all__ = ["stream_by_path", "run_phases", "pack_word", "unpack_word"]
+__all__ = ["stream_by_path", "run_phases", "pack_word", "unpack_word", "accept_monitor"]
 
 
 def stream_by_path(component, path):
@@ -28,6 +28,20 @@ def pack_word(byte_list):
 
 def unpack_word(value, nbytes):
     return list(int(value).to_bytes(nbytes, "little"))
+
+
+def accept_monitor(stream, cycles):
+    """A background process that appends to ``cycles`` every cycle (counted from the start of the
+    simulation) in which ``stream`` transfers a payload; for streams inside a design."""
+
+    async def process(ctx):
+        cycle = 0
+        async for _, _, valid, ready in ctx.tick().sample(stream.valid, stream.ready):
+            if valid and ready:
+                cycles.append(cycle)
+            cycle += 1
+
+    return process
 
 
 def run_phases(dut, phases, *, seed=0, stall=0.0, stalls=None, settle=4, max_cycles=None,
@@ -95,7 +109,8 @@ def run_phases(dut, phases, *, seed=0, stall=0.0, stalls=None, settle=4, max_cyc
         return tb
 
     sinks = {path for phase in phases for path, w in phase.items() if isinstance(w, int)}
-    monitors = [check_stream_protocol(stream_by_path(dut, p), p) for p in sorted(sinks | set(check))]
+    monitors = [check_stream_protocol(stream_by_path(dut, p), p)
+                for p in sorted(sinks | set(check))]
     if max_cycles is None:
         work = sum(len(w) if isinstance(w, list) else w for ph in phases for w in ph.values())
         worst = max([stall, *stalls.values()]) if stalls else stall

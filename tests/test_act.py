@@ -9,7 +9,7 @@ import pytest
 from systolica.config import ActConfig, ArrayConfig, ConfigError, PsumConfig, SbufConfig
 from systolica.hdl.act import ACT_MODES, Act
 from systolica.hdl.tile_datapath import TileDatapath
-from systolica.testbench.memories import run_phases
+from systolica.testbench.memories import accept_monitor, run_phases
 from systolica.testbench.reference import SbufModel, requantize, round_half_even_shift
 
 
@@ -70,19 +70,12 @@ def run_act(acc, scale, shift, cmds, *, seed=0, stall=0.0, act=ACT, array=ARRAY,
         return {"act": ctx.get(dut.errors.act.as_value()), "shift": ctx.get(dut.errors.act.shift),
                 "addr": ctx.get(dut.errors.act.addr), "sbuf": ctx.get(dut.errors.sbuf.as_value())}
 
-    async def monitor(ctx):
-        vw = dut.sbuf.vector_write
-        cycle = 0
-        async for _, _, valid, ready in ctx.tick().sample(vw.valid, vw.ready):
-            if valid and ready:
-                writes.append(cycle)
-            cycle += 1
-
     run = run_phases(dut, [{"result": fill_beats(acc)},
                            {"act_cmd": cmds},
                            {"dma.request": dump, "dma.response": len(dump)}],
                      seed=seed, stall=stall, before={0: set_params, 2: wait_idle}, final=errors,
-                     processes=[monitor] if record_writes else [])
+                     processes=[accept_monitor(dut.sbuf.vector_write, writes)]
+                     if record_writes else [])
     got = [r["data"] for r in run["phases"][2]["dma.response"][0]]
     model = init
     refused = act_expected(model, acc, scale, shift, cmds, max_shift=act.max_shift,

@@ -7,7 +7,7 @@ import numpy as np
 
 from systolica.config import ActConfig, ArrayConfig, PsumConfig, SbufConfig
 from systolica.hdl.tile_datapath import TileDatapath
-from systolica.testbench.memories import run_phases
+from systolica.testbench.memories import accept_monitor, run_phases
 from systolica.testbench.reference import SbufModel, matmul_reference, requantize
 
 
@@ -57,18 +57,13 @@ def test_requantised_gemm_two_layers(seed):
         model.store(n, 140, c2[:, n], "int8")
 
     dut = TileDatapath(SBUF, ARRAY, PSUM, ACT, engine=True)
-    results = {"n": 0}
-
-    async def count_results(ctx):
-        res = dut.engine.result
-        async for _, _, valid, ready in ctx.tick().sample(res.valid, res.ready):
-            results["n"] += valid and ready
+    results = []            # cycles in which PSUM took an engine result
 
     def wait_results(n):
         async def hook(ctx):
             ctx.set(dut.scale, [int(x) for x in scale])
             ctx.set(dut.shift, [int(x) for x in shift])
-            while results["n"] < n:
+            while len(results) < n:
                 await ctx.tick()
             for _ in range(3):                  # the last accumulation lands in PSUM
                 await ctx.tick()
@@ -101,7 +96,7 @@ def test_requantised_gemm_two_layers(seed):
                      seed=seed, stall=0.3,
                      before={2: wait_results(2 * M), 3: wait_act, 4: wait_results(3 * M),
                              5: wait_act},
-                     processes=[count_results], final=errors)
+                     processes=[accept_monitor(dut.engine.result, results)], final=errors)
     got = [r["data"] for r in run["phases"][5]["dma.response"][0]]
     expected = [model.read_word(p, a) for p in range(SBUF.partitions) for a in range(SBUF.depth)]
     out1 = np.array([[model.element(n, 100 + m, "int8") for n in range(N)] for m in range(M)])

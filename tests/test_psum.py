@@ -87,7 +87,7 @@ def test_same_row_every_cycle_full_rate():
 
 
 def test_alternating_rows_and_narrow_accumulator(seed):
-    """Rows A, B, A, B... and A, A, B, B... patterns with a 20-bit accumulator (wraps at 20 bits)."""
+    """Rows A, B, A, B... and A, A, B, B... patterns, 20-bit accumulator (wraps at 20 bits)."""
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     array = ArrayConfig(rows=4, cols=3, acc_bits=20, result_addr_bits=4)
