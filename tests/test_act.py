@@ -136,6 +136,32 @@ def test_random_requantisation_all_modes(seed, stall):
     assert errors["act"] == 0 and errors["sbuf"] == 0
 
 
+@pytest.mark.parametrize("acc_bits, scale_bits, max_shift, banks", [(16, 8, 23, 1),
+                                                                      (48, 12, 59, 4)])
+def test_random_other_widths(seed, acc_bits, scale_bits, max_shift, banks):
+    """Narrow and wide accumulators (int32 mode wraps a 48-bit accumulator to 32 bits), other
+    scale widths, the largest shift of each, one PSUM bank and four."""
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    array = ArrayConfig(rows=4, cols=4, acc_bits=acc_bits, result_addr_bits=5)
+    psum = PsumConfig(banks=banks, bank_rows=32 // banks)
+    act = ActConfig(scale_bits=scale_bits, max_shift=max_shift)
+    acc = random_acc(rng, psum.rows, 4, acc_bits)
+    acc[0] = [-(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1, 0, -1]
+    scale = rng.integers(-(1 << (scale_bits - 1)), 1 << (scale_bits - 1), size=4)
+    scale[0] = -(1 << (scale_bits - 1))
+    shift = rng.integers(0, max_shift + 1, size=4)
+    shift[1] = max_shift
+    # Element offsets: int8 at bytes 0..31, uint8 32..63, int16 64..127, int32 128..255.
+    cmds = [{"psum_addr": 0, "rows": 32, "offset": 32 * min(mode, 1), "cols": 4, "mode": mode,
+             "relu": int(mode == 1), "zero_point": 5 if mode != 3 else 0} for mode in range(4)]
+    got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds, seed=seed, act=act,
+                                                array=array, psum=psum)
+    assert refused == 0
+    assert got == expected
+    assert errors["act"] == 0 and errors["sbuf"] == 0
+
+
 def test_edges_saturation_shift_scale_ties():
     """Accumulator and scale extremes, shift 0 and 31, exact ties of both parities, saturation at
     both ends of every saturating mode, ReLU with a zero point."""

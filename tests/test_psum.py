@@ -58,12 +58,15 @@ def test_bad_configs():
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.3])
-def test_random_accumulation(seed, stall):
+@pytest.mark.parametrize("banks, bank_rows, acc_bits", [(4, 8, 32), (1, 32, 40)])
+def test_random_accumulation(seed, stall, banks, bank_rows, acc_bits):
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    beats = random_beats(rng, 150, PSUM.rows, ARRAY.cols, ARRAY.acc_bits)
-    out = run_psum(PSUM, ARRAY, [(beats, []), ([], read_all(PSUM))], seed=seed, stall=stall)
-    expected, _ = psum_reference(beats, PSUM.rows, ARRAY.cols, ARRAY.acc_bits)
+    array = ArrayConfig(rows=4, cols=4, acc_bits=acc_bits, result_addr_bits=5)
+    psum = PsumConfig(banks=banks, bank_rows=bank_rows)
+    beats = random_beats(rng, 150, psum.rows, array.cols, acc_bits)
+    out = run_psum(psum, array, [(beats, []), ([], read_all(psum))], seed=seed, stall=stall)
+    expected, _ = psum_reference(beats, psum.rows, array.cols, acc_bits)
     got = np.array(out["reads"][1], dtype=np.int64)
     assert np.array_equal(got, expected)
     assert out["errors"] == {"result": 0, "read": 0}
