@@ -28,14 +28,14 @@ __all__ = ["TileDatapath"]
 class TileDatapath(wiring.Component):
     def __init__(self, sbuf: SbufConfig = None, array: ArrayConfig = None,
                  psum: PsumConfig = None, act: ActConfig = None, *, engine=True, sbuf_init=None):
-        self._sbuf = Sbuf(sbuf, array, init=sbuf_init)
         try:
+            self._sbuf = Sbuf(sbuf, array, init=sbuf_init)
             self._psum = Psum(psum, self._sbuf.array)
             self._act = Act(act, self._sbuf.array, self._psum.config, self._sbuf.config)
         except (TypeError, ValueError):
-            self._sbuf._MustUse__silence = True
-            if hasattr(self, "_psum"):
-                self._psum._MustUse__silence = True
+            for part in ("_sbuf", "_psum"):      # built, but will never be elaborated
+                if hasattr(self, part):
+                    getattr(self, part)._MustUse__silence = True
             self._MustUse__silence = True
             raise
         self._engine = TensorEngine(self._sbuf.array) if engine else None

@@ -93,3 +93,12 @@ def _router(configs):
 def _mesh(configs):
     from systolica.hdl.noc.mesh import Mesh
     return Mesh(configs["noc"])
+
+
+@register_block("tile_datapath", top="systolica_tile_datapath",
+                sections=("sbuf", "array", "psum", "act"),
+                description="SBUF -> tensor engine -> PSUM -> ACT -> SBUF, wired, without a "
+                            "sequencer (hdl/tile_datapath.py)")
+def _tile_datapath(configs):
+    from systolica.hdl.tile_datapath import TileDatapath
+    return TileDatapath(configs["sbuf"], configs["array"], configs["psum"], configs["act"])

@@ -112,6 +112,8 @@ def test_bad_configs():
         Act(ACT, ArrayConfig(rows=4, cols=8), PSUM, SbufConfig(partitions=4))
     with pytest.raises(ConfigError, match="bank_rows"):
         TileDatapath(SBUF, ArrayConfig(rows=4, cols=4, result_addr_bits=3), PSUM, ACT)
+    with pytest.raises(ConfigError, match="partitions"):
+        TileDatapath(SbufConfig(partitions=2), ARRAY, PSUM, ACT)
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.3])
