@@ -7,8 +7,8 @@ signed stride over elements of ``elem`` bytes) and cuts it into pieces.
 
 A *run* is one element, or, when the innermost stride equals the element size (a contiguous
 innermost dimension), the whole innermost dimension at once, so contiguous transfers become long
-bursts. Pieces come out in the descriptor's iteration order (dimension 0 fastest) on the ``piece``
-stream (``addr``: first byte, ``lo``: its byte lane, ``n``: bytes, ``beats``: words touched).
+bursts. Pieces come out (through an output register) in the descriptor's iteration order
+(dimension 0 fastest) on the ``piece`` stream (``addr``: first byte, ``lo``: its byte lane, ``n``: bytes, ``beats``: words touched).
 ``start`` (one cycle) loads a new descriptor side; ``done`` is high once every piece has been
 taken. Address arithmetic wraps at ``addr_width`` bits; the DMA checks the ranges beforehand.
 """
@@ -80,15 +80,22 @@ class DmaWalker(wiring.Component):
         piece_n = Signal(14)
         m.d.comb += piece_n.eq(Mux(cur_rem < room, cur_rem, room))
         last_piece = cur_rem <= room
-        m.d.comb += [
-            self.piece.valid.eq(cur_valid),
-            self.piece.payload.addr.eq(cur_addr),
-            self.piece.payload.lo.eq(lo),
-            self.piece.payload.n.eq(piece_n),
-            self.piece.payload.beats.eq((lo + piece_n + (W - 1)) >> lw),
-            self.done.eq(~gen_valid & ~cur_valid),
-        ]
-        fire = self.piece.valid & self.piece.ready
+        # The piece goes out through a register (so the consumer's logic does not start with
+        # this arithmetic); it is reloaded whenever it is empty or being taken.
+        out_valid = self.piece.valid
+        load = cur_valid & (~out_valid | self.piece.ready)
+        with m.If(load):
+            m.d.sync += [
+                out_valid.eq(1),
+                self.piece.payload.addr.eq(cur_addr),
+                self.piece.payload.lo.eq(lo),
+                self.piece.payload.n.eq(piece_n),
+                self.piece.payload.beats.eq((lo + piece_n + (W - 1)) >> lw),
+            ]
+        with m.Elif(self.piece.ready | self.start):
+            m.d.sync += out_valid.eq(0)
+        m.d.comb += self.done.eq(~gen_valid & ~cur_valid & ~out_valid)
+        fire = load
         take_run = ~cur_valid | (fire & last_piece)
 
         # --- the run generator (nested loops with incremental pointers) --------------------------
