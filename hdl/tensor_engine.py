@@ -29,7 +29,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from systolica.config import ArrayConfig
+from systolica.config import ArrayConfig, dtype_range
 
 
 __all__ = [
@@ -72,20 +72,23 @@ class ProcessingElement(wiring.Component):
     ``register_moving`` / ``register_psum`` put a pipeline register on the moving-operand output
     (to the right) / the partial-sum output (downwards); the engine sets them per PE from
     ``cols_per_stage`` / ``rows_per_stage``. ``multiplier_stages`` registers the product (1),
-    and also the multiplier's operands (2).
+    and also the multiplier's operands (2). ``psum_in_bits`` / ``psum_out_bits`` (default
+    ``acc_bits``) narrow the partial sums where they cannot overflow (see ``psum_bits``).
     """
 
-    def __init__(self, config: ArrayConfig, *, register_moving=True, register_psum=True):
+    def __init__(self, config: ArrayConfig, *, register_moving=True, register_psum=True,
+                 psum_in_bits=None, psum_out_bits=None):
         self._config = config
         self._register_moving = register_moving
         self._register_psum = register_psum
+        self._psum_out_bits = psum_out_bits or config.acc_bits
         super().__init__({
             "a_in": In(config.moving_shape),
             "bank_in": In(1),
             "a_out": Out(config.moving_shape),
             "bank_out": Out(1),
-            "psum_in": In(config.acc_shape),
-            "psum_out": Out(config.acc_shape),
+            "psum_in": In(signed(psum_in_bits or config.acc_bits)),
+            "psum_out": Out(signed(self._psum_out_bits)),
             "w_data": In(config.stationary_shape),
             "w_we": In(1),
             "w_bank": In(1),
@@ -112,8 +115,9 @@ class ProcessingElement(wiring.Component):
             w_operand = self._stage(m, w_operand, True, "w_operand")
         product = self._stage(m, a_operand * w_operand, cfg.multiplier_stages >= 1, "product")
 
-        # Truncation to acc_bits is the two's-complement wraparound.
-        psum_next = (self.psum_in + product)[:cfg.acc_bits].as_signed()
+        # Truncation is exact below acc_bits (the sum fits) and the two's-complement wraparound
+        # at acc_bits.
+        psum_next = (self.psum_in + product)[:self._psum_out_bits].as_signed()
         m.d.comb += self.psum_out.eq(self._stage(m, psum_next, self._register_psum, "psum"))
         m.d.comb += [
             self.a_out.eq(self._stage(m, self.a_in, self._register_moving, "a")),
@@ -169,6 +173,20 @@ class TensorEngine(wiring.Component):
     def col_delay(self, c):
         """Pipeline registers between PE column 0 and column c on the moving-operand path."""
         return c // self._config.cols_per_stage
+
+    def psum_bits(self, n_rows):
+        """Width of a partial sum over ``n_rows`` products: just enough to hold any such sum
+        exactly, capped at ``acc_bits`` (where it wraps). Narrower early rows save flip-flops and
+        carry chains without changing any result."""
+        cfg = self._config
+        (a_lo, a_hi), (w_lo, w_hi) = (dtype_range(cfg.moving_dtype),
+                                      dtype_range(cfg.stationary_dtype))
+        corners = [a * w for a in (a_lo, a_hi) for w in (w_lo, w_hi)]
+        lo, hi = n_rows * min(corners), n_rows * max(corners)
+        bits = 1
+        while not (-(1 << (bits - 1)) <= lo and hi < (1 << (bits - 1))):
+            bits += 1
+        return min(bits, cfg.acc_bits)
 
     @property
     def latency(self):
@@ -290,13 +308,15 @@ class TensorEngine(wiring.Component):
         # --- the PE grid ----------------------------------------------------------------------
         psum_bottom = []
         for c in range(C):
-            psum = Const(0, cfg.acc_shape)
+            psum = Const(0, signed(1))
             for k in range(R):
                 pe = ProcessingElement(
                     cfg,
                     register_moving=(c % cfg.cols_per_stage == cfg.cols_per_stage - 1),
                     register_psum=(k % cfg.rows_per_stage == cfg.rows_per_stage - 1
-                                   or k == R - 1))
+                                   or k == R - 1),
+                    psum_in_bits=self.psum_bits(k) if k else 1,
+                    psum_out_bits=self.psum_bits(k + 1))
                 dp.submodules[f"pe_{k}_{c}"] = pe
                 if c == 0:
                     a_src, bank_src = row_a[k], row_bank[k]

@@ -225,3 +225,14 @@ def test_large_arrays(seed, size):
     run = run_matmuls(config, jobs, seed=seed, stall_moving=0.1, stall_weights=0.1,
                       stall_result=0.1)
     assert_results(config, jobs, run)
+
+
+def test_partial_sum_widths_hold_every_sum():
+    # Narrowed partial sums must hold the extreme sums of k products exactly.
+    engine = TensorEngine(ArrayConfig(rows=4, cols=1))
+    engine._MustUse__silence = True      # only its geometry is used here
+    assert [engine.psum_bits(k) for k in (1, 2, 4)] == [16, 17, 18]   # 2**14 * k, signed
+    wide = TensorEngine(ArrayConfig(rows=2, cols=1, moving_dtype="uint16",
+                                    stationary_dtype="uint16"))
+    wide._MustUse__silence = True
+    assert wide.psum_bits(1) == 32       # 65535**2 needs 33 signed bits: capped, wraps
