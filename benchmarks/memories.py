@@ -3,8 +3,9 @@
 * ``psum_vectors_per_cycle``: result beats PSUM accepts per cycle, no stalls, over a stream that
   mixes random rows with runs of back-to-back accumulations into one row.
 * ``engine_stall_cycles_during_dma``: cycles without a moving beat, between the first and the last
-  beat of a long moving-operand read, while the DMA writes the SBUF every cycle (consumer always
-  ready); also the DMA writes accepted per cycle meanwhile.
+  beat of a long moving-operand read, while the DMA writes the SBUF every cycle and the weights
+  reader streams W rows (consumers always ready); also the DMA writes accepted and the weight rows
+  delivered per cycle meanwhile.
 * ``act_vectors_per_cycle``: SBUF rows the ACT unit writes per cycle over a whole PSUM drain.
 
 Usage: python benchmarks/memories.py [--seed N]
@@ -50,14 +51,20 @@ def bench_dma_vs_moving(sbuf, array, rng):
                "addr": int(rng.integers(sbuf.depth)),
                "data": [int(x) for x in rng.integers(0, 256, size=sbuf.word_bytes)],
                "byte_enable": (1 << sbuf.word_bytes) - 1} for _ in range(count + 64)]
+    w_elems = sbuf.depth * elements_per_word(sbuf, array.stationary_dtype)
+    wcmds = [{"offset": int(rng.integers(w_elems - array.rows)), "rows": array.rows,
+              "cols": array.cols} for _ in range(count // array.rows)]
     out = run_phases(Sbuf(sbuf, array), [{"moving_cmd": cmds, "moving": count,
-                                          "dma.request": writes}])
+                                          "dma.request": writes, "weights_cmd": wcmds,
+                                          "weights": len(wcmds) * array.rows}])
     _, moving = out["phases"][0]["moving"]
+    _, weights = out["phases"][0]["weights"]
     dma = out["phases"][0]["dma.request"]
     span = moving[-1] - moving[0] + 1
     during = [c for c in dma if moving[0] <= c <= moving[-1]]
     return {"engine_stall_cycles_during_dma": span - len(moving), "moving_beats": count,
-            "dma_writes_per_cycle_during_moving": round(len(during) / span, 4)}
+            "dma_writes_per_cycle_during_moving": round(len(during) / span, 4),
+            "weights_rows_per_cycle_meanwhile": round(rate(weights), 4)}
 
 
 def bench_act(sbuf, array, psum, act, rng):

@@ -8,27 +8,33 @@ elements of the operand's type (element e of partition p sits at byte ``e * elem
 * Moving operand A (M x K): A[m, k] at partition k, element offset ``offset + m``. A layer's output
   written by the ACT unit (C-vector of row m across partitions c at one offset) is therefore
   directly the next layer's moving operand.
-* Stationary operand W (K x N): W[k, n] at partition k, element offset ``offset + n``.
+* Stationary operand W (K x N): W[k, n] at partition n, element offset ``offset + k`` (N on
+  partitions: the weight row k the engine takes in one beat is one element of every partition, so
+  it streams like the moving operand, one row per cycle).
 
 Ports (all ``amaranth.lib.stream``):
 
 * ``dma`` (``SbufPortSignature``, flipped): word read/write of one partition with byte enables.
 * ``moving_cmd`` -> ``moving``: a command ``{offset, count, start, addr, accumulate}`` produces
   ``count`` beats of the tensor engine's ``moving`` stream (beat m = A[m, :], PSUM row
-  ``addr + m``), one per cycle. The reader fetches whole words from every partition at once into
-  a 2-word buffer and serves ``word_bytes / elem_bytes`` elements from each.
+  ``addr + m``), one per cycle.
 * ``weights_cmd`` -> ``weights``: ``{offset, rows, cols}`` produces the engine's ``weights`` rows
-  k = 0..rows-1 (row k from partition k, columns >= cols zero, ``last`` on the final row).
+  k = 0..rows-1 (row k = W[k, :], columns >= cols zero, ``last`` on the final row), one per cycle.
+
+  Both are column readers: they read one word from every partition they use at once (same word
+  address) into a 2-word buffer and serve ``word_bytes / elem_bytes`` consecutive elements of
+  each, so each needs a read grant once per ``word_bytes / elem_bytes`` >= 2 beats.
 * ``vector_write``: one word per partition at one word address, per-partition byte enables (what
   the ACT unit writes).
 
 Each partition memory has one synchronous read port and one byte-enabled write port (so it maps to
 ECP5 DP16KD/PDPW16KD and iCE40 SB_RAM40_4K). Arbitration, one grant per cycle on each side:
 
-* Reads (moving, DMA read, weights): moving first, except that it yields to a waiting requester
-  in the cycle after it was granted; DMA read and weights alternate (round robin) among themselves.
-  The moving reader needs at most one read every ``word_bytes / elem_bytes`` >= 2 cycles to run at
-  one beat per cycle, so it is never slowed by the others in steady state.
+* Reads (moving, weights, DMA read): moving first, unless the weights reader or the DMA read has
+  been waiting for 2 cycles; weights and DMA read alternate (round robin) among themselves. So a
+  waiting requester is served within 3 cycles, and the moving reader loses at most one slot in
+  three. A column reader needs one read per ``word_bytes / elem_bytes`` >= 2 beats and buffers two
+  words, so in steady state neither column reader is slowed by the others.
 * Writes (vector write, DMA write): both are granted in the same cycle unless the DMA write's
   partition is also enabled by the vector write. On such a conflict the vector write wins, unless it
   won the previous conflict (so they alternate under sustained contention).
@@ -38,10 +44,10 @@ cycle as a write to the same word returns the new data (the read port is transpa
 orders one port's accesses against another's; the sequencer's semaphores do.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``dma`` (partition or address
-out of range: no memory access, reads answered with zeros), ``moving`` / ``weights`` (a command reaching
-beyond the partition, or an empty/oversized command: out-of-range elements read as zero; empty or
-oversized commands produce no beats), ``vector`` (word address out of range: not written). Every
-request is still accepted and answered, so nothing hangs.
+out of range: no memory access, reads answered with zeros), ``moving`` / ``weights`` (a command
+reaching beyond the partition: the elements past the end read as zero; or an empty or oversized
+command: no beats), ``vector`` (word address out of range: not written). Every request is still
+accepted and answered, so nothing hangs.
 """
 
 from amaranth.hdl import *
@@ -82,9 +88,9 @@ def moving_command_layout(sbuf: SbufConfig, array: ArrayConfig):
 def weights_command_layout(sbuf: SbufConfig, array: ArrayConfig):
     elems = sbuf.depth * elements_per_word(sbuf, array.stationary_dtype)
     return data.StructLayout({
-        "offset": unsigned(_bits_for(elems)),       # element offset of W[k, 0] in partition k
-        "rows": unsigned(array.rows.bit_length()),  # K in [1, R]
-        "cols": unsigned(array.cols.bit_length()),  # N in [1, C]
+        "offset": unsigned(_bits_for(elems)),       # element offset of W[0, n] in partition n
+        "rows": unsigned(array.rows.bit_length()),  # K in [1, R]: beats (weight rows)
+        "cols": unsigned(array.cols.bit_length()),  # N in [1, C]: partitions read
     })
 
 
@@ -108,6 +114,10 @@ def check_sbuf_configs(sbuf, array):
     if sbuf.partitions < array.rows:
         raise ConfigError(f"SbufConfig.partitions must be >= array.rows={array.rows} (one "
                           f"partition per tensor-engine row); got {sbuf.partitions}")
+    if sbuf.partitions < array.cols:
+        raise ConfigError(f"SbufConfig.partitions must be >= array.cols={array.cols} (the "
+                          f"stationary operand has one column per partition); "
+                          f"got {sbuf.partitions}")
 
 
 class Sbuf(wiring.Component):
@@ -164,11 +174,6 @@ class Sbuf(wiring.Component):
             # Transparent: yosys then needs a smaller collision bypass around the block RAM.
             rports.append(mem.read_port(transparent_for=(wports[-1],)))
         rdata = Array(rp.data for rp in rports)
-        # DMA reads and weights reads each read one partition, never both in the same cycle: one
-        # partition multiplexer serves both, selected by the partition read in the cycle before.
-        single_part = Signal(range(P))
-        single_data = Signal(8 * WB)
-        m.d.comb += single_data.eq(rdata[single_part])
 
         err_set = Signal(sbuf_errors_layout())
         with m.If(self.clear_errors):
@@ -178,19 +183,28 @@ class Sbuf(wiring.Component):
 
         # --- requests of the three readers (filled in below) ------------------------------------
         mv_req, mv_addr = Signal(), Signal(addr_bits)
-        st_req, st_addr, st_part = Signal(), Signal(addr_bits), Signal(range(P))
+        st_req, st_addr = Signal(), Signal(addr_bits)
         dr_req = Signal()
         mv_grant, st_grant, dr_grant = Signal(), Signal(), Signal()
 
         # --- read arbiter -----------------------------------------------------------------------
-        mv_granted_last = Signal()
+        # Moving first, unless the weights reader or the DMA has waited 2 cycles ("urgent");
+        # weights and DMA round robin between themselves.
+        st_wait, dr_wait = Signal(range(3)), Signal(range(3))
+        st_urgent, dr_urgent = Signal(), Signal()
         rr_weights_first = Signal()
         m.d.comb += [
-            mv_grant.eq(mv_req & ~(mv_granted_last & (st_req | dr_req))),
+            st_urgent.eq(st_req & (st_wait == 2)),
+            dr_urgent.eq(dr_req & (dr_wait == 2)),
+            mv_grant.eq(mv_req & ~st_urgent & ~dr_urgent),
             dr_grant.eq(~mv_grant & dr_req & ~(st_req & rr_weights_first)),
             st_grant.eq(~mv_grant & ~dr_grant & st_req),
         ]
-        m.d.sync += mv_granted_last.eq(mv_grant)
+        for wait, want, got in ((st_wait, st_req, st_grant), (dr_wait, dr_req, dr_grant)):
+            with m.If(want & ~got):
+                m.d.sync += wait.eq(Mux(wait == 2, 2, wait + 1))
+            with m.Else():
+                m.d.sync += wait.eq(0)
         with m.If(dr_grant):
             m.d.sync += rr_weights_first.eq(1)
         with m.Elif(st_grant):
@@ -200,10 +214,11 @@ class Sbuf(wiring.Component):
         for p in range(P):
             with m.If(mv_grant):
                 m.d.comb += [rports[p].addr.eq(mv_addr), rports[p].en.eq(1)]
-            with m.Elif(dr_grant):
-                m.d.comb += [rports[p].addr.eq(req.addr), rports[p].en.eq(req.partition == p)]
+            with m.Elif(st_grant):
+                m.d.comb += [rports[p].addr.eq(st_addr), rports[p].en.eq(1)]
             with m.Else():
-                m.d.comb += [rports[p].addr.eq(st_addr), rports[p].en.eq(st_grant & (st_part == p))]
+                m.d.comb += [rports[p].addr.eq(req.addr),
+                             rports[p].en.eq(dr_grant & (req.partition == p))]
 
         # --- DMA port ---------------------------------------------------------------------------
         dma_in_range = Signal()
@@ -212,6 +227,7 @@ class Sbuf(wiring.Component):
         resp_fifo = m.submodules.dma_response = SyncFIFO(width=8 * WB, depth=resp_depth)
         dr_inflight = Signal()
         dr_zero = Signal()
+        dr_part = Signal(range(P))
         resp_credit = Signal()
         m.d.comb += [
             resp_credit.eq(resp_fifo.level + dr_inflight < resp_depth),
@@ -227,12 +243,12 @@ class Sbuf(wiring.Component):
         m.d.sync += [
             dr_inflight.eq(dma_read_fire),
             dr_zero.eq(~dma_in_range),
-            single_part.eq(Mux(dr_grant, req.partition, st_part)),
+            dr_part.eq(req.partition),
         ]
         m.d.comb += [
             err_set.dma.eq(self.dma.request.valid & self.dma.request.ready & ~dma_in_range),
             resp_fifo.w_en.eq(dr_inflight),
-            resp_fifo.w_data.eq(Mux(dr_zero, 0, single_data)),
+            resp_fifo.w_data.eq(Mux(dr_zero, 0, rdata[dr_part])),
             self.dma.response.valid.eq(resp_fifo.r_rdy),
             self.dma.response.payload.eq(resp_fifo.r_data),
             resp_fifo.r_en.eq(self.dma.response.ready),
@@ -268,75 +284,94 @@ class Sbuf(wiring.Component):
                              wports[p].en.eq(req.byte_enable)]
 
         self._moving_reader(m, rports, mv_req, mv_addr, mv_grant, err_set)
-        self._weights_reader(m, single_data, st_req, st_addr, st_part, st_grant, err_set)
+        self._weights_reader(m, rports, st_req, st_addr, st_grant, err_set)
         return m
 
     # ---------------------------------------------------------------------------------------------
 
-    def _moving_reader(self, m, rports, mv_req, mv_addr, mv_grant, err_set):
-        cfg, arr = self._config, self._array
-        D, R = cfg.depth, arr.rows
-        E = elements_per_word(cfg, arr.moving_dtype)
+    def _column_reader(self, m, name, rports, *, elem_bits, offset_shape, count_shape,
+                       index_bits, user_layout, req, addr, grant, err):
+        """Streams elements ``offset .. offset + count - 1`` of every partition in ``rports``, one
+        beat (one element of each partition) per cycle. It reads a word from all of them at once
+        (one read grant per ``E = word bits / elem_bits`` elements) into a 2-word circular buffer.
+
+        Returns a namespace of signals: command side ``cmd_valid``, ``cmd_ready``, ``cmd_offset``,
+        ``cmd_count`` (0: an error, no beats), ``cmd_index`` (the index of beat 0; beat i gets
+        ``cmd_index + i``, wrapping at ``index_bits``), ``cmd_user`` (passed through); beat side
+        ``valid``, ``ready``, ``elems`` (one value per partition), ``index``, ``first``, ``last``,
+        ``user``.
+        """
+        from types import SimpleNamespace
+        cfg = self._config
+        D, n = cfg.depth, len(rports)
+        E = 8 * cfg.word_bytes // elem_bits
         lane_bits = (E - 1).bit_length()
-        elem_bits = arr.moving_shape.width
-        cmd = self.moving_cmd.payload
-        cmd_layout = moving_command_layout(cfg, arr)
+        io = SimpleNamespace(
+            cmd_valid=Signal(name=f"{name}_cmd_valid"), cmd_ready=Signal(name=f"{name}_cmd_ready"),
+            cmd_offset=Signal(offset_shape, name=f"{name}_cmd_offset"),
+            cmd_count=Signal(count_shape, name=f"{name}_cmd_count"),
+            cmd_index=Signal(index_bits, name=f"{name}_cmd_index"),
+            cmd_user=Signal(user_layout, name=f"{name}_cmd_user"),
+            valid=Signal(name=f"{name}_valid"), ready=Signal(name=f"{name}_ready"),
+            elems=[Signal(elem_bits, name=f"{name}_elem{k}") for k in range(n)],
+            index=Signal(index_bits, name=f"{name}_index"),
+            first=Signal(name=f"{name}_first"), last=Signal(name=f"{name}_last"),
+            user=Signal(user_layout, name=f"{name}_user"))
 
         # Fetch side: walks the words of the current command.
-        busy = Signal()
-        word = Signal(cmd_layout["offset"].shape.width + 1)     # word address, may run past D
-        lane = Signal(range(E))
-        remaining = Signal(cmd_layout["count"].shape)
-        psum_addr = Signal(arr.result_addr_bits)
-        first, start, accumulate = Signal(), Signal(), Signal()
+        busy = Signal(name=f"{name}_busy")
+        word = Signal(len(io.cmd_offset) + 1, name=f"{name}_word")   # may run past D
+        lane = Signal(range(E), name=f"{name}_lane")
+        remaining = Signal(count_shape, name=f"{name}_remaining")
+        index = Signal(index_bits, name=f"{name}_next_index")
+        first = Signal(name=f"{name}_next_first")
+        user = Signal(user_layout, name=f"{name}_cur_user")
 
         # A 2-entry circular buffer of words (one per partition) with their metadata.
         meta_layout = data.StructLayout({
             "lane": unsigned(max(1, lane_bits)),        # next element to serve
             "lane_last": unsigned(max(1, lane_bits)),   # last element of the command in the word
-            "addr": unsigned(arr.result_addr_bits),
-            "start": 1, "last": 1, "accumulate": 1,
+            "index": unsigned(index_bits),
+            "first": 1, "last": 1,
             "zero": 1,                                  # past the partition: serve zeros
+            "user": user_layout,
         })
-        words = [[Signal(8 * cfg.word_bytes, name=f"mv_word{i}_{k}") for k in range(R)]
+        words = [[Signal(8 * cfg.word_bytes, name=f"{name}_word{i}_{k}") for k in range(n)]
                  for i in range(2)]
-        metas = [Signal(meta_layout, name=f"mv_meta{i}") for i in range(2)]
-        rd_ptr, wr_ptr = Signal(), Signal()
-        occ = Signal(range(3))
-        inflight = Signal()
-        inflight_meta = Signal(meta_layout)
+        metas = [Signal(meta_layout, name=f"{name}_meta{i}") for i in range(2)]
+        rd_ptr, wr_ptr = Signal(name=f"{name}_rd_ptr"), Signal(name=f"{name}_wr_ptr")
+        occ = Signal(range(3), name=f"{name}_occ")
+        inflight = Signal(name=f"{name}_inflight")
+        inflight_meta = Signal(meta_layout, name=f"{name}_inflight_meta")
 
         # Serve side: the head entry's `lane` advances as beats are taken.
-        head = Signal(meta_layout)
+        head = Signal(meta_layout, name=f"{name}_head")
         m.d.comb += head.eq(Mux(rd_ptr, metas[1], metas[0]))
-        out = self.moving.payload
-        m.d.comb += self.moving.valid.eq(occ != 0)
-        for k in range(R):
+        m.d.comb += io.valid.eq(occ != 0)
+        for k in range(n):
             elem = Mux(rd_ptr, words[1][k].word_select(head.lane, elem_bits),
                        words[0][k].word_select(head.lane, elem_bits))
-            m.d.comb += out.data[k].eq(Mux(head.zero, 0, elem))
+            m.d.comb += io.elems[k].eq(Mux(head.zero, 0, elem))
         m.d.comb += [
-            out.start.eq(head.start),
-            out.tag.addr.eq(head.addr),
-            out.tag.accumulate.eq(head.accumulate),
-            out.tag.last.eq(head.last & (head.lane == head.lane_last)),
+            io.index.eq(head.index), io.first.eq(head.first), io.user.eq(head.user),
+            io.last.eq(head.last & (head.lane == head.lane_last)),
         ]
-        take = self.moving.valid & self.moving.ready
-        pop = Signal()
+        take = io.valid & io.ready
+        pop = Signal(name=f"{name}_pop")
         m.d.comb += pop.eq(take & (head.lane == head.lane_last))
 
         # Fetching: at most 2 words buffered or in flight, counting a word leaving this cycle.
         in_range = word < D
-        credit = Signal()
-        issue = Signal()
+        credit = Signal(name=f"{name}_credit")
+        issue = Signal(name=f"{name}_issue")
         m.d.comb += [
             credit.eq(occ + inflight - pop < 2),
-            mv_req.eq(busy & credit & in_range),
-            mv_addr.eq(word),
-            issue.eq(busy & credit & (~in_range | mv_grant)),
+            req.eq(busy & credit & in_range),
+            addr.eq(word),
+            issue.eq(busy & credit & (~in_range | grant)),
         ]
-        n_here = Signal(range(E + 1))        # elements of this command in this word
-        is_last = Signal()
+        n_here = Signal(range(E + 1), name=f"{name}_n_here")   # elements of the command here
+        is_last = Signal(name=f"{name}_is_last")
         m.d.comb += [
             is_last.eq(remaining <= E - lane),
             n_here.eq(Mux(is_last, remaining, E - lane)),
@@ -347,30 +382,30 @@ class Sbuf(wiring.Component):
                 inflight_meta.zero.eq(~in_range),
                 inflight_meta.lane.eq(lane),
                 inflight_meta.lane_last.eq(lane + n_here - 1),
-                inflight_meta.addr.eq(psum_addr),
-                inflight_meta.start.eq(first & start),
+                inflight_meta.index.eq(index),
+                inflight_meta.first.eq(first),
                 inflight_meta.last.eq(is_last),
-                inflight_meta.accumulate.eq(accumulate),
+                inflight_meta.user.eq(user),
                 word.eq(word + 1), lane.eq(0), first.eq(0),
                 remaining.eq(remaining - n_here),
-                psum_addr.eq(psum_addr + n_here),
+                index.eq(index + n_here),
             ]
             with m.If(is_last):
                 m.d.sync += busy.eq(0)
-        m.d.comb += err_set.moving.eq(issue & ~in_range)
+        m.d.comb += err.eq(issue & ~in_range)
 
-        m.d.comb += self.moving_cmd.ready.eq(~busy | (issue & is_last))
-        with m.If(self.moving_cmd.valid & self.moving_cmd.ready):
+        m.d.comb += io.cmd_ready.eq(~busy | (issue & is_last))
+        with m.If(io.cmd_valid & io.cmd_ready):
             m.d.sync += [
-                busy.eq(cmd.count != 0),
-                word.eq(cmd.offset >> lane_bits),
-                lane.eq(cmd.offset[:lane_bits] if lane_bits else 0),
-                remaining.eq(cmd.count),
-                psum_addr.eq(cmd.addr),
-                first.eq(1), start.eq(cmd.start), accumulate.eq(cmd.accumulate),
+                busy.eq(io.cmd_count != 0),
+                word.eq(io.cmd_offset >> lane_bits),
+                lane.eq(io.cmd_offset[:lane_bits] if lane_bits else 0),
+                remaining.eq(io.cmd_count),
+                index.eq(io.cmd_index),
+                first.eq(1), user.eq(io.cmd_user),
             ]
-            with m.If(cmd.count == 0):
-                m.d.comb += err_set.moving.eq(1)
+            with m.If(io.cmd_count == 0):
+                m.d.comb += err.eq(1)
 
         # Buffer update. A push never hits the entry being served: the buffer is either empty
         # (nothing served) or the push goes to the other entry (at most 2 words buffered or in
@@ -379,87 +414,59 @@ class Sbuf(wiring.Component):
             for i in range(2):
                 with m.If(wr_ptr == i):
                     m.d.sync += metas[i].eq(inflight_meta)
-                    m.d.sync += [words[i][k].eq(rports[k].data) for k in range(R)]
+                    m.d.sync += [words[i][k].eq(rports[k].data) for k in range(n)]
             m.d.sync += wr_ptr.eq(~wr_ptr)
         with m.If(pop):
             m.d.sync += rd_ptr.eq(~rd_ptr)
         with m.Elif(take):
             for i in range(2):
                 with m.If(rd_ptr == i):
-                    m.d.sync += [metas[i].lane.eq(head.lane + 1), metas[i].addr.eq(head.addr + 1),
-                                 metas[i].start.eq(0)]
+                    m.d.sync += [metas[i].lane.eq(head.lane + 1),
+                                 metas[i].index.eq(head.index + 1), metas[i].first.eq(0)]
         m.d.sync += occ.eq(occ + inflight - pop)
+        return io
 
-    def _weights_reader(self, m, part_data, st_req, st_addr, st_part, st_grant, err_set):
+    def _moving_reader(self, m, rports, req, addr, grant, err_set):
+        """Moving operand: A[m, k] = element ``offset + m`` of partition k."""
         cfg, arr = self._config, self._array
-        D, R, C = cfg.depth, arr.rows, arr.cols
-        E = elements_per_word(cfg, arr.stationary_dtype)
-        lane_bits = (E - 1).bit_length()
-        elem_bits = arr.stationary_shape.width
-        cmd = self.weights_cmd.payload
-        cmd_layout = weights_command_layout(cfg, arr)
-
-        busy = Signal()
-        base = Signal(cmd_layout["offset"].shape.width + 1)   # first word of every row
-        skew = Signal(range(E))                               # lane of W[k, 0]
-        rows = Signal(range(R + 1))
-        cols = Signal(range(C + 1))
-        k = Signal(range(R + 1))
-        n_words = Signal(range((C + E - 1) // E + 2))         # words per row
-        issued = Signal.like(n_words)
-        row_out = self.weights.payload
-        out_valid = Signal()
-        m.d.comb += [self.weights.valid.eq(out_valid)]
-
-        word = base + issued
-        in_range = word < D
-        fetching = busy & ~out_valid & (issued != n_words)
-        issue = Signal()
+        layout = moving_command_layout(cfg, arr)
+        cmd, out = self.moving_cmd.payload, self.moving.payload
+        rd = self._column_reader(
+            m, "mv", rports[:arr.rows], elem_bits=arr.moving_shape.width,
+            offset_shape=layout["offset"].shape, count_shape=layout["count"].shape,
+            index_bits=arr.result_addr_bits,
+            user_layout=data.StructLayout({"start": 1, "accumulate": 1}),
+            req=req, addr=addr, grant=grant, err=err_set.moving)
         m.d.comb += [
-            st_req.eq(fetching & in_range),
-            st_addr.eq(word),
-            st_part.eq(k),
-            issue.eq(fetching & (~in_range | st_grant)),
-            err_set.weights.eq(issue & ~in_range),
+            rd.cmd_valid.eq(self.moving_cmd.valid), self.moving_cmd.ready.eq(rd.cmd_ready),
+            rd.cmd_offset.eq(cmd.offset), rd.cmd_count.eq(cmd.count), rd.cmd_index.eq(cmd.addr),
+            rd.cmd_user.start.eq(cmd.start), rd.cmd_user.accumulate.eq(cmd.accumulate),
+            self.moving.valid.eq(rd.valid), rd.ready.eq(self.moving.ready),
+            out.start.eq(rd.first & rd.user.start),
+            out.tag.addr.eq(rd.index), out.tag.accumulate.eq(rd.user.accumulate),
+            out.tag.last.eq(rd.last),
         ]
-        got, got_zero = Signal(), Signal()
-        got_rel = Signal.like(issued)
-        m.d.sync += [got.eq(issue), got_zero.eq(~in_range), got_rel.eq(issued)]
-        with m.If(issue):
-            m.d.sync += issued.eq(issued + 1)
+        m.d.comb += [out.data[k].eq(rd.elems[k]) for k in range(arr.rows)]
 
-        # Fill: element n comes from relative word (skew + n) // E, lane (skew + n) % E.
-        word_in = Signal(8 * cfg.word_bytes)
-        m.d.comb += word_in.eq(Mux(got_zero, 0, part_data))
-        with m.If(got):
-            for n in range(C):
-                pos = skew + n
-                with m.If((n < cols) & ((pos >> lane_bits) == got_rel)):
-                    m.d.sync += row_out.data[n].eq(
-                        word_in.word_select(pos[:lane_bits] if lane_bits else 0, elem_bits))
-            with m.If(got_rel == n_words - 1):
-                m.d.sync += out_valid.eq(1)
-        m.d.comb += row_out.last.eq(k == rows - 1)
-
-        with m.If(self.weights.valid & self.weights.ready):
-            m.d.sync += [out_valid.eq(0), issued.eq(0), k.eq(k + 1)]
-            for n in range(C):
-                m.d.sync += row_out.data[n].eq(0)
-            with m.If(k == rows - 1):
-                m.d.sync += busy.eq(0)
-
-        m.d.comb += self.weights_cmd.ready.eq(~busy)
-        with m.If(self.weights_cmd.valid & ~busy):
-            bad = (cmd.rows == 0) | (cmd.rows > R) | (cmd.cols == 0) | (cmd.cols > C)
-            m.d.sync += [
-                busy.eq(~bad),
-                base.eq(cmd.offset >> lane_bits),
-                skew.eq(cmd.offset[:lane_bits] if lane_bits else 0),
-                rows.eq(cmd.rows), cols.eq(cmd.cols), k.eq(0), issued.eq(0),
-                n_words.eq(((cmd.offset[:lane_bits] if lane_bits else 0) + cmd.cols + E - 1)
-                           >> lane_bits),
-            ]
-            for n in range(C):
-                m.d.sync += row_out.data[n].eq(0)
-            with m.If(bad):
-                m.d.comb += err_set.weights.eq(1)
+    def _weights_reader(self, m, rports, req, addr, grant, err_set):
+        """Stationary operand, N on partitions: W[k, n] = element ``offset + k`` of partition n;
+        row k of the ``weights`` stream is element ``offset + k`` of partitions 0..C-1."""
+        cfg, arr = self._config, self._array
+        R, C = arr.rows, arr.cols
+        layout = weights_command_layout(cfg, arr)
+        cmd, out = self.weights_cmd.payload, self.weights.payload
+        rd = self._column_reader(
+            m, "st", rports[:C], elem_bits=arr.stationary_shape.width,
+            offset_shape=layout["offset"].shape, count_shape=layout["rows"].shape,
+            index_bits=1, user_layout=data.StructLayout({"cols": layout["cols"].shape}),
+            req=req, addr=addr, grant=grant, err=err_set.weights)
+        bad = Signal()
+        m.d.comb += [
+            bad.eq((cmd.rows == 0) | (cmd.rows > R) | (cmd.cols == 0) | (cmd.cols > C)),
+            rd.cmd_valid.eq(self.weights_cmd.valid), self.weights_cmd.ready.eq(rd.cmd_ready),
+            rd.cmd_offset.eq(cmd.offset), rd.cmd_count.eq(Mux(bad, 0, cmd.rows)),
+            rd.cmd_user.cols.eq(cmd.cols),
+            self.weights.valid.eq(rd.valid), rd.ready.eq(self.weights.ready),
+            out.last.eq(rd.last),
+        ]
+        m.d.comb += [out.data[c].eq(Mux(c < rd.user.cols, rd.elems[c], 0)) for c in range(C)]

@@ -142,8 +142,9 @@ class SbufModel:
                          for i in range(count)], dtype=np.int64)
 
     def stationary(self, offset, rows, cols, dtype):
-        """The stationary operand: ``rows`` x ``cols``, element [k, n] = partition k, offset + n."""
-        return np.array([[self.element(k, offset + n, dtype) for n in range(cols)]
+        """The stationary operand: ``rows`` x ``cols``, element [k, n] = partition n, offset + k
+        (N on partitions)."""
+        return np.array([[self.element(n, offset + k, dtype) for n in range(cols)]
                          for k in range(rows)], dtype=np.int64)
 
     def vector_write(self, addr, data, byte_enable):

@@ -44,10 +44,12 @@ def test_requantised_gemm_two_layers(seed):
     model.bytes[:] = rng.integers(0, 256, size=model.bytes.shape, dtype=np.uint8)
     for t in range(2):
         for k in range(4):
-            model.store(k, 16 * t, a[:, 4 * t + k], "int8")
-            model.store(k, 40 + 8 * t, w[4 * t + k], "int8")
-    for k in range(4):
-        model.store(k, 60, w2[k], "int8")
+            model.store(k, 16 * t, a[:, 4 * t + k], "int8")      # A[m, k] at partition k
+        for n in range(N):
+            model.store(n, 40 + 8 * t, w[4 * t:4 * t + 4, n], "int8")   # W[k, n] at partition n
+    for n in range(N):
+        model.store(n, 60, w2[:, n], "int8")
+    assert np.array_equal(model.stationary(48, 4, N, "int8"), w[4:])    # the layout in the docs
     loads = dma_writes(model)
 
     c1 = requantize(matmul_reference(a, w), scale, shift, zero_point=zp1, relu=True)

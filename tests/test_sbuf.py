@@ -44,13 +44,9 @@ def moving_expected(model, array, cmd):
 
 
 def weights_expected(model, array, cmd):
-    rows = []
-    for k in range(cmd["rows"]):
-        data = [model.element(k, cmd["offset"] + n, array.stationary_dtype)
-                for n in range(cmd["cols"])]
-        rows.append({"data": data + [0] * (array.cols - cmd["cols"]),
-                     "last": int(k == cmd["rows"] - 1)})
-    return rows
+    w = model.stationary(cmd["offset"], cmd["rows"], cmd["cols"], array.stationary_dtype)
+    return [{"data": [int(x) for x in w[k]] + [0] * (array.cols - cmd["cols"]),
+             "last": int(k == cmd["rows"] - 1)} for k in range(cmd["rows"])]
 
 
 def random_moving_cmds(rng, cfg, array, n, *, max_count=12, addr_range=None):
@@ -71,7 +67,7 @@ def random_weights_cmds(rng, cfg, array, n, *, addr_range=None):
     for _ in range(n):
         rows, cols = int(rng.integers(1, array.rows + 1)), int(rng.integers(1, array.cols + 1))
         lo, hi = addr_range if addr_range else (0, elems)
-        cmds.append({"offset": int(rng.integers(lo, hi - cols + 1)), "rows": rows, "cols": cols})
+        cmds.append({"offset": int(rng.integers(lo, hi - rows + 1)), "rows": rows, "cols": cols})
     return cmds
 
 
@@ -164,7 +160,7 @@ def test_moving_and_weights_readers(seed, cfg):
 @pytest.mark.parametrize("cfg", [SBUF8, SBUF16], ids=["w8", "w4"])
 def test_moving_one_beat_per_cycle_during_dma_writes(cfg):
     """Back-to-back moving commands (any offset, even a single element per word) while the DMA
-    writes every cycle: one moving beat every cycle."""
+    writes every cycle: one moving beat every cycle, one DMA write every cycle."""
     rng = np.random.default_rng(3)
     array = ARRAY8 if cfg is SBUF8 else ARRAY16
     model = random_model(cfg, rng)
@@ -181,6 +177,38 @@ def test_moving_one_beat_per_cycle_during_dma_writes(cfg):
     assert cycles == list(range(cycles[0], cycles[0] + len(mexp))), "moving beats stalled"
     dma_cycles = run["phases"][0]["dma.request"]
     assert dma_cycles == list(range(dma_cycles[0], dma_cycles[0] + len(dma))), "DMA stalled"
+
+
+@pytest.mark.parametrize("cfg", [SBUF8, SBUF16], ids=["w8", "w4"])
+def test_moving_and_weights_together_full_rate(cfg):
+    """Long moving and weights commands at the same time, with DMA reads competing: with 8
+    elements per word both run at one beat per cycle; with 2 (int16 in 4-byte words) the two
+    column readers need every read slot, so the moving stream keeps its rate and the weights get
+    the rest; the DMA still progresses in both."""
+    rng = np.random.default_rng(4)
+    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    model = random_model(cfg, rng)
+    m_elems = cfg.depth * elements_per_word(cfg, array.moving_dtype)
+    mcmds = [{"offset": 1 + 9 * i, "count": m_elems // 2, "start": 1, "addr": 0,
+              "accumulate": 0} for i in range(3)]
+    w_elems = cfg.depth * elements_per_word(cfg, array.stationary_dtype)
+    wcmds = [{"offset": (3 + 5 * i) % (w_elems - array.rows), "rows": array.rows,
+              "cols": array.cols} for i in range(12)]
+    dma = random_dma(rng, cfg, 20, addrs=range(cfg.depth), write_prob=0.0)
+    mexp = [b for c in mcmds for b in moving_expected(model, array, c)]
+    wexp = [r for c in wcmds for r in weights_expected(model, array, c)]
+    run = run_phases(make_sbuf(cfg, array, model),
+                     [{"moving_cmd": mcmds, "moving": len(mexp), "weights_cmd": wcmds,
+                       "weights": len(wexp), "dma.request": dma,
+                       "dma.response": len(dma)}])
+    ph = run["phases"][0]
+    assert ph["moving"][0] == mexp and ph["weights"][0] == wexp
+    assert [r["data"] for r in ph["dma.response"][0]] == apply_dma(model, dma)
+    cycles = ph["moving"][1]
+    assert cycles[-1] - cycles[0] + 1 <= len(mexp) + 2 * len(dma), "moving beats stalled"
+    cycles = ph["weights"][1]
+    if cfg is SBUF8:
+        assert cycles == list(range(cycles[0], cycles[0] + len(wexp))), "weight rows stalled"
 
 
 @pytest.mark.parametrize("cfg", [SBUF8, SBUF16], ids=["w8", "w4"])
@@ -276,7 +304,7 @@ def test_errors_out_of_range():
     mcmds = [{"offset": elems - 3, "count": 6, "start": 1, "addr": 0, "accumulate": 0},
              {"offset": 0, "count": 0, "start": 1, "addr": 0, "accumulate": 0},
              {"offset": 4, "count": 2, "start": 0, "addr": 9, "accumulate": 1}]
-    wcmds = [{"offset": elems - 2, "rows": 2, "cols": 3},
+    wcmds = [{"offset": elems - 1, "rows": 3, "cols": 3},
              {"offset": 0, "rows": 0, "cols": 3}, {"offset": 0, "rows": 4, "cols": 0},
              {"offset": 1, "rows": 2, "cols": 2}]
     mexp = [b for c in mcmds for b in moving_expected(model, array, c)]
