@@ -50,6 +50,8 @@ command: no beats), ``vector`` (word address out of range: not written). Every r
 accepted and answered, so nothing hangs.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import *
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -301,7 +303,6 @@ class Sbuf(wiring.Component):
         ``valid``, ``ready``, ``elems`` (one value per partition), ``index``, ``first``, ``last``,
         ``user``.
         """
-        from types import SimpleNamespace
         cfg = self._config
         D, n = cfg.depth, len(rports)
         E = 8 * cfg.word_bytes // elem_bits

@@ -156,3 +156,28 @@ def test_out_of_range_addresses():
     assert np.array_equal(got[:12], expected)
     assert np.array_equal(got[12:], np.zeros((4, 4), dtype=np.int64))
     assert out["errors"] == {"result": 1, "read": 1}
+
+
+def test_clear_errors():
+    """The sticky error flags stay set until clear_errors, and PSUM keeps working after an error."""
+    array = ArrayConfig(rows=4, cols=4, result_addr_bits=4)
+    psum = PsumConfig(banks=3, bank_rows=4)
+    dut = Psum(psum, array)
+    bad = [{"data": [1] * 4, "tag": {"addr": 14, "accumulate": 0, "last": 0}}]
+    good = [{"data": [3, 2, 1, 0], "tag": {"addr": 2, "accumulate": 0, "last": 0}}]
+
+    async def clear(ctx):
+        before = {"result": ctx.get(dut.errors.result), "read": ctx.get(dut.errors.read)}
+        ctx.set(dut.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(dut.clear_errors, 0)
+        await ctx.tick()
+        after = {"result": ctx.get(dut.errors.result), "read": ctx.get(dut.errors.read)}
+        return before, after
+
+    run = run_phases(dut, [{"result": bad, "read.request": [{"addr": 13}], "read.response": 1},
+                           {"result": good}, {"read.request": [{"addr": 2}], "read.response": 1}],
+                     final=clear)
+    assert run["phases"][0]["read.response"][0] == [{"data": [0] * 4}]
+    assert run["phases"][2]["read.response"][0] == [{"data": [3, 2, 1, 0]}]
+    assert run["final"] == ({"result": 1, "read": 1}, {"result": 0, "read": 0})
