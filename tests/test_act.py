@@ -74,6 +74,7 @@ def run_act(acc, scale, shift, cmds, *, seed=0, stall=0.0, act=ACT, array=ARRAY,
                            {"act_cmd": cmds},
                            {"dma.request": dump, "dma.response": len(dump)}],
                      seed=seed, stall=stall, before={0: set_params, 2: wait_idle}, final=errors,
+                     check=["sbuf.vector_write"],
                      processes=[accept_monitor(dut.sbuf.vector_write, writes)]
                      if record_writes else [])
     got = [r["data"] for r in run["phases"][2]["dma.response"][0]]

@@ -98,7 +98,8 @@ def test_requantised_gemm_two_layers(seed):
                      seed=seed, stall=0.3,
                      before={2: wait_results(2 * M), 3: wait_act, 4: wait_results(3 * M),
                              5: wait_act},
-                     processes=[accept_monitor(dut.engine.result, results)], final=errors)
+                     processes=[accept_monitor(dut.engine.result, results)], final=errors,
+                     check=["sbuf.moving", "sbuf.weights", "engine.result", "sbuf.vector_write"])
     got = [r["data"] for r in run["phases"][5]["dma.response"][0]]
     expected = [model.read_word(p, a) for p in range(SBUF.partitions) for a in range(SBUF.depth)]
     out1 = np.array([[model.element(n, 100 + m, "int8") for n in range(N)] for m in range(M)])
