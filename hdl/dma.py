@@ -291,6 +291,36 @@ class Dma(wiring.Component):
                 ]
             with m.Elif(channel.ready):
                 m.d.sync += channel.valid.eq(0)
+
+        def beat_splitter(name, info):
+            """Cuts the bursts queued in ``info`` (``lo``, ``n``) into data beats (first beat from
+            lane ``lo``, later beats from lane 0) and presents them from registers: returns
+            (valid, lo, n, last, take); ``take`` (to drive) consumes the beat."""
+            head = Signal(info_layout, name=f"{name}_head")
+            off = Signal(14, name=f"{name}_off")        # bytes of the head burst already cut
+            lo_now = Signal(max(1, lw), name=f"{name}_lo_now")
+            left = Signal(14, name=f"{name}_left")
+            room = Signal(range(W + 1), name=f"{name}_room")
+            m.d.comb += [
+                head.eq(info.r_data),
+                lo_now.eq(Mux(off == 0, head.lo, 0)),
+                left.eq(head.n - off),
+                room.eq(W - lo_now),
+            ]
+            valid = Signal(name=f"{name}_valid")
+            lo = Signal(max(1, lw), name=f"{name}_lo")
+            n = Signal(range(W + 1), name=f"{name}_n")
+            last = Signal(name=f"{name}_last")
+            take = Signal(name=f"{name}_take")
+            load = info.r_rdy & (~valid | take)
+            ends = left <= room
+            with m.If(load):
+                m.d.sync += [valid.eq(1), lo.eq(lo_now), n.eq(Mux(ends, left, room)),
+                             last.eq(ends), off.eq(Mux(ends, 0, off + room))]
+            with m.Elif(take):
+                m.d.sync += valid.eq(0)
+            m.d.comb += info.r_en.eq(load & ends)
+            return valid, lo, n, last, take
         info_layout = data.StructLayout({"lo": unsigned(max(1, lw)), "n": unsigned(14)})
 
         # --- reader, DRAM: AR bursts, several in flight ------------------------------------------
@@ -308,24 +338,10 @@ class Dma(wiring.Component):
             rinfo.w_data.eq(rinfo_in), rinfo.w_en.eq(ar_load),
         ]
 
-        rhead = Signal(info_layout)
-        r_off = Signal(14)
-        r_lo = Signal(max(1, lw))
-        r_n = Signal(range(W + 1))
-        m.d.comb += [
-            rhead.eq(rinfo.r_data),
-            r_lo.eq(Mux(r_off == 0, rhead.lo, 0)),
-        ]
-        r_left = rhead.n - r_off
-        r_room = W - r_lo
-        m.d.comb += r_n.eq(Mux(r_left < r_room, r_left, r_room))
+        r_valid, r_lo, r_n, r_last, r_take = beat_splitter("rbeat", rinfo)
         r_fire = axi.r.valid & axi.r.ready
-        r_burst_end = r_fire & (r_off + r_n == rhead.n)
-        with m.If(r_burst_end):
-            m.d.sync += r_off.eq(0)
-        with m.Elif(r_fire):
-            m.d.sync += r_off.eq(r_off + r_n)
-        m.d.comb += rinfo.r_en.eq(r_burst_end)
+        r_burst_end = r_fire & r_last
+        m.d.comb += r_take.eq(r_fire)
         with m.If(ar_load & ~r_burst_end):
             m.d.sync += reads_out.eq(reads_out + 1)
         with m.Elif(~ar_load & r_burst_end):
@@ -356,11 +372,11 @@ class Dma(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [
-                ra.inp.valid.eq(axi.r.valid & rinfo.r_rdy),
+                ra.inp.valid.eq(axi.r.valid & r_valid),
                 ra.inp.payload.data.eq(axi.r.payload.data),
                 ra.inp.payload.lo.eq(r_lo),
                 ra.inp.payload.n.eq(r_n),
-                axi.r.ready.eq(ra.inp.ready & rinfo.r_rdy),
+                axi.r.ready.eq(ra.inp.ready & r_valid),
             ]
         with m.If(r_fire & (axi.r.payload.resp != 0)):
             m.d.sync += [poison.eq(1), read_error.eq(1)]
@@ -387,14 +403,7 @@ class Dma(wiring.Component):
         with m.If(b_fire & (axi.b.payload.resp != 0)):
             m.d.sync += write_error.eq(1)
 
-        whead = Signal(info_layout)
-        w_off = Signal(14)
-        w_lo = Signal(max(1, lw))
-        w_n = Signal(range(W + 1))
-        m.d.comb += [whead.eq(winfo.r_data), w_lo.eq(Mux(w_off == 0, whead.lo, 0))]
-        w_left = whead.n - w_off
-        w_room = W - w_lo
-        m.d.comb += w_n.eq(Mux(w_left < w_room, w_left, w_room))
+        w_valid, w_lo, w_n, w_last, w_take = beat_splitter("wbeat", winfo)
         w_free = ~axi.w.valid | axi.w.ready
 
         # --- writer, SBUF, and the SBUF request register (reads and writes, round-robin) ---------
@@ -420,7 +429,7 @@ class Dma(wiring.Component):
             ]
         with m.Else():
             m.d.comb += [
-                ra.out_valid.eq(winfo.r_rdy),
+                ra.out_valid.eq(w_valid),
                 ra.out_lo.eq(w_lo),
                 ra.out_n.eq(w_n),
                 ra.out_space.eq(w_free),
@@ -428,21 +437,16 @@ class Dma(wiring.Component):
         strb = Mux(poison, 0, ra.out_strb)
 
         w_beat = ~dst_sbuf & ra.out_fire
-        w_burst_end = w_beat & (w_off + w_n == whead.n)
+        m.d.comb += w_take.eq(w_beat)
         with m.If(w_beat):
             m.d.sync += [
                 axi.w.valid.eq(1),
                 axi.w.payload.data.eq(ra.out_data),
                 axi.w.payload.strb.eq(strb),
-                axi.w.payload.last.eq(w_burst_end),
+                axi.w.payload.last.eq(w_last),
             ]
         with m.Elif(axi.w.ready):
             m.d.sync += axi.w.valid.eq(0)
-        with m.If(w_burst_end):
-            m.d.sync += w_off.eq(0)
-        with m.Elif(w_beat):
-            m.d.sync += w_off.eq(w_off + w_n)
-        m.d.comb += winfo.r_en.eq(w_burst_end)
 
         # The SBUF walker pieces: the write side takes one per granted write, the read side one
         # per granted read; the DRAM walkers one per AR / AW.
@@ -468,7 +472,7 @@ class Dma(wiring.Component):
 
         # --- completion -------------------------------------------------------------------------
         reader_done = rw.done & (reads_out == 0) & ~sinfo.r_rdy
-        writer_done = ww.done & (writes_out == 0) & ~winfo.r_rdy & ~axi.w.valid & \
+        writer_done = ww.done & (writes_out == 0) & ~winfo.r_rdy & ~w_valid & ~axi.w.valid & \
             ~(req.valid & req.payload.write)
         final_error = Signal(3)
 
