@@ -5,12 +5,14 @@ address ``addr`` (the tensor engine's result tag) = ``bank * bank_rows + row``.
 
 * ``result`` (in, the tensor engine's ``result`` stream): each beat is written over its row
   (``tag.accumulate = 0``) or added into it (``1``), with ``acc_bits`` two's-complement wraparound,
-  one beat per cycle. Read-modify-write is a 2-stage pipeline: the row is read in the cycle the beat
-  is accepted and the sum written in the next. The only write a read could miss is the one in that
-  same cycle, i.e. the previous beat's sum; the bank's read port is *transparent* to its write port,
-  so that read returns the sum being written (the in-flight sum is forwarded; on block RAM, yosys
-  builds the bypass register and multiplexer). Back-to-back accumulation into one row therefore
-  runs at one beat per cycle with no stall. ``tag.last`` is not used by PSUM.
+  one beat per cycle. Read-modify-write is a 3-stage pipeline: the row is read in the cycle the beat
+  is accepted, the memory's output is registered in the next cycle, and the sum is computed and
+  written in the one after (so the block RAM's output and the adder are in different cycles). The
+  bank's read port is *transparent* to its write port: a read sees every write up to and including
+  its own cycle. The only write a beat's read can miss is therefore the previous beat's (done one
+  cycle after the read); that sum is kept in a forwarding register and used instead of the memory's
+  data when the rows match. Back-to-back accumulation into one row runs at one beat per cycle with
+  no stall. ``tag.last`` is not used by PSUM.
 * ``read`` (``PsumReadSignature``, flipped; the ACT unit's port): ``request {addr}`` ->
   in-order ``response {data}``; up to one row per cycle.
 
@@ -172,7 +174,7 @@ class Psum(wiring.Component):
             with m.Else():
                 m.d.comb += rports[b].en.eq(0)
 
-        # --- accumulate: stage 1 (the cycle after acceptance) ----------------------------------
+        # --- accumulate: stage 1 registers the row read, stage 2 adds and writes ---------------
         s1_valid, s1_acc = Signal(), Signal()
         s1_bank = Signal(range(B))
         s1_row = Signal(row_bits)
@@ -184,16 +186,33 @@ class Psum(wiring.Component):
             s1_acc.eq(res.tag.accumulate),
             s1_data.eq(res.data),
         ]
-        # The read issued with this beat already saw the previous beat's write (transparent port).
+        s2_valid, s2_acc = Signal(), Signal()
+        s2_bank = Signal(range(B))
+        s2_row = Signal(row_bits)
+        s2_data = Signal(row_layout)
+        s2_old = Signal(row_layout)
+        m.d.sync += [
+            s2_valid.eq(s1_valid), s2_acc.eq(s1_acc), s2_bank.eq(s1_bank), s2_row.eq(s1_row),
+            s2_data.eq(s1_data), s2_old.eq(rdata[s1_bank]),
+        ]
+        # This beat's read (issued two cycles ago) saw, through the transparent port, every write
+        # up to that cycle; it missed only the previous beat's write, which sits in `fwd`.
+        fwd_valid = Signal()
+        fwd_bank = Signal(range(B))
+        fwd_row = Signal(row_bits)
+        fwd_data = Signal(row_layout)
+        hit = fwd_valid & (fwd_bank == s2_bank) & (fwd_row == s2_row)
+        old = Signal(row_layout)
         total = Signal(row_layout)
-        old = rdata[s1_bank]
+        m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), s2_old.as_value()))
         for c in range(C):
             m.d.comb += total[c].eq(
-                Mux(s1_acc, (old.word_select(c, arr.acc_bits).as_signed() + s1_data[c])
-                    [:arr.acc_bits], s1_data[c]))
+                Mux(s2_acc, (old[c] + s2_data[c])[:arr.acc_bits], s2_data[c]))
         for b in range(B):
-            m.d.comb += [wports[b].addr.eq(s1_row), wports[b].data.eq(total),
-                         wports[b].en.eq(s1_valid & (s1_bank == b))]
+            m.d.comb += [wports[b].addr.eq(s2_row), wports[b].data.eq(total),
+                         wports[b].en.eq(s2_valid & (s2_bank == b))]
+        m.d.sync += [fwd_valid.eq(s2_valid), fwd_bank.eq(s2_bank), fwd_row.eq(s2_row),
+                     fwd_data.eq(total)]
 
         # --- read path -------------------------------------------------------------------------
         rd_zero = Signal()
