@@ -18,8 +18,9 @@ Row i's C-vector goes to the SBUF (``sbuf``, the SBUF's ``vector_write``) at ele
 output of a layer is directly the moving operand of the next. ``scale`` and ``shift`` are
 per-column ports held by the sequencer (keep them stable while ``busy``).
 
-Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then two register stages (product;
-round/saturate/place), all enabled by one ``advance`` = output empty or accepted: one row per cycle.
+Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then three register stages
+(product; rounding shift; ReLU/zero point/saturation/placement, the output register), all enabled
+by one ``advance`` = output empty or accepted: one row per cycle.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``shift`` (a shift > max_shift was
 used: it is clamped to max_shift), ``addr`` (a row's SBUF word is beyond the partition: that row is
@@ -159,10 +160,10 @@ class Act(wiring.Component):
             ]
 
         # --- datapath: two stages under one enable ---------------------------------------------
-        s2_valid = Signal()
+        s2_valid, out_valid = Signal(), Signal()
         advance = Signal()
         m.d.comb += [
-            advance.eq(~s2_valid | self.sbuf.ready),
+            advance.eq(~out_valid | self.sbuf.ready),
             self.psum.response.ready.eq(advance),
             meta_fifo.r_en.eq(advance & self.psum.response.valid),
         ]
@@ -187,7 +188,7 @@ class Act(wiring.Component):
                                        self.shift[c])),
                 ]
 
-        # Stage 2: round, ReLU, zero point, saturate, place in the word.
+        # Stage 2: round (and find the SBUF word and lane).
         mode = s1_meta.mode
         size_log2 = Signal(2)
         with m.Switch(mode):
@@ -200,54 +201,71 @@ class Act(wiring.Component):
         byte_offset = Signal(cmd_layout["offset"].shape.width + 2)
         m.d.comb += byte_offset.eq(s1_meta.offset << size_log2)
         wb_log2 = (WB - 1).bit_length()
-        word = byte_offset >> wb_log2
-        lane = byte_offset[:wb_log2]
         in_range = Signal()
-        m.d.comb += in_range.eq(word < sb.depth)
+        m.d.comb += in_range.eq((byte_offset >> wb_log2) < sb.depth)
         m.d.comb += err_set.addr.eq(advance & s1_valid & ~in_range)
-        size_mask = Signal(4)
-        m.d.comb += size_mask.eq(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111)))
 
-        out = self.sbuf.payload
         W = prod_shape.width
+        s2_meta = Signal(meta_layout)
+        s2_word = Signal(len(self.sbuf.payload.addr))
+        s2_lane = Signal(max(1, wb_log2))
+        s2_size_mask = Signal(4)
+        s2_rounded = [Signal(signed(W + 1), name=f"s2_rounded{c}") for c in range(C)]
+        s2_raw = [Signal(arr.acc_shape, name=f"s2_raw{c}") for c in range(C)]
         with m.If(advance):
-            m.d.sync += [s2_valid.eq(s1_valid & in_range), out.addr.eq(word)]
-        for c in range(P):
-            if c >= C:
-                with m.If(advance):
-                    m.d.sync += out.byte_enable[c].eq(0)
-                continue
+            m.d.sync += [
+                s2_valid.eq(s1_valid & in_range), s2_meta.eq(s1_meta),
+                s2_word.eq(byte_offset >> wb_log2), s2_lane.eq(byte_offset[:wb_log2]),
+                s2_size_mask.eq(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111))),
+            ]
+        for c in range(C):
             p, sh = s1_prod[c], s1_shift[c]
             sh_m1 = (sh - 1)[:len(sh)]
             q = Signal(prod_shape, name=f"q{c}")
             guard = Signal(name=f"guard{c}")
             low_mask = Signal(W, name=f"low_mask{c}")
             sticky = Signal(name=f"sticky{c}")
-            rounded = Signal(signed(W + 1), name=f"rounded{c}")
-            v = Signal(signed(W + 1), name=f"v{c}")
-            y = Signal(signed(W + 2), name=f"y{c}")
-            sat = Signal(signed(33), name=f"sat{c}")
             m.d.comb += [
                 q.eq(p >> sh),
                 guard.eq((p >> sh_m1)[0]),
                 low_mask.eq((Const(1, 1) << sh_m1) - 1),
                 sticky.eq((p.as_unsigned() & low_mask) != 0),
-                rounded.eq(Mux((sh != 0) & guard & (sticky | q[0]), q + 1, q)),
-                v.eq(Mux(s1_meta.relu & (rounded < 0), 0, rounded)),
-                y.eq(v + s1_meta.zero_point),
             ]
-            with m.Switch(mode):
+            with m.If(advance):
+                m.d.sync += [
+                    s2_rounded[c].eq(Mux((sh != 0) & guard & (sticky | q[0]), q + 1, q)),
+                    s2_raw[c].eq(s1_raw[c]),
+                ]
+
+        # Stage 3 (the output register): ReLU, zero point, saturate, place in the word.
+        out = self.sbuf.payload
+        with m.If(advance):
+            m.d.sync += [out_valid.eq(s2_valid), out.addr.eq(s2_word)]
+        for c in range(P):
+            if c >= C:
+                with m.If(advance):
+                    m.d.sync += out.byte_enable[c].eq(0)
+                continue
+            rounded = s2_rounded[c]
+            v = Signal(signed(W + 1), name=f"v{c}")
+            y = Signal(signed(W + 2), name=f"y{c}")
+            sat = Signal(signed(33), name=f"sat{c}")
+            m.d.comb += [
+                v.eq(Mux(s2_meta.relu & (rounded < 0), 0, rounded)),
+                y.eq(v + s2_meta.zero_point),
+            ]
+            with m.Switch(s2_meta.mode):
                 for code, (lo, hi) in _MODE_RANGE.items():
                     with m.Case(code):
                         m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
                 with m.Default():
-                    m.d.comb += sat.eq(s1_raw[c])
+                    m.d.comb += sat.eq(s2_raw[c])
             value = sat[:32]
             with m.If(advance):
                 m.d.sync += [
-                    out.data[c].eq((value << (lane * 8))[:8 * WB]),
-                    out.byte_enable[c].eq(Mux(c < s1_meta.cols, size_mask << lane, 0)),
+                    out.data[c].eq((value << (s2_lane * 8))[:8 * WB]),
+                    out.byte_enable[c].eq(Mux(c < s2_meta.cols, s2_size_mask << s2_lane, 0)),
                 ]
-        m.d.comb += self.sbuf.valid.eq(s2_valid)
-        m.d.comb += self.busy.eq(active | meta_fifo.r_rdy | s1_valid | s2_valid)
+        m.d.comb += self.sbuf.valid.eq(out_valid)
+        m.d.comb += self.busy.eq(active | meta_fifo.r_rdy | s1_valid | s2_valid | out_valid)
         return m
