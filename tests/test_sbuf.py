@@ -19,6 +19,10 @@ ARRAY16 = ArrayConfig(rows=4, cols=3, moving_dtype="int16", stationary_dtype="in
                       result_addr_bits=5)
 
 
+def array_for(cfg):
+    return ARRAY8 if cfg is SBUF8 else ARRAY16
+
+
 def random_model(cfg, rng):
     model = SbufModel(cfg.partitions, cfg.depth, cfg.word_bytes)
     model.bytes[:] = rng.integers(0, 256, size=model.bytes.shape, dtype=np.uint8)
@@ -125,7 +129,7 @@ def test_bad_configs():
 def test_dma_port_random(seed, cfg):
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    array = array_for(cfg)
     model = random_model(cfg, rng)
     dut = make_sbuf(cfg, array, model)
     reqs = random_dma(rng, cfg, 150, addrs=range(cfg.depth))
@@ -143,7 +147,7 @@ def test_dma_port_random(seed, cfg):
 def test_moving_and_weights_readers(seed, cfg):
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    array = array_for(cfg)
     model = random_model(cfg, rng)
     mcmds = random_moving_cmds(rng, cfg, array, 12)
     wcmds = random_weights_cmds(rng, cfg, array, 8)
@@ -162,7 +166,7 @@ def test_moving_one_beat_per_cycle_during_dma_writes(cfg):
     """Back-to-back moving commands (any offset, even a single element per word) while the DMA
     writes every cycle: one moving beat every cycle, one DMA write every cycle."""
     rng = np.random.default_rng(3)
-    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    array = array_for(cfg)
     model = random_model(cfg, rng)
     half = cfg.depth * elements_per_word(cfg, array.moving_dtype) // 2
     mcmds = random_moving_cmds(rng, cfg, array, 10, max_count=20, addr_range=(0, half))
@@ -186,7 +190,7 @@ def test_moving_and_weights_together_full_rate(cfg):
     column readers need every read slot, so the moving stream keeps its rate and the weights get
     the rest; the DMA still progresses in both."""
     rng = np.random.default_rng(4)
-    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    array = array_for(cfg)
     model = random_model(cfg, rng)
     m_elems = cfg.depth * elements_per_word(cfg, array.moving_dtype)
     mcmds = [{"offset": 1 + 9 * i, "count": m_elems // 2, "start": 1, "addr": 0,
@@ -218,7 +222,7 @@ def test_all_ports_at_once(seed, cfg):
     words (so the result is order-independent); a final dump checks every byte."""
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    array = ARRAY8 if cfg is SBUF8 else ARRAY16
+    array = array_for(cfg)
     P, D, WB = cfg.partitions, cfg.depth, cfg.word_bytes
     model = random_model(cfg, rng)
     dut = make_sbuf(cfg, array, model)
