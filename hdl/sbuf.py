@@ -225,14 +225,18 @@ class Sbuf(wiring.Component):
         # --- DMA port ---------------------------------------------------------------------------
         dma_in_range = Signal()
         m.d.comb += dma_in_range.eq((req.partition < P) & (req.addr < D))
-        resp_depth = 3
+        # Read data: block RAM -> partition mux -> register -> response FIFO (the RAM's slow
+        # clock-to-output and the FIFO's write are in different cycles).
+        resp_depth = 4
         resp_fifo = m.submodules.dma_response = SyncFIFO(width=8 * WB, depth=resp_depth)
         dr_inflight = Signal()
+        dr_staged = Signal()
+        dr_staged_data = Signal(8 * WB)
         dr_zero = Signal()
         dr_part = Signal(range(P))
         resp_credit = Signal()
         m.d.comb += [
-            resp_credit.eq(resp_fifo.level + dr_inflight < resp_depth),
+            resp_credit.eq(resp_fifo.level + dr_inflight + dr_staged < resp_depth),
             dr_req.eq(self.dma.request.valid & ~req.write & dma_in_range & resp_credit),
         ]
         dw_req, dw_grant = Signal(), Signal()
@@ -246,11 +250,13 @@ class Sbuf(wiring.Component):
             dr_inflight.eq(dma_read_fire),
             dr_zero.eq(~dma_in_range),
             dr_part.eq(req.partition),
+            dr_staged.eq(dr_inflight),
+            dr_staged_data.eq(Mux(dr_zero, 0, rdata[dr_part])),
         ]
         m.d.comb += [
             err_set.dma.eq(self.dma.request.valid & self.dma.request.ready & ~dma_in_range),
-            resp_fifo.w_en.eq(dr_inflight),
-            resp_fifo.w_data.eq(Mux(dr_zero, 0, rdata[dr_part])),
+            resp_fifo.w_en.eq(dr_staged),
+            resp_fifo.w_data.eq(dr_staged_data),
             self.dma.response.valid.eq(resp_fifo.r_rdy),
             self.dma.response.payload.eq(resp_fifo.r_data),
             resp_fifo.r_en.eq(self.dma.response.ready),

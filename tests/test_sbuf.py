@@ -372,3 +372,16 @@ def test_synthesis_maps_partitions_to_block_ram(target, bram, per_partition):
     assert brams == per_partition * cfg.partitions
     assert report["ffs"] < 2048
     assert report["luts"] < 4096
+
+
+def test_dma_reads_one_per_cycle():
+    """Back-to-back DMA reads of every partition are accepted every cycle, answered in order."""
+    cfg, array = SBUF8, ARRAY8
+    model = random_model(cfg, np.random.default_rng(8))
+    reqs = [{"write": 0, "partition": i % 4, "addr": (7 * i) % 32, "data": [0] * 8,
+             "byte_enable": 0} for i in range(100)]
+    run = run_phases(make_sbuf(cfg, array, model),
+                     [{"dma.request": reqs, "dma.response": len(reqs)}])
+    assert responses(run, 0) == apply_dma(model, reqs)
+    cycles = run["phases"][0]["dma.request"]
+    assert cycles == list(range(cycles[0], cycles[0] + len(reqs)))
