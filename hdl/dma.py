@@ -5,7 +5,7 @@ taken from descriptor queues. docs/dma.md is the user's reference; in short:
 * ``queues[q]`` (``DmaConfig.queues`` streams of :func:`dma_descriptor_layout`) are buffered
   ``queue_depth`` deep; descriptors of one queue run in order, the engine takes the next one
   round-robin between the queues, one descriptor at a time.
-* A descriptor is first checked (:data:`DMA_ERRORS`, 3 pipelined cycles); a bad one does no
+* A descriptor is first checked (:data:`DMA_ERRORS`, 4 pipelined cycles); a bad one does no
   access at all. Then a
   *reader* (a :class:`~.dma_walker.DmaWalker` in burst mode issuing AR bursts, several in flight,
   or in word mode issuing SBUF reads) feeds a byte realigner (:class:`~.dma_realign.DmaRealigner`)
@@ -208,9 +208,9 @@ class Dma(wiring.Component):
 
         # --- descriptor checks: a 3-stage pipeline from the descriptor register ----------------
         # Stage 1 registers the spans (count-1)*stride and count0*count1, stage 2 the lowest and
-        # one-past-highest byte of each side and the element counts; CHECK3 compares. The
+        # one-past-highest byte of each side and the element counts, stage 3 the verdict. The
         # descriptor register is stable from IDLE until the next pick, so the stages need no
-        # valid bits: the FSM waits two cycles (CHECK, CHECK2) before using them.
+        # valid bits: the FSM waits (CHECK, CHECK2, CHECK3) and uses the verdict in DECIDE.
         src, dst = desc.src, desc.dst
         elem = desc.elem_bytes
         wide = signed(aw + cfg.count_bits + 6)
@@ -249,6 +249,8 @@ class Dma(wiring.Component):
             m.d.comb += check_error.eq(DMA_ERR_DRAM_RANGE)
         with m.Elif(desc.semaphore >= cfg.semaphores):
             m.d.comb += check_error.eq(DMA_ERR_SEMAPHORE)
+        check_result = Signal(3)            # stage 3: the verdict, used in DECIDE
+        m.d.sync += check_result.eq(check_error)
 
         # --- walkers and realigner ---------------------------------------------------------------
         walker_args = dict(addr_width=aw, count_bits=cfg.count_bits, elem_bits=cfg.elem_bits,
@@ -509,11 +511,14 @@ class Dma(wiring.Component):
             with m.State("CHECK2"):             # check stage 2 fills
                 m.d.comb += self.busy.eq(1)
                 m.next = "CHECK3"
-            with m.State("CHECK3"):
+            with m.State("CHECK3"):             # check stage 3 (the verdict) fills
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [final_error.eq(check_error), poison.eq(0), read_error.eq(0),
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [final_error.eq(check_result), poison.eq(0), read_error.eq(0),
                              write_error.eq(0)]
-                with m.If(check_error == DMA_OK):
+                with m.If(check_result == DMA_OK):
                     m.d.comb += start.eq(1)
                     m.next = "RUN"
                 with m.Else():

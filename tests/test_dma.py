@@ -66,12 +66,15 @@ def corrupt(rng, t, cfg, scfg):
         return replace(t, **{side: replace(s, counts=tuple(counts))})
     if kind == 2:
         return replace(t, dst=replace(t.dst, counts=(t.dst.counts[0] + 1,) + t.dst.counts[1:]))
-    if kind == 3:       # the side starts a few bytes before the end of its memory
+    spans = [(c - 1) * st for c, st in zip(s.counts, s.strides)]
+    if kind == 3:       # the side's last byte is one beyond the end of its memory
         limit = sbuf_bytes(scfg) if s.space == "sbuf" else 1 << cfg.addr_width
-        lo = min(0, *[(c - 1) * st for c, st in zip(s.counts, s.strides)])
-        return replace(t, **{side: replace(s, addr=limit - int(rng.integers(1, 4)) - lo)})
+        extent = sum(max(0, x) for x in spans) + t.elem_bytes
+        if extent < 2:
+            return replace(t, elem_bytes=0)
+        return replace(t, **{side: replace(s, addr=limit + 1 - extent)})
     # below zero: move the lowest byte to -1
-    lo = min(0, *[(c - 1) * st for c, st in zip(s.counts, s.strides)])
+    lo = sum(min(0, x) for x in spans)
     return replace(t, **{side: replace(s, addr=-lo - 1)}) if -lo - 1 >= 0 else \
         replace(t, elem_bytes=0)
 
@@ -88,6 +91,8 @@ def random_queues(rng, cfg, scfg, n, *, max_elem=9, max_count=5, queues=None, ba
                             max_count=max_count, semaphore=int(rng.integers(cfg.semaphores)))
         if rng.random() < bad:
             t = corrupt(rng, t, cfg, scfg)
+            assert dma_check_reference(t, addr_width=cfg.addr_width, sbuf_bytes=sbuf_bytes(scfg),
+                                       semaphores=cfg.semaphores) != 0, t
         out[int(rng.integers(queues))].append(t)
     return out
 
