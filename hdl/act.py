@@ -159,7 +159,7 @@ class Act(wiring.Component):
                 cur.relu.eq(cmd.relu), cur.zero_point.eq(cmd.zero_point),
             ]
 
-        # --- datapath: two stages under one enable ---------------------------------------------
+        # --- datapath: three stages under one enable -------------------------------------------
         s2_valid, out_valid = Signal(), Signal()
         advance = Signal()
         m.d.comb += [
