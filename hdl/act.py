@@ -210,7 +210,11 @@ class Act(wiring.Component):
         s2_word = Signal(len(self.sbuf.payload.addr))
         s2_lane = Signal(max(1, wb_log2))
         s2_size_mask = Signal(4)
-        s2_rounded = [Signal(signed(W + 1), name=f"s2_rounded{c}") for c in range(C)]
+        # The rounded value is kept in NARROW bits: beyond +-2**(NARROW-1) every saturating mode
+        # saturates whatever the zero point (|zero_point| <= 2**16, outputs within +-2**16), so
+        # clamping there changes no result and keeps stage 3's adder and comparators short.
+        NARROW = min(ZERO_POINT_BITS + 2, W)
+        s2_rounded = [Signal(signed(NARROW + 1), name=f"s2_rounded{c}") for c in range(C)]
         s2_raw = [Signal(arr.acc_shape, name=f"s2_raw{c}") for c in range(C)]
         with m.If(advance):
             m.d.sync += [
@@ -231,9 +235,17 @@ class Act(wiring.Component):
                 low_mask.eq((Const(1, 1) << sh_m1) - 1),
                 sticky.eq((p.as_unsigned() & low_mask) != 0),
             ]
+            q_narrow = Signal(signed(NARROW), name=f"q_narrow{c}")
+            if NARROW < W:
+                top = q[NARROW - 1:]
+                m.d.comb += q_narrow.eq(Mux(top.all() | ~top.any(), q[:NARROW].as_signed(),
+                                            Mux(q[-1], -(1 << (NARROW - 1)),
+                                                (1 << (NARROW - 1)) - 1)))
+            else:
+                m.d.comb += q_narrow.eq(q)
             with m.If(advance):
                 m.d.sync += [
-                    s2_rounded[c].eq(Mux((sh != 0) & guard & (sticky | q[0]), q + 1, q)),
+                    s2_rounded[c].eq(q_narrow + ((sh != 0) & guard & (sticky | q[0]))),
                     s2_raw[c].eq(s1_raw[c]),
                 ]
 
@@ -247,8 +259,8 @@ class Act(wiring.Component):
                     m.d.sync += out.byte_enable[c].eq(0)
                 continue
             rounded = s2_rounded[c]
-            v = Signal(signed(W + 1), name=f"v{c}")
-            y = Signal(signed(W + 2), name=f"y{c}")
+            v = Signal(signed(NARROW + 1), name=f"v{c}")
+            y = Signal(signed(NARROW + 2), name=f"y{c}")
             sat = Signal(signed(33), name=f"sat{c}")
             m.d.comb += [
                 v.eq(Mux(s2_meta.relu & (rounded < 0), 0, rounded)),

@@ -242,3 +242,20 @@ def test_one_row_per_cycle():
     assert got == expected
     assert len(writes) == 52
     assert writes == list(range(writes[0], writes[0] + 52)), "ACT did not sustain 1 row/cycle"
+
+
+def test_large_values_with_extreme_zero_points():
+    """Rounded values around +-2**18 (where the hardware narrows them) with the most negative and
+    most positive zero points, in every mode, with and without ReLU."""
+    base = [(1 << 18) - 1, 1 << 18, -(1 << 18), -(1 << 18) - 1]
+    acc = np.array([[x + d for x in base] for d in (-70000, -65536, -1, 0, 1, 65535, 70000)]
+                   + [[0, 0, 0, 0]] * 25, dtype=np.int64)
+    for zp in (-65536, 65535, -40000, 40000):
+        cmds = [{"psum_addr": 0, "rows": 7, "offset": 8 * (2 * mode + relu), "cols": 4,
+                 "mode": mode, "relu": relu, "zero_point": zp}
+                for mode in (0, 1, 2) for relu in (0, 1)]
+        for scale, shift in (([1] * 4, [0] * 4), ([2, 3, -2, -3], [1, 1, 1, 1])):
+            got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds)
+            assert refused == 0
+            assert got == expected, f"zero_point={zp} scale={scale}"
+            assert errors["act"] == 0
