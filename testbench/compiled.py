@@ -651,6 +651,24 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
     return CompiledModel(BuildInfo(final, key, False, seconds, tc), component, ports)
 
 
+def _runtime_dir(tc, trace):
+    """Where the compiled objects of Verilator's runtime (verilated*.o, the same for every design
+    built with this toolchain and trace setting) are kept between builds."""
+    key = hashlib.sha256(repr((GLUE_VERSION, tc.version, tc.cxx, trace)).encode()).hexdigest()
+    return cache_dir() / f"runtime-{key[:16]}"
+
+
+def _save_runtime(obj, runtime):
+    tmp = runtime.with_name(f"{runtime.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for f in list(obj.glob("verilated*.o")) + list(obj.glob("verilated*.d")):
+        shutil.copy2(f, tmp / f.name)
+    try:
+        os.rename(tmp, runtime)
+    except OSError:                 # another process saved it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs):
     (work / "dut.v").write_text(verilog)
     for name in HARNESS_FILES:
@@ -680,9 +698,15 @@ def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs):
         header = (work / "obj" / "Vdut.h").read_text()
         (work / "dut_glue.cpp").write_text(_glue_source(header, "Vdut", ports, trace))
         jobs = jobs or os.cpu_count() or 1
+        runtime = _runtime_dir(tc, trace)
+        if runtime.is_dir():        # Verilator's own runtime, compiled by an earlier build
+            for f in runtime.iterdir():
+                shutil.copy(f, work / "obj" / f.name)   # newer than Vdut.mk: make skips them
         _run([tc.make, "-C", "obj", "-f", "Vdut.mk", f"-j{jobs}", "CFG_CXXFLAGS_PCH_I=-include",
               f"OPT_FAST={opt}", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2", f"CXX={tc.cxx}"],
              work, env, log, "C++ build")
+        if not runtime.is_dir():
+            _save_runtime(work / "obj", runtime)
     shutil.move(str(work / "obj" / "libdut.so"), str(work / "libdut.so"))
     shutil.rmtree(work / "obj", ignore_errors=True)
 
