@@ -41,7 +41,12 @@ __all__ = [
 CXX_DIR = Path(__file__).parent / "cxx"
 HARNESS_FILES = ("harness.cpp", "systolica_harness.h")
 #: Bumped whenever the generated glue changes, so that old cached builds are not reused.
-GLUE_VERSION = "1"
+GLUE_VERSION = "3"
+#: Flags of every build (part of the cache key).
+CXXFLAGS = "-fPIC -std=c++20"
+LDFLAGS = "-shared"
+VERILATOR_FLAGS = ("--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                   "--x-assign", "0", "--x-initial", "0")
 BUILD_TIMEOUT_S = 900
 
 
@@ -621,7 +626,8 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
     ports = [("clk", "input", 1), ("rst", "input", 1)] + list(_flat_ports(component))
     extra_sources = [Path(p).resolve() for p in extra_sources]
     h = hashlib.sha256()
-    for part in (GLUE_VERSION, tc.version, tc.cxx, repr(trace), opt, repr(ports), verilog):
+    for part in (GLUE_VERSION, CXXFLAGS, LDFLAGS, repr(VERILATOR_FLAGS), tc.version, tc.cxx,
+                 repr(trace), opt, repr(ports), verilog):
         h.update(part.encode() + b"\0")
     for name in HARNESS_FILES:
         h.update((CXX_DIR / name).read_bytes() + b"\0")
@@ -654,7 +660,8 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
 def _runtime_dir(tc, trace):
     """Where the compiled objects of Verilator's runtime (verilated*.o, the same for every design
     built with this toolchain and trace setting) are kept between builds."""
-    key = hashlib.sha256(repr((GLUE_VERSION, tc.version, tc.cxx, trace)).encode()).hexdigest()
+    key = hashlib.sha256(repr((GLUE_VERSION, CXXFLAGS, tc.version, tc.cxx, trace)).encode())
+    key = key.hexdigest()
     return cache_dir() / f"runtime-{key[:16]}"
 
 
@@ -683,12 +690,10 @@ def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs):
     env = dict(os.environ, VERILATOR_ROOT=tc.root)
     env.pop("MAKEFLAGS", None)
     env.pop("MFLAGS", None)
-    cflags = f"-fPIC -std=c++20 -I{work}"
     cmd = [tc.verilator, "--cc", "dut.v", "--top-module", "dut", "--prefix", "Vdut",
-           "-Mdir", "obj", "--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-           "--x-assign", "0", "--x-initial", "0",
+           "-Mdir", "obj", *VERILATOR_FLAGS,
            "--exe", "harness.cpp", "dut_glue.cpp", *extra_names,
-           "-CFLAGS", cflags, "-LDFLAGS", "-shared", "-o", "libdut.so"]
+           "-CFLAGS", f"{CXXFLAGS} -I{work}", "-LDFLAGS", LDFLAGS, "-o", "libdut.so"]
     if trace == "fst":
         cmd.append("--trace-fst")
     elif trace == "vcd":
