@@ -12,6 +12,8 @@ the same stalls from the same seeds and gives the same cycle counts.
 
 import numpy as np
 
+from .handshake import hold_check
+
 
 __all__ = ["StreamSource", "StreamSink", "StallPattern", "check_stream_protocol", "to_python"]
 
@@ -135,17 +137,13 @@ def check_stream_protocol(stream, name="stream", domain="sync"):
     """A background process that fails the simulation if the producer breaks the stream rules:
     once ``valid`` is asserted it must stay asserted, with the payload unchanged, until accepted."""
 
+    def fail(message):
+        raise AssertionError(f"{name}: {message}")
+
     async def process(ctx):
         pending = None
         async for _, _, valid, ready, payload in ctx.tick(domain).sample(
                 stream.valid, stream.ready, stream.payload):
-            payload = to_python(payload)
-            if pending is not None:
-                if not valid:
-                    raise AssertionError(f"{name}: valid dropped before the payload was accepted")
-                if payload != pending:
-                    raise AssertionError(f"{name}: payload changed while waiting for ready: "
-                                         f"{pending!r} -> {payload!r}")
-            pending = payload if (valid and not ready) else None
+            pending = hold_check(pending, valid, ready, to_python(payload), fail)
 
     return process
