@@ -12,11 +12,10 @@ import pytest
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from systolica.config import ArrayConfig
 from systolica.testbench import backends, compiled
-from systolica.testbench.sim import SimulationTimeout
+from systolica.testbench.sim import SimulationTimeout, run_simulation
 from systolica.testbench.streams import StallPattern, StreamSink, StreamSource
 from systolica.testbench.tensor_engine import (
     MatmulJob, engine_beats, expected_results, random_job, run_matmuls)
@@ -293,10 +292,7 @@ def test_stepwise_api_matches_amaranth(seed):
                              ctx.get(dut.total) & 0xFFFF))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_simulation(dut, [bench], max_cycles=len(steps) + 10)
 
     model = backends.compiled_model(Accumulator(), memo_key=("accumulator", False))
     trace_vl = []
