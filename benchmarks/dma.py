@@ -22,7 +22,7 @@ import numpy as np
 from systolica.config import DmaConfig, SbufConfig
 from systolica.hdl.dma import Dma
 from systolica.testbench.dma import run_dma
-from systolica.testbench.dma_model import DmaSide, DmaTransfer
+from systolica.model.dma import DmaSide, DmaTransfer
 
 
 def run(nbytes, latency, outstanding, data_width=64, src_offset=0, dst_offset=0,

@@ -70,7 +70,7 @@ def run_arrays(model, config, jobs, max_cycles, stall, seed):
     """Run ``jobs`` on ``model`` with NumPy-packed streams (stall masks drawn from ``seed``);
     returns (cycles, results ok, seconds in the C++ loop)."""
     from systolica.testbench.compiled import PayloadCodec
-    from systolica.testbench.reference import matmul_reference
+    from systolica.model.reference import matmul_reference
     from systolica.testbench.streams import StallPattern
     streams = model.streams
     weights, moving = beat_columns(config, jobs)

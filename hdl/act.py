@@ -2,7 +2,7 @@
 
 A command ``{psum_addr, rows, offset, cols, mode, relu, zero_point}`` processes PSUM rows
 ``psum_addr + i`` (i < rows), one per cycle. For each column c < cols of a row (x = the ``acc_bits``
-accumulator) it computes, exactly (docs/memories.md, testbench/reference.py ``requantize``):
+accumulator) it computes, exactly (docs/memories.md, systolica/model/reference.py ``requantize``):
 
     p = x * scale[c]                                   (exact, acc_bits + scale_bits bits)
     v = round_half_even(p / 2**shift[c])               (shift 0: v = p)

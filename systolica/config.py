@@ -21,6 +21,7 @@ __all__ = [
     "ConfigError", "ConfigBase", "DTYPES", "dtype_shape", "dtype_numpy", "dtype_range",
     "ArrayConfig", "SbufConfig", "DmaConfig", "NocConfig", "CONFIG_CLASSES", "register_config",
     "load_toml", "default_config", "config_reference_markdown",
+    "HostConfig", "TileConfig", "ChipConfig", "TILE_SECTIONS", "CHIP_SECTIONS",
 ]
 
 
@@ -60,7 +61,20 @@ def param(default, help, *, range=None, choices=None):
     return field(default=default, metadata={"help": help, "range": range, "choices": choices})
 
 
-class ConfigBase:
+class _Serialisable:
+    """dict / JSON out, and a changed copy (every config dataclass)."""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self, **kwargs):
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+class ConfigBase(_Serialisable):
     """Shared behaviour of the config dataclasses (validation, dict/JSON/TOML round trips)."""
 
     SECTION: ClassVar[str] = ""
@@ -89,12 +103,6 @@ class ConfigBase:
     def validate(self):
         """Cross-field checks; override in subclasses. Raise :class:`ConfigError`."""
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    def to_json(self, **kwargs):
-        return json.dumps(self.to_dict(), **kwargs)
-
     @classmethod
     def from_dict(cls, values):
         names = {f.name for f in dataclasses.fields(cls)}
@@ -104,9 +112,6 @@ class ConfigBase:
                 f"unknown {cls.__name__} parameter(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(names))}")
         return cls(**values)
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def describe(cls):
@@ -306,6 +311,126 @@ class DmaConfig(ConfigBase):
     @property
     def data_bytes(self):
         return self.data_width // 8
+
+
+@register_config
+@dataclass(frozen=True)
+class HostConfig(ConfigBase):
+    """The chip's host control port: an AXI4-Lite slave through which the host loads programs,
+    starts and resets tiles and reads status (the register map comes with the chip)."""
+
+    SECTION: ClassVar[str] = "host"
+
+    addr_width: int = param(16, "AXI4-Lite byte-address width of the host register space",
+                            range=(12, 32))
+    data_width: int = param(32, "AXI4-Lite data width in bits", choices=(32, 64))
+
+
+#: The sections a tile is made of, and a chip (a mesh of identical tiles).
+TILE_SECTIONS = ("array", "sbuf", "psum", "act", "dma")
+CHIP_SECTIONS = ("noc", "host")
+
+
+class CompositeConfig(_Serialisable):
+    """A config made of section configs (``TileConfig``, ``ChipConfig``). Each section validates
+    itself on construction; ``validate()`` holds the rules that span sections, so a composite
+    that exists can always be built."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = f.metadata["cls"]
+            if not isinstance(value, expected):
+                raise ConfigError(f"{type(self).__name__}.{f.name} must be a "
+                                  f"{expected.__name__}; got {value!r}")
+        self.validate()
+
+    def validate(self):
+        """Rules across sections; override. Raise :class:`ConfigError`."""
+
+    @classmethod
+    def from_dict(cls, values):
+        """From ``{field: dict or section config}``; absent fields take their defaults."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} section(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(names)}")
+        kwargs = {}
+        for name, value in values.items():
+            section_cls = names[name].metadata["cls"]
+            if isinstance(value, dict):
+                value = section_cls.from_dict(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+def _section(cls):
+    return field(default_factory=cls, metadata={"cls": cls})
+
+
+@dataclass(frozen=True)
+class TileConfig(CompositeConfig):
+    """One tile: tensor engine, SBUF, PSUM, ACT and DMA. Every rule that spans these sections is
+    checked here, before any hardware is built."""
+
+    array: ArrayConfig = _section(ArrayConfig)
+    sbuf: SbufConfig = _section(SbufConfig)
+    psum: PsumConfig = _section(PsumConfig)
+    act: ActConfig = _section(ActConfig)
+    dma: DmaConfig = _section(DmaConfig)
+
+    @classmethod
+    def from_sections(cls, configs):
+        """From ``{section: config}`` as :func:`load_toml` returns (other sections ignored)."""
+        return cls(**{name: configs[name] for name in TILE_SECTIONS if name in configs})
+
+    def validate(self):
+        array, sbuf, psum, act, dma = self.array, self.sbuf, self.psum, self.act, self.dma
+        if sbuf.partitions < array.rows:
+            raise ConfigError(f"sbuf.partitions must be >= array.rows={array.rows} (one "
+                              f"partition per tensor-engine row); got {sbuf.partitions}")
+        if sbuf.partitions < array.cols:
+            raise ConfigError(f"sbuf.partitions must be >= array.cols={array.cols} (W and the "
+                              f"ACT output have one column per partition); got {sbuf.partitions}")
+        if sbuf.depth & (sbuf.depth - 1):
+            raise ConfigError(f"sbuf.depth must be a power of two (the DMA addresses the SBUF "
+                              f"linearly); got {sbuf.depth}")
+        if psum.rows > (1 << array.result_addr_bits):
+            raise ConfigError(
+                f"psum.bank_rows: banks * bank_rows = {psum.rows} rows are not representable "
+                f"in array.result_addr_bits={array.result_addr_bits} bits "
+                f"(at most {1 << array.result_addr_bits} rows)")
+        limit = array.acc_bits + act.scale_bits - 1
+        if act.max_shift > limit:
+            raise ConfigError(f"act.max_shift must be in [0, array.acc_bits + act.scale_bits - 1"
+                              f" = {limit}]; got {act.max_shift}")
+        if dma.data_width != 8 * sbuf.word_bytes:
+            raise ConfigError(f"dma.data_width must equal 8 * sbuf.word_bytes = "
+                              f"{8 * sbuf.word_bytes}; got {dma.data_width}")
+        sbuf_bytes = sbuf.partitions * sbuf.partition_bytes
+        if sbuf_bytes > (1 << dma.addr_width):
+            raise ConfigError(f"dma.addr_width must be >= {(sbuf_bytes - 1).bit_length()} to "
+                              f"address the whole SBUF; got {dma.addr_width}")
+
+
+@dataclass(frozen=True)
+class ChipConfig(CompositeConfig):
+    """A chip: an X x Y mesh (``noc``) of identical tiles and a host control port."""
+
+    tile: TileConfig = _section(TileConfig)
+    noc: NocConfig = _section(NocConfig)
+    host: HostConfig = _section(HostConfig)
+
+    @classmethod
+    def from_sections(cls, configs):
+        """From ``{section: config}`` as :func:`load_toml` returns."""
+        return cls(tile=TileConfig.from_sections(configs),
+                   **{name: configs[name] for name in CHIP_SECTIONS if name in configs})
+
+    @property
+    def tiles(self):
+        return self.noc.nodes
 
 
 def config_reference_markdown():

@@ -29,7 +29,7 @@ class DmaRun:
 def run_dma(dut, queues, *, dram_size=1 << 16, dram_mem=None, sbuf_mem=None, read_latency=8,
             write_latency=2, axi_stall=0.0, sbuf_stall=0.0, queue_stall=0.0, max_reads=16,
             max_writes=16, errors=(), rng=None, max_cycles=100_000, sbuf=True, top=None):
-    """Run the descriptors ``queues[q]`` (lists of :class:`~.dma_model.DmaTransfer`) on ``dut``
+    """Run the descriptors ``queues[q]`` (lists of :class:`systolica.model.dma.DmaTransfer`) on ``dut``
     (a :class:`systolica.hdl.dma.Dma`) until all have completed. ``errors`` are
     ``(lo, hi, resp, reads, writes)`` ranges for :meth:`AxiDram.add_error`. ``sbuf=False`` leaves
     the SBUF port unconnected (the DMA's port connected to a real SBUF inside ``top``, the design

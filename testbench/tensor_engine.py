@@ -7,7 +7,7 @@ import numpy as np
 
 from systolica.config import ArrayConfig, dtype_range
 from systolica.hdl.tensor_engine import TensorEngine
-from .reference import matmul_reference
+from systolica.model.reference import matmul_reference
 from .backends import resolve_backend, run_streams
 from .sim import run_simulation
 from .streams import StreamSink, StreamSource, check_stream_protocol

@@ -1,4 +1,4 @@
-"""ACT unit: requantisation bit-exact against testbench.reference.requantize (round half to even),
+"""ACT unit: requantisation bit-exact against model.reference.requantize (round half to even),
 every output mode, saturation at both ends, shift 0 and max, scale extremes, ReLU, placement in
 the SBUF, one row per cycle, errors. Runs PSUM -> ACT -> SBUF (hdl/tile_datapath.py without the
 engine): PSUM is filled through its result stream, the SBUF is read back through its DMA port."""
@@ -10,7 +10,7 @@ from systolica.config import ActConfig, ArrayConfig, ConfigError, PsumConfig, Sb
 from systolica.hdl.act import ACT_MODES, Act
 from systolica.hdl.tile_datapath import TileDatapath
 from systolica.testbench.memories import accept_monitor, run_phases
-from systolica.testbench.reference import SbufModel, requantize, round_half_even_shift
+from systolica.model.reference import SbufModel, requantize, round_half_even_shift
 
 
 ARRAY = ArrayConfig(rows=4, cols=4, result_addr_bits=5)

@@ -17,7 +17,7 @@ from systolica.hdl.dma import (DMA_ERR_DRAM_RANGE, DMA_ERR_READ, DMA_ERR_SBUF_RA
                                DMA_ERR_ZERO_SIZE, DMA_ERRORS, Dma, sbuf_address)
 from systolica.testbench.dma import run_dma
 from systolica.testbench.handshake import send, wait_for
-from systolica.testbench.dma_model import (DmaSide, DmaTransfer, dma_check_reference,
+from systolica.model.dma import (DmaSide, DmaTransfer, dma_check_reference,
                                            dma_copy_reference, random_transfer, side_offsets)
 from systolica.testbench.sim import SimulationTimeout
 

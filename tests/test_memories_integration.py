@@ -8,7 +8,7 @@ import numpy as np
 from systolica.config import ActConfig, ArrayConfig, PsumConfig, SbufConfig
 from systolica.hdl.tile_datapath import TileDatapath
 from systolica.testbench.memories import accept_monitor, run_phases
-from systolica.testbench.reference import SbufModel, matmul_reference, requantize
+from systolica.model.reference import SbufModel, matmul_reference, requantize
 
 
 ARRAY = ArrayConfig(rows=4, cols=4, result_addr_bits=6)

@@ -6,7 +6,7 @@ import pytest
 
 from systolica.config import ArrayConfig, ConfigError, PsumConfig
 from systolica.hdl.psum import Psum
-from systolica.testbench.reference import psum_reference, wrap_signed
+from systolica.model.reference import psum_reference, wrap_signed
 from systolica.testbench.memories import run_phases
 
 

@@ -1,4 +1,4 @@
-"""SBUF: every port against the NumPy model (testbench.reference.SbufModel), alone and all at once
+"""SBUF: every port against the NumPy model (model.reference.SbufModel), alone and all at once
 with random stalls; the moving reader's one-beat-per-cycle rate under DMA writes; errors."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from systolica.config import ArrayConfig, ConfigError, SbufConfig
 from systolica.hdl.sbuf import Sbuf, elements_per_word
 from systolica.testbench.memories import pack_word, run_phases
-from systolica.testbench.reference import SbufModel
+from systolica.model.reference import SbufModel
 
 
 SBUF8 = SbufConfig(partitions=4, depth=32, word_bytes=8)

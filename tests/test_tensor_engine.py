@@ -8,7 +8,7 @@ import pytest
 
 from systolica.config import ArrayConfig, ConfigError, DTYPES, dtype_range
 from systolica.hdl.tensor_engine import TensorEngine
-from systolica.testbench.reference import matmul_reference
+from systolica.model.reference import matmul_reference
 from systolica.testbench.sim import SimulationTimeout, run_simulation
 from systolica.testbench.streams import StreamSink
 from systolica.testbench.tensor_engine import (

@@ -21,7 +21,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
-from systolica.hdl.noc.arbiter import RoundRobinArbiter
+from systolica.hdl.lib.arbiter import RoundRobinArbiter
 from systolica.hdl.noc.flit import LinkSignature, coord_bits, flow_vc
 from systolica.hdl.noc.input_unit import InputUnit
 from systolica.hdl.noc.output_unit import OutputUnit

@@ -13,7 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
-from systolica.hdl.noc.arbiter import RoundRobinArbiter
+from systolica.hdl.lib.arbiter import RoundRobinArbiter
 from systolica.hdl.noc.flit import coord_bits
 
 

@@ -1,4 +1,4 @@
-"""A round-robin arbiter: the building block of the VC and switch allocators."""
+"""A round-robin arbiter: the NoC's VC and switch allocators, the DMA's queues, the SBUF's ports."""
 
 from amaranth.hdl import *
 from amaranth.lib import wiring

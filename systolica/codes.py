@@ -1,0 +1,60 @@
+"""Status, error and mode codes: each declared once, as an ``amaranth.lib.enum.Enum`` with a
+fixed shape, and used by the gateware (``m.Case(DmaError.SBUF_RANGE)``), the NumPy models
+(``DmaError(code).name``), the host side and the generated docs alike.
+
+This module imports no gateware: models, compiler and runtime may use it.
+"""
+
+from amaranth.lib import enum
+
+
+__all__ = ["DmaError", "ActMode", "ACT_MODE_BYTES", "ACT_MODE_RANGE", "codes_markdown"]
+
+
+class DmaError(enum.Enum, shape=3):
+    """A DMA descriptor's completion status (``done_info.error``, ``last_error``)."""
+    OK = 0               #: the copy completed
+    ZERO_SIZE = 1        #: elem_bytes == 0 or a count == 0
+    SIZE_MISMATCH = 2    #: source and destination element counts differ
+    SBUF_RANGE = 3       #: an SBUF side reaches below 0 or beyond the buffer
+    DRAM_RANGE = 4       #: a DRAM side reaches below 0 or beyond 2**addr_width (wraps)
+    BAD_SEMAPHORE = 5    #: semaphore id >= DmaConfig.semaphores
+    AXI_READ_ERROR = 6   #: an AXI read answered SLVERR/DECERR
+    AXI_WRITE_ERROR = 7  #: an AXI write answered SLVERR/DECERR
+
+
+class ActMode(enum.Enum, shape=2):
+    """The ACT unit's output element type (the command's ``mode``)."""
+    INT8 = 0     #: saturate to [-128, 127], 1 byte
+    UINT8 = 1    #: saturate to [0, 255], 1 byte
+    INT16 = 2    #: saturate to [-32768, 32767], 2 bytes
+    INT32 = 3    #: pass-through, wrapped to 32 bits, 4 bytes
+
+
+#: Bytes per output element of each ACT mode.
+ACT_MODE_BYTES = {ActMode.INT8: 1, ActMode.UINT8: 1, ActMode.INT16: 2, ActMode.INT32: 4}
+#: Saturation range of each saturating ACT mode (INT32 wraps instead).
+ACT_MODE_RANGE = {ActMode.INT8: (-128, 127), ActMode.UINT8: (0, 255),
+                  ActMode.INT16: (-32768, 32767)}
+
+
+def _doc_lines(cls):
+    import inspect
+    source = inspect.getsource(cls)
+    comments = {}
+    for line in source.splitlines():
+        name, _, rest = line.strip().partition("=")
+        if "#:" in rest:
+            comments[name.strip()] = rest.split("#:", 1)[1].strip()
+    return [f"| `{member.name}` | {member.value} | {comments.get(member.name, '')} |"
+            for member in cls]
+
+
+def codes_markdown(classes=(DmaError, ActMode)):
+    """A Markdown table per code enum, for generated docs."""
+    lines = []
+    for cls in classes:
+        width = cls.as_shape().width
+        lines += [f"### `{cls.__name__}` ({width} bits)", "", " ".join(cls.__doc__.split()), "",
+                  "| name | code | meaning |", "|---|---|---|", *_doc_lines(cls), ""]
+    return "\n".join(lines)
