@@ -74,8 +74,9 @@ def _act(configs):
                 description="DMA engine: AXI4 master, SBUF word port, 3-D strided descriptor "
                             "queues, completion semaphores (hdl/dma.py)")
 def _dma(configs):
+    from systolica.config import TileConfig
     from systolica.hdl.dma import Dma
-    return Dma(configs["dma"], configs["sbuf"])
+    return Dma(config=TileConfig.from_sections(configs))
 
 
 @register_block("router", top="systolica_router", sections=("noc",),
