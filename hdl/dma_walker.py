@@ -17,6 +17,8 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .contracts import index_bits
+
 
 __all__ = ["piece_layout", "DmaWalker"]
 
@@ -26,7 +28,7 @@ BOUNDARY = 4096
 def piece_layout(addr_width, word_bytes):
     return data.StructLayout({
         "addr": unsigned(addr_width),
-        "lo": unsigned(max(1, (word_bytes - 1).bit_length())),
+        "lo": unsigned(index_bits(word_bytes)),
         "n": unsigned(14),
         "beats": unsigned(9),
     })
@@ -53,7 +55,7 @@ class DmaWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         aw, W = self._aw, self._W
-        lw = (W - 1).bit_length()
+        lw = index_bits(W)
         run_bits = self._eb + self._cb
 
         word_mode = Signal()

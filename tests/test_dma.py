@@ -8,17 +8,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Shape
 from amaranth.lib import wiring
 
-from systolica.codes import DmaError
+from systolica.codes import DmaError, codes_markdown
 from systolica.config import ArrayConfig, ConfigError, DmaConfig, SbufConfig, TileConfig
 from systolica.hdl.axi import RESP_DECERR, RESP_SLVERR
+from systolica.hdl.contracts import dma_descriptor_layout
 from systolica.hdl.dma import Dma
-from systolica.testbench.dma import run_dma
+from systolica.testbench.dma import pack_descriptor, run_dma
 from systolica.testbench.handshake import send, wait_for
-from systolica.model.dma import (DmaSide, DmaTransfer, dma_check_reference, dma_copy_reference,
-                                 random_transfer, sbuf_address, side_offsets)
+from systolica.model.dma import (DmaSide, DmaTransfer, descriptor_field_ranges,
+                                 dma_check_reference, dma_copy_reference, random_transfer,
+                                 sbuf_address, side_offsets, side_range)
 from systolica.testbench.sim import SimulationTimeout
 
 
@@ -505,3 +507,202 @@ def test_with_real_sbuf(seed):
     assert [e["error"] for e in run.done] == [DmaError.OK] * len(queue)
     assert np.array_equal(dram, ref_dram), f"DRAM differs at {np.nonzero(dram != ref_dram)[0][:16]}"
 
+
+
+# --- descriptor fields: the host refuses what the hardware would cut; model == hardware ---------
+
+WIDE = DmaConfig(addr_width=48, count_bits=32, elem_bits=24, semaphores=256)
+
+
+def _one(config=DmaConfig()):
+    return DmaTransfer(DmaSide("dram", 0, (8, 1, 1), (1, 0, 0)),
+                       DmaSide("sbuf", 0, (8, 1, 1), (1, 0, 0)), 1, 0, config)
+
+
+TOO_WIDE = [       # (change, message) with the default DmaConfig: 32-bit addresses, 8 semaphores
+    (dict(src=DmaSide("dram", 1 << 32, (8, 1, 1), (1, 0, 0))),
+     r"src\.addr must be in \[0, 4294967295\]"),
+    (dict(dst=DmaSide("sbuf", 0, (65537, 1, 1), (1, 0, 0))),
+     r"dst\.counts\[0\] must be in \[0, 65535\]"),
+    (dict(elem_bytes=65538), r"elem_bytes must be in \[0, 65535\]"),
+    (dict(src=DmaSide("dram", 0, (8, 1, 1), (1, (1 << 32) + 1, 0))),
+     r"src\.strides\[1\] must be in \[-2147483648, 2147483647\]"),
+    (dict(semaphore=8), r"semaphore must be in \[0, 7\]"),
+    (dict(semaphore=-1), r"semaphore must be in \[0, 7\]"),
+    (dict(elem_bytes=-1), r"elem_bytes must be in \[0, 65535\]"),
+]
+
+
+@pytest.mark.parametrize("change, message", TOO_WIDE)
+def test_host_refuses_values_wider_than_their_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        replace(_one(), **change)
+    if any(v == -1 for v in change.values()):
+        return              # negative: refused for every DMA, even the widest
+    # Built for a wider DMA, the same descriptor is refused when packed for this one.
+    wide = replace(_one(WIDE), **change)
+    with pytest.raises(ValueError, match=message):
+        pack_descriptor(wide, DmaConfig())
+    with pytest.raises(ValueError, match=message):
+        run_dma(make_dut("w64"), [[wide]], max_cycles=100)
+
+
+def test_negative_count_and_address_are_refused():
+    with pytest.raises(ValueError, match=r"DmaSide\.counts\[2\] must be an integer >= 0"):
+        DmaSide("dram", 0, (1, 1, -1), (1, 0, 0))
+    with pytest.raises(ValueError, match=r"DmaSide\.addr must be an integer >= 0"):
+        DmaSide("sbuf", -1)
+    with pytest.raises(ValueError, match="elem_bytes must be an integer"):
+        replace(_one(), elem_bytes=1.5)
+
+
+@pytest.mark.parametrize("cfg", [DmaConfig(), WIDE, DmaConfig(addr_width=16, count_bits=2,
+                                                                 elem_bits=1, semaphores=1)])
+def test_field_ranges_are_the_layout_widths(cfg):
+    layout = dma_descriptor_layout(cfg)
+    ranges = descriptor_field_ranges(cfg)
+    side = layout["src"].shape
+    shapes = {"addr": side["addr"].shape, "count": side["count"].shape.elem_shape,
+              "stride": side["stride"].shape.elem_shape,
+              "elem_bytes": layout["elem_bytes"].shape, "semaphore": layout["semaphore"].shape}
+    for name, shape in shapes.items():
+        shape = Shape.cast(shape)
+        lo, hi, bits = ranges[name]
+        assert bits == shape.width, name
+        assert (lo, hi) == ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if shape.signed
+                            else (0, (1 << bits) - 1)), name
+
+
+def _extreme(rng, kind, ranges, elem):
+    """A value of field ``kind`` that fits: an end of its range, near one, or anywhere."""
+    lo, hi, _ = ranges[kind]
+    pick = int(rng.integers(6))
+    if kind == "stride" and pick == 5:
+        return int(rng.choice([0, elem, -elem]))
+    return [lo, hi, hi - 1, min(lo + 1, hi), int(rng.integers(lo, hi + 1)),
+            int(rng.integers(0, min(hi, 9) + 1))][pick]
+
+
+def _mutate(rng, t, cfg):
+    """``t`` with one or two fields set to values that fit their fields (often extreme)."""
+    ranges = descriptor_field_ranges(cfg)
+    for _ in range(int(rng.integers(1, 3))):
+        kind = str(rng.choice(["addr", "count", "stride", "elem_bytes", "semaphore"]))
+        value = _extreme(rng, kind, ranges, t.elem_bytes)
+        if kind in ("elem_bytes", "semaphore"):
+            t = replace(t, **{kind: value})
+            continue
+        name = str(rng.choice(["src", "dst"]))
+        side = getattr(t, name)
+        if kind == "addr":
+            side = replace(side, addr=value)
+        else:
+            attr = "counts" if kind == "count" else "strides"
+            values = list(getattr(side, attr))
+            values[int(rng.integers(3))] = value
+            side = replace(side, **{attr: tuple(values)})
+        t = replace(t, **{name: side})
+    return t
+
+
+def _inside(side, elem, region):
+    lo, end = side_range(side, elem)
+    return region[0] <= lo and end <= region[1] and side.elements * elem <= 2048
+
+
+def test_random_fitting_descriptors_model_agrees_with_hardware(seed):
+    """Descriptors whose every value fits its field, many at the ends of the fields' ranges:
+    the hardware gives the model's code for each and changes memory exactly as the model."""
+    rng = np.random.default_rng(seed)
+    cfg = DmaConfig(semaphores=6)
+    scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
+    dut = Dma(config=tile(cfg, scfg))
+    queues = [[], []]
+    verdicts = set()
+    for k in range(40):
+        src_space, dst_space = (str(x) for x in rng.choice(["dram", "sbuf"], 2))
+        src_region, dst_region = regions(src_space, dst_space, scfg)
+        t = random_transfer(rng, src_space=src_space, dst_space=dst_space,
+                            src_region=src_region, dst_region=dst_region,
+                            semaphore=int(rng.integers(cfg.semaphores)), config=cfg)
+        if rng.random() < 0.8:
+            mutated = _mutate(rng, t, cfg)
+            code = check_code(mutated, cfg, scfg)
+            # A good one must stay inside its regions (disjoint, and inside the DRAM model).
+            if code != DmaError.OK or (_inside(mutated.src, mutated.elem_bytes, src_region) and
+                                       _inside(mutated.dst, mutated.elem_bytes, dst_region)):
+                t = mutated
+        verdicts.add(check_code(t, cfg, scfg))
+        queues[int(rng.integers(2))].append(t)
+    assert len(verdicts) >= 3, verdicts
+    run_and_check(dut, queues, rng, axi_stall=0.2, sbuf_stall=0.2, queue_stall=0.2,
+                  max_cycles=60_000)
+
+
+def test_boundary_descriptors_that_fit(seed):
+    """The largest values that fit, each alone: the checks judge them exactly (no wrap)."""
+    rng = np.random.default_rng(seed)
+    cfg = DmaConfig(semaphores=6)
+    scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
+    top, cmax, emax = (1 << 32) - 1, (1 << 16) - 1, (1 << 16) - 1
+    d = lambda a, c=(8, 1, 1), s=(1, 0, 0): DmaSide("dram", a, c, s)
+    s_ = lambda a, c=(8, 1, 1), s=(1, 0, 0): DmaSide("sbuf", a, c, s)
+    T = lambda src, dst, elem=1, sem=0: DmaTransfer(src, dst, elem, sem, cfg)
+    cases = [
+        (T(d(top, (1, 1, 1)), s_(0, (1, 1, 1)), 2), DmaError.DRAM_RANGE),
+        (T(d(top - 7), s_(0)), DmaError.OK),                # the last 8 bytes of the space
+        (T(d(0, (cmax, cmax, cmax)), s_(0, (cmax, cmax, cmax))), DmaError.SBUF_RANGE),
+        (T(d(0, (cmax, 1, 1), (-(1 << 31), 0, 0)), s_(0, (cmax, 1, 1))), DmaError.SBUF_RANGE),
+        (T(d((1 << 31) + 1, (2, 1, 1), ((1 << 31) - 1, 0, 0)), s_(0, (2, 1, 1))),
+         DmaError.DRAM_RANGE),                              # one byte beyond 2**32
+        (T(d(0, (1, 1, 1)), s_(0, (1, 1, 1)), emax), DmaError.SBUF_RANGE),
+        (T(d(0, (1, 1, 1)), d(1 << 20, (1, 1, 1)), emax), DmaError.OK),
+        (T(d(0), s_(0), 1, 7), DmaError.BAD_SEMAPHORE),
+        (T(d(0, (cmax, 1, 1)), s_(0, (1, cmax, 2))), DmaError.SIZE_MISMATCH),
+    ]
+    for t, code in cases:
+        assert check_code(t, cfg, scfg) == code, t
+    # The good ones would reach beyond the DRAM model: judge only the failing ones in hardware.
+    dut = Dma(config=tile(cfg, scfg))
+    bad = [t for t, code in cases if code != DmaError.OK]
+    run_and_check(dut, [bad], rng, max_cycles=5_000)
+
+
+def test_sticky_error_set_in_the_cycle_of_a_clear_stays_set(seed):
+    """`clear_errors` held high through a failing completion: the error that completes in that
+    cycle is not lost (it clears one cycle later, as the clear goes on)."""
+    rng = np.random.default_rng(seed)
+    dut = make_dut("w64")
+    from systolica.testbench.sim import run_simulation
+    from systolica.testbench.dram import AxiDram
+    from systolica.testbench.sbuf_model import SbufPortModel
+    dram = AxiDram(dut.axi, size=DRAM_BYTES, rng=rng)
+    sb = SbufPortModel(dut.sbuf, dut.config.sbuf, rng=rng)
+    bad = DmaTransfer(DmaSide("dram", 0, (8, 1, 1), (1, 0, 0)),
+                      DmaSide("sbuf", 0, (8, 1, 1), (1, 0, 0)), 0, 1)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.clear_errors, 1)
+        await send(ctx, dut.queues[0], bad.as_dict())
+        await wait_for(ctx, lambda ctx: ctx.get(dut.done))
+        await ctx.tick()
+        seen.append(ctx.get(dut.error))             # set in the cycle of the clear: kept
+        await ctx.tick()
+        seen.append(ctx.get(dut.error))             # the clear still high: now cleared
+        ctx.set(dut.clear_errors, 0)
+        await send(ctx, dut.queues[1], bad.as_dict())
+        await wait_for(ctx, lambda ctx: ctx.get(dut.done))
+        await ctx.tick()
+        for _ in range(3):
+            seen.append(ctx.get(dut.error))         # no clear: stays set
+            await ctx.tick()
+
+    run_simulation(dut, [bench], processes=dram.processes() + sb.processes(), max_cycles=2000)
+    assert seen == [1, 0, 1, 1, 1]
+
+
+def test_docs_error_table_is_generated_from_the_codes():
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "docs" / "dma.md").read_text()
+    assert codes_markdown((DmaError,)) in text
