@@ -21,7 +21,9 @@ from systolica.testbench.handshake import send, wait_for
 from systolica.model.dma import (DmaSide, DmaTransfer, descriptor_field_ranges,
                                  dma_check_reference, dma_copy_reference, random_transfer,
                                  sbuf_address, side_offsets, side_range)
-from systolica.testbench.sim import SimulationTimeout
+from systolica.testbench.dram import AxiDram
+from systolica.testbench.sbuf_model import SbufPortModel
+from systolica.testbench.sim import SimulationTimeout, run_simulation
 
 
 DRAM_BYTES = 1 << 14
@@ -367,15 +369,18 @@ def test_axi_write_error(seed):
     assert np.array_equal(sbuf.reshape(-1), ref_sbuf)
 
 
+def memory_processes(dut, rng):
+    """The DRAM and SBUF port models of ``dut`` for a hand-written testbench."""
+    dram = AxiDram(dut.axi, size=DRAM_BYTES, rng=rng)
+    sbuf = SbufPortModel(dut.sbuf, dut.config.sbuf, rng=rng)
+    return dram.processes() + sbuf.processes()
+
+
 def test_semaphore_subtract(seed):
     """Completions increment; the consumer's `sem_sub` subtracts (also in the same cycle)."""
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    from systolica.testbench.sim import run_simulation
-    from systolica.testbench.dram import AxiDram
-    from systolica.testbench.sbuf_model import SbufPortModel
-    dram = AxiDram(dut.axi, size=DRAM_BYTES, rng=rng)
-    sb = SbufPortModel(dut.sbuf, dut.config.sbuf, rng=rng)
+    memories = memory_processes(dut, rng)
     t = DmaTransfer(DmaSide("dram", 0, (8, 1, 1), (1, 0, 0)),
                     DmaSide("sbuf", 0, (8, 1, 1), (1, 0, 0)), 1, 3)
 
@@ -410,7 +415,7 @@ def test_semaphore_subtract(seed):
         await ctx.tick()
         assert ctx.get(dut.error) == 0 and ctx.get(dut.error_count) == 1
 
-    run_simulation(dut, [bench], processes=dram.processes() + sb.processes(), max_cycles=3000)
+    run_simulation(dut, [bench], processes=memories, max_cycles=3000)
 
 
 def test_watchdog_catches_a_stuck_slave(seed):
@@ -673,11 +678,7 @@ def test_sticky_error_set_in_the_cycle_of_a_clear_stays_set(seed):
     cycle is not lost (it clears one cycle later, as the clear goes on)."""
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    from systolica.testbench.sim import run_simulation
-    from systolica.testbench.dram import AxiDram
-    from systolica.testbench.sbuf_model import SbufPortModel
-    dram = AxiDram(dut.axi, size=DRAM_BYTES, rng=rng)
-    sb = SbufPortModel(dut.sbuf, dut.config.sbuf, rng=rng)
+    memories = memory_processes(dut, rng)
     bad = DmaTransfer(DmaSide("dram", 0, (8, 1, 1), (1, 0, 0)),
                       DmaSide("sbuf", 0, (8, 1, 1), (1, 0, 0)), 0, 1)
     seen = []
@@ -698,7 +699,7 @@ def test_sticky_error_set_in_the_cycle_of_a_clear_stays_set(seed):
             seen.append(ctx.get(dut.error))         # no clear: stays set
             await ctx.tick()
 
-    run_simulation(dut, [bench], processes=dram.processes() + sb.processes(), max_cycles=2000)
+    run_simulation(dut, [bench], processes=memories, max_cycles=2000)
     assert seen == [1, 0, 1, 1, 1]
 
 
