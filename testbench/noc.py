@@ -1,4 +1,5 @@
-"""Traffic generation and end-to-end checking for the mesh NoC (:class:`systolica.hdl.noc.mesh.Mesh`).
+"""Traffic generation and end-to-end checking for the mesh NoC
+(:class:`systolica.hdl.noc.mesh.Mesh`).
 
 One testbench coroutine drives every node's ``send`` stream and ``recv`` ready and samples them
 all once per cycle (payloads as raw integers), which keeps the per-cycle Python work small.

@@ -89,7 +89,7 @@ def test_refused_components_leave_no_half_built_child(recwarn):
 
     from systolica.hdl.noc.interface import NetworkInterface
     from systolica.hdl.noc.mesh import Mesh
-    Fragment.get(Module(), None)    # Amaranth reports unused elaboratables once anything elaborated
+    Fragment.get(Module(), None)    # Amaranth warns of unused ones once anything elaborated
     for build in (lambda: Router(config=NocConfig(width=2, height=2), x=5, y=0),
                   lambda: Router(config=NocConfig(width=3, height=1, routing="adaptive"),
                                  x=0, y=0),

@@ -4,8 +4,8 @@
 first word) and ``last`` on its final word. Each word becomes one flit: the first a head flit
 carrying the destination and this node's coordinates, the final one a tail (a one-word packet is
 one head+tail flit). A packet's VC is chosen when its head is injected: in in-order mode the
-VC of its (source, destination) pair (:func:`~systolica.hdl.noc.flit.flow_vc`), which it keeps to the
-end; otherwise round-robin among the free local-input VCs with a credit. Its flits follow on
+VC of its (source, destination) pair (:func:`~systolica.hdl.noc.flit.flow_vc`), which it keeps
+to the end; otherwise round-robin among the free local-input VCs with a credit. Its flits follow on
 that VC as credits allow.
 
 A packet whose destination is outside the mesh never enters the network: its words are

@@ -6,12 +6,14 @@ Pipeline (docs/noc.md has the diagram), per hop at zero load = 2 cycles:
              its VC's buffer at the end of the cycle (input unit).
 * cycle t+1: at the head of the buffer: route computation, VC allocation and switch
              allocation (combined, one cycle; in in-order mode a packet keeps its VC, so VC
-             allocation is only the check that that output VC is free and has a credit), crossbar traversal, and the flit is written into
-             the output register at the end of the cycle (output unit); the buffer slot's credit
-             goes back upstream in the next cycle.
+             allocation is only the check that that output VC is free and has a credit),
+             crossbar traversal, and the flit is written into the output register at the
+             end of the cycle (output unit); the buffer slot's credit goes back upstream in
+             the next cycle.
 * cycle t+2: on the output link = the next router's cycle t.
 
-Before generating anything the router checks that its routing function is deadlock-free on the
+Before building anything (in its constructor) the router checks its config, its position and
+that its routing function has a hardware route computation and is deadlock-free on the
 mesh (:func:`~systolica.hdl.noc.topology.check_deadlock_free`) and prunes the crossbar to the
 turns the routing function uses. Sticky ``overflow``: some input received a flit with no room
 (a broken upstream); it was dropped.
