@@ -85,7 +85,7 @@ def _dma(configs):
 def _router(configs):
     from systolica.hdl.noc.router import Router
     cfg = configs["noc"]
-    return Router(cfg, cfg.width // 2, cfg.height // 2)
+    return Router(config=cfg, x=cfg.width // 2, y=cfg.height // 2)
 
 
 @register_block("mesh", top="systolica_mesh", sections=("noc",),
@@ -93,7 +93,7 @@ def _router(configs):
                             "hdl/noc/mesh.py)")
 def _mesh(configs):
     from systolica.hdl.noc.mesh import Mesh
-    return Mesh(configs["noc"])
+    return Mesh(config=configs["noc"])
 
 
 @register_block("tile_datapath", top="systolica_tile_datapath",
