@@ -30,7 +30,7 @@ from systolica.config import ConfigError, DmaConfig, SbufConfig
 from .axi import BURST_INCR, Axi4Signature
 from .dma_realign import DmaRealigner
 from .dma_walker import DmaWalker
-from .sbuf_port import SbufPortSignature
+from .contracts import SbufPortSignature
 
 
 __all__ = [
