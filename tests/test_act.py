@@ -270,3 +270,23 @@ def test_large_values_with_extreme_zero_points():
             assert refused == 0
             assert got == expected, f"zero_point={zp} scale={scale}"
             assert errors["act"] == 0
+
+
+def test_error_in_the_cycle_of_a_clear_stays_set():
+    """A sticky flag cleared in the very cycle an error happens keeps that error."""
+    from systolica.testbench.sim import run_simulation
+    dut = Act(config=tile_config(array=ARRAY, sbuf=SBUF, psum=PSUM,
+                                 act=ActConfig(scale_bits=16, max_shift=20)))
+
+    async def bench(ctx):
+        ctx.set(dut.shift, [25, 0, 0, 0])        # > max_shift: clamped, flagged
+        ctx.set(dut.psum.response.valid, 1)
+        ctx.set(dut.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(dut.psum.response.valid, 0)
+        assert ctx.get(dut.errors.shift) == 1
+        await ctx.tick()
+        assert ctx.get(dut.errors.shift) == 0
+        ctx.set(dut.clear_errors, 0)
+
+    run_simulation(dut, [bench], max_cycles=20)

@@ -182,3 +182,22 @@ def test_clear_errors():
     assert run["phases"][0]["read.response"][0] == [{"data": [0] * 4}]
     assert run["phases"][2]["read.response"][0] == [{"data": [3, 2, 1, 0]}]
     assert run["final"] == ({"result": 1, "read": 1}, {"result": 0, "read": 0})
+
+
+def test_error_in_the_cycle_of_a_clear_stays_set():
+    """A sticky flag cleared in the very cycle an error happens keeps that error."""
+    from systolica.testbench.sim import run_simulation
+    dut = Psum(config=tile_config(psum=PSUM, array=ARRAY))
+
+    async def bench(ctx):
+        ctx.set(dut.result.valid, 1)        # row 40 >= 32 rows: dropped, flagged
+        ctx.set(dut.result.payload, {"data": [1] * 4, "tag": {"addr": 40}})
+        ctx.set(dut.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(dut.result.valid, 0)
+        assert ctx.get(dut.errors.result) == 1
+        await ctx.tick()
+        assert ctx.get(dut.errors.result) == 0
+        ctx.set(dut.clear_errors, 0)
+
+    run_simulation(dut, [bench], max_cycles=20)
