@@ -187,7 +187,8 @@ def test_clear_errors():
 def test_error_in_the_cycle_of_a_clear_stays_set():
     """A sticky flag cleared in the very cycle an error happens keeps that error."""
     from systolica.testbench.sim import run_simulation
-    dut = Psum(config=tile_config(psum=PSUM, array=ARRAY))
+    dut = Psum(config=tile_config(psum=PSUM, array=ArrayConfig(rows=4, cols=4,
+                                                               result_addr_bits=6)))
 
     async def bench(ctx):
         ctx.set(dut.result.valid, 1)        # row 40 >= 32 rows: dropped, flagged
