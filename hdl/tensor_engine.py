@@ -82,9 +82,11 @@ class ProcessingElement(wiring.Component):
         m = Module()
         cfg = self._config
 
-        # Datapath registers carry no reset: only valid bits and control state need one.
-        weight = [Signal(cfg.stationary_shape, name=f"weight{b}", reset_less=True)
-                  for b in range(2)]
+        # Pipeline registers carry no reset (data flushes through them), but the weights do:
+        # rows >= K of a bank never written are multiplied (by a zero moving element), and
+        # 0 * X is X in a 4-state simulator; a reset register holds 0, never X, whatever the
+        # simulator did before reset (e.g. Icarus -g2012 clocking unevaluated `always @*` logic).
+        weight = [Signal(cfg.stationary_shape, name=f"weight{b}") for b in range(2)]
         with m.If(self.w_we):
             with m.If(self.w_bank):
                 m.d.sync += weight[1].eq(self.w_data)

@@ -331,3 +331,24 @@ def test_clear_errors_in_a_cycle_that_accepts_a_weight_row():
         assert not ctx.get(engine.weights_overflow)
 
     run_simulation(engine, [bench], max_cycles=200)
+
+
+@pytest.mark.parametrize("generation", ["2005", "2012"])
+def test_icarus_k_below_rows_is_x_free(tmp_path, generation):
+    """A K < R matmul from reset in Icarus Verilog (4-state): rows >= K of the never-written
+    weight bank must not turn the result into X (0 * X is X), under -g2005 and -g2012."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+    from systolica.synth.verilog import to_verilog
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog not installed")
+    design = tmp_path / "engine.v"
+    design.write_text(to_verilog(TensorEngine(config=ArrayConfig(rows=4, cols=2)),
+                                 "systolica_tensor_engine"))
+    bench = Path(__file__).parent / "verilog" / "tb_tensor_engine_k_lt_r.v"
+    binary = tmp_path / "sim"
+    subprocess.run(["iverilog", f"-g{generation}", "-o", str(binary), str(bench), str(design)],
+                   check=True)
+    out = subprocess.run(["vvp", "-n", str(binary)], capture_output=True, text=True, check=True)
+    assert "PASS result 23 34" in out.stdout, out.stdout
