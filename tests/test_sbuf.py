@@ -264,7 +264,8 @@ def test_all_ports_at_once(seed, cfg):
 
     run = run_phases(dut, [
         {"dma.request": dma, "dma.response": len(expected_reads), "moving_cmd": mcmds,
-         "moving": len(mexp), "weights_cmd": wcmds, "weights": len(wexp)},
+         "moving": len(mexp), "weights_cmd": wcmds, "weights": len(wexp),
+         "vector_write": vectors},
         {"dma.request": dump_requests(cfg), "dma.response": P * D},
     ], seed=seed, stall=0.3, final=errors)
     ph = run["phases"][0]
