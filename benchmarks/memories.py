@@ -17,11 +17,13 @@ import time
 
 import numpy as np
 
+from systolica.codes import ActMode
 from systolica.config import ActConfig, ArrayConfig, PsumConfig, SbufConfig
 from systolica.hdl.psum import Psum
-from systolica.hdl.sbuf import Sbuf, elements_per_word
+from systolica.hdl.contracts import elements_per_word
+from systolica.hdl.sbuf import Sbuf
 from systolica.hdl.tile_datapath import TileDatapath
-from systolica.testbench.memories import accept_monitor, run_phases
+from systolica.testbench.memories import accept_monitor, run_phases, tile_config
 
 
 def rate(cycles):
@@ -36,7 +38,7 @@ def bench_psum(array, psum, rng, n=2000):
         for i in range(run):
             beats.append({"data": [int(x) for x in rng.integers(-1000, 1000, size=array.cols)],
                           "tag": {"addr": addr, "accumulate": int(i > 0), "last": 0}})
-    out = run_phases(Psum(psum, array), [{"result": beats[:n]}])
+    out = run_phases(Psum(config=tile_config(psum=psum, array=array)), [{"result": beats[:n]}])
     cycles = out["phases"][0]["result"]
     same_row = sum(1 for a, b in zip(beats, beats[1:n]) if a["tag"]["addr"] == b["tag"]["addr"])
     return {"psum_vectors_per_cycle": round(rate(cycles), 4), "psum_beats": n,
@@ -54,7 +56,7 @@ def bench_dma_vs_moving(sbuf, array, rng):
     w_elems = sbuf.depth * elements_per_word(sbuf, array.stationary_dtype)
     wcmds = [{"offset": int(rng.integers(w_elems - array.rows)), "rows": array.rows,
               "cols": array.cols} for _ in range(count // array.rows)]
-    out = run_phases(Sbuf(sbuf, array), [{"moving_cmd": cmds, "moving": count,
+    out = run_phases(Sbuf(config=tile_config(sbuf=sbuf, array=array)), [{"moving_cmd": cmds, "moving": count,
                                           "dma.request": writes, "weights_cmd": wcmds,
                                           "weights": len(wcmds) * array.rows}])
     _, moving = out["phases"][0]["moving"]
@@ -71,9 +73,10 @@ def bench_act(sbuf, array, psum, act, rng):
     acc = rng.integers(-(1 << 31), 1 << 31, size=(psum.rows, array.cols), dtype=np.int64)
     fill = [{"data": [int(x) for x in row], "tag": {"addr": a, "accumulate": 0, "last": 0}}
             for a, row in enumerate(acc)]
-    cmds = [{"psum_addr": 0, "rows": psum.rows, "offset": 0, "cols": array.cols, "mode": 0,
+    cmds = [{"psum_addr": 0, "rows": psum.rows, "offset": 0, "cols": array.cols, "mode": ActMode.INT8,
              "relu": 1, "zero_point": 3}]
-    dut = TileDatapath(sbuf, array, psum, act, engine=False)
+    dut = TileDatapath(config=tile_config(sbuf=sbuf, array=array, psum=psum, act=act),
+                       engine=False)
     writes = []
 
     async def params(ctx):

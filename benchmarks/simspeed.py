@@ -104,7 +104,7 @@ def run_testbenches(config, jobs, seed, stall):
     from systolica.testbench import backends
     from systolica.testbench.streams import StreamSink, StreamSource, check_stream_protocol
     from systolica.testbench.tensor_engine import engine_beats, expected_results
-    engine = TensorEngine(config)
+    engine = TensorEngine(config=config)
     weight_beats, moving_beats = engine_beats(config, jobs)
     seeds = np.random.default_rng(seed).integers(1 << 32, size=3)
     ends = [cls(stream, stall=stall, rng=np.random.default_rng(s)) for cls, stream, s in zip(
@@ -176,7 +176,7 @@ def main(argv=None):
         tmp = tempfile.TemporaryDirectory(prefix="systolica-simspeed-")
         os.environ["SYSTOLICA_CACHE"] = tmp.name
     try:
-        engine = TensorEngine(config)
+        engine = TensorEngine(config=config)
         start = time.perf_counter()
         model = backends.compiled_model(engine, memo_key=("TensorEngine", config), opt=args.opt)
         build_seconds = time.perf_counter() - start

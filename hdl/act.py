@@ -10,8 +10,9 @@ accumulator) it computes, exactly (docs/memories.md, systolica/model/reference.p
     y = saturate(v + zero_point, mode)
 
 where ``round_half_even`` rounds to the nearest integer and a tie to the even one. Modes
-(``ACT_MODES``): 0 int8, 1 uint8, 2 int16 (saturating), 3 int32 pass-through (y = x wrapped to 32
-bits: no scale, shift, ReLU or zero point; for storing raw accumulators).
+(:class:`systolica.codes.ActMode`): ``INT8``, ``UINT8``, ``INT16`` (saturating), ``INT32``
+pass-through (y = x wrapped to 32 bits: no scale, shift, ReLU or zero point; for storing raw
+accumulators).
 
 Row i's C-vector goes to the SBUF (``sbuf``, the SBUF's ``vector_write``) at element offset
 ``offset + i`` of every partition c < cols (elements of the mode's size, little-endian), so the
@@ -29,78 +30,32 @@ not written). PSUM address errors are reported by PSUM (the row reads as zeros).
 
 from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from systolica.config import ActConfig, ArrayConfig, ConfigError, PsumConfig, SbufConfig
-from systolica.hdl.psum import PsumReadSignature, check_psum_configs
-from systolica.hdl.sbuf import vector_write_layout
+from systolica.codes import ACT_MODE_BYTES, ACT_MODE_RANGE, ActMode
+from systolica.config import TileConfig
+from systolica.hdl.contracts import (ZERO_POINT_BITS, PsumReadSignature, act_command_layout,
+                                     act_errors_layout, vector_write_layout)
+from systolica.hdl.lib import Queue, StickyFlags
 
 
-__all__ = ["ACT_MODES", "act_command_layout", "act_errors_layout", "check_act_configs", "Act"]
-
-#: Output modes: code -> (name, element bytes).
-ACT_MODES = {0: ("int8", 1), 1: ("uint8", 1), 2: ("int16", 2), 3: ("int32", 4)}
-_MODE_RANGE = {0: (-128, 127), 1: (0, 255), 2: (-32768, 32767)}
-ZERO_POINT_BITS = 17     # covers every int8 / uint8 / int16 zero point
-
-
-def _bits_for(n):
-    return max(1, (n - 1).bit_length())
-
-
-def act_command_layout(act: ActConfig, array: ArrayConfig, sbuf: SbufConfig):
-    return data.StructLayout({
-        "psum_addr": unsigned(array.result_addr_bits),
-        "rows": unsigned(array.result_addr_bits + 1),
-        "offset": unsigned(_bits_for(sbuf.depth * sbuf.word_bytes)),
-        "cols": unsigned(array.cols.bit_length()),
-        "mode": 2,
-        "relu": 1,
-        "zero_point": signed(ZERO_POINT_BITS),
-    })
-
-
-def act_errors_layout():
-    return data.StructLayout({"shift": 1, "addr": 1})
-
-
-def check_act_configs(act, array, psum, sbuf):
-    for name, value, cls in (("act", act, ActConfig), ("array", array, ArrayConfig),
-                             ("psum", psum, PsumConfig), ("sbuf", sbuf, SbufConfig)):
-        if not isinstance(value, cls):
-            raise TypeError(f"ACT {name} config must be a {cls.__name__}; got {value!r}")
-    check_psum_configs(psum, array)
-    limit = array.acc_bits + act.scale_bits - 1
-    if act.max_shift > limit:
-        raise ConfigError(f"ActConfig.max_shift must be in [0, acc_bits + scale_bits - 1 = "
-                          f"{limit}]; got {act.max_shift}")
-    if sbuf.partitions < array.cols:
-        raise ConfigError(f"SbufConfig.partitions must be >= array.cols={array.cols} (the ACT "
-                          f"unit writes output channel c to partition c); got {sbuf.partitions}")
+__all__ = ["Act"]
 
 
 class Act(wiring.Component):
     """The ACT unit (see the module docstring)."""
 
-    def __init__(self, config: ActConfig = None, array: ArrayConfig = None,
-                 psum: PsumConfig = None, sbuf: SbufConfig = None):
-        config = ActConfig() if config is None else config
-        array = ArrayConfig() if array is None else array
-        psum = PsumConfig() if psum is None else psum
-        sbuf = SbufConfig() if sbuf is None else sbuf
-        try:
-            check_act_configs(config, array, psum, sbuf)
-        except (ConfigError, TypeError, ValueError):
-            self._MustUse__silence = True     # a rejected component is not an unused one
-            raise
-        self._config, self._array, self._psum, self._sbuf = config, array, psum, sbuf
+    def __init__(self, *, config: TileConfig):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"Act config must be a TileConfig; got {config!r}")
+        self._config = config
+        act, array = config.act, config.array
         super().__init__({
-            "cmd": In(stream.Signature(act_command_layout(config, array, sbuf))),
+            "cmd": In(stream.Signature(act_command_layout(config))),
             "psum": Out(PsumReadSignature(array)),
-            "sbuf": Out(stream.Signature(vector_write_layout(sbuf))),
-            "scale": In(data.ArrayLayout(signed(config.scale_bits), array.cols)),
-            "shift": In(data.ArrayLayout(unsigned(max(1, config.max_shift.bit_length())),
+            "sbuf": Out(stream.Signature(vector_write_layout(config.sbuf))),
+            "scale": In(data.ArrayLayout(signed(act.scale_bits), array.cols)),
+            "shift": In(data.ArrayLayout(unsigned(max(1, act.max_shift.bit_length())),
                                          array.cols)),
             "busy": Out(1),
             "errors": Out(act_errors_layout()),
@@ -109,39 +64,39 @@ class Act(wiring.Component):
 
     @property
     def config(self):
+        """The :class:`TileConfig` (ACT reads its ``act``, ``array`` and ``sbuf`` sections)."""
         return self._config
 
     def elaborate(self, platform):
-        cfg, arr, sb = self._config, self._array, self._sbuf
+        tile = self._config
+        cfg, arr, sb = tile.act, tile.array, tile.sbuf
         C, P, WB = arr.cols, sb.partitions, sb.word_bytes
         m = Module()
 
-        err_set = Signal(act_errors_layout())
-        with m.If(self.clear_errors):
-            m.d.sync += self.errors.eq(0)
-        with m.Else():
-            m.d.sync += self.errors.eq(self.errors.as_value() | err_set.as_value())
+        errors = m.submodules.errors = StickyFlags(act_errors_layout())
+        err_set = errors.set
+        m.d.comb += [errors.clear.eq(self.clear_errors), self.errors.eq(errors.flags)]
 
         # --- issuer: one PSUM read per row, its SBUF placement queued alongside -----------------
-        cmd_layout = act_command_layout(cfg, arr, sb)
+        cmd_layout = act_command_layout(tile)
         meta_layout = data.StructLayout({
             "offset": cmd_layout["offset"].shape,
             "cols": cmd_layout["cols"].shape,
-            "mode": 2, "relu": 1,
+            "mode": ActMode, "relu": 1,
             "zero_point": signed(ZERO_POINT_BITS),
         })
-        meta_fifo = m.submodules.meta = SyncFIFO(width=meta_layout.size, depth=cfg.queue_depth)
+        meta_fifo = m.submodules.meta = Queue(shape=meta_layout, depth=cfg.queue_depth)
         active = Signal()
         cur = Signal(meta_layout)
         psum_addr = Signal(arr.result_addr_bits)
         remaining = Signal(cmd_layout["rows"].shape)
         req_fire = Signal()
         m.d.comb += [
-            self.psum.request.valid.eq(active & meta_fifo.w_rdy),
+            self.psum.request.valid.eq(active & meta_fifo.i.ready),
             self.psum.request.payload.addr.eq(psum_addr),
             req_fire.eq(self.psum.request.valid & self.psum.request.ready),
-            meta_fifo.w_en.eq(req_fire),
-            meta_fifo.w_data.eq(cur),
+            meta_fifo.i.valid.eq(req_fire),
+            meta_fifo.i.payload.eq(cur),
         ]
         with m.If(req_fire):
             m.d.sync += [psum_addr.eq(psum_addr + 1), cur.offset.eq(cur.offset + 1),
@@ -165,7 +120,8 @@ class Act(wiring.Component):
         m.d.comb += [
             advance.eq(~out_valid | self.sbuf.ready),
             self.psum.response.ready.eq(advance),
-            meta_fifo.r_en.eq(advance & self.psum.response.valid),
+            # A response always has its placement queued (it was pushed with the request).
+            meta_fifo.o.ready.eq(advance & self.psum.response.valid),
         ]
         prod_shape = signed(arr.acc_bits + cfg.scale_bits)
         shift_shape = self.shift.shape().elem_shape
@@ -179,7 +135,7 @@ class Act(wiring.Component):
         m.d.comb += err_set.shift.eq(advance & self.psum.response.valid & bad_shift)
         resp = self.psum.response.payload
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.psum.response.valid), s1_meta.eq(meta_fifo.r_data)]
+            m.d.sync += [s1_valid.eq(self.psum.response.valid), s1_meta.eq(meta_fifo.o.payload)]
             for c in range(C):
                 m.d.sync += [
                     s1_prod[c].eq(resp.data[c] * self.scale[c]),
@@ -192,12 +148,9 @@ class Act(wiring.Component):
         mode = s1_meta.mode
         size_log2 = Signal(2)
         with m.Switch(mode):
-            with m.Case(0, 1):
-                m.d.comb += size_log2.eq(0)
-            with m.Case(2):
-                m.d.comb += size_log2.eq(1)
-            with m.Default():
-                m.d.comb += size_log2.eq(2)
+            for act_mode, nbytes in ACT_MODE_BYTES.items():
+                with m.Case(act_mode):
+                    m.d.comb += size_log2.eq(nbytes.bit_length() - 1)
         byte_offset = Signal(cmd_layout["offset"].shape.width + 2)
         m.d.comb += byte_offset.eq(s1_meta.offset << size_log2)
         wb_log2 = (WB - 1).bit_length()
@@ -267,8 +220,8 @@ class Act(wiring.Component):
                 y.eq(v + s2_meta.zero_point),
             ]
             with m.Switch(s2_meta.mode):
-                for code, (lo, hi) in _MODE_RANGE.items():
-                    with m.Case(code):
+                for act_mode, (lo, hi) in ACT_MODE_RANGE.items():
+                    with m.Case(act_mode):
                         m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
                 with m.Default():
                     m.d.comb += sat.eq(s2_raw[c])
@@ -279,5 +232,5 @@ class Act(wiring.Component):
                     out.byte_enable[c].eq(Mux(c < s2_meta.cols, s2_size_mask << s2_lane, 0)),
                 ]
         m.d.comb += self.sbuf.valid.eq(out_valid)
-        m.d.comb += self.busy.eq(active | meta_fifo.r_rdy | s1_valid | s2_valid | out_valid)
+        m.d.comb += self.busy.eq(active | meta_fifo.o.valid | s1_valid | s2_valid | out_valid)
         return m

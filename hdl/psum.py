@@ -28,89 +28,38 @@ Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``result`` (a b
 
 from amaranth.hdl import *
 from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from systolica.config import ArrayConfig, ConfigError, PsumConfig
-from systolica.hdl.tensor_engine import result_layout
+from systolica.config import TileConfig
+from systolica.hdl.contracts import (PsumReadSignature, psum_errors_layout,
+                                     psum_read_response_layout, result_layout)
+from systolica.hdl.lib import Queue, RoundRobinArbiter, StickyFlags
 
 
-__all__ = ["psum_read_request_layout", "psum_read_response_layout", "PsumReadSignature",
-           "psum_errors_layout", "check_psum_configs", "Psum"]
-
-
-def psum_read_request_layout(array: ArrayConfig):
-    return data.StructLayout({"addr": unsigned(array.result_addr_bits)})
-
-
-def psum_read_response_layout(array: ArrayConfig):
-    return data.StructLayout({"data": data.ArrayLayout(array.acc_shape, array.cols)})
-
-
-class PsumReadSignature(wiring.Signature):
-    """Requester's view of the PSUM read port: ``request`` out, ``response`` in (one response
-    per request, in order)."""
-
-    def __init__(self, array: ArrayConfig):
-        self._array = array
-        super().__init__({
-            "request": Out(stream.Signature(psum_read_request_layout(array))),
-            "response": In(stream.Signature(psum_read_response_layout(array))),
-        })
-
-    def __eq__(self, other):
-        return isinstance(other, PsumReadSignature) and self._array == other._array
-
-    def __repr__(self):
-        return f"PsumReadSignature({self._array!r})"
-
-
-def psum_errors_layout():
-    return data.StructLayout({"result": 1, "read": 1})
-
-
-def check_psum_configs(psum, array):
-    if not isinstance(psum, PsumConfig):
-        raise TypeError(f"PSUM config must be a PsumConfig; got {psum!r}")
-    if not isinstance(array, ArrayConfig):
-        raise TypeError(f"PSUM array config must be an ArrayConfig; got {array!r}")
-    if psum.rows > (1 << array.result_addr_bits):
-        raise ConfigError(
-            f"PsumConfig.bank_rows: banks * bank_rows = {psum.rows} rows are not representable "
-            f"in array.result_addr_bits={array.result_addr_bits} bits "
-            f"(at most {1 << array.result_addr_bits} rows)")
+__all__ = ["Psum"]
 
 
 class Psum(wiring.Component):
     """The accumulation buffer (see the module docstring)."""
 
-    def __init__(self, config: PsumConfig = None, array: ArrayConfig = None):
-        config = PsumConfig() if config is None else config
-        array = ArrayConfig() if array is None else array
-        try:
-            check_psum_configs(config, array)
-        except (ConfigError, TypeError, ValueError):
-            self._MustUse__silence = True     # a rejected component is not an unused one
-            raise
+    def __init__(self, *, config: TileConfig):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"Psum config must be a TileConfig; got {config!r}")
         self._config = config
-        self._array = array
         super().__init__({
-            "result": In(stream.Signature(result_layout(array))),
-            "read": In(PsumReadSignature(array)),
+            "result": In(stream.Signature(result_layout(config.array))),
+            "read": In(PsumReadSignature(config.array)),
             "errors": Out(psum_errors_layout()),
             "clear_errors": In(1),
         })
 
     @property
     def config(self):
+        """The :class:`TileConfig` (PSUM reads its ``psum`` and ``array`` sections)."""
         return self._config
 
-    @property
-    def array(self):
-        return self._array
-
     def elaborate(self, platform):
-        cfg, arr = self._config, self._array
+        cfg, arr = self._config.psum, self._config.array
         B, RB, C = cfg.banks, cfg.bank_rows, arr.cols
         row_bits = (RB - 1).bit_length()
         row_layout = data.ArrayLayout(arr.acc_shape, C)
@@ -124,11 +73,9 @@ class Psum(wiring.Component):
             rports.append(mem.read_port(transparent_for=(wports[-1],)))   # forwards the RMW sum
         rdata = Array(rp.data.as_value() for rp in rports)
 
-        err_set = Signal(psum_errors_layout())
-        with m.If(self.clear_errors):
-            m.d.sync += self.errors.eq(0)
-        with m.Else():
-            m.d.sync += self.errors.eq(self.errors.as_value() | err_set.as_value())
+        errors = m.submodules.errors = StickyFlags(psum_errors_layout())
+        err_set = errors.set
+        m.d.comb += [errors.clear.eq(self.clear_errors), self.errors.eq(errors.flags)]
 
         def split(addr):
             return addr[row_bits:], addr[:row_bits]
@@ -144,27 +91,29 @@ class Psum(wiring.Component):
         rd_in_range = Signal()
         m.d.comb += rd_in_range.eq(rq.addr < cfg.rows)
         resp_depth = 3
-        resp_fifo = m.submodules.read_response = SyncFIFO(width=row_layout.size, depth=resp_depth)
+        resp_fifo = m.submodules.read_response = Queue(shape=psum_read_response_layout(arr),
+                                                       depth=resp_depth)
         rd_inflight = Signal()
         rd_credit = Signal()
         m.d.comb += rd_credit.eq(resp_fifo.level + rd_inflight < resp_depth)
 
         res_wants = self.result.valid & res_in_range
         rd_wants = self.read.request.valid & rd_in_range & rd_credit
+        # On a bank conflict the two take turns, the result stream first.
         conflict = Signal()
-        res_won_last = Signal()
+        turns = m.submodules.bank_arbiter = RoundRobinArbiter(2)
         res_grant, rd_grant = Signal(), Signal()
         m.d.comb += [
             conflict.eq(res_wants & rd_wants & (res_bank == rd_bank)),
-            res_grant.eq(res_wants & ~(conflict & res_won_last)),
-            rd_grant.eq(rd_wants & ~(conflict & ~res_won_last)),
+            turns.requests.eq(Mux(conflict, 0b11, 0)),
+            turns.advance.eq(1),
+            res_grant.eq(res_wants & (~conflict | turns.grant[0])),
+            rd_grant.eq(rd_wants & (~conflict | turns.grant[1])),
             self.result.ready.eq(~res_in_range | res_grant),
             self.read.request.ready.eq(rd_credit & (~rd_in_range | rd_grant)),
             err_set.result.eq(self.result.valid & ~res_in_range),
             err_set.read.eq(self.read.request.valid & self.read.request.ready & ~rd_in_range),
         ]
-        with m.If(conflict):
-            m.d.sync += res_won_last.eq(~res_won_last)
 
         for b in range(B):
             with m.If(res_grant & (res_bank == b)):
@@ -223,10 +172,9 @@ class Psum(wiring.Component):
             rd_bank_q.eq(rd_bank),
         ]
         m.d.comb += [
-            resp_fifo.w_en.eq(rd_inflight),
-            resp_fifo.w_data.eq(Mux(rd_zero, 0, rdata[rd_bank_q])),
-            self.read.response.valid.eq(resp_fifo.r_rdy),
-            self.read.response.payload.eq(resp_fifo.r_data),
-            resp_fifo.r_en.eq(self.read.response.ready),
+            # Never refused: `rd_credit` reserved the space when the request was accepted.
+            resp_fifo.i.valid.eq(rd_inflight),
+            resp_fifo.i.payload.eq(Mux(rd_zero, 0, rdata[rd_bank_q])),
         ]
+        wiring.connect(m, resp_fifo.o, wiring.flipped(self.read.response))
         return m

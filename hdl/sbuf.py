@@ -54,116 +54,57 @@ from types import SimpleNamespace
 
 from amaranth.hdl import *
 from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from systolica.config import ArrayConfig, ConfigError, SbufConfig, DTYPES
-from systolica.hdl.sbuf_port import SbufPortSignature
-from systolica.hdl.tensor_engine import moving_layout, weight_row_layout
+from systolica.config import TileConfig
+from systolica.hdl.contracts import (SbufPortSignature, index_bits, moving_command_layout,
+                                     moving_layout, sbuf_errors_layout,
+                                     sbuf_response_layout, vector_write_layout,
+                                     weight_row_layout, weights_command_layout)
+from systolica.hdl.lib import Queue, RoundRobinArbiter, StickyFlags
 
 
-__all__ = [
-    "elements_per_word", "moving_command_layout", "weights_command_layout",
-    "vector_write_layout", "sbuf_errors_layout", "Sbuf",
-]
+__all__ = ["check_sbuf_init", "Sbuf"]
 
 
-def _bits_for(n):
-    return max(1, (n - 1).bit_length())
-
-
-def elements_per_word(sbuf: SbufConfig, dtype):
-    return sbuf.word_bytes // (DTYPES[dtype][0] // 8)
-
-
-def moving_command_layout(sbuf: SbufConfig, array: ArrayConfig):
-    elems = sbuf.depth * elements_per_word(sbuf, array.moving_dtype)
-    return data.StructLayout({
-        "offset": unsigned(_bits_for(elems)),       # element offset of A[0, :] in every partition
-        "count": unsigned(elems.bit_length()),      # M: beats to produce (0: error, no beats)
-        "start": 1,                                 # switch the engine to its new W on beat 0
-        "addr": unsigned(array.result_addr_bits),   # PSUM row of beat 0 (beat m: addr + m)
-        "accumulate": 1,
-    })
-
-
-def weights_command_layout(sbuf: SbufConfig, array: ArrayConfig):
-    elems = sbuf.depth * elements_per_word(sbuf, array.stationary_dtype)
-    return data.StructLayout({
-        "offset": unsigned(_bits_for(elems)),       # element offset of W[0, n] in partition n
-        "rows": unsigned(array.rows.bit_length()),  # K in [1, R]: beats (weight rows)
-        "cols": unsigned(array.cols.bit_length()),  # N in [1, C]: partitions read
-    })
-
-
-def vector_write_layout(sbuf: SbufConfig):
-    return data.StructLayout({
-        "addr": unsigned(_bits_for(sbuf.depth)),
-        "data": data.ArrayLayout(data.ArrayLayout(unsigned(8), sbuf.word_bytes), sbuf.partitions),
-        "byte_enable": data.ArrayLayout(unsigned(sbuf.word_bytes), sbuf.partitions),
-    })
-
-
-def sbuf_errors_layout():
-    return data.StructLayout({"dma": 1, "moving": 1, "weights": 1, "vector": 1})
-
-
-def check_sbuf_configs(sbuf, array):
-    if not isinstance(sbuf, SbufConfig):
-        raise TypeError(f"SBUF config must be an SbufConfig; got {sbuf!r}")
-    if not isinstance(array, ArrayConfig):
-        raise TypeError(f"SBUF array config must be an ArrayConfig; got {array!r}")
-    if sbuf.partitions < array.rows:
-        raise ConfigError(f"SbufConfig.partitions must be >= array.rows={array.rows} (one "
-                          f"partition per tensor-engine row); got {sbuf.partitions}")
-    if sbuf.partitions < array.cols:
-        raise ConfigError(f"SbufConfig.partitions must be >= array.cols={array.cols} (the "
-                          f"stationary operand has one column per partition); "
-                          f"got {sbuf.partitions}")
+def check_sbuf_init(sbuf, init, name="Sbuf init"):
+    """``init`` (initial words per partition, or None) fits ``sbuf`` (an SbufConfig)."""
+    if init is not None and len(init) != sbuf.partitions:
+        raise ValueError(f"{name} must have one list per partition ({sbuf.partitions}); "
+                         f"got {len(init)}")
 
 
 class Sbuf(wiring.Component):
     """The state buffer (see the module docstring). ``init`` optionally gives the initial words of
     each partition (a list of P lists of ints), for tests and ROM-like use."""
 
-    def __init__(self, config: SbufConfig = None, array: ArrayConfig = None, *, init=None):
-        config = SbufConfig() if config is None else config
-        array = ArrayConfig() if array is None else array
-        try:
-            check_sbuf_configs(config, array)
-            if init is not None and len(init) != config.partitions:
-                raise ValueError(f"Sbuf init must have one list per partition "
-                                 f"({config.partitions}); got {len(init)}")
-        except (ConfigError, TypeError, ValueError):
-            self._MustUse__silence = True     # a rejected component is not an unused one
-            raise
+    def __init__(self, *, config: TileConfig, init=None):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"Sbuf config must be a TileConfig; got {config!r}")
+        sbuf, array = config.sbuf, config.array
+        check_sbuf_init(sbuf, init)
         self._config = config
-        self._array = array
         self._init = init
         super().__init__({
-            "dma": In(SbufPortSignature(config)),
-            "moving_cmd": In(stream.Signature(moving_command_layout(config, array))),
+            "dma": In(SbufPortSignature(sbuf)),
+            "moving_cmd": In(stream.Signature(moving_command_layout(sbuf, array))),
             "moving": Out(stream.Signature(moving_layout(array))),
-            "weights_cmd": In(stream.Signature(weights_command_layout(config, array))),
+            "weights_cmd": In(stream.Signature(weights_command_layout(sbuf, array))),
             "weights": Out(stream.Signature(weight_row_layout(array))),
-            "vector_write": In(stream.Signature(vector_write_layout(config))),
+            "vector_write": In(stream.Signature(vector_write_layout(sbuf))),
             "errors": Out(sbuf_errors_layout()),
             "clear_errors": In(1),
         })
 
     @property
     def config(self):
+        """The :class:`TileConfig` (the SBUF reads its ``sbuf`` and ``array`` sections)."""
         return self._config
 
-    @property
-    def array(self):
-        return self._array
-
     def elaborate(self, platform):
-        cfg, arr = self._config, self._array
+        cfg, arr = self._config.sbuf, self._config.array
         P, D, WB = cfg.partitions, cfg.depth, cfg.word_bytes
-        R, C = arr.rows, arr.cols
-        addr_bits = _bits_for(D)
+        addr_bits = index_bits(D)
         m = Module()
 
         # --- memories ---------------------------------------------------------------------------
@@ -177,11 +118,9 @@ class Sbuf(wiring.Component):
             rports.append(mem.read_port(transparent_for=(wports[-1],)))
         rdata = Array(rp.data for rp in rports)
 
-        err_set = Signal(sbuf_errors_layout())
-        with m.If(self.clear_errors):
-            m.d.sync += self.errors.eq(0)
-        with m.Else():
-            m.d.sync += self.errors.eq(self.errors.as_value() | err_set.as_value())
+        errors = m.submodules.errors = StickyFlags(sbuf_errors_layout())
+        err_set = errors.set
+        m.d.comb += [errors.clear.eq(self.clear_errors), self.errors.eq(errors.flags)]
 
         # --- requests of the three readers (filled in below) ------------------------------------
         mv_req, mv_addr = Signal(), Signal(addr_bits)
@@ -190,27 +129,28 @@ class Sbuf(wiring.Component):
         mv_grant, st_grant, dr_grant = Signal(), Signal(), Signal()
 
         # --- read arbiter -----------------------------------------------------------------------
-        # Moving first, unless the weights reader or the DMA has waited 2 cycles ("urgent");
-        # weights and DMA round robin between themselves.
+        # Moving first (fixed priority, by design: it is the one reader that needs a word almost
+        # every cycle), unless the weights reader or the DMA has waited 2 cycles ("urgent");
+        # weights and DMA round robin between themselves (DMA first).
         st_wait, dr_wait = Signal(range(3)), Signal(range(3))
         st_urgent, dr_urgent = Signal(), Signal()
-        rr_weights_first = Signal()
         m.d.comb += [
             st_urgent.eq(st_req & (st_wait == 2)),
             dr_urgent.eq(dr_req & (dr_wait == 2)),
             mv_grant.eq(mv_req & ~st_urgent & ~dr_urgent),
-            dr_grant.eq(~mv_grant & dr_req & ~(st_req & rr_weights_first)),
-            st_grant.eq(~mv_grant & ~dr_grant & st_req),
+        ]
+        other_reads = m.submodules.read_arbiter = RoundRobinArbiter(2)
+        m.d.comb += [
+            other_reads.requests.eq(Cat(dr_req, st_req) & Mux(mv_grant, 0, 0b11)),
+            other_reads.advance.eq(1),
+            dr_grant.eq(other_reads.grant[0]),
+            st_grant.eq(other_reads.grant[1]),
         ]
         for wait, want, got in ((st_wait, st_req, st_grant), (dr_wait, dr_req, dr_grant)):
             with m.If(want & ~got):
                 m.d.sync += wait.eq(Mux(wait == 2, 2, wait + 1))
             with m.Else():
                 m.d.sync += wait.eq(0)
-        with m.If(dr_grant):
-            m.d.sync += rr_weights_first.eq(1)
-        with m.Elif(st_grant):
-            m.d.sync += rr_weights_first.eq(0)
 
         req = self.dma.request.payload
         for p in range(P):
@@ -228,7 +168,8 @@ class Sbuf(wiring.Component):
         # Read data: block RAM -> partition mux -> register -> response FIFO (the RAM's slow
         # clock-to-output and the FIFO's write are in different cycles).
         resp_depth = 4
-        resp_fifo = m.submodules.dma_response = SyncFIFO(width=8 * WB, depth=resp_depth)
+        resp_fifo = m.submodules.dma_response = Queue(shape=sbuf_response_layout(cfg),
+                                                      depth=resp_depth)
         dr_inflight = Signal()
         dr_staged = Signal()
         dr_staged_data = Signal(8 * WB)
@@ -255,12 +196,11 @@ class Sbuf(wiring.Component):
         ]
         m.d.comb += [
             err_set.dma.eq(self.dma.request.valid & self.dma.request.ready & ~dma_in_range),
-            resp_fifo.w_en.eq(dr_staged),
-            resp_fifo.w_data.eq(dr_staged_data),
-            self.dma.response.valid.eq(resp_fifo.r_rdy),
-            self.dma.response.payload.eq(resp_fifo.r_data),
-            resp_fifo.r_en.eq(self.dma.response.ready),
+            # Never refused: `resp_credit` reserved the space when the read was accepted.
+            resp_fifo.i.valid.eq(dr_staged),
+            resp_fifo.i.payload.eq(dr_staged_data),
         ]
+        wiring.connect(m, resp_fifo.o, wiring.flipped(self.dma.response))
 
         # --- write arbiter: vector write vs DMA write -------------------------------------------
         vw = self.vector_write.payload
@@ -272,17 +212,19 @@ class Sbuf(wiring.Component):
             vw_req.eq(self.vector_write.valid & vw_in_range),
             vw_parts.eq(Cat(vw.byte_enable[p] != 0 for p in range(P))),
         ]
+        # On a conflict (the DMA write's partition is also enabled by the vector write) the two
+        # take turns, vector write first.
         conflict = Signal()
-        vw_won_last = Signal()
+        writes = m.submodules.write_arbiter = RoundRobinArbiter(2)
         m.d.comb += [
             conflict.eq(vw_req & dw_req & vw_parts.bit_select(req.partition, 1)),
-            vw_grant.eq(vw_req & ~(conflict & vw_won_last)),
-            dw_grant.eq(dw_req & ~(conflict & ~vw_won_last)),
+            writes.requests.eq(Mux(conflict, 0b11, 0)),
+            writes.advance.eq(1),
+            vw_grant.eq(vw_req & (~conflict | writes.grant[0])),
+            dw_grant.eq(dw_req & (~conflict | writes.grant[1])),
             self.vector_write.ready.eq(~vw_in_range | vw_grant),
             err_set.vector.eq(self.vector_write.valid & ~vw_in_range),
         ]
-        with m.If(conflict):
-            m.d.sync += vw_won_last.eq(~vw_won_last)
         for p in range(P):
             with m.If(vw_grant & vw_parts[p]):
                 m.d.comb += [wports[p].addr.eq(vw.addr), wports[p].data.eq(vw.data[p]),
@@ -298,18 +240,18 @@ class Sbuf(wiring.Component):
     # ---------------------------------------------------------------------------------------------
 
     def _column_reader(self, m, name, rports, *, elem_bits, offset_shape, count_shape,
-                       index_bits, user_layout, req, addr, grant, err):
+                       index_width, user_layout, req, addr, grant, err):
         """Streams elements ``offset .. offset + count - 1`` of every partition in ``rports``, one
         beat (one element of each partition) per cycle. It reads a word from all of them at once
         (one read grant per ``E = word bits / elem_bits`` elements) into a 2-word circular buffer.
 
         Returns a namespace of signals: command side ``cmd_valid``, ``cmd_ready``, ``cmd_offset``,
         ``cmd_count`` (0: an error, no beats), ``cmd_index`` (the index of beat 0; beat i gets
-        ``cmd_index + i``, wrapping at ``index_bits``), ``cmd_user`` (passed through); beat side
+        ``cmd_index + i``, wrapping at ``index_width`` bits), ``cmd_user`` (passed through); beat side
         ``valid``, ``ready``, ``elems`` (one value per partition), ``index``, ``first``, ``last``,
         ``user``.
         """
-        cfg = self._config
+        cfg = self._config.sbuf
         D, n = cfg.depth, len(rports)
         E = 8 * cfg.word_bytes // elem_bits
         lane_bits = (E - 1).bit_length()
@@ -317,11 +259,11 @@ class Sbuf(wiring.Component):
             cmd_valid=Signal(name=f"{name}_cmd_valid"), cmd_ready=Signal(name=f"{name}_cmd_ready"),
             cmd_offset=Signal(offset_shape, name=f"{name}_cmd_offset"),
             cmd_count=Signal(count_shape, name=f"{name}_cmd_count"),
-            cmd_index=Signal(index_bits, name=f"{name}_cmd_index"),
+            cmd_index=Signal(index_width, name=f"{name}_cmd_index"),
             cmd_user=Signal(user_layout, name=f"{name}_cmd_user"),
             valid=Signal(name=f"{name}_valid"), ready=Signal(name=f"{name}_ready"),
             elems=[Signal(elem_bits, name=f"{name}_elem{k}") for k in range(n)],
-            index=Signal(index_bits, name=f"{name}_index"),
+            index=Signal(index_width, name=f"{name}_index"),
             first=Signal(name=f"{name}_first"), last=Signal(name=f"{name}_last"),
             user=Signal(user_layout, name=f"{name}_user"))
 
@@ -330,7 +272,7 @@ class Sbuf(wiring.Component):
         word = Signal(len(io.cmd_offset) + 1, name=f"{name}_word")   # may run past D
         lane = Signal(range(E), name=f"{name}_lane")
         remaining = Signal(count_shape, name=f"{name}_remaining")
-        index = Signal(index_bits, name=f"{name}_next_index")
+        index = Signal(index_width, name=f"{name}_next_index")
         first = Signal(name=f"{name}_next_first")
         user = Signal(user_layout, name=f"{name}_cur_user")
 
@@ -338,7 +280,7 @@ class Sbuf(wiring.Component):
         meta_layout = data.StructLayout({
             "lane": unsigned(max(1, lane_bits)),        # next element to serve
             "lane_last": unsigned(max(1, lane_bits)),   # last element of the command in the word
-            "index": unsigned(index_bits),
+            "index": unsigned(index_width),
             "first": 1, "last": 1,
             "zero": 1,                                  # past the partition: serve zeros
             "user": user_layout,
@@ -435,13 +377,13 @@ class Sbuf(wiring.Component):
 
     def _moving_reader(self, m, rports, req, addr, grant, err_set):
         """Moving operand: A[m, k] = element ``offset + m`` of partition k."""
-        cfg, arr = self._config, self._array
+        cfg, arr = self._config.sbuf, self._config.array
         layout = moving_command_layout(cfg, arr)
         cmd, out = self.moving_cmd.payload, self.moving.payload
         rd = self._column_reader(
             m, "mv", rports[:arr.rows], elem_bits=arr.moving_shape.width,
             offset_shape=layout["offset"].shape, count_shape=layout["count"].shape,
-            index_bits=arr.result_addr_bits,
+            index_width=arr.result_addr_bits,
             user_layout=data.StructLayout({"start": 1, "accumulate": 1}),
             req=req, addr=addr, grant=grant, err=err_set.moving)
         m.d.comb += [
@@ -458,14 +400,14 @@ class Sbuf(wiring.Component):
     def _weights_reader(self, m, rports, req, addr, grant, err_set):
         """Stationary operand, N on partitions: W[k, n] = element ``offset + k`` of partition n;
         row k of the ``weights`` stream is element ``offset + k`` of partitions 0..C-1."""
-        cfg, arr = self._config, self._array
+        cfg, arr = self._config.sbuf, self._config.array
         R, C = arr.rows, arr.cols
         layout = weights_command_layout(cfg, arr)
         cmd, out = self.weights_cmd.payload, self.weights.payload
         rd = self._column_reader(
             m, "st", rports[:C], elem_bits=arr.stationary_shape.width,
             offset_shape=layout["offset"].shape, count_shape=layout["rows"].shape,
-            index_bits=1, user_layout=data.StructLayout({"cols": layout["cols"].shape}),
+            index_width=1, user_layout=data.StructLayout({"cols": layout["cols"].shape}),
             req=req, addr=addr, grant=grant, err=err_set.weights)
         bad = Signal()
         m.d.comb += [

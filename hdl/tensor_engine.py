@@ -26,44 +26,28 @@ from registers only, so ``result.ready`` has no combinational path into the arra
 from amaranth.hdl import *
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import ArrayConfig, dtype_range
+from systolica.hdl.contracts import moving_layout, psum_tag_layout, result_layout, weight_row_layout
+from systolica.hdl.lib import Queue, StickyFlags
 
 
-__all__ = [
-    "psum_tag_layout", "moving_layout", "weight_row_layout", "result_layout",
-    "ProcessingElement", "TensorEngine",
-]
+__all__ = ["psum_bits", "ProcessingElement", "TensorEngine"]
 
 
-def psum_tag_layout(addr_bits):
-    """What PSUM needs with each result vector: destination row, accumulate (1) or overwrite (0),
-    and the last vector of a group (so PSUM / the sequencer can tell when a result is complete)."""
-    return data.StructLayout({"addr": unsigned(addr_bits), "accumulate": 1, "last": 1})
-
-
-def moving_layout(config: ArrayConfig):
-    return data.StructLayout({
-        "data": data.ArrayLayout(config.moving_shape, config.rows),
-        "start": 1,
-        "tag": psum_tag_layout(config.result_addr_bits),
-    })
-
-
-def weight_row_layout(config: ArrayConfig):
-    return data.StructLayout({
-        "data": data.ArrayLayout(config.stationary_shape, config.cols),
-        "last": 1,
-    })
-
-
-def result_layout(config: ArrayConfig):
-    return data.StructLayout({
-        "data": data.ArrayLayout(config.acc_shape, config.cols),
-        "tag": psum_tag_layout(config.result_addr_bits),
-    })
+def psum_bits(config: ArrayConfig, n_rows):
+    """Width of a partial sum over ``n_rows`` products: just enough to hold any such sum exactly,
+    capped at ``acc_bits`` (where it wraps). Narrower early rows save flip-flops and carry chains
+    without changing any result."""
+    (a_lo, a_hi), (w_lo, w_hi) = (dtype_range(config.moving_dtype),
+                                  dtype_range(config.stationary_dtype))
+    corners = [a * w for a in (a_lo, a_hi) for w in (w_lo, w_hi)]
+    lo, hi = n_rows * min(corners), n_rows * max(corners)
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi < (1 << (bits - 1))):
+        bits += 1
+    return min(bits, config.acc_bits)
 
 
 class ProcessingElement(wiring.Component):
@@ -98,9 +82,11 @@ class ProcessingElement(wiring.Component):
         m = Module()
         cfg = self._config
 
-        # Datapath registers carry no reset: only valid bits and control state need one.
-        weight = [Signal(cfg.stationary_shape, name=f"weight{b}", reset_less=True)
-                  for b in range(2)]
+        # Pipeline registers carry no reset (data flushes through them), but the weights do:
+        # rows >= K of a bank never written are multiplied (by a zero moving element), and
+        # 0 * X is X in a 4-state simulator; a reset register holds 0, never X, whatever the
+        # simulator did before reset (e.g. Icarus -g2012 clocking unevaluated `always @*` logic).
+        weight = [Signal(cfg.stationary_shape, name=f"weight{b}") for b in range(2)]
         with m.If(self.w_we):
             with m.If(self.w_bank):
                 m.d.sync += weight[1].eq(self.w_data)
@@ -143,11 +129,8 @@ class TensorEngine(wiring.Component):
     pulsing ``clear_errors``.
     """
 
-    def __init__(self, config: ArrayConfig = None):
-        if config is None:
-            config = ArrayConfig()
+    def __init__(self, *, config: ArrayConfig):
         if not isinstance(config, ArrayConfig):
-            self._MustUse__silence = True   # a rejected component is not an unused one
             raise TypeError(f"TensorEngine config must be an ArrayConfig; got {config!r}")
         self._config = config
         super().__init__({
@@ -175,18 +158,8 @@ class TensorEngine(wiring.Component):
         return c // self._config.cols_per_stage
 
     def psum_bits(self, n_rows):
-        """Width of a partial sum over ``n_rows`` products: just enough to hold any such sum
-        exactly, capped at ``acc_bits`` (where it wraps). Narrower early rows save flip-flops and
-        carry chains without changing any result."""
-        cfg = self._config
-        (a_lo, a_hi), (w_lo, w_hi) = (dtype_range(cfg.moving_dtype),
-                                      dtype_range(cfg.stationary_dtype))
-        corners = [a * w for a in (a_lo, a_hi) for w in (w_lo, w_hi)]
-        lo, hi = n_rows * min(corners), n_rows * max(corners)
-        bits = 1
-        while not (-(1 << (bits - 1)) <= lo and hi < (1 << (bits - 1))):
-            bits += 1
-        return min(bits, cfg.acc_bits)
+        """See :func:`psum_bits`."""
+        return psum_bits(self._config, n_rows)
 
     @property
     def latency(self):
@@ -209,18 +182,14 @@ class TensorEngine(wiring.Component):
         m.submodules.datapath = EnableInserter(advance)(dp)
 
         # --- output buffer (2 entries) and the global enable ---------------------------------
-        res_layout = result_layout(cfg)
-        out_buffer = m.submodules.out_buffer = SyncFIFO(width=res_layout.size, depth=2)
+        out_buffer = m.submodules.out_buffer = Queue(shape=result_layout(cfg), depth=2)
         out_valid = Signal()
-        out_payload = Signal(res_layout)
+        out_payload = out_buffer.i.payload
         m.d.comb += [
-            advance.eq(out_buffer.w_rdy | ~out_valid),
-            out_buffer.w_en.eq(out_valid & out_buffer.w_rdy),
-            out_buffer.w_data.eq(out_payload),
-            self.result.valid.eq(out_buffer.r_rdy),
-            self.result.payload.eq(out_buffer.r_data),
-            out_buffer.r_en.eq(self.result.ready),
+            advance.eq(out_buffer.i.ready | ~out_valid),
+            out_buffer.i.valid.eq(out_valid),
         ]
+        wiring.connect(m, out_buffer.o, wiring.flipped(self.result))
 
         # --- weight-bank bookkeeping ----------------------------------------------------------
         active = Signal()            # bank used by moving beats without `start`
@@ -255,10 +224,13 @@ class TensorEngine(wiring.Component):
                 ]
             with m.Elif(load_row != R):
                 m.d.sync += load_row.eq(load_row + 1)
-            with m.If(load_row == R):
-                m.d.sync += self.weights_overflow.eq(1)
-        with m.Elif(self.clear_errors):
-            m.d.sync += self.weights_overflow.eq(0)
+        # A W with more than R rows: the extra rows are dropped and flagged.
+        overflow = m.submodules.errors = StickyFlags(1)
+        m.d.comb += [
+            overflow.set.eq(load_fire & (load_row == R)),
+            overflow.clear.eq(self.clear_errors),
+            self.weights_overflow.eq(overflow.flags),
+        ]
 
         # --- weight-row write pipeline, delayed per column group like the moving data ----------
         n_groups = self.col_delay(C - 1) + 1
@@ -348,6 +320,6 @@ class TensorEngine(wiring.Component):
         ]
 
         # --- status ----------------------------------------------------------------------------
-        m.d.comb += self.busy.eq(Cat(*valid_taps, *wl_valid).any() | out_buffer.r_rdy
+        m.d.comb += self.busy.eq(Cat(*valid_taps, *wl_valid).any() | out_buffer.o.valid
                                  | (load_row != 0))
         return m

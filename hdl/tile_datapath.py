@@ -12,39 +12,36 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolica.config import ActConfig, ArrayConfig, PsumConfig, SbufConfig
-from systolica.hdl.act import Act, act_command_layout, act_errors_layout
-from systolica.hdl.psum import Psum, psum_errors_layout
-from systolica.hdl.sbuf import (Sbuf, moving_command_layout, sbuf_errors_layout,
-                                weights_command_layout)
-from systolica.hdl.sbuf_port import SbufPortSignature
-from systolica.hdl.tensor_engine import (TensorEngine, moving_layout, result_layout,
-                                         weight_row_layout)
+from systolica.config import TileConfig
+from systolica.hdl.act import Act
+from systolica.hdl.contracts import (SbufPortSignature, act_command_layout, act_errors_layout,
+                                     moving_command_layout, moving_layout, psum_errors_layout,
+                                     result_layout, sbuf_errors_layout, weight_row_layout,
+                                     weights_command_layout)
+from systolica.hdl.psum import Psum
+from systolica.hdl.sbuf import Sbuf, check_sbuf_init
+from systolica.hdl.tensor_engine import TensorEngine
 
 
 __all__ = ["TileDatapath"]
 
 
 class TileDatapath(wiring.Component):
-    def __init__(self, sbuf: SbufConfig = None, array: ArrayConfig = None,
-                 psum: PsumConfig = None, act: ActConfig = None, *, engine=True, sbuf_init=None):
-        try:
-            self._sbuf = Sbuf(sbuf, array, init=sbuf_init)
-            self._psum = Psum(psum, self._sbuf.array)
-            self._act = Act(act, self._sbuf.array, self._psum.config, self._sbuf.config)
-        except (TypeError, ValueError):
-            for part in ("_sbuf", "_psum"):      # built, but will never be elaborated
-                if hasattr(self, part):
-                    getattr(self, part)._MustUse__silence = True
-            self._MustUse__silence = True
-            raise
-        self._engine = TensorEngine(self._sbuf.array) if engine else None
-        cfg, arr = self._sbuf.config, self._sbuf.array
+    def __init__(self, *, config: TileConfig, engine=True, sbuf_init=None):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"TileDatapath config must be a TileConfig; got {config!r}")
+        check_sbuf_init(config.sbuf, sbuf_init, "TileDatapath sbuf_init")
+        self._config = config
+        self._sbuf = Sbuf(config=config, init=sbuf_init)
+        self._psum = Psum(config=config)
+        self._act = Act(config=config)
+        self._engine = TensorEngine(config=config.array) if engine else None
+        cfg, arr = config.sbuf, config.array
         members = {
             "dma": In(SbufPortSignature(cfg)),
             "moving_cmd": In(stream.Signature(moving_command_layout(cfg, arr))),
             "weights_cmd": In(stream.Signature(weights_command_layout(cfg, arr))),
-            "act_cmd": In(stream.Signature(act_command_layout(self._act.config, arr, cfg))),
+            "act_cmd": In(stream.Signature(act_command_layout(config))),
             "scale": In(self._act.scale.shape()),
             "shift": In(self._act.shift.shape()),
             "act_busy": Out(1),
@@ -61,6 +58,10 @@ class TileDatapath(wiring.Component):
                 "result": In(stream.Signature(result_layout(arr))),
             })
         super().__init__(members)
+
+    @property
+    def config(self):
+        return self._config
 
     @property
     def sbuf(self):

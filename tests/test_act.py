@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """ACT unit: requantisation bit-exact against model.reference.requantize (round half to even),
 every output mode, saturation at both ends, shift 0 and max, scale extremes, ReLU, placement in
 the SBUF, one row per cycle, errors. Runs PSUM -> ACT -> SBUF (hdl/tile_datapath.py without the
@@ -6,10 +7,11 @@ engine): PSUM is filled through its result stream, the SBUF is read back through
 import numpy as np
 import pytest
 
+from systolica.codes import ACT_MODE_BYTES, ActMode
 from systolica.config import ActConfig, ArrayConfig, ConfigError, PsumConfig, SbufConfig
-from systolica.hdl.act import ACT_MODES, Act
+from systolica.hdl.act import Act
 from systolica.hdl.tile_datapath import TileDatapath
-from systolica.testbench.memories import accept_monitor, run_phases
+from systolica.testbench.memories import accept_monitor, run_phases, tile_config
 from systolica.model.reference import SbufModel, requantize, round_half_even_shift
 
 
@@ -17,7 +19,7 @@ ARRAY = ArrayConfig(rows=4, cols=4, result_addr_bits=5)
 PSUM = PsumConfig(banks=2, bank_rows=16)
 SBUF = SbufConfig(partitions=4, depth=32, word_bytes=8)
 ACT = ActConfig(scale_bits=16, max_shift=31)
-MODE = {name: code for code, (name, _) in ACT_MODES.items()}
+INT8, UINT8, INT16, INT32 = ActMode
 
 
 def fill_beats(acc):
@@ -29,13 +31,13 @@ def act_expected(model, acc, scale, shift, cmds, *, max_shift, depth, word_bytes
     """Apply the ACT commands to the SBUF model; returns the number of rows refused."""
     refused = 0
     for cmd in cmds:
-        dtype = ACT_MODES[cmd["mode"]][0]
-        size = ACT_MODES[cmd["mode"]][1]
+        mode = cmd["mode"]
+        dtype, size = mode.name.lower(), ACT_MODE_BYTES[mode]
         for i in range(cmd["rows"]):
             row = acc[cmd["psum_addr"] + i] if cmd["psum_addr"] + i < len(acc) else [0] * 4
             y = requantize(np.asarray(row)[:cmd["cols"]], np.asarray(scale)[:cmd["cols"]],
                            np.minimum(shift, max_shift)[:cmd["cols"]],
-                           zero_point=cmd["zero_point"], relu=bool(cmd["relu"]), dtype=dtype)
+                           zero_point=cmd["zero_point"], relu=bool(cmd["relu"]), mode=mode)
             offset = cmd["offset"] + i
             if offset * size // word_bytes >= depth:
                 refused += 1
@@ -50,8 +52,8 @@ def run_act(acc, scale, shift, cmds, *, seed=0, stall=0.0, act=ACT, array=ARRAY,
     rng = np.random.default_rng([seed, 99])
     init = SbufModel(sbuf.partitions, sbuf.depth, sbuf.word_bytes)
     init.bytes[:] = rng.integers(0, 256, size=init.bytes.shape, dtype=np.uint8)
-    dut = TileDatapath(sbuf, array, psum, act, engine=False,
-                       sbuf_init=[init.words(p) for p in range(sbuf.partitions)])
+    dut = TileDatapath(config=tile_config(array=array, sbuf=sbuf, psum=psum, act=act),
+                       engine=False, sbuf_init=[init.words(p) for p in range(sbuf.partitions)])
     dump = [{"write": 0, "partition": p, "addr": a, "data": [0] * sbuf.word_bytes,
              "byte_enable": 0} for p in range(sbuf.partitions) for a in range(sbuf.depth)]
     writes = []
@@ -98,23 +100,31 @@ def test_round_half_even_model():
     assert list(got) == [2, 3, 4, -2, -3, -4, 0, 1, 0, -1, 2, 2, -2, 0]
     assert list(requantize([[300, -300, 5, -5]], [1, 1, 1, 1], [0, 0, 1, 1])[0]) == \
         [127, -128, 2, -2]
-    assert list(requantize([[300, -300, 5, -5]], [1] * 4, [0] * 4, dtype="uint8",
+    assert list(requantize([[300, -300, 5, -5]], [1] * 4, [0] * 4, mode=UINT8,
                            zero_point=10)[0]) == [255, 0, 15, 5]
 
 
 def test_bad_configs():
+    # Rules across sections are the TileConfig's: no half-configured unit is ever built.
     with pytest.raises(ConfigError, match="max_shift"):
-        Act(ActConfig(scale_bits=8, max_shift=40), ArrayConfig(acc_bits=32), PSUM, SBUF)
+        tile_config(act=ActConfig(scale_bits=8, max_shift=40), array=ARRAY,
+                    psum=PSUM, sbuf=SBUF)
     with pytest.raises(ConfigError, match="max_shift"):
         ActConfig(max_shift=-1)
     with pytest.raises(ConfigError, match="scale_bits"):
         ActConfig(scale_bits=1)
     with pytest.raises(ConfigError, match="partitions.*cols"):
-        Act(ACT, ArrayConfig(rows=4, cols=8), PSUM, SbufConfig(partitions=4))
+        tile_config(act=ACT, array=ArrayConfig(rows=4, cols=8), psum=PSUM,
+                    sbuf=SbufConfig(partitions=4))
     with pytest.raises(ConfigError, match="bank_rows"):
-        TileDatapath(SBUF, ArrayConfig(rows=4, cols=4, result_addr_bits=3), PSUM, ACT)
-    with pytest.raises(ConfigError, match="partitions"):
-        TileDatapath(SbufConfig(partitions=2), ARRAY, PSUM, ACT)
+        tile_config(sbuf=SBUF, array=ArrayConfig(rows=4, cols=4, result_addr_bits=3), psum=PSUM)
+    with pytest.raises(TypeError, match="Act config must be a TileConfig"):
+        Act(config=ACT)
+    with pytest.raises(TypeError, match="TileDatapath config must be a TileConfig"):
+        TileDatapath(config=SBUF)
+    with pytest.raises(ValueError, match="init"):
+        TileDatapath(config=tile_config(array=ARRAY, sbuf=SBUF, psum=PSUM, act=ACT),
+                     sbuf_init=[[0]])
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.3])
@@ -125,13 +135,13 @@ def test_random_requantisation_all_modes(seed, stall):
     scale = rng.integers(-(1 << 15), 1 << 15, size=4)
     shift = rng.integers(0, 32, size=4)
     cmds = []
-    for mode in (0, 1, 2, 3, 0, 2):
+    for mode in (INT8, UINT8, INT16, INT32, INT8, INT16):
         rows = int(rng.integers(1, 6))
-        size = ACT_MODES[mode][1]
+        size = ACT_MODE_BYTES[mode]
         cmds.append({"psum_addr": int(rng.integers(0, PSUM.rows - rows + 1)), "rows": rows,
                      "offset": int(rng.integers(0, SBUF.depth * SBUF.word_bytes // size - rows)),
                      "cols": int(rng.integers(1, 5)), "mode": mode, "relu": int(rng.integers(2)),
-                     "zero_point": int(rng.integers(-20, 20)) if mode != 1 else
+                     "zero_point": int(rng.integers(-20, 20)) if mode != UINT8 else
                      int(rng.integers(0, 256))})
     got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds, seed=seed, stall=stall)
     assert refused == 0
@@ -156,8 +166,9 @@ def test_random_other_widths(seed, acc_bits, scale_bits, max_shift, banks):
     shift = rng.integers(0, max_shift + 1, size=4)
     shift[1] = max_shift
     # Element offsets: int8 at bytes 0..31, uint8 32..63, int16 64..127, int32 128..255.
-    cmds = [{"psum_addr": 0, "rows": 32, "offset": 32 * min(mode, 1), "cols": 4, "mode": mode,
-             "relu": int(mode == 1), "zero_point": 5 if mode != 3 else 0} for mode in range(4)]
+    cmds = [{"psum_addr": 0, "rows": 32, "offset": 32 * min(mode.value, 1), "cols": 4,
+             "mode": mode, "relu": int(mode == UINT8), "zero_point": 5 if mode != INT32 else 0}
+            for mode in ActMode]
     got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds, seed=seed, act=act,
                                                 array=array, psum=psum)
     assert refused == 0
@@ -188,10 +199,10 @@ def test_edges_saturation_shift_scale_ties():
     ]
     for scale, shift in cases:
         cmds = []
-        for mode in (0, 1, 2, 3):
+        for mode in ActMode:
             for relu in (0, 1):
-                zp = {0: -3, 1: 100, 2: 1000, 3: 0}[mode]
-                cmds.append({"psum_addr": 0, "rows": 8, "offset": 8 * (2 * mode + relu),
+                zp = {INT8: -3, UINT8: 100, INT16: 1000, INT32: 0}[mode]
+                cmds.append({"psum_addr": 0, "rows": 8, "offset": 8 * (2 * mode.value + relu),
                              "cols": 4, "mode": mode, "relu": relu, "zero_point": zp})
         got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds)
         assert refused == 0
@@ -205,7 +216,7 @@ def test_max_shift_limit_and_runtime_clamp():
     rng = np.random.default_rng(2)
     acc = random_acc(rng, PSUM.rows, 4)
     act = ActConfig(scale_bits=16, max_shift=47)
-    cmds = [{"psum_addr": 0, "rows": 8, "offset": 0, "cols": 4, "mode": 2, "relu": 0,
+    cmds = [{"psum_addr": 0, "rows": 8, "offset": 0, "cols": 4, "mode": INT16, "relu": 0,
              "zero_point": 0}]
     got, expected, errors, _, _ = run_act(acc, [-32768, 32767, 12345, -1], [47, 46, 40, 0], cmds,
                                           act=act)
@@ -220,9 +231,9 @@ def test_out_of_range_offset_not_written():
     rng = np.random.default_rng(4)
     acc = random_acc(rng, PSUM.rows, 4, 12)
     # int32 rows: 2 per 8-byte word, 32 words -> element offsets 64.. are beyond the partition.
-    cmds = [{"psum_addr": 0, "rows": 4, "offset": 62, "cols": 4, "mode": 3, "relu": 0,
+    cmds = [{"psum_addr": 0, "rows": 4, "offset": 62, "cols": 4, "mode": INT32, "relu": 0,
              "zero_point": 0},
-            {"psum_addr": 4, "rows": 2, "offset": 0, "cols": 3, "mode": 0, "relu": 0,
+            {"psum_addr": 4, "rows": 2, "offset": 0, "cols": 3, "mode": INT8, "relu": 0,
              "zero_point": 0}]
     got, expected, errors, refused, _ = run_act(acc, [1] * 4, [0] * 4, cmds)
     assert refused == 2
@@ -233,9 +244,9 @@ def test_out_of_range_offset_not_written():
 def test_one_row_per_cycle():
     rng = np.random.default_rng(6)
     acc = random_acc(rng, PSUM.rows, 4)
-    cmds = [{"psum_addr": 0, "rows": 32, "offset": 0, "cols": 4, "mode": 0, "relu": 1,
+    cmds = [{"psum_addr": 0, "rows": 32, "offset": 0, "cols": 4, "mode": INT8, "relu": 1,
              "zero_point": 0},
-            {"psum_addr": 3, "rows": 20, "offset": 100, "cols": 4, "mode": 1, "relu": 0,
+            {"psum_addr": 3, "rows": 20, "offset": 100, "cols": 4, "mode": UINT8, "relu": 0,
              "zero_point": 7}]
     got, expected, _, _, writes = run_act(acc, rng.integers(-99, 99, size=4), [9, 8, 7, 6], cmds,
                                           record_writes=True)
@@ -251,11 +262,31 @@ def test_large_values_with_extreme_zero_points():
     acc = np.array([[x + d for x in base] for d in (-70000, -65536, -1, 0, 1, 65535, 70000)]
                    + [[0, 0, 0, 0]] * 25, dtype=np.int64)
     for zp in (-65536, 65535, -40000, 40000):
-        cmds = [{"psum_addr": 0, "rows": 7, "offset": 8 * (2 * mode + relu), "cols": 4,
+        cmds = [{"psum_addr": 0, "rows": 7, "offset": 8 * (2 * mode.value + relu), "cols": 4,
                  "mode": mode, "relu": relu, "zero_point": zp}
-                for mode in (0, 1, 2) for relu in (0, 1)]
+                for mode in (INT8, UINT8, INT16) for relu in (0, 1)]
         for scale, shift in (([1] * 4, [0] * 4), ([2, 3, -2, -3], [1, 1, 1, 1])):
             got, expected, errors, refused, _ = run_act(acc, scale, shift, cmds)
             assert refused == 0
             assert got == expected, f"zero_point={zp} scale={scale}"
             assert errors["act"] == 0
+
+
+def test_error_in_the_cycle_of_a_clear_stays_set():
+    """A sticky flag cleared in the very cycle an error happens keeps that error."""
+    from systolica.testbench.sim import run_simulation
+    dut = Act(config=tile_config(array=ARRAY, sbuf=SBUF, psum=PSUM,
+                                 act=ActConfig(scale_bits=16, max_shift=20)))
+
+    async def bench(ctx):
+        ctx.set(dut.shift, [25, 0, 0, 0])        # > max_shift: clamped, flagged
+        ctx.set(dut.psum.response.valid, 1)
+        ctx.set(dut.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(dut.psum.response.valid, 0)
+        assert ctx.get(dut.errors.shift) == 1
+        await ctx.tick()
+        assert ctx.get(dut.errors.shift) == 0
+        ctx.set(dut.clear_errors, 0)
+
+    run_simulation(dut, [bench], max_cycles=20)

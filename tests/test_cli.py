@@ -126,7 +126,7 @@ def test_synth_pnr_ice40_uses_scan_wrapper(tmp_path):
     assert report["fmax_mhz"] is not None and report["fmax_mhz"] > 1
     # the wrapper holds one flip-flop per port bit (clk/rst excluded)
     from systolica.config import ArrayConfig
-    from systolica.hdl import tensor_engine as te
+    from systolica.hdl import contracts as te
     config = ArrayConfig(rows=2, cols=2)
     streams = (te.moving_layout(config), te.weight_row_layout(config), te.result_layout(config))
     port_bits = sum(layout.size + 2 for layout in streams) + 3   # + valid/ready; busy, errors

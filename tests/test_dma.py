@@ -488,8 +488,9 @@ def test_with_real_sbuf(seed):
     scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
     cfg = DmaConfig()
     init_words = rng.integers(0, 1 << 62, (scfg.partitions, scfg.depth)).tolist()
-    sbuf_hw = Sbuf(scfg, ArrayConfig(rows=4, cols=4), init=init_words)
-    dma = Dma(config=tile(cfg, scfg))
+    tile_config = TileConfig(array=ArrayConfig(rows=4, cols=4), sbuf=scfg, dma=cfg)
+    sbuf_hw = Sbuf(config=tile_config, init=init_words)
+    dma = Dma(config=tile_config)
     top = _DmaWithSbuf(dma, sbuf_hw)
     init_bytes = np.array([[w.to_bytes(8, "little") for w in row] for row in init_words],
                           dtype=object)

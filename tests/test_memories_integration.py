@@ -5,9 +5,10 @@ NumPy (matmul_reference + requantize)."""
 
 import numpy as np
 
+from systolica.codes import ActMode
 from systolica.config import ActConfig, ArrayConfig, PsumConfig, SbufConfig
 from systolica.hdl.tile_datapath import TileDatapath
-from systolica.testbench.memories import accept_monitor, run_phases
+from systolica.testbench.memories import accept_monitor, run_phases, tile_config
 from systolica.model.reference import SbufModel, matmul_reference, requantize
 
 
@@ -58,7 +59,7 @@ def test_requantised_gemm_two_layers(seed):
         model.store(n, 100, c1[:, n], "int8")
         model.store(n, 140, c2[:, n], "int8")
 
-    dut = TileDatapath(SBUF, ARRAY, PSUM, ACT, engine=True)
+    dut = TileDatapath(config=tile_config(sbuf=SBUF, array=ARRAY, psum=PSUM, act=ACT))
     results = []            # cycles in which PSUM took an engine result
 
     def wait_results(n):
@@ -85,13 +86,13 @@ def test_requantised_gemm_two_layers(seed):
         "moving_cmd": [{"offset": 0, "count": M, "start": 1, "addr": 0, "accumulate": 0},
                        {"offset": 16, "count": M, "start": 1, "addr": 0, "accumulate": 1}],
     }
-    act1 = {"act_cmd": [{"psum_addr": 0, "rows": M, "offset": 100, "cols": N, "mode": 0,
+    act1 = {"act_cmd": [{"psum_addr": 0, "rows": M, "offset": 100, "cols": N, "mode": ActMode.INT8,
                          "relu": 1, "zero_point": zp1}]}
     layer2 = {
         "weights_cmd": [{"offset": 60, "rows": 4, "cols": N}],
         "moving_cmd": [{"offset": 100, "count": M, "start": 1, "addr": 16, "accumulate": 0}],
     }
-    act2 = {"act_cmd": [{"psum_addr": 16, "rows": M, "offset": 140, "cols": N, "mode": 0,
+    act2 = {"act_cmd": [{"psum_addr": 16, "rows": M, "offset": 140, "cols": N, "mode": ActMode.INT8,
                          "relu": 0, "zero_point": zp2}]}
     dump = {"dma.request": dma_dump(SBUF), "dma.response": SBUF.partitions * SBUF.depth}
     run = run_phases(dut, [{"dma.request": loads}, layer1, act1, layer2, act2, dump],

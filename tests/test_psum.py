@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """PSUM: bit-exact accumulation against the NumPy model, one vector per cycle (same row
 back to back included), ACT reads concurrent with accumulation, bank conflicts, errors."""
 
@@ -7,7 +8,7 @@ import pytest
 from systolica.config import ArrayConfig, ConfigError, PsumConfig
 from systolica.hdl.psum import Psum
 from systolica.model.reference import psum_reference, wrap_signed
-from systolica.testbench.memories import run_phases
+from systolica.testbench.memories import run_phases, tile_config
 
 
 ARRAY = ArrayConfig(rows=4, cols=4, result_addr_bits=5)
@@ -29,7 +30,7 @@ def run_psum(psum_cfg, array, phases, *, seed=0, stall=0.0):
     """Run ``phases``: a list of (result beats, read addresses) pairs; within a phase both run at
     the same time. Returns {"reads": read rows per phase, "result_cycles": acceptance cycles of the
     result beats per phase, "errors": the error flags at the end}."""
-    dut = Psum(psum_cfg, array)
+    dut = Psum(config=tile_config(psum=psum_cfg, array=array))
 
     async def errors(ctx):
         return {"result": ctx.get(dut.errors.result), "read": ctx.get(dut.errors.read)}
@@ -52,9 +53,9 @@ def test_bad_configs():
     with pytest.raises(ConfigError, match="bank_rows"):
         PsumConfig(bank_rows=12)
     with pytest.raises(ConfigError, match="bank_rows.*result_addr_bits"):
-        Psum(PsumConfig(banks=4, bank_rows=512), ArrayConfig(result_addr_bits=10))
-    with pytest.raises(TypeError, match="PsumConfig"):
-        Psum(ArrayConfig(), ArrayConfig())
+        tile_config(psum=PsumConfig(banks=4, bank_rows=512), array=ArrayConfig(result_addr_bits=10))
+    with pytest.raises(TypeError, match="Psum config must be a TileConfig"):
+        Psum(config=PsumConfig())
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.3])
@@ -162,7 +163,7 @@ def test_clear_errors():
     """The sticky error flags stay set until clear_errors, and PSUM keeps working after an error."""
     array = ArrayConfig(rows=4, cols=4, result_addr_bits=4)
     psum = PsumConfig(banks=3, bank_rows=4)
-    dut = Psum(psum, array)
+    dut = Psum(config=tile_config(psum=psum, array=array))
     bad = [{"data": [1] * 4, "tag": {"addr": 14, "accumulate": 0, "last": 0}}]
     good = [{"data": [3, 2, 1, 0], "tag": {"addr": 2, "accumulate": 0, "last": 0}}]
 
@@ -181,3 +182,23 @@ def test_clear_errors():
     assert run["phases"][0]["read.response"][0] == [{"data": [0] * 4}]
     assert run["phases"][2]["read.response"][0] == [{"data": [3, 2, 1, 0]}]
     assert run["final"] == ({"result": 1, "read": 1}, {"result": 0, "read": 0})
+
+
+def test_error_in_the_cycle_of_a_clear_stays_set():
+    """A sticky flag cleared in the very cycle an error happens keeps that error."""
+    from systolica.testbench.sim import run_simulation
+    dut = Psum(config=tile_config(psum=PSUM, array=ArrayConfig(rows=4, cols=4,
+                                                               result_addr_bits=6)))
+
+    async def bench(ctx):
+        ctx.set(dut.result.valid, 1)        # row 40 >= 32 rows: dropped, flagged
+        ctx.set(dut.result.payload, {"data": [1] * 4, "tag": {"addr": 40}})
+        ctx.set(dut.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(dut.result.valid, 0)
+        assert ctx.get(dut.errors.result) == 1
+        await ctx.tick()
+        assert ctx.get(dut.errors.result) == 0
+        ctx.set(dut.clear_errors, 0)
+
+    run_simulation(dut, [bench], max_cycles=20)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The tensor engine against the NumPy reference: random shapes and values, every dtype pairing,
 extreme values, pipeline variants, back-to-back matmuls, stalls on every stream, bad input."""
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from systolica.config import ArrayConfig, ConfigError, DTYPES, dtype_range
-from systolica.hdl.tensor_engine import TensorEngine
+from systolica.hdl.tensor_engine import TensorEngine, psum_bits
 from systolica.model.reference import matmul_reference
 from systolica.testbench.sim import SimulationTimeout, run_simulation
 from systolica.testbench.streams import StreamSink
@@ -108,7 +109,7 @@ def test_back_to_back_different_weights_no_bubble(seed):
 def test_weight_reuse_and_tags(seed):
     config = ArrayConfig(rows=3, cols=4, result_addr_bits=4)
     rng = np.random.default_rng(seed)
-    first = random_job(config, rng, m=5, addr=14, accumulate=False)
+    first = random_job(config, rng, m=5, addr=11, accumulate=False)   # rows 11..15: the last
     reuse = MatmulJob(a=random_job(config, rng, m=4, k=first.a.shape[1]).a, w=first.w,
                       addr=3, accumulate=True, reload=False)
     jobs = [first, reuse, random_job(config, rng, m=2, addr=7)]
@@ -126,7 +127,7 @@ def test_latency_matches_geometry():
     for kwargs in ({}, {"rows_per_stage": 2}, {"cols_per_stage": 3, "multiplier_stages": 0},
                    {"multiplier_stages": 2}):
         config = ArrayConfig(rows=4, cols=3, **kwargs)
-        engine = TensorEngine(config)
+        engine = TensorEngine(config=config)
         job = MatmulJob(a=np.ones((1, 4), dtype=np.int64), w=np.ones((4, 3), dtype=np.int64))
         run = run_matmuls(config, [job], engine=engine)
         # The result is taken one cycle after it enters the output buffer.
@@ -153,7 +154,7 @@ def test_weights_overflow_sets_error_and_engine_keeps_working(seed):
 
 def test_busy_and_error_clear():
     config = ArrayConfig(rows=2, cols=2)
-    engine = TensorEngine(config)
+    engine = TensorEngine(config=config)
 
     async def bench(ctx):
         assert not ctx.get(engine.busy)
@@ -183,7 +184,7 @@ def test_busy_and_error_clear():
 
 def test_watchdog_stops_a_hung_simulation():
     config = ArrayConfig(rows=2, cols=2)
-    engine = TensorEngine(config)
+    engine = TensorEngine(config=config)
 
     async def waits_forever(ctx):   # no moving beats are ever sent
         await StreamSink(engine.result).receive(ctx, 1)
@@ -213,7 +214,60 @@ def test_bad_jobs_raise_before_simulation():
     with pytest.raises(ValueError, match="outside int8"):
         run_matmuls(config, [MatmulJob(a=np.full((1, 2), 200), w=np.zeros((2, 2)))])
     with pytest.raises(TypeError, match="ArrayConfig"):
-        TensorEngine({"rows": 2})
+        TensorEngine(config={"rows": 2})
+    with pytest.raises(TypeError):
+        TensorEngine(config)          # keyword only
+
+
+@pytest.mark.parametrize("a, match", [
+    (np.array([[0.5, 1.0]]), "a must hold integers.*fractional"),
+    (np.array([[1.0, np.nan]]), "a must hold integers"),
+    (np.array([[1 + 1j, 2]]), "a must hold integers; got dtype complex"),
+    (np.array([[True, False]]), "a must hold integers; got dtype bool"),
+    (np.array([["1", "2"]]), "a must hold integers"),
+])
+def test_non_integer_operands_are_refused(a, match):
+    config = ArrayConfig(rows=2, cols=2)
+    with pytest.raises(ValueError, match=match):
+        run_matmuls(config, [MatmulJob(a=a, w=np.ones((2, 2), dtype=np.int64))])
+    with pytest.raises(ValueError, match=match.replace("a must", "w must")):
+        run_matmuls(config, [MatmulJob(a=np.ones((1, 2), dtype=np.int64), w=a.T)])
+
+
+def test_integral_floats_are_accepted():
+    config = ArrayConfig(rows=2, cols=2)
+    job = MatmulJob(a=np.array([[2.0, -3.0]]), w=np.array([[1.0, 2.0], [3.0, 4.0]]))
+    run = run_matmuls(config, [job])
+    assert np.array_equal(run.results[0], [[-7, -8]])
+
+
+def test_reload_false_must_reuse_the_loaded_w():
+    config = ArrayConfig(rows=2, cols=2)
+    w = np.array([[1, 2], [3, 4]])
+    a = np.ones((1, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match="MatmulJob 0: reload=False, but no W has been loaded"):
+        run_matmuls(config, [MatmulJob(a=a, w=w, reload=False)])
+    with pytest.raises(ValueError, match="MatmulJob 1: reload=False, but w differs"):
+        run_matmuls(config, [MatmulJob(a=a, w=w), MatmulJob(a=a, w=w + 1, reload=False)])
+    with pytest.raises(ValueError, match="MatmulJob 1: reload=False, but w differs"):
+        run_matmuls(config, [MatmulJob(a=a, w=w), MatmulJob(a=a[:, :1], w=w[:1], reload=False)])
+    # The same W (fewer columns of it is the same W) is fine.
+    run = run_matmuls(config, [MatmulJob(a=a, w=w), MatmulJob(a=2 * a, w=w[:, :1], reload=False)])
+    assert np.array_equal(run.results[1], [[8]])
+
+
+@pytest.mark.parametrize("addr, m, match", [
+    (1024, 1, "addr must be an integer in \\[0, 1024\\)"),
+    (-1, 1, "addr must be an integer in \\[0, 1024\\)"),
+    (2.0, 1, "addr must be an integer"),
+    (1020, 5, "addr \\+ M = 1020 \\+ 5 reaches beyond the PSUM address space"),
+])
+def test_psum_addresses_out_of_range_are_refused(addr, m, match):
+    config = ArrayConfig(rows=2, cols=2)      # result_addr_bits=10: 1024 PSUM rows
+    job = MatmulJob(a=np.ones((m, 2), dtype=np.int64), w=np.ones((2, 2), dtype=np.int64),
+                    addr=addr)
+    with pytest.raises(ValueError, match=match):
+        run_matmuls(config, [job])
 
 
 @pytest.mark.slow
@@ -229,10 +283,72 @@ def test_large_arrays(seed, size):
 
 def test_partial_sum_widths_hold_every_sum():
     # Narrowed partial sums must hold the extreme sums of k products exactly.
-    engine = TensorEngine(ArrayConfig(rows=4, cols=1))
-    engine._MustUse__silence = True      # only its geometry is used here
-    assert [engine.psum_bits(k) for k in (1, 2, 4)] == [16, 17, 18]   # 2**14 * k, signed
-    wide = TensorEngine(ArrayConfig(rows=2, cols=1, moving_dtype="uint16",
-                                    stationary_dtype="uint16"))
-    wide._MustUse__silence = True
-    assert wide.psum_bits(1) == 32       # 65535**2 needs 33 signed bits: capped, wraps
+    config = ArrayConfig(rows=4, cols=1)
+    assert [psum_bits(config, k) for k in (1, 2, 4)] == [16, 17, 18]   # 2**14 * k, signed
+    wide = ArrayConfig(rows=2, cols=1, moving_dtype="uint16", stationary_dtype="uint16")
+    assert psum_bits(wide, 1) == 32      # 65535**2 needs 33 signed bits: capped, wraps
+
+
+def test_clear_errors_in_a_cycle_that_accepts_a_weight_row():
+    """clear_errors is obeyed in a cycle in which a weight row is accepted, and an overflow in
+    the very cycle of a clear stays flagged (it happened after the host decided to clear)."""
+    config = ArrayConfig(rows=2, cols=2)
+    engine = TensorEngine(config=config)
+
+    async def send_row(ctx, last, clear=0):
+        ctx.set(engine.weights.valid, 1)
+        ctx.set(engine.weights.payload, {"data": [1, 1], "last": last})
+        ctx.set(engine.clear_errors, clear)
+        while not (await ctx.tick().sample(engine.weights.ready))[2]:
+            pass
+        ctx.set(engine.weights.valid, 0)
+        ctx.set(engine.clear_errors, 0)
+
+    async def switch(ctx):                         # a moving beat that takes the new W
+        ctx.set(engine.moving.valid, 1)
+        ctx.set(engine.moving.payload, {"data": [1, 1], "start": 1, "tag": {"addr": 0}})
+        while not (await ctx.tick().sample(engine.moving.ready))[2]:
+            pass
+        ctx.set(engine.moving.valid, 0)
+
+    async def bench(ctx):
+        ctx.set(engine.result.ready, 1)
+        for last in (0, 0, 1):                     # one row too many: overflow
+            await send_row(ctx, last)
+        assert ctx.get(engine.weights_overflow)
+        await switch(ctx)
+        await send_row(ctx, 0, clear=1)            # a good row accepted while clearing
+        assert not ctx.get(engine.weights_overflow)
+        await send_row(ctx, 1)
+        await switch(ctx)
+        await send_row(ctx, 0)
+        await send_row(ctx, 0)
+        await send_row(ctx, 1, clear=1)            # an overflowing row while clearing
+        assert ctx.get(engine.weights_overflow)
+        ctx.set(engine.clear_errors, 1)
+        await ctx.tick()
+        ctx.set(engine.clear_errors, 0)
+        assert not ctx.get(engine.weights_overflow)
+
+    run_simulation(engine, [bench], max_cycles=200)
+
+
+@pytest.mark.parametrize("generation", ["2005", "2012"])
+def test_icarus_k_below_rows_is_x_free(tmp_path, generation):
+    """A K < R matmul from reset in Icarus Verilog (4-state): rows >= K of the never-written
+    weight bank must not turn the result into X (0 * X is X), under -g2005 and -g2012."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+    from systolica.synth.verilog import to_verilog
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog not installed")
+    design = tmp_path / "engine.v"
+    design.write_text(to_verilog(TensorEngine(config=ArrayConfig(rows=4, cols=2)),
+                                 "systolica_tensor_engine"))
+    bench = Path(__file__).parent / "verilog" / "tb_tensor_engine_k_lt_r.v"
+    binary = tmp_path / "sim"
+    subprocess.run(["iverilog", f"-g{generation}", "-o", str(binary), str(bench), str(design)],
+                   check=True)
+    out = subprocess.run(["vvp", "-n", str(binary)], capture_output=True, text=True, check=True)
+    assert "PASS result 23 34" in out.stdout, out.stdout

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from systolica.codes import ACT_MODE_RANGE, ActMode
+
 
 __all__ = ["wrap_signed", "matmul_reference"]
 
@@ -55,25 +57,22 @@ def round_half_even_shift(values, shift):
     return out
 
 
-#: ACT output modes: name -> (min, max) of the saturating ones; "int32" is the pass-through.
-ACT_SATURATE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
-
-
-def requantize(acc, scale, shift, *, zero_point=0, relu=False, dtype="int8"):
+def requantize(acc, scale, shift, *, zero_point=0, relu=False, mode=ActMode.INT8):
     """The ACT unit's arithmetic on accumulators ``acc`` (..., N) with per-column ``scale`` and
     ``shift`` (N,): ``y = saturate(max?(round_half_even(acc * scale / 2**shift), 0) + zero_point)``
-    (ReLU before the zero point). ``dtype="int32"`` is the pass-through: ``acc`` wrapped to 32 bits.
-    Returns int64."""
+    (ReLU before the zero point), saturated to the range of ``mode`` (an :class:`ActMode`).
+    ``ActMode.INT32`` is the pass-through: ``acc`` wrapped to 32 bits. Returns int64 (the element
+    type of the result in the SBUF is ``mode.name.lower()``)."""
+    if not isinstance(mode, ActMode):
+        raise TypeError(f"requantize: mode must be an ActMode; got {mode!r}")
     acc = np.asarray(acc, dtype=np.int64)
-    if dtype == "int32":
+    if mode == ActMode.INT32:
         return wrap_signed(acc, 32)
-    if dtype not in ACT_SATURATE:
-        raise ValueError(f"requantize: dtype must be one of int8, uint8, int16, int32; got {dtype!r}")
     product = acc.astype(object) * np.asarray(scale, dtype=object)
     v = round_half_even_shift(product, np.broadcast_to(np.asarray(shift), acc.shape))
     if relu:
         v = np.where(v < 0, 0, v)
-    lo, hi = ACT_SATURATE[dtype]
+    lo, hi = ACT_MODE_RANGE[mode]
     y = np.clip((v + int(zero_point)).astype(object), lo, hi)
     return y.astype(np.int64)
 
