@@ -1,14 +1,22 @@
-"""Verilog and RTLIL export of a component, and the port manifest that goes with it."""
+"""Verilog and RTLIL export of a component, and the port manifest that goes with it.
 
+``manifest.json`` lists every port (name as in the Verilog, direction, width) and, for a port
+whose shape is a ``data.Layout`` (stream payloads, status structs), every field at every level —
+structs, arrays (each element) and unions — with its bit offset in the packed port vector and its
+width: what an integrator needs to wire ``moving__payload`` and friends by hand.
+"""
+
+import enum
 import json
 import os
 
 from amaranth.back import rtlil, verilog
-from amaranth.hdl import Value
-from amaranth.lib import wiring
+from amaranth.hdl import Shape, Value
+from amaranth.lib import data, wiring
 
 
-__all__ = ["component_ports", "to_verilog", "to_rtlil", "port_manifest", "write_verilog"]
+__all__ = ["component_ports", "layout_fields", "to_verilog", "to_rtlil", "port_manifest",
+           "write_verilog"]
 
 
 def component_ports(component: wiring.Component):
@@ -20,6 +28,31 @@ def component_ports(component: wiring.Component):
         direction = "input" if member.flow == wiring.In else "output"
         ports.append((name, direction, len(Value.cast(value))))
     return ports
+
+
+def layout_fields(shape, prefix="", offset=0):
+    """Every field of a ``data.Layout`` at every level, depth first, as dicts ``{"name":
+    "tag.addr" / "data[3]", "offset": bit offset in the packed vector, "width", "signed"}``
+    (plus ``"enum": {member: value}`` for enum-shaped fields). A plain shape has no fields."""
+    if not isinstance(shape, data.Layout):
+        return []
+    fields = []
+    for key, field in shape:
+        name = f"{prefix}[{key}]" if isinstance(shape, data.ArrayLayout) else \
+            (f"{prefix}.{key}" if prefix else str(key))
+        start = offset + field.offset
+        plain = Shape.cast(field.shape)
+        entry = {"name": name, "offset": start, "width": plain.width, "signed": plain.signed}
+        if isinstance(field.shape, type) and issubclass(field.shape, enum.Enum):
+            entry["enum"] = {member.name: member.value for member in field.shape}
+        fields.append(entry)
+        fields += layout_fields(field.shape, name, start)
+    return fields
+
+
+def _port_fields(member):
+    shape = member.shape
+    return layout_fields(shape) if isinstance(shape, data.Layout) else []
 
 
 def _ensure_yosys():
@@ -43,9 +76,21 @@ def port_manifest(component, top, block, configs):
         "config": {name: cfg.to_dict() for name, cfg in configs.items()},
         "ports": [{"name": "clk", "direction": "input", "width": 1},
                   {"name": "rst", "direction": "input", "width": 1}]
-                 + [{"name": n, "direction": d, "width": w}
-                    for n, d, w in component_ports(component)],
+                 + [_manifest_port(n, d, w, f) for n, d, w, f in _ports_with_fields(component)],
     }
+
+
+def _ports_with_fields(component):
+    for (name, direction, width), (_, member, _) in zip(
+            component_ports(component), component.signature.flatten(component)):
+        yield name, direction, width, _port_fields(member)
+
+
+def _manifest_port(name, direction, width, fields):
+    port = {"name": name, "direction": direction, "width": width}
+    if fields:
+        port["fields"] = fields
+    return port
 
 
 def write_verilog(component, top, out_dir, *, block, configs):

@@ -231,3 +231,68 @@ def test_synth_output_paths_checked_before_synthesis(tmp_path, capsys, monkeypat
     assert "is a directory" in _refused(capsys, ["synth", "--json", str(tmp_path)])
     (tmp_path / "file").write_text("")
     assert "--keep" in _refused(capsys, ["synth", "--keep", str(tmp_path / "file")])
+
+
+def _leaf_value(layout, name, width, signed):
+    """The packed integer of ``layout`` with only field ``name`` (``a.b[2].c``) all ones, built
+    by Amaranth's own constant packing, independently of the manifest code."""
+    import re
+    from amaranth.lib import data
+    keys = [int(k) if k.isdigit() else k for k in re.findall(r"[A-Za-z_]\w*|\d+", name)]
+
+    def nested(shape, keys):
+        if not keys:
+            return -1 if signed else (1 << width) - 1
+        key, rest = keys[0], keys[1:]
+        inner = shape.elem_shape if isinstance(shape, data.ArrayLayout) else shape[key].shape
+        if isinstance(shape, data.ArrayLayout):
+            empty = {} if isinstance(inner, data.Layout) else 0
+            return [nested(inner, rest) if i == key else empty for i in range(shape.length)]
+        return {key: nested(inner, rest)}
+    return layout.const(nested(layout, keys)).as_value().value
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_manifest_gives_every_struct_field(block):
+    from amaranth.lib import data
+    from systolica.config import default_config
+    from systolica.synth.verilog import port_manifest
+    from amaranth.hdl import Fragment
+    component = BLOCKS[block].factory(default_config())
+    manifest = port_manifest(component, BLOCKS[block].top, block, {})
+    Fragment.get(component, None)      # elaborated, as `systolica verilog` would
+    members = {"__".join(map(str, path)): member
+               for path, member, _ in component.signature.flatten(component)}
+    structured = 0
+    for port in manifest["ports"][2:]:
+        shape = members[port["name"]].shape
+        if not isinstance(shape, data.Layout):
+            assert "fields" not in port
+            continue
+        structured += 1
+        names = [f["name"] for f in port["fields"]]
+        assert len(names) == len(set(names))
+        parents = {n[:max(n.rfind("."), n.rfind("["))] for n in names if "." in n or "[" in n}
+        for field in port["fields"]:
+            assert 0 <= field["offset"] and field["offset"] + field["width"] <= port["width"]
+            if field["name"] in parents or field["width"] == 0:
+                continue     # a struct/array: its leaves are checked
+            want = ((1 << field["width"]) - 1) << field["offset"]
+            assert _leaf_value(shape, field["name"], field["width"], field["signed"]) == want, \
+                (port["name"], field)
+        # the leaves tile the port: no bit is left out, none is counted twice
+        leaves = [f for f in port["fields"] if f["name"] not in parents]
+        assert sum(f["width"] for f in leaves) == shape.size or isinstance(shape, data.UnionLayout)
+    assert structured > 0
+
+
+def test_manifest_field_offsets_of_the_moving_payload(tmp_path):
+    # moving payload of a 3 x 2 uint8 array: data[0..2] (8 bits each), start, tag (addr, ...)
+    assert main(["verilog", "--rows", "3", "--cols", "2", "--moving-dtype", "uint8",
+                 "-o", str(tmp_path)]) == 0
+    ports = {p["name"]: p for p in json.loads((tmp_path / "manifest.json").read_text())["ports"]}
+    fields = {f["name"]: f for f in ports["moving__payload"]["fields"]}
+    assert [(fields[f"data[{i}]"]["offset"], fields[f"data[{i}]"]["width"]) for i in range(3)] \
+        == [(0, 8), (8, 8), (16, 8)]
+    assert fields["tag.addr"]["width"] == 10
+    assert fields["tag"]["offset"] + fields["tag"]["width"] == ports["moving__payload"]["width"]
