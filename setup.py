@@ -10,8 +10,12 @@ from setuptools import find_packages, setup
 ROOTS = {"systolica": "systolica", "systolica.hdl": "hdl", "systolica.testbench": "testbench",
          "systolica.synth": "synth"}
 
+#: Folders of package data without an __init__.py (pyproject.toml lists their files).
+DATA_PACKAGES = ["systolica.testbench.cxx"]
+
 packages = []
 for name, path in ROOTS.items():
     packages += [name] + [f"{name}.{sub}" for sub in find_packages(path)]
+packages += DATA_PACKAGES
 
 setup(packages=packages, package_dir=ROOTS)

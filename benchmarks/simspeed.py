@@ -14,7 +14,7 @@ Figures (all rates are simulated clock cycles per second of wall time):
   same C++ run, plus the per-beat Python dicts ``run_matmuls`` makes and reads.
 * ``testbench_cycles_per_s``: Amaranth-style async test benches (``StreamSource`` /
   ``StreamSink`` / ``check_stream_protocol``) unchanged on the compiled backend
-  (``backends.run_simulation``): Python takes part in every cycle.
+  (``sim.run_simulation(backend="verilator")``): Python takes part in every cycle.
 * ``compiled_core_cycles_per_s``: the C++ run loop alone (``CompiledSim.run``).
 * ``raw_model_cycles_per_s``: bare clock edges of the Verilated model with constant inputs and no
   harness work -- about what a hand-written C++ driver gets.
@@ -98,10 +98,10 @@ def run_arrays(model, config, jobs, max_cycles, stall, seed):
 
 def run_testbenches(config, jobs, seed, stall):
     """The tensor engine driven by Amaranth-style async test benches (StreamSource, StreamSink,
-    the protocol checker) on the compiled backend through ``backends.run_simulation``: Python
+    the protocol checker) on the compiled backend through ``sim.run_simulation``: Python
     runs every cycle. Returns (result acceptance cycles, results ok, cycles)."""
     from systolica.hdl.tensor_engine import TensorEngine
-    from systolica.testbench import backends
+    from systolica.testbench.sim import run_simulation
     from systolica.testbench.streams import StreamSink, StreamSource, check_stream_protocol
     from systolica.testbench.tensor_engine import engine_beats, expected_results
     engine = TensorEngine(config=config)
@@ -121,7 +121,7 @@ def run_testbenches(config, jobs, seed, stall):
     async def collect(ctx):
         out["payloads"], out["cycles"] = await ends[2].receive(ctx, len(moving_beats))
 
-    cycles = backends.run_simulation(
+    cycles = run_simulation(
         engine, [feed, feed_moving, collect], max_cycles=20 * len(moving_beats) + 1000,
         processes=[check_stream_protocol(engine.result, "result")], backend="verilator",
         memo_key=("TensorEngine", config))

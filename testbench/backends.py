@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 
 from amaranth.hdl import Value
 
-from .sim import run_simulation as run_simulation_amaranth
-from .streams import StreamSink, StreamSource, check_stream_protocol
+from .sim import SimulationTimeout, run_simulation
+from .streams import StreamSink, StreamSource, check_stream_protocol, stream_by_path
 
 
 __all__ = [
     "BACKENDS", "ENV_VAR", "default_backend", "resolve_backend", "backend_available",
-    "compiled_model", "StreamRun", "run_streams", "run_simulation",
+    "compiled_model", "StreamRun", "run_streams", "run_simulation", "run_compiled_testbenches",
 ]
+# run_simulation is systolica.testbench.sim.run_simulation (one function; backend= chooses).
 
 BACKENDS = ("amaranth", "verilator")
 ENV_VAR = "SYSTOLICA_SIM_BACKEND"
@@ -97,13 +98,6 @@ class StreamRun:
     extra: dict = field(default_factory=dict)
 
 
-def _port_value(component, name):
-    value = component
-    for part in name.split("."):
-        value = getattr(value, part)
-    return value
-
-
 def run_streams(component, *, sources=None, sinks=None, max_cycles, backend=None,
                 wait_while=None, read=(), waveform=None, build_options=None, memo_key=None):
     """Run ``component`` with stream sources and sinks on ``backend``.
@@ -147,21 +141,21 @@ def _run_amaranth(component, sources, sinks, max_cycles, wait_while, read, wavef
         return collect
 
     names = set(sources) | set(sinks)
-    wait_port = _port_value(component, wait_while) if wait_while else None
+    wait_port = stream_by_path(component, wait_while) if wait_while else None
 
     async def finish(ctx):
         # Added last, so it runs after the feeders/collectors woken by the same clock edge.
         while done != names or (wait_port is not None and ctx.get(wait_port)):
             await ctx.tick()
         for port in read:
-            outputs[port] = int(ctx.get(_port_value(component, port)))
+            outputs[port] = int(ctx.get(stream_by_path(component, port)))
 
     testbenches = [feeder(n, s, p) for n, (s, p) in sources.items()]
     testbenches += [collector(n, s, c) for n, (s, c) in sinks.items()]
     testbenches.append(finish)
     monitors = [check_stream_protocol(snk.stream, name) for name, (snk, _c) in sinks.items()]
-    cycles = run_simulation_amaranth(component, testbenches, max_cycles=max_cycles,
-                                     processes=monitors, vcd=waveform)
+    cycles = run_simulation(component, testbenches, max_cycles=max_cycles, processes=monitors,
+                            vcd=waveform)
     return StreamRun(accepted=accepted, received=received, sim_cycles=cycles, outputs=outputs,
                      backend="amaranth")
 
@@ -187,7 +181,7 @@ def _run_compiled(component, sources, sinks, max_cycles, wait_while, read, wavef
         outputs = {}
         for port in read:
             value = sim.get(flat(port))
-            shape = Value.cast(_port_value(component, port)).shape()
+            shape = Value.cast(stream_by_path(component, port)).shape()
             if shape.signed and value >> (shape.width - 1):
                 value -= 1 << shape.width
             outputs[port] = value
@@ -203,33 +197,24 @@ def _run_compiled(component, sources, sinks, max_cycles, wait_while, read, wavef
 
 # --- Amaranth-style test benches on the compiled backend -----------------------------------------
 
-def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, domain="sync",
-                   backend=None, memo_key=None):
-    """:func:`systolica.testbench.sim.run_simulation` on a chosen backend: the same async test
-    benches ``(ctx) -> None`` and background processes run unchanged on the compiled backend as
-    long as they only ``ctx.set`` / ``ctx.get`` / ``ctx.tick()`` (with ``.sample``, ``.until``,
-    ``.repeat``, ``async for``) the component's *ports* -- the members of its signature, e.g.
-    ``dut.moving.valid``, ``dut.moving.payload``, ``dut.busy`` -- which is what
-    :class:`StreamSource`, :class:`StreamSink` and :func:`check_stream_protocol` do. Each
-    simulated cycle then makes a few calls into C++ from Python: far faster than the Amaranth
-    simulator on big designs, far slower than :func:`run_streams`, which keeps the cycle loop in
-    C++. Returns the number of cycles simulated; raises ``SimulationTimeout`` past
-    ``max_cycles``. ``memo_key``: see :func:`compiled_model`."""
-    if resolve_backend(backend) == "amaranth":
-        return run_simulation_amaranth(dut, testbenches, max_cycles=max_cycles,
-                                       processes=processes, vcd=vcd, domain=domain)
-    if max_cycles <= 0:
-        raise ValueError(f"max_cycles must be positive; got {max_cycles}")
-    if domain != "sync":
-        raise NotImplementedError("the compiled backend simulates the `sync` domain only")
-    if vcd is None and os.environ.get("SYSTOLICA_VCD_DIR"):
-        os.makedirs(os.environ["SYSTOLICA_VCD_DIR"], exist_ok=True)
-        vcd = os.path.join(os.environ["SYSTOLICA_VCD_DIR"], f"{type(dut).__name__}.vcd")
+def run_compiled_testbenches(dut, testbenches, *, processes, max_cycles, vcd, memo_key,
+                             stats=None):
+    """The compiled backend of :func:`~systolica.testbench.sim.run_simulation` (call that): the
+    same async test benches and background processes, scheduled in Python around a compiled model
+    of ``dut``. Each simulated cycle makes a few calls into C++ from Python: far faster than the
+    Amaranth simulator on big designs, far slower than :func:`run_streams`, which keeps the cycle
+    loop in C++."""
+    import time
+    started = time.perf_counter()
     trace = None if vcd is None else ("fst" if str(vcd).endswith(".fst") else "vcd")
     model = compiled_model(dut, trace=trace, memo_key=memo_key)
+    built = time.perf_counter()
     with model.open(trace=vcd) as sim:
         ctx = _CompiledContext(dut, sim)
-        return _schedule(dut, ctx, sim, testbenches, processes, max_cycles)
+        cycles = _schedule(dut, ctx, sim, testbenches, processes, max_cycles)
+    if stats is not None:
+        stats.update(build_seconds=built - started, run_seconds=time.perf_counter() - built)
+    return cycles
 
 
 class _Tick:
@@ -324,7 +309,6 @@ class _CompiledContext:
 
 
 def _schedule(dut, ctx, sim, testbenches, processes, max_cycles):
-    from .sim import SimulationTimeout
     # Background processes first, as they are added first in sim.run_simulation.
     tasks = [[process(ctx), False, None] for process in processes]
     tasks += [[testbench(ctx), True, None] for testbench in testbenches]

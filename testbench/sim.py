@@ -1,8 +1,10 @@
-"""Running an Amaranth simulation with a cycle watchdog.
+"""Running a simulation with a cycle watchdog.
 
 Every simulation in systolica goes through :func:`run_simulation`: it adds the testbenches, a
 background watchdog that fails the run after ``max_cycles`` clock cycles, and optionally writes a
 waveform. A hang therefore becomes a :class:`SimulationTimeout` naming the limit, never a stuck test.
+The same test benches run on the Amaranth simulator (default) or, with ``backend="verilator"``, on
+a compiled model of the component (:mod:`systolica.testbench.backends`).
 """
 
 import os
@@ -23,7 +25,7 @@ class SimulationTimeout(AssertionError):
 
 
 def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, domain="sync",
-                   stats=None):
+                   stats=None, backend="amaranth", memo_key=None):
     """Simulate ``dut`` until every testbench returns.
 
     ``testbenches`` are async functions ``(ctx) -> None`` (critical), ``processes`` are async
@@ -32,9 +34,26 @@ def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, doma
     ``SYSTOLICA_VCD_DIR`` does the same for every simulation, named after the DUT's class.
     Returns the number of cycles simulated. A ``stats`` dict, if given, receives
     ``build_seconds`` (simulator construction) and ``run_seconds`` (the cycle loop).
+
+    ``backend``: ``"amaranth"`` (default), ``"verilator"`` or ``None`` (``$SYSTOLICA_SIM_BACKEND``,
+    see :func:`~systolica.testbench.backends.resolve_backend`). On the compiled backend the test
+    benches may only ``ctx.set`` / ``ctx.get`` / ``ctx.tick()`` whole ports of ``dut``'s
+    signature, which is what the stream sources, sinks and protocol checker do; ``memo_key``
+    reuses the compiled model (see :func:`~systolica.testbench.backends.compiled_model`).
     """
     if max_cycles <= 0:
         raise ValueError(f"max_cycles must be positive; got {max_cycles}")
+    if vcd is None and os.environ.get("SYSTOLICA_VCD_DIR"):
+        os.makedirs(os.environ["SYSTOLICA_VCD_DIR"], exist_ok=True)
+        vcd = os.path.join(os.environ["SYSTOLICA_VCD_DIR"], f"{type(dut).__name__}.vcd")
+    if backend != "amaranth":
+        from .backends import resolve_backend, run_compiled_testbenches
+        if resolve_backend(backend) != "amaranth":
+            if domain != "sync":
+                raise NotImplementedError("the compiled backend simulates the `sync` domain only")
+            return run_compiled_testbenches(dut, testbenches, processes=processes,
+                                            max_cycles=max_cycles, vcd=vcd, memo_key=memo_key,
+                                            stats=stats)
     started = time.perf_counter()
     sim = Simulator(dut)
     sim.add_clock(CLOCK_PERIOD, domain=domain)
@@ -54,9 +73,6 @@ def run_simulation(dut, testbenches, *, max_cycles, processes=(), vcd=None, doma
     for testbench in testbenches:
         sim.add_testbench(testbench)
 
-    if vcd is None and os.environ.get("SYSTOLICA_VCD_DIR"):
-        os.makedirs(os.environ["SYSTOLICA_VCD_DIR"], exist_ok=True)
-        vcd = os.path.join(os.environ["SYSTOLICA_VCD_DIR"], f"{type(dut).__name__}.vcd")
     built = time.perf_counter()
     with sim.write_vcd(vcd) if vcd else nullcontext():
         sim.run()

@@ -15,7 +15,17 @@ import numpy as np
 from .handshake import hold_check
 
 
-__all__ = ["StreamSource", "StreamSink", "StallPattern", "check_stream_protocol", "to_python"]
+__all__ = ["StreamSource", "StreamSink", "StallPattern", "check_stream_protocol", "to_python",
+           "stream_by_path"]
+
+
+def stream_by_path(component, path):
+    """The member of ``component`` named by a dotted path (``"axi.ar"``, ``"queues.0"``): a
+    stream interface or a port. Integer parts index arrays of interfaces."""
+    obj = component
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() and not hasattr(obj, part) else getattr(obj, part)
+    return obj
 
 
 def to_python(value):
