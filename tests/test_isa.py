@@ -226,3 +226,11 @@ def test_docs_isa_generated_part_is_current():
     text = doc.read_text()
     assert isa.update_doc(text) == text, \
         "docs/isa.md is stale: regenerate with `python -m systolica.isa_asm docs/isa.md`"
+
+
+def test_the_docs_assembly_example_assembles_and_round_trips():
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "isa.md").read_text()
+    example = text.split("```\n.fingerprint", 1)[1].split("```", 1)[0]
+    program = isa.assemble(".fingerprint" + example)
+    assert isa.assemble(isa.disassemble(program)) == program
+    assert program.queues["pe"][2].opcode == Opcode.MULTIPLY_MOVING
