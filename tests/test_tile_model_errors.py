@@ -305,3 +305,21 @@ def test_an_engine_waiting_on_a_halted_one_is_reported():
     assert [(a.queue, a.pc) for a, _ in result.deadlock.waiting] == [("act", 1)]
     problems = "\n".join(result.problems())
     assert "pe halted at pc 1: BAD_K" in problems and "act[1]" in problems
+
+
+def test_random_programs_with_an_injected_wait_deadlock(seed):
+    from systolica.model.random_programs import random_program
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        program = random_program(CONFIG, rng, operations=30)
+        queue = ("dma0", "dma1", "pe", "act")[int(rng.integers(4))]
+        insns = list(program.queues[queue])
+        pc = int(rng.integers(1, len(insns)))
+        insns.insert(pc, isa.nop(waits=[(31, 1)]))          # nobody signals semaphore 31
+        bad = isa.Program(dict(program.queues, **{queue: insns}), program.fingerprint)
+        for schedule in (None, 7):
+            result = TileModel(CONFIG, dram_bytes=4096).run(bad, seed=schedule)
+            assert result.deadlock is not None
+            waiting = {(a.queue, a.pc): w for a, w in result.deadlock.waiting}
+            assert waiting[(queue, pc)] == ((31, 1, 0),)
+            assert not result.races

@@ -92,8 +92,8 @@ class _Shadow:
     def __init__(self, name, size, nqueues):
         self.name = name
         self.writer = np.full(size, -1, dtype=np.int8)
-        self.write_epoch = np.zeros(size, dtype=np.int64)
-        self.read_epoch = np.zeros((nqueues, size), dtype=np.int64)
+        self.write_epoch = np.zeros(size, dtype=np.int32)
+        self.read_epoch = np.zeros((nqueues, size), dtype=np.int32)
 
 
 class RaceDetector:
