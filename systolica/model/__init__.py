@@ -5,4 +5,8 @@ testbenches check the gateware against these models, and the runtime runs progra
 
 - :mod:`.reference`: arithmetic (wrapping accumulation, matmul, requantisation), PSUM, SBUF.
 - :mod:`.dma`: DMA descriptors, their checks and the copies they make.
+- :mod:`.tile`: the instruction-level tile model (runs ISA programs; docs/isa.md).
+- :mod:`.checks`: what it finds that hardware cannot: data races, deadlocks.
+- :mod:`.programs`: a hand-scheduled double-buffered GEMM program; :mod:`.random_programs`:
+  random race-free programs.
 """
