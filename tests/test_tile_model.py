@@ -297,7 +297,8 @@ def test_semaphore_ping_pong_alternates(seed):
     for schedule in (None, seed):
         result = TileModel(DEFAULT).run(program, seed=schedule)
         result.check()
-        order = [q for q, pc in result.retire_log if q in ("pe", "act") and pc >= 1]
+        order = [q for q, pc in result.retire_log if q in ("pe", "act")
+                 and program.queues[q][pc].opcode == isa.Opcode.NOP]   # not CHECK or END
         body = [q for q in order][:2 * rounds + 1]
         assert body == ["pe", "act"] * rounds + ["pe"]
         assert result.semaphores == [0] * isa.SEMAPHORES
@@ -401,8 +402,7 @@ def test_act_requantize_fast_path_matches_the_reference(seed):
             zp = int(rng.integers(-70000, 70000))
             fast = act_requantize(acc, scale, shift, zero_point=zp, relu=relu, mode=mode,
                                   acc_bits=32, scale_bits=16)
-            slow = requantize(acc, scale, shift, zero_point=zp, relu=relu,
-                              dtype=mode.name.lower())
+            slow = requantize(acc, scale, shift, zero_point=zp, relu=relu, mode=mode)
             assert np.array_equal(fast, slow), mode
     ties = np.array([[5, -5, 7, -7, 2, -2, 6, -6]])       # x / 2: 2.5 -> 2, -2.5 -> -2, 3.5 -> 4
     got = act_requantize(ties, [1] * 8, [1] * 8, zero_point=0, relu=False, mode=ActMode.INT8,

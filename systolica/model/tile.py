@@ -94,8 +94,7 @@ def act_requantize(acc, scale, shift, *, zero_point, relu, mode, acc_bits, scale
     if mode == ActMode.INT32:
         return wrap_signed(acc, 32)
     if acc_bits + scale_bits > 62:
-        return requantize(acc, scale, shift, zero_point=zero_point, relu=relu,
-                          dtype=mode.name.lower())
+        return requantize(acc, scale, shift, zero_point=zero_point, relu=relu, mode=mode)
     p = np.asarray(acc, dtype=np.int64) * np.asarray(scale, dtype=np.int64)
     s = np.broadcast_to(np.asarray(shift, dtype=np.int64), p.shape)
     q = p >> s
@@ -342,11 +341,11 @@ class TileModel:
             raise _Halt(IsaError.DMA_FIELD_RANGE)
         src, dst = (DmaSide("sbuf" if s.space == Space.SBUF else "dram", s.addr, tuple(s.counts),
                             tuple(s.strides)) for s in sides)
-        transfer = DmaTransfer(src, dst, insn.elem_bytes)
+        transfer = DmaTransfer(src, dst, insn.elem_bytes, config=dma)
         code = dma_check_reference(transfer, addr_width=dma.addr_width, sbuf_bytes=self.sbuf.size,
                                    semaphores=1)
-        if code:
-            raise _Halt(IsaError.DMA_ERROR, DmaError(code))
+        if code is not DmaError.OK:
+            raise _Halt(IsaError.DMA_ERROR, code)
         for side, error in ((src, DmaError.AXI_READ_ERROR), (dst, DmaError.AXI_WRITE_ERROR)):
             if side.space == "dram" and side_range(side, insn.elem_bytes)[1] > self.dram.size:
                 raise _Halt(IsaError.DMA_ERROR, error)    # beyond the DRAM: DECERR, nothing written
