@@ -58,25 +58,3 @@ def codes_markdown(classes=(DmaError, ActMode)):
         lines += [f"### `{cls.__name__}` ({width} bits)", "", " ".join(cls.__doc__.split()), "",
                   "| name | code | meaning |", "|---|---|---|", *_doc_lines(cls), ""]
     return "\n".join(lines)
-
-
-class EngineState(enum.Enum, shape=3):
-    """A sequencer engine's state (host register ``<ENGINE>_STATE.state``)."""
-    IDLE = 0      #: not started, or aborted
-    RUNNING = 1   #: fetching or executing instructions
-    WAITING = 2   #: the next instruction waits for a semaphore (``STATE.semaphore``)
-    DONE = 3      #: retired its whole program
-    HALTED = 4    #: stopped on a bad instruction (``ERROR.code``, ``PC``)
-
-
-class SequencerError(enum.Enum, shape=4):
-    """Why a sequencer engine halted (host register ``<ENGINE>_ERROR.code``)."""
-    NONE = 0               #: no error
-    BAD_OPCODE = 1         #: unknown opcode, or an opcode of another engine
-    SBUF_RANGE = 2         #: an SBUF address beyond the buffer
-    PSUM_RANGE = 3         #: a PSUM row range beyond the bank / buffer
-    DRAM_RANGE = 4         #: a DRAM range beyond the address space
-    BAD_SHAPE = 5          #: K > R, N > C, or a zero size
-    BAD_SEMAPHORE = 6      #: a semaphore id >= the number of semaphores
-    FINGERPRINT = 7        #: the program was built for another config
-    FETCH_ERROR = 8        #: the instruction fetch got an AXI error response
