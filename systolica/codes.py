@@ -8,7 +8,8 @@ This module imports no gateware: models, compiler and runtime may use it.
 from amaranth.lib import enum
 
 
-__all__ = ["DmaError", "ActMode", "ACT_MODE_BYTES", "ACT_MODE_RANGE", "codes_markdown"]
+__all__ = ["DmaError", "ActMode", "ACT_MODE_BYTES", "ACT_MODE_RANGE", "IsaError", "EngineState",
+           "codes_markdown"]
 
 
 class DmaError(enum.Enum, shape=3):
@@ -29,6 +30,40 @@ class ActMode(enum.Enum, shape=2):
     UINT8 = 1    #: saturate to [0, 255], 1 byte
     INT16 = 2    #: saturate to [-32768, 32767], 2 bytes
     INT32 = 3    #: pass-through, wrapped to 32 bits, 4 bytes
+
+
+class IsaError(enum.Enum, shape=5):
+    """Why an engine halted (docs/isa.md): the engine stops at the bad instruction (its pc is
+    reported with the code), the instruction writes nothing and signals nothing, and the other
+    engines go on. ``DMA_ERROR`` comes with the descriptor's :class:`DmaError` as detail."""
+    OK = 0                    #: no error
+    UNKNOWN_OPCODE = 1        #: the opcode is not in the ISA (a zero word included)
+    WRONG_ENGINE = 2          #: the opcode belongs to another engine than this queue's
+    CONFIG_MISMATCH = 3       #: first instruction not a CHECK, or its fingerprint is not this tile's
+    QUEUE_MISMATCH = 4        #: a CHECK's queue index is not this queue's
+    QUEUE_OVERRUN = 5         #: the queue's length was reached without an END
+    BAD_SEMAPHORE = 6         #: a semaphore id >= SEMAPHORES, or both waits name one semaphore
+    SEMAPHORE_OVERFLOW = 7    #: a signal would take a semaphore past SEMAPHORE_MAX
+    SBUF_RANGE = 8            #: a PE/ACT operand reaches past the end of a partition
+    PSUM_RANGE = 9            #: a PSUM row >= banks * bank_rows
+    PSUM_BANK = 10            #: M (or ACT rows) from psum_addr cross the end of its PSUM bank
+    BAD_K = 11                #: LOAD_STATIONARY k = 0 or k > array.rows
+    BAD_N = 12                #: LOAD_STATIONARY n or ACT cols = 0 or > array.cols
+    BAD_COUNT = 13            #: MULTIPLY m, ACT rows or a repeat is 0
+    MULTIPLY_BEFORE_LOAD = 14 #: MULTIPLY_MOVING before any LOAD_STATIONARY
+    BAD_ACT_PARAM = 15        #: parameter entry out of range, scale beyond scale_bits, shift > max_shift, columns > C
+    DMA_ERROR = 16            #: the DMA refused or failed the copy (detail: the DmaError)
+    BAD_DMA_SPACE = 17        #: a reserved DMA space, or a remote SBUF (reserved for the chip)
+    ABORTED = 18              #: stopped by the host (reset/abort)
+
+
+class EngineState(enum.Enum, shape=3):
+    """The state of one queue's engine (host status registers, the model's final state)."""
+    IDLE = 0      #: not started (or an empty queue)
+    RUNNING = 1   #: executing an instruction
+    WAITING = 2   #: its next instruction waits for a semaphore
+    DONE = 3      #: retired its END
+    HALTED = 4    #: stopped with an IsaError
 
 
 #: Bytes per output element of each ACT mode.

@@ -1,0 +1,668 @@
+"""The tile's instruction set: the one source of truth for the sequencer RTL, the NumPy model
+(:mod:`systolica.model.tile`), the compiler and the docs (docs/isa.md is generated from here:
+``python -m systolica.isa > docs/isa.md``).
+
+* Every instruction is one 512-bit (64-byte) little-endian word, :data:`INSTRUCTION_LAYOUT`: a
+  96-bit :data:`HEADER_LAYOUT` (opcode, two semaphore waits, two semaphore signals) and a 416-bit
+  body whose layout depends on the opcode (:data:`BODY_LAYOUTS`). Field widths are fixed: they do
+  not change with the hardware parameters; the hardware and the model check that a value fits the
+  config and halt the engine with an :class:`~systolica.codes.IsaError` otherwise.
+* A tile has one in-order queue per engine (:func:`tile_queues`): ``dma0`` .. ``dma{n-1}`` (one per
+  DMA descriptor queue), ``pe`` (tensor engine) and ``act``.
+* A :class:`Program` holds the queues' instruction lists and the fingerprint of the config it was
+  built for; :meth:`Program.encode` / :func:`decode` give and read its binary image, and
+  :func:`disassemble` / :func:`assemble` its text form.
+
+This module imports no gateware and no model: the RTL, the model and the compiler import it.
+"""
+
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+from systolica.codes import ActMode
+from systolica.config import TileConfig
+
+
+__all__ = [
+    "ISA_VERSION", "WORD_BITS", "WORD_BYTES", "SEMAPHORES", "SEMAPHORE_BITS", "SEMAPHORE_MAX",
+    "ACT_PARAM_ENTRIES", "ACT_PARAM_GROUP", "ZERO_POINT_BITS",
+    "Opcode", "Engine", "Space", "OPCODE_ENGINES",
+    "HEADER_LAYOUT", "DMA_SIDE_LAYOUT", "BODY_LAYOUTS", "INSTRUCTION_LAYOUT",
+    "IsaEncodingError", "Instruction", "DmaEndpoint", "Queue", "tile_queues", "fingerprint",
+    "Program", "decode", "decode_word", "encode_word", "assemble", "disassemble",
+    "disassemble_instruction",
+    "end", "nop", "check", "dma_copy", "dram", "sbuf", "load_stationary", "multiply_moving",
+    "act", "act_param",
+]
+
+#: Bumped on any incompatible change of the encoding; part of the config fingerprint.
+ISA_VERSION = 1
+WORD_BITS = 512
+WORD_BYTES = WORD_BITS // 8
+#: Counting semaphores per tile (ids 0..SEMAPHORES-1; the id field has room for 64).
+SEMAPHORES = 32
+#: Width of a semaphore counter: a signal that would pass SEMAPHORE_MAX is an error.
+SEMAPHORE_BITS = 16
+SEMAPHORE_MAX = (1 << SEMAPHORE_BITS) - 1
+#: ACT parameter-table entries; each holds a scale and a shift for every column of the array.
+ACT_PARAM_ENTRIES = 8
+#: Columns whose scale and shift one ACT_PARAM instruction carries.
+ACT_PARAM_GROUP = 8
+#: Width of the ACT zero point (covers every int8 / uint8 / int16 zero point).
+ZERO_POINT_BITS = 17
+
+
+class Opcode(enum.Enum, shape=8):
+    """Instruction opcodes. 0 is not an opcode, so a zero-filled word halts with UNKNOWN_OPCODE.
+    The high nibble names the engine: 0x0_ any engine, 0x1_ DMA, 0x2_ PE, 0x3_ ACT."""
+    END = 0x01              #: end of this queue: the engine retires it and stops (state DONE)
+    NOP = 0x02              #: no operation: only its waits and signals
+    CHECK = 0x03            #: program check: config fingerprint and queue index must match
+    DMA_COPY = 0x10         #: one 3-D strided copy DRAM/SBUF -> DRAM/SBUF (remote SBUF reserved)
+    LOAD_STATIONARY = 0x20  #: load W (K x N) from the SBUF into the engine's shadow weights
+    MULTIPLY_MOVING = 0x21  #: stream A (M x K) through the engine into PSUM rows
+    ACT = 0x30              #: PSUM rows -> requantise / activate -> SBUF
+    ACT_PARAM = 0x31        #: write scale and shift of up to 8 columns of a parameter-table entry
+
+
+class Engine(enum.Enum, shape=2):
+    """The engine kind that executes a queue."""
+    DMA = 0   #: the DMA engine (one queue per DMA descriptor queue)
+    PE = 1    #: the tensor engine
+    ACT = 2   #: the ACT unit
+
+
+class Space(enum.Enum, shape=2):
+    """The memory a DMA side addresses (value 3 is reserved and halts with BAD_DMA_SPACE)."""
+    DRAM = 0         #: DRAM byte address (the tile's AXI4 master)
+    SBUF = 1         #: linear SBUF byte address: partition * partition_bytes + byte offset
+    REMOTE_SBUF = 2  #: reserved for the chip: SBUF of tile (dst_tile_x, dst_tile_y), destination only
+
+
+#: The engine each opcode runs on (None: any engine).
+OPCODE_ENGINES = {
+    Opcode.END: None, Opcode.NOP: None, Opcode.CHECK: None,
+    Opcode.DMA_COPY: Engine.DMA,
+    Opcode.LOAD_STATIONARY: Engine.PE, Opcode.MULTIPLY_MOVING: Engine.PE,
+    Opcode.ACT: Engine.ACT, Opcode.ACT_PARAM: Engine.ACT,
+}
+
+# --- layouts ------------------------------------------------------------------------------------
+
+_SEM_LAYOUT = data.StructLayout({"sem": unsigned(6), "count": unsigned(SEMAPHORE_BITS)})
+
+#: Bits 0..95 of every instruction. A wait with count 0 and a signal with count 0 do nothing.
+HEADER_LAYOUT = data.StructLayout({
+    "opcode": Opcode,
+    "wait": data.ArrayLayout(_SEM_LAYOUT, 2),
+    "signal": data.ArrayLayout(_SEM_LAYOUT, 2),
+})
+
+#: One side of a DMA copy (dimension 0 innermost; strides in bytes, signed).
+DMA_SIDE_LAYOUT = data.StructLayout({
+    "space": Space,
+    "addr": unsigned(48),
+    "count": data.ArrayLayout(unsigned(16), 3),
+    "stride": data.ArrayLayout(signed(32), 3),
+})
+
+#: The body (bits 96..511) of each opcode that has one; END and NOP have none.
+BODY_LAYOUTS = {
+    Opcode.CHECK: data.StructLayout({
+        "fingerprint": unsigned(32),   # fingerprint(config) the program was built for
+        "version": unsigned(16),       # ISA_VERSION (informative; the fingerprint includes it)
+        "queue": unsigned(8),          # index of this queue in tile_queues(config)
+    }),
+    Opcode.DMA_COPY: data.StructLayout({
+        "src": DMA_SIDE_LAYOUT,
+        "dst": DMA_SIDE_LAYOUT,
+        "elem_bytes": unsigned(16),
+        "dst_tile_x": unsigned(6),     # REMOTE_SBUF destination tile (reserved)
+        "dst_tile_y": unsigned(6),
+    }),
+    Opcode.LOAD_STATIONARY: data.StructLayout({
+        "offset": unsigned(32),        # element offset of W[0, n] in partition n
+        "k": unsigned(16),             # K rows, 1..R
+        "n": unsigned(16),             # N columns (partitions), 1..C
+    }),
+    Opcode.MULTIPLY_MOVING: data.StructLayout({
+        "offset": unsigned(32),        # element offset of A[0, k] in partition k
+        "m": unsigned(32),             # M rows per repeat, within one PSUM bank
+        "psum_addr": unsigned(32),     # PSUM row of A[0, :] @ W: bank * bank_rows + row
+        "repeat": unsigned(16),        # >= 1: repeat r uses offset + r*offset_step, psum_addr + r*psum_step
+        "offset_step": unsigned(32),
+        "psum_step": unsigned(32),
+        "accumulate": unsigned(1),     # 1: add into PSUM, 0: overwrite
+    }),
+    Opcode.ACT: data.StructLayout({
+        "psum_addr": unsigned(32),     # first PSUM row
+        "rows": unsigned(32),          # rows per repeat
+        "offset": unsigned(32),        # element offset (of the mode's size) of row 0 in partition c
+        "cols": unsigned(16),          # channels 0..cols-1, 1..C
+        "mode": ActMode,
+        "relu": unsigned(1),
+        "zero_point": signed(ZERO_POINT_BITS),
+        "param": unsigned(8),          # parameter-table entry with the scales and shifts
+        "repeat": unsigned(16),        # >= 1: repeat r uses psum_addr + r*psum_step, offset + r*offset_step
+        "psum_step": unsigned(32),
+        "offset_step": unsigned(32),
+    }),
+    Opcode.ACT_PARAM: data.StructLayout({
+        "entry": unsigned(8),          # parameter-table entry, < ACT_PARAM_ENTRIES
+        "first_col": unsigned(16),     # columns first_col .. first_col + count - 1
+        "count": unsigned(8),          # 1..ACT_PARAM_GROUP
+        "scale": data.ArrayLayout(signed(32), ACT_PARAM_GROUP),   # must fit act.scale_bits
+        "shift": data.ArrayLayout(unsigned(8), ACT_PARAM_GROUP),  # must be <= act.max_shift
+    }),
+}
+
+_BODY_BITS = WORD_BITS - HEADER_LAYOUT.size
+assert all(layout.size <= _BODY_BITS for layout in BODY_LAYOUTS.values())
+
+#: The whole 512-bit instruction word: ``header`` then ``body`` (a union over the opcodes'
+#: bodies, selected by ``header.opcode``), then zero padding.
+INSTRUCTION_LAYOUT = data.StructLayout({
+    "header": HEADER_LAYOUT,
+    "body": data.UnionLayout({opcode.name.lower(): layout
+                              for opcode, layout in BODY_LAYOUTS.items()}),
+    "reserved": unsigned(_BODY_BITS - max(layout.size for layout in BODY_LAYOUTS.values())),
+})
+assert INSTRUCTION_LAYOUT.size == WORD_BITS
+
+
+# --- flat field tables (fast Python packing) ----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Field:
+    name: str         # flat name: nested structs joined with "_" (src_addr)
+    offset: int       # bit offset within the word
+    width: int        # bits per element
+    signed: bool
+    count: int        # 1: a scalar; n: a tuple of n elements
+    enum: type        # an Enum class, or None
+
+
+def _flatten(layout, base, prefix=""):
+    fields = []
+    for name, field in layout:
+        flat = f"{prefix}{name}"
+        shape = field.shape
+        offset = base + field.offset
+        if isinstance(shape, data.StructLayout):
+            fields += _flatten(shape, offset, flat + "_")
+        elif isinstance(shape, data.ArrayLayout):
+            elem = shape.elem_shape
+            s = elem if not isinstance(elem, type) else elem.as_shape()
+            fields.append(_Field(flat, offset, s.width, s.signed, shape.length, None))
+        elif isinstance(shape, type) and issubclass(shape, enum.Enum):
+            fields.append(_Field(flat, offset, shape.as_shape().width, False, 1, shape))
+        else:
+            fields.append(_Field(flat, offset, shape.width, shape.signed, 1, None))
+    return fields
+
+
+_BODY_FIELDS = {op: _flatten(layout, HEADER_LAYOUT.size) for op, layout in BODY_LAYOUTS.items()}
+_BODY_FIELDS.update({op: [] for op in Opcode if op not in BODY_LAYOUTS})
+_OPCODE_OFFSET = 0
+_SEM_FIELD_BITS = _SEM_LAYOUT.size
+_WAIT_OFFSET = HEADER_LAYOUT["wait"].offset
+_SIGNAL_OFFSET = HEADER_LAYOUT["signal"].offset
+
+#: Defaults of omitted fields in the assembler and the helper functions.
+_DEFAULTS = {"src_count": (1, 1, 1), "dst_count": (1, 1, 1), "src_stride": (0, 0, 0),
+             "dst_stride": (0, 0, 0), "repeat": 1, "elem_bytes": 1,
+             "scale": (0,) * ACT_PARAM_GROUP, "shift": (0,) * ACT_PARAM_GROUP,
+             "version": ISA_VERSION, "mode": ActMode.INT8, "src_space": Space.DRAM,
+             "dst_space": Space.DRAM}
+
+
+def _default(field):
+    if field.name in _DEFAULTS:
+        return _DEFAULTS[field.name]
+    if field.enum is not None:
+        return field.enum(0)
+    return (0,) * field.count if field.count > 1 else 0
+
+
+class IsaEncodingError(ValueError):
+    """An instruction, program image or assembly text cannot be encoded or decoded; the message
+    names the field (or line)."""
+
+
+def _check_range(where, value, width, is_signed):
+    lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else (0, (1 << width) - 1)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise IsaEncodingError(f"{where} must be an integer in [{lo}, {hi}]; got {value!r}")
+
+
+# --- instructions -------------------------------------------------------------------------------
+
+def _sems(where, pairs):
+    pairs = tuple(tuple(p) for p in pairs)
+    if len(pairs) > 2:
+        raise IsaEncodingError(f"{where}: at most 2 (semaphore, count) pairs; got {len(pairs)}")
+    for sem, count in pairs:
+        _check_range(f"{where} semaphore", sem, 6, False)
+        _check_range(f"{where} count", count, SEMAPHORE_BITS, False)
+    pairs = tuple(p for p in pairs if p[1] != 0)
+    return pairs + ((0, 0),) * (2 - len(pairs))
+
+
+class Instruction:
+    """One instruction: ``opcode``, its body fields (flat names, see :data:`BODY_LAYOUTS`; nested
+    structs joined with ``_``: ``src_addr``; arrays as tuples) and up to two ``waits`` and
+    ``signals``, each ``(semaphore, count)``. Pairs with count 0 are dropped (they do nothing), so
+    equal behaviour means equal objects. Field values are checked against the field widths only;
+    whether they fit the config is for the hardware and the model to check."""
+
+    __slots__ = ("opcode", "fields", "waits", "signals")
+
+    def __init__(self, opcode, *, waits=(), signals=(), **fields):
+        try:
+            opcode = Opcode(opcode)
+        except ValueError:
+            raise IsaEncodingError(f"unknown opcode {opcode!r}") from None
+        table = _BODY_FIELDS[opcode]
+        known = {f.name for f in table}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise IsaEncodingError(f"{opcode.name} has no field(s) {', '.join(unknown)}; "
+                                   f"fields: {', '.join(sorted(known)) or 'none'}")
+        values = {}
+        for f in table:
+            value = fields.get(f.name, _default(f))
+            where = f"{opcode.name}.{f.name}"
+            if f.enum is not None:
+                try:
+                    value = f.enum(value)
+                except ValueError:
+                    _check_range(where, value, f.width, False)   # reserved code: kept as an int
+            elif f.count > 1:
+                value = tuple(value)
+                if len(value) != f.count:
+                    raise IsaEncodingError(f"{where} needs {f.count} values; got {len(value)}")
+                for i, v in enumerate(value):
+                    _check_range(f"{where}[{i}]", v, f.width, f.signed)
+            else:
+                _check_range(where, value, f.width, f.signed)
+            values[f.name] = value
+        object.__setattr__(self, "opcode", opcode)
+        object.__setattr__(self, "fields", values)
+        object.__setattr__(self, "waits", _sems(f"{opcode.name} wait", waits))
+        object.__setattr__(self, "signals", _sems(f"{opcode.name} signal", signals))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Instruction is immutable; use replace()")
+
+    def __getattr__(self, name):
+        try:
+            return object.__getattribute__(self, "fields")[name]
+        except KeyError:
+            raise AttributeError(f"{self.opcode.name} has no field {name!r}") from None
+
+    def replace(self, **changes):
+        kwargs = {"waits": self.waits, "signals": self.signals, **self.fields, **changes}
+        return Instruction(self.opcode, **kwargs)
+
+    @property
+    def engine(self):
+        return OPCODE_ENGINES[self.opcode]
+
+    def side(self, name):
+        """A DMA_COPY's ``"src"`` or ``"dst"`` side as a :class:`DmaEndpoint`."""
+        f = self.fields
+        return DmaEndpoint(f[f"{name}_space"], f[f"{name}_addr"], f[f"{name}_count"],
+                           f[f"{name}_stride"])
+
+    def _key(self):
+        return (self.opcode, tuple(sorted(self.fields.items(), key=lambda kv: kv[0])),
+                self.waits, self.signals)
+
+    def __eq__(self, other):
+        return isinstance(other, Instruction) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"Instruction<{disassemble_instruction(self)}>"
+
+    def encode(self):
+        return encode_word(self)
+
+
+def encode_word(insn):
+    """The 64-byte little-endian word of an instruction."""
+    word = int(insn.opcode.value) << _OPCODE_OFFSET
+    for base, pairs in ((_WAIT_OFFSET, insn.waits), (_SIGNAL_OFFSET, insn.signals)):
+        for i, (sem, count) in enumerate(pairs):
+            word |= (sem | count << 6) << (base + i * _SEM_FIELD_BITS)
+    for f in _BODY_FIELDS[insn.opcode]:
+        value = insn.fields[f.name]
+        values = value if f.count > 1 else (value,)
+        mask = (1 << f.width) - 1
+        for i, v in enumerate(values):
+            word |= (int(v.value if isinstance(v, enum.Enum) else v) & mask) << \
+                (f.offset + i * f.width)
+    return word.to_bytes(WORD_BYTES, "little")
+
+
+def _field_value(word, f, i=0):
+    raw = word >> (f.offset + i * f.width) & ((1 << f.width) - 1)
+    if f.signed and raw >> (f.width - 1):
+        raw -= 1 << f.width
+    return raw
+
+
+def decode_word(raw):
+    """An :class:`Instruction` from a 64-byte word. Raises :class:`IsaEncodingError` for an
+    unknown opcode (the hardware and the model halt with UNKNOWN_OPCODE instead). Bits not in the
+    opcode's layout are ignored."""
+    if len(raw) != WORD_BYTES:
+        raise IsaEncodingError(f"an instruction word is {WORD_BYTES} bytes; got {len(raw)}")
+    word = int.from_bytes(raw, "little")
+    code = word & 0xff
+    try:
+        opcode = Opcode(code)
+    except ValueError:
+        raise IsaEncodingError(f"unknown opcode 0x{code:02x}") from None
+    sems = []
+    for base in (_WAIT_OFFSET, _SIGNAL_OFFSET):
+        pairs = []
+        for i in range(2):
+            v = word >> (base + i * _SEM_FIELD_BITS) & ((1 << _SEM_FIELD_BITS) - 1)
+            pairs.append((v & 0x3f, v >> 6))
+        sems.append(pairs)
+    fields = {}
+    for f in _BODY_FIELDS[opcode]:
+        if f.count > 1:
+            fields[f.name] = tuple(_field_value(word, f, i) for i in range(f.count))
+        else:
+            fields[f.name] = _field_value(word, f)
+    return Instruction(opcode, waits=sems[0], signals=sems[1], **fields)
+
+
+# --- helpers to build instructions ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DmaEndpoint:
+    """One side of a DMA_COPY: ``space``, byte ``addr``, ``counts`` (elements per dimension,
+    dimension 0 innermost) and signed byte ``strides``."""
+    space: Space
+    addr: int
+    counts: tuple = (1, 1, 1)
+    strides: tuple = (0, 0, 0)
+
+    def fields(self, prefix):
+        return {f"{prefix}_space": self.space, f"{prefix}_addr": self.addr,
+                f"{prefix}_count": tuple(self.counts), f"{prefix}_stride": tuple(self.strides)}
+
+
+def _pad3(values, fill):
+    values = tuple(values)
+    return values + (fill,) * (3 - len(values))
+
+
+def dram(addr, counts=(1,), strides=(0,)):
+    """A DRAM side: byte ``addr``, up to 3 ``counts`` / ``strides`` (missing ones: 1 / 0)."""
+    return DmaEndpoint(Space.DRAM, addr, _pad3(counts, 1), _pad3(strides, 0))
+
+
+def sbuf(addr, counts=(1,), strides=(0,)):
+    """An SBUF side: linear byte ``addr`` (partition * partition_bytes + offset)."""
+    return DmaEndpoint(Space.SBUF, addr, _pad3(counts, 1), _pad3(strides, 0))
+
+
+def end(**sync):
+    return Instruction(Opcode.END, **sync)
+
+
+def nop(**sync):
+    return Instruction(Opcode.NOP, **sync)
+
+
+def check(fingerprint, queue, **sync):
+    return Instruction(Opcode.CHECK, fingerprint=fingerprint, queue=queue, **sync)
+
+
+def dma_copy(src, dst, elem_bytes=1, *, dst_tile=(0, 0), **sync):
+    """DMA_COPY from ``src`` to ``dst`` (:class:`DmaEndpoint`, e.g. :func:`dram`, :func:`sbuf`)."""
+    return Instruction(Opcode.DMA_COPY, elem_bytes=elem_bytes, dst_tile_x=dst_tile[0],
+                       dst_tile_y=dst_tile[1], **src.fields("src"), **dst.fields("dst"), **sync)
+
+
+def load_stationary(offset, k, n, **sync):
+    return Instruction(Opcode.LOAD_STATIONARY, offset=offset, k=k, n=n, **sync)
+
+
+def multiply_moving(offset, m, psum_addr, *, accumulate=False, repeat=1, offset_step=0,
+                    psum_step=0, **sync):
+    return Instruction(Opcode.MULTIPLY_MOVING, offset=offset, m=m, psum_addr=psum_addr,
+                       accumulate=int(accumulate), repeat=repeat, offset_step=offset_step,
+                       psum_step=psum_step, **sync)
+
+
+def act(psum_addr, rows, offset, cols, *, mode=ActMode.INT8, relu=False, zero_point=0, param=0,
+        repeat=1, psum_step=0, offset_step=0, **sync):
+    return Instruction(Opcode.ACT, psum_addr=psum_addr, rows=rows, offset=offset, cols=cols,
+                       mode=mode, relu=int(relu), zero_point=zero_point, param=param,
+                       repeat=repeat, psum_step=psum_step, offset_step=offset_step, **sync)
+
+
+def act_param(entry, first_col, scale, shift, **sync):
+    """ACT_PARAM: columns ``first_col ..`` of entry ``entry`` get ``scale`` / ``shift`` (lists of
+    equal length, at most ACT_PARAM_GROUP)."""
+    scale, shift = list(scale), list(shift)
+    if len(scale) != len(shift) or not 1 <= len(scale) <= ACT_PARAM_GROUP:
+        raise IsaEncodingError(f"act_param: scale and shift need 1..{ACT_PARAM_GROUP} values "
+                               f"each; got {len(scale)} and {len(shift)}")
+    pad = ACT_PARAM_GROUP - len(scale)
+    return Instruction(Opcode.ACT_PARAM, entry=entry, first_col=first_col, count=len(scale),
+                       scale=tuple(scale) + (0,) * pad, shift=tuple(shift) + (0,) * pad, **sync)
+
+
+# --- queues, fingerprint, program --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Queue:
+    """One instruction queue of a tile: its ``name``, ``engine`` and ``index`` among the tile's
+    queues (the CHECK instruction's ``queue`` field)."""
+    name: str
+    engine: Engine
+    index: int
+
+
+def tile_queues(config: TileConfig):
+    """The queues of a tile, in order: one per DMA descriptor queue, then PE, then ACT."""
+    if not isinstance(config, TileConfig):
+        raise TypeError(f"tile_queues config must be a TileConfig; got {config!r}")
+    names = [(f"dma{i}", Engine.DMA) for i in range(config.dma.queues)]
+    names += [("pe", Engine.PE), ("act", Engine.ACT)]
+    return tuple(Queue(name, engine, i) for i, (name, engine) in enumerate(names))
+
+
+def fingerprint(config: TileConfig):
+    """32-bit fingerprint of a tile config and the ISA: the first 4 bytes (little-endian) of the
+    SHA-256 of the canonical JSON of the config (sorted keys, no spaces) and the ISA version."""
+    if not isinstance(config, TileConfig):
+        raise TypeError(f"fingerprint config must be a TileConfig; got {config!r}")
+    text = json.dumps({"isa_version": ISA_VERSION, "tile": config.to_dict()}, sort_keys=True,
+                      separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+_MAGIC = b"SYSTISA\0"
+_IMAGE_HEADER = struct.Struct("<8sHHIHH")          # magic, version, word bytes, fingerprint, queues, 0
+_QUEUE_ENTRY = struct.Struct("<8sBBHII")           # name, engine, index, 0, byte offset, length
+
+
+class Program:
+    """A tile program: ``queues`` maps each queue name (:func:`tile_queues`) to its instruction
+    list, ``fingerprint`` names the config it was built for. Use :meth:`build` to get the CHECK
+    first and the END last in every queue."""
+
+    def __init__(self, queues, fingerprint):
+        self.queues = {str(name): list(insns) for name, insns in dict(queues).items()}
+        for name, insns in self.queues.items():
+            for pc, insn in enumerate(insns):
+                if not isinstance(insn, Instruction):
+                    raise TypeError(f"Program queue {name!r} pc {pc}: not an Instruction: "
+                                    f"{insn!r}")
+        _check_range("Program.fingerprint", fingerprint, 32, False)
+        self.fingerprint = fingerprint
+
+    @classmethod
+    def build(cls, config: TileConfig, queues):
+        """A program for ``config`` from ``{queue name: [instructions]}``: every queue of the
+        tile (absent ones empty) gets CHECK first and END last (unless already there)."""
+        fp = fingerprint(config)
+        spec = tile_queues(config)
+        unknown = sorted(set(queues) - {q.name for q in spec})
+        if unknown:
+            raise ValueError(f"Program.build: unknown queue(s) {', '.join(unknown)}; this config "
+                             f"has {', '.join(q.name for q in spec)}")
+        out = {}
+        for q in spec:
+            insns = list(queues.get(q.name, ()))
+            if not insns or insns[0].opcode != Opcode.CHECK:
+                insns.insert(0, check(fp, q.index))
+            if insns[-1].opcode != Opcode.END:
+                insns.append(end())
+            out[q.name] = insns
+        return cls(out, fp)
+
+    def __eq__(self, other):
+        return (isinstance(other, Program) and self.fingerprint == other.fingerprint
+                and list(self.queues.items()) == list(other.queues.items()))
+
+    def __repr__(self):
+        sizes = ", ".join(f"{name}: {len(insns)}" for name, insns in self.queues.items())
+        return f"Program(fingerprint=0x{self.fingerprint:08x}, {sizes})"
+
+    @property
+    def instructions(self):
+        return sum(len(insns) for insns in self.queues.values())
+
+    def encode(self):
+        """The binary image: a header (magic, ISA version, word size, fingerprint, then per queue
+        its name, engine, index, byte offset and length in instructions) padded to a multiple of
+        64 bytes, then each queue's instruction words in turn (64-byte aligned), so the host sets
+        each queue's base to image address + offset and its length."""
+        entries = []
+        head_bytes = _IMAGE_HEADER.size + _QUEUE_ENTRY.size * len(self.queues)
+        offset = -(-head_bytes // WORD_BYTES) * WORD_BYTES
+        body = []
+        for index, (name, insns) in enumerate(self.queues.items()):
+            engine = _queue_engine(name)
+            if len(name.encode()) > 8:
+                raise IsaEncodingError(f"queue name {name!r} is longer than 8 bytes")
+            entries.append(_QUEUE_ENTRY.pack(name.encode(), engine.value, index, 0, offset,
+                                             len(insns)))
+            words = b"".join(encode_word(i) for i in insns)
+            body.append(words)
+            offset += len(words)
+        head = _IMAGE_HEADER.pack(_MAGIC, ISA_VERSION, WORD_BYTES, self.fingerprint,
+                                  len(self.queues), 0) + b"".join(entries)
+        head += bytes(-len(head) % WORD_BYTES)
+        return head + b"".join(body)
+
+    def queue_offsets(self):
+        """``{queue: (byte offset in the image, length in instructions)}``."""
+        return {name: (off, n) for name, off, n, _ in _image_queues(self.encode())}
+
+
+def _queue_engine(name):
+    m = re.fullmatch(r"(dma)\d+|(pe)|(act)", name)
+    if not m:
+        raise IsaEncodingError(f"queue name must be dma<i>, pe or act; got {name!r}")
+    return Engine.DMA if m.group(1) else Engine.PE if m.group(2) else Engine.ACT
+
+
+def _image_queues(image):
+    if len(image) < _IMAGE_HEADER.size:
+        raise IsaEncodingError("program image shorter than its header")
+    magic, version, word_bytes, fp, nqueues, _ = _IMAGE_HEADER.unpack_from(image, 0)
+    if magic != _MAGIC:
+        raise IsaEncodingError(f"not a systolica program image (magic {magic!r})")
+    if version != ISA_VERSION or word_bytes != WORD_BYTES:
+        raise IsaEncodingError(f"program image is ISA version {version} with {word_bytes}-byte "
+                               f"words; this is version {ISA_VERSION}, {WORD_BYTES} bytes")
+    out = []
+    for i in range(nqueues):
+        at = _IMAGE_HEADER.size + i * _QUEUE_ENTRY.size
+        if at + _QUEUE_ENTRY.size > len(image):
+            raise IsaEncodingError("program image truncated in its queue table")
+        raw_name, _engine, _index, _, offset, length = _QUEUE_ENTRY.unpack_from(image, at)
+        if offset % WORD_BYTES or offset + length * WORD_BYTES > len(image):
+            raise IsaEncodingError(f"queue {i}: words at byte {offset} x {length} lie outside "
+                                   f"the {len(image)}-byte image")
+        out.append((raw_name.rstrip(b"\0").decode(), offset, length, fp))
+    return out
+
+
+def decode_words(image):
+    """``(fingerprint, {queue: [64-byte words]})`` of an image, without decoding the words (the
+    model runs raw words so that a bad opcode halts at its pc)."""
+    queues = {}
+    fp = None
+    for name, offset, length, fp in _image_queues(image):
+        queues[name] = [bytes(image[offset + i * WORD_BYTES:offset + (i + 1) * WORD_BYTES])
+                        for i in range(length)]
+    if fp is None:
+        fp = _IMAGE_HEADER.unpack_from(image, 0)[3]
+    return fp, queues
+
+
+__all__ += ["decode_words"]
+
+
+def decode(image):
+    """The :class:`Program` of a binary image (:meth:`Program.encode`)."""
+    fp, words = decode_words(image)
+    queues = {}
+    for name, ws in words.items():
+        insns = []
+        for pc, w in enumerate(ws):
+            try:
+                insns.append(decode_word(w))
+            except IsaEncodingError as e:
+                raise IsaEncodingError(f"queue {name} pc {pc}: {e}") from None
+        queues[name] = insns
+    return Program(queues, fp)
+
+
+# --- disassembly of one instruction (repr) -------------------------------------------------
+
+def _format_value(v):
+    if isinstance(v, enum.Enum):
+        return v.name.lower()
+    if isinstance(v, tuple):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def disassemble_instruction(insn):
+    """One line: ``mnemonic field=value ... wait=sem:count signal=sem:count``, every field."""
+    parts = [insn.opcode.name.lower()]
+    for f in _BODY_FIELDS[insn.opcode]:
+        value = insn.fields[f.name]
+        if f.name == "fingerprint":
+            parts.append(f"{f.name}=0x{value:08x}")
+        else:
+            parts.append(f"{f.name}={_format_value(value)}")
+    for key, pairs in (("wait", insn.waits), ("signal", insn.signals)):
+        parts += [f"{key}={sem}:{count}" for sem, count in pairs if count]
+    return " ".join(parts)
+
+
+
+# The text assembler, the disassembler and the generated docs live in isa_asm (same API).
+from systolica.isa_asm import assemble, disassemble, isa_markdown, update_doc  # noqa: E402
+
+__all__ += ["isa_markdown", "update_doc"]
