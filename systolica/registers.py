@@ -23,11 +23,11 @@ import sys
 from dataclasses import dataclass, field as dc_field
 from typing import Optional, Tuple
 
-from systolica.codes import EngineState, SequencerError
+from systolica.codes import DmaError, EngineState, IsaError
 
 
 __all__ = ["ACCESS_MODES", "Field", "Register", "RegisterMap", "tile_register_map",
-           "TILE_MAGIC", "TILE_ENGINES"]
+           "TILE_MAGIC"]
 
 ACCESS_MODES = ("rw", "ro", "pulse")
 
@@ -224,20 +224,13 @@ class RegisterMap:
         return "\n".join(lines)
 
 
-#: Sequencer semaphores and their width (until the ISA declares them).
-SEMAPHORES = 32
-SEMAPHORE_BITS = 16
-
-#: The sequencer engines of a tile, in queue order (DMA queues, tensor engine, ACT unit).
-TILE_ENGINES = ("dma", "pe", "act")
-
-
-def tile_register_map(config=None, *, semaphores=None):
-    """The host register map of one tile for ``config`` (a TileConfig; default one if None).
-    ``semaphores`` defaults to the sequencer's semaphore count of that config."""
+def tile_register_map(config=None):
+    """The host register map of one tile for ``config`` (a TileConfig; default one if None): one
+    register block per instruction queue of :func:`systolica.isa.tile_queues`."""
     from systolica.config import HostConfig, TileConfig
+    from systolica.isa import SEMAPHORE_BITS, SEMAPHORES, tile_queues
     config = TileConfig() if config is None else config
-    semaphores = SEMAPHORES if semaphores is None else semaphores
+    semaphores = SEMAPHORES
     host = HostConfig()
     regs = RegisterMap("systolica_tile", data_width=host.data_width, addr_width=host.addr_width,
                        doc="The control and status registers of one tile (AXI4-Lite slave "
@@ -279,8 +272,9 @@ def tile_register_map(config=None, *, semaphores=None):
                                          "(DmaError)"),
     ], "Sticky datapath error flags (cleared by CONTROL.clear_errors).", group="tile")
     addr_lo = min(config.dma.addr_width, 32)
-    for e, engine in enumerate(TILE_ENGINES):
-        group = f"engine {e}: `{engine}`"
+    for e, queue in enumerate(tile_queues(config)):
+        engine = queue.name
+        group = f"queue {e}: `{engine}`"
         base = 0x100 + 0x40 * e
         p = engine.upper()
         regs.add(f"{p}_BASE", [Field("addr", addr_lo, "rw", "DRAM byte address of the "
@@ -308,8 +302,11 @@ def tile_register_map(config=None, *, semaphores=None):
         regs.add(f"{p}_BUSY_CYCLES", [Field("count", 32, "ro", "cycles with an instruction "
                                             "executing since start")],
                  f"Busy cycles of the {engine} engine.", offset=base + 0x18, group=group)
-        regs.add(f"{p}_ERROR", [Field("code", SequencerError.as_shape().width, "ro",
-                                      "why the engine halted", enum=SequencerError)],
+        regs.add(f"{p}_ERROR", [
+            Field("code", IsaError.as_shape().width, "ro", "why the engine halted",
+                  enum=IsaError),
+            Field("dma", DmaError.as_shape().width, "ro", "the DmaError of a DMA_ERROR",
+                  lsb=8, enum=DmaError)],
                  f"Error code of the {engine} engine.", offset=base + 0x1C, group=group)
     for s in range(semaphores):
         regs.add(f"SEM{s}", [Field("value", SEMAPHORE_BITS, "ro", "counter value")],

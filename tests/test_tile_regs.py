@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from systolica.codes import EngineState, SequencerError
+from systolica.codes import EngineState, IsaError
 from systolica.hdl.axi import RESP_DECERR, RESP_OKAY
 from systolica.hdl.regs import RegisterFile
 from systolica.registers import Field, RegisterMap, tile_register_map
@@ -48,13 +48,12 @@ def test_declaration_rules():
 
 def test_tile_map_contents():
     regs = tile_register_map()
-    for engine in ("DMA", "PE", "ACT"):
+    for engine in ("DMA0", "DMA1", "PE", "ACT"):
         for suffix in ("BASE", "LENGTH", "STATE", "PC", "RETIRED", "BUSY_CYCLES", "ERROR"):
             assert f"{engine}_{suffix}" in regs
     assert regs["PE_STATE"].decode(EngineState.WAITING.value | (5 << 8)) == {
         "state": EngineState.WAITING, "semaphore": 5}
-    assert regs["ACT_ERROR"].decode(SequencerError.BAD_SHAPE.value)["code"] is \
-        SequencerError.BAD_SHAPE
+    assert regs["ACT_ERROR"].decode(IsaError.BAD_N.value)["code"] is IsaError.BAD_N
     header = regs.c_header()
     assert "#define SYSTOLICA_TILE_CONTROL_ABORT_MASK 0x00000002u" in header
     assert header.count("#ifndef") == 1
