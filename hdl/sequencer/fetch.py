@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from systolica.hdl.axi import BURST_INCR, BOUNDARY_BYTES, axi4_addr_layout, axi4_r_layout
-from systolica.hdl.lib import Queue
+from systolica.hdl.lib import Queue, RoundRobinArbiter
 
 
 __all__ = ["fetched_layout", "Fetch"]
@@ -81,16 +81,9 @@ class Fetch(wiring.Component):
         stopped = Signal(init=1)   # after reset and flush until start
         want = Cat((fetched[e] < self.length[e]) & (q.level + inflight[e] < F)
                    for e, q in enumerate(queues))
-        last = Signal(range(E), init=E - 1)
-        pick = Signal(range(E))
-        pick_valid = Signal()
-        with m.Switch(last):
-            for l in range(E):
-                with m.Case(l):
-                    for j in range(E):
-                        e = (l + 1 + j) % E
-                        with (m.If if j == 0 else m.Elif)(want[e]):
-                            m.d.comb += [pick.eq(e), pick_valid.eq(1)]
+        arbiter = m.submodules.arbiter = RoundRobinArbiter(E)
+        pick, pick_valid = arbiter.index, arbiter.valid
+        m.d.comb += arbiter.requests.eq(want)
         base = Array(self.base)[pick]
         length = Array(self.length)[pick]
         done = Array(fetched)[pick]
@@ -117,7 +110,8 @@ class Fetch(wiring.Component):
         with m.Elif(self.flush):
             m.d.sync += [stopped.eq(1), drop.eq(active)]
         with m.Elif(~active & ~stopped & pick_valid & ~flushing):
-            m.d.sync += [active.eq(1), cur.eq(pick), last.eq(pick), beats_left.eq(n * k),
+            m.d.comb += arbiter.advance.eq(1)
+            m.d.sync += [active.eq(1), cur.eq(pick), beats_left.eq(n * k),
                          ar.valid.eq(1), ar.payload.addr.eq(addr), ar.payload.len.eq(n * k - 1),
                          ar.payload.size.eq(ceil_log2(W)), ar.payload.burst.eq(BURST_INCR),
                          ar.payload.id.eq(self.axi_id), drop.eq(0)]
