@@ -102,3 +102,12 @@ def _mesh(configs):
 def _tile_datapath(configs):
     from systolica.hdl.tile_datapath import TileDatapath
     return TileDatapath(configs["sbuf"], configs["array"], configs["psum"], configs["act"])
+
+
+@register_block("tile", top="systolica_tile", sections=("array", "sbuf", "psum", "act", "dma"),
+                description="the tile: sequencer (fetch, per-queue engines, semaphores) + "
+                            "datapath + DMA, one AXI4 master, AXI4-Lite host port (hdl/tile.py)")
+def _tile(configs):
+    from systolica.config import TileConfig
+    from systolica.hdl.tile import Tile
+    return Tile(config=TileConfig.from_sections(configs))
