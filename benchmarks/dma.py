@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from systolica.config import DmaConfig, SbufConfig
+from systolica.codes import DmaError
+from systolica.config import DmaConfig, SbufConfig, TileConfig
 from systolica.hdl.dma import Dma
 from systolica.testbench.dma import run_dma
 from systolica.model.dma import DmaSide, DmaTransfer
@@ -33,14 +34,14 @@ def run(nbytes, latency, outstanding, data_width=64, src_offset=0, dst_offset=0,
                      .bit_length())
     scfg = SbufConfig(partitions=partitions, depth=depth, word_bytes=W)
     cfg = DmaConfig(data_width=data_width, outstanding_reads=outstanding, max_burst=max_burst)
-    dut = Dma(cfg, scfg)
+    dut = Dma(config=TileConfig(sbuf=scfg, dma=cfg))
     elem = 1 if nbytes < (1 << 16) else 64
     if nbytes % elem:
         raise SystemExit(f"--bytes must be < 65536 or a multiple of 64; got {nbytes}")
     transfer = DmaTransfer(DmaSide("dram", 0x10000 + src_offset, (nbytes // elem, 1, 1),
                                    (elem, 0, 0)),
                            DmaSide("sbuf", dst_offset, (nbytes // elem, 1, 1), (elem, 0, 0)),
-                           elem, 0)
+                           elem, 0, cfg)
     rng = np.random.default_rng(0)
     dram = rng.integers(0, 256, 0x10000 + src_offset + nbytes + 64, dtype=np.uint8)
     sbuf = np.zeros((partitions, depth * W), dtype=np.uint8)
@@ -65,7 +66,7 @@ def run(nbytes, latency, outstanding, data_width=64, src_offset=0, dst_offset=0,
         "steady_utilization": round(beats / (st["last_r"] - st["first_r"] + 1), 4),
         "end_to_end_utilization": round(beats / result.cycles, 4),
         "max_reads_in_flight": st["max_reads_seen"],
-        "correct": bool(ok and result.done[0]["error"] == 0),
+        "correct": bool(ok and result.done[0]["error"] == DmaError.OK),
         "sim_seconds": round(wall, 2),
     }
 

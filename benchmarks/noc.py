@@ -52,7 +52,7 @@ def run_point(args, rate, *, measure=None, warmup=None):
     config = NocConfig(width=x, height=y, vcs=args.vcs, buffer_depth=args.buf,
                        payload_bits=args.payload_bits, link_stages=args.link_stages,
                        in_order=not args.any_vc)
-    mesh = Mesh(config)
+    mesh = Mesh(config=config)
     start = time.perf_counter()
     traffic = run_traffic(mesh, pattern=args.traffic, rate=rate, packet_len=args.packet,
                           seed=args.seed, warmup=args.warmup if warmup is None else warmup,

@@ -13,6 +13,8 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .contracts import index_bits
+
 
 __all__ = ["chunk_layout", "DmaRealigner"]
 
@@ -20,7 +22,7 @@ __all__ = ["chunk_layout", "DmaRealigner"]
 def chunk_layout(word_bytes):
     return data.StructLayout({
         "data": unsigned(8 * word_bytes),
-        "lo": unsigned(max(1, (word_bytes - 1).bit_length())),
+        "lo": unsigned(index_bits(word_bytes)),
         "n": unsigned(word_bytes.bit_length()),
     })
 
@@ -28,7 +30,7 @@ def chunk_layout(word_bytes):
 class DmaRealigner(wiring.Component):
     def __init__(self, word_bytes):
         self._W = W = word_bytes
-        lane = unsigned(max(1, (W - 1).bit_length()))
+        lane = unsigned(index_bits(W))
         super().__init__({
             "inp": In(stream.Signature(chunk_layout(W))),
             "out_valid": In(1),

@@ -17,6 +17,8 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .contracts import index_bits
+
 
 __all__ = ["piece_layout", "DmaWalker"]
 
@@ -26,7 +28,7 @@ BOUNDARY = 4096
 def piece_layout(addr_width, word_bytes):
     return data.StructLayout({
         "addr": unsigned(addr_width),
-        "lo": unsigned(max(1, (word_bytes - 1).bit_length())),
+        "lo": unsigned(index_bits(word_bytes)),
         "n": unsigned(14),
         "beats": unsigned(9),
     })
@@ -50,25 +52,11 @@ class DmaWalker(wiring.Component):
             "done": Out(1),
         })
 
-    def elaborate(self, platform):
-        m = Module()
-        aw, W = self._aw, self._W
-        lw = (W - 1).bit_length()
-        run_bits = self._eb + self._cb
-
-        word_mode = Signal()
-        run_len = Signal(run_bits)
-        n = [Signal(self._cb, name=f"n{d}") for d in range(3)]
-        s = [Signal(signed(aw), name=f"s{d}") for d in range(3)]
-        i = [Signal(self._cb, name=f"i{d}") for d in range(3)]
-        a = [Signal(aw, name=f"a{d}") for d in range(3)]
-        gen_valid = Signal()
-        cur_addr = Signal(aw)
-        cur_rem = Signal(run_bits)
-        cur_valid = Signal()
-
-        # --- the current piece -------------------------------------------------------------------
-        lo = cur_addr[:lw] if lw else C(0, 1)
+    def _cut(self, m, word_mode, cur_addr, cur_rem, cur_valid):
+        """The current run's next piece into the ``piece`` register. Returns (the piece is
+        loaded, it is the run's last, its bytes)."""
+        W, lw = self._W, index_bits(self._W)
+        lo = cur_addr[:lw]
         to_boundary = Signal(14)
         max_bytes = Signal(14)
         room = Signal(14)
@@ -94,8 +82,27 @@ class DmaWalker(wiring.Component):
             ]
         with m.Elif(self.piece.ready | self.start):
             m.d.sync += out_valid.eq(0)
+        return load, last_piece, piece_n
+
+    def elaborate(self, platform):
+        m = Module()
+        aw = self._aw
+        run_bits = self._eb + self._cb
+
+        word_mode = Signal()
+        run_len = Signal(run_bits)
+        n = [Signal(self._cb, name=f"n{d}") for d in range(3)]
+        s = [Signal(signed(aw), name=f"s{d}") for d in range(3)]
+        i = [Signal(self._cb, name=f"i{d}") for d in range(3)]
+        a = [Signal(aw, name=f"a{d}") for d in range(3)]
+        gen_valid = Signal()
+        cur_addr = Signal(aw)
+        cur_rem = Signal(run_bits)
+        cur_valid = Signal()
+
+        fire, last_piece, piece_n = self._cut(m, word_mode, cur_addr, cur_rem, cur_valid)
+        out_valid = self.piece.valid
         m.d.comb += self.done.eq(~gen_valid & ~cur_valid & ~out_valid)
-        fire = load
         take_run = ~cur_valid | (fire & last_piece)
 
         # --- the run generator (nested loops with incremental pointers) --------------------------

@@ -74,8 +74,9 @@ def _act(configs):
                 description="DMA engine: AXI4 master, SBUF word port, 3-D strided descriptor "
                             "queues, completion semaphores (hdl/dma.py)")
 def _dma(configs):
+    from systolica.config import TileConfig
     from systolica.hdl.dma import Dma
-    return Dma(configs["dma"], configs["sbuf"])
+    return Dma(config=TileConfig.from_sections(configs))
 
 
 @register_block("router", top="systolica_router", sections=("noc",),
@@ -84,7 +85,7 @@ def _dma(configs):
 def _router(configs):
     from systolica.hdl.noc.router import Router
     cfg = configs["noc"]
-    return Router(cfg, cfg.width // 2, cfg.height // 2)
+    return Router(config=cfg, x=cfg.width // 2, y=cfg.height // 2)
 
 
 @register_block("mesh", top="systolica_mesh", sections=("noc",),
@@ -92,7 +93,7 @@ def _router(configs):
                             "hdl/noc/mesh.py)")
 def _mesh(configs):
     from systolica.hdl.noc.mesh import Mesh
-    return Mesh(configs["noc"])
+    return Mesh(config=configs["noc"])
 
 
 @register_block("tile_datapath", top="systolica_tile_datapath",

@@ -1,4 +1,5 @@
-"""Traffic generation and end-to-end checking for the mesh NoC (:class:`systolica.hdl.noc.mesh.Mesh`).
+"""Traffic generation and end-to-end checking for the mesh NoC
+(:class:`systolica.hdl.noc.mesh.Mesh`).
 
 One testbench coroutine drives every node's ``send`` stream and ``recv`` ready and samples them
 all once per cycle (payloads as raw integers), which keeps the per-cycle Python work small.
@@ -13,7 +14,8 @@ all once per cycle (payloads as raw integers), which keeps the per-cycle Python 
 * The checker: every packet must arrive exactly once, with the same words, at its destination,
   with the right source, in order per (source, destination) pair (when the mesh is configured
   ``in_order``; otherwise ``ordered=False`` drops that one check); packets to a destination
-  outside the mesh must be refused by the source's interface (its counter is compared). A
+  outside the mesh must be refused by the source's interface (its saturating counter is
+  compared with the number of such packets, capped at ``2**error_counter_bits - 1``). A
   deadlock watchdog fails the run if flits are in flight (or waiting at a source) and nothing
   moves for ``deadlock_cycles`` cycles.
 
@@ -124,7 +126,7 @@ class NocTraffic:
         self.expected = {}                                  # (src, dst) -> deque of packets
         self.delivered_words = {}                           # (src, dst) -> set of word tuples
         self.partial = [None] * n                           # packet being received per node
-        self.refused_expected = [0] * n
+        self.refused_packets = [0] * n
         self.latencies, self.net_latencies, self.hops = [], [], []
         self.generated_flits = 0                            # in the measurement window
         self.accepted_flits = 0                             # delivered in the window
@@ -156,7 +158,7 @@ class NocTraffic:
                 dst = (self.cfg.width, int(rng.integers(self.cfg.height)))
             else:
                 dst = (int(rng.integers(self.cfg.width)), self.cfg.height)
-            self.refused_expected[index] += 1
+            self.refused_packets[index] += 1
             packet = None
         else:
             dst = self.dest(rng, src)
@@ -269,13 +271,20 @@ class NocTraffic:
             progress = False
             for i in range(n):
                 if shown[i] is not None and values[i]:
-                    beat, packet, real = self.queues[i].popleft()
+                    q = self.queues[i]
+                    beat, packet, real = q.popleft()
                     if packet is not None:
                         packet["injected"] = cycle
                     if real:
                         in_flight += 1
                         self.injected_flits += 1
                     progress = True
+                    if not q:
+                        # A payload is offered only until it is accepted: with nothing more
+                        # to send, valid drops now (the run may end here, and a word left
+                        # offered would be accepted again in every idle cycle).
+                        ctx.set(send_valid[i], 0)
+                        shown[i] = None
                 if values[n + i] and ready_now[i]:
                     raw = values[2 * n + i]
                     src = ((raw >> sx_off) & sx_mask, (raw >> sy_off) & sy_mask)
@@ -318,14 +327,20 @@ class NocTraffic:
                                    "(duplicate)")
         for i, node in enumerate(self.nodes):
             got = ctx.get(mesh.refused(*node))
-            if got != self.refused_expected[i]:
+            if got != self.expected_refused_counter(i):
                 self.errors.append(f"node {node}: refused counter {got}, expected "
-                                   f"{self.refused_expected[i]}")
+                                   f"{self.expected_refused_counter(i)} "
+                                   f"({self.refused_packets[i]} packet(s) refused)")
         if ctx.get(mesh.overflow):
             self.errors.append("a router/interface buffer overflowed (credit protocol broken)")
         self.done = True
 
     # --- results -----------------------------------------------------------------------------
+    def expected_refused_counter(self, index):
+        """What node ``index``'s refused counter must read: one per packet sent outside the
+        mesh, saturating at ``2**error_counter_bits - 1`` (docs/noc.md)."""
+        return min(self.refused_packets[index], (1 << self.cfg.error_counter_bits) - 1)
+
     def lost_packets(self):
         return sum(len(q) for q in self.expected.values())
 

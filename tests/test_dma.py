@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """DMA engine: random strided descriptors in every direction checked byte-exactly against the
 NumPy model (whole DRAM and SBUF compared, so bytes outside the destination must be unchanged),
 random stalls on every channel, queues and round robin, semaphores, bad descriptors, AXI error
@@ -7,19 +8,22 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Shape
 from amaranth.lib import wiring
 
-from systolica.config import ArrayConfig, ConfigError, DmaConfig, SbufConfig
+from systolica.codes import DmaError, codes_markdown
+from systolica.config import ArrayConfig, ConfigError, DmaConfig, SbufConfig, TileConfig
 from systolica.hdl.axi import RESP_DECERR, RESP_SLVERR
-from systolica.hdl.dma import (DMA_ERR_DRAM_RANGE, DMA_ERR_READ, DMA_ERR_SBUF_RANGE,
-                               DMA_ERR_SEMAPHORE, DMA_ERR_SIZE_MISMATCH, DMA_ERR_WRITE,
-                               DMA_ERR_ZERO_SIZE, DMA_ERRORS, Dma, sbuf_address)
-from systolica.testbench.dma import run_dma
+from systolica.hdl.contracts import dma_descriptor_layout
+from systolica.hdl.dma import Dma
+from systolica.testbench.dma import pack_descriptor, run_dma
 from systolica.testbench.handshake import send, wait_for
-from systolica.model.dma import (DmaSide, DmaTransfer, dma_check_reference,
-                                           dma_copy_reference, random_transfer, side_offsets)
-from systolica.testbench.sim import SimulationTimeout
+from systolica.model.dma import (DmaSide, DmaTransfer, descriptor_field_ranges,
+                                 dma_check_reference, dma_copy_reference, random_transfer,
+                                 sbuf_address, side_offsets, side_range)
+from systolica.testbench.dram import AxiDram
+from systolica.testbench.sbuf_model import SbufPortModel
+from systolica.testbench.sim import SimulationTimeout, run_simulation
 
 
 DRAM_BYTES = 1 << 14
@@ -35,9 +39,19 @@ CONFIGS = {
 }
 
 
+def tile(cfg, scfg):
+    """A tile config around the DMA and SBUF sections under test."""
+    n = min(scfg.partitions, 8)
+    return TileConfig(array=ArrayConfig(rows=n, cols=n), sbuf=scfg, dma=cfg)
+
+
 def make_dut(name):
-    cfg, scfg = CONFIGS[name]
-    return Dma(cfg, scfg)
+    return Dma(config=tile(*CONFIGS[name]))
+
+
+def check_code(t, cfg, scfg):
+    return dma_check_reference(t, addr_width=cfg.addr_width, sbuf_bytes=sbuf_bytes(scfg),
+                               semaphores=cfg.semaphores)
 
 
 def sbuf_bytes(scfg):
@@ -88,11 +102,11 @@ def random_queues(rng, cfg, scfg, n, *, max_elem=9, max_count=5, queues=None, ba
         src_region, dst_region = regions(src_space, dst_space, scfg)
         t = random_transfer(rng, src_space=str(src_space), dst_space=str(dst_space),
                             src_region=src_region, dst_region=dst_region, max_elem=max_elem,
-                            max_count=max_count, semaphore=int(rng.integers(cfg.semaphores)))
+                            max_count=max_count, semaphore=int(rng.integers(cfg.semaphores)),
+                            config=cfg)
         if rng.random() < bad:
             t = corrupt(rng, t, cfg, scfg)
-            assert dma_check_reference(t, addr_width=cfg.addr_width, sbuf_bytes=sbuf_bytes(scfg),
-                                       semaphores=cfg.semaphores) != 0, t
+            assert check_code(t, cfg, scfg) != DmaError.OK, t
         out[int(rng.integers(queues))].append(t)
     return out
 
@@ -115,7 +129,7 @@ def execution_order(run, queues):
 
 def run_and_check(dut, queues, rng, *, expect=None, **kwargs):
     """Run, then compare the whole DRAM and SBUF with the model applied in execution order."""
-    cfg, scfg = dut.config, dut.sbuf_config
+    cfg, scfg = dut.config.dma, dut.config.sbuf
     dram = rng.integers(0, 256, DRAM_BYTES, dtype=np.uint8)
     sbuf = rng.integers(0, 256, (scfg.partitions, scfg.depth * scfg.word_bytes), dtype=np.uint8)
     ref_dram, ref_sbuf = dram.copy(), sbuf.reshape(-1).copy()
@@ -123,13 +137,11 @@ def run_and_check(dut, queues, rng, *, expect=None, **kwargs):
     sem_expected = [0] * cfg.semaphores
     errors = 0
     for t, event in execution_order(run, queues):
-        code = dma_check_reference(t, addr_width=cfg.addr_width, sbuf_bytes=sbuf_bytes(scfg),
-                                   semaphores=cfg.semaphores)
+        code = check_code(t, cfg, scfg)
         if expect is not None:
             code = expect(t, code)
-        assert event["error"] == code, (f"{t}: error {DMA_ERRORS[event['error']]}, expected "
-                                        f"{DMA_ERRORS[code]}")
-        if code == 0:
+        assert event["error"] == code, f"{t}: error {event['error']}, expected {code}"
+        if code == DmaError.OK:
             dma_copy_reference(t, ref_dram, ref_sbuf)
         else:
             errors += 1
@@ -152,16 +164,16 @@ def run_and_check(dut, queues, rng, *, expect=None, **kwargs):
 def test_random_descriptors_with_stalls(name, seed):
     rng = np.random.default_rng(seed)
     dut = make_dut(name)
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 16, bad=0.2)
+    queues = random_queues(rng, dut.config.dma, dut.config.sbuf, 16, bad=0.2)
     run = run_and_check(dut, queues, rng, axi_stall=0.3, sbuf_stall=0.3, queue_stall=0.3,
                         read_latency=int(rng.integers(1, 12)), max_cycles=30_000)
-    assert run.dram.stats["max_reads_seen"] <= dut.config.outstanding_reads
+    assert run.dram.stats["max_reads_seen"] <= dut.config.dma.outstanding_reads
 
 
 def test_random_descriptors_no_stalls(seed):
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 12, max_elem=20, max_count=6)
+    queues = random_queues(rng, dut.config.dma, dut.config.sbuf, 12, max_elem=20, max_count=6)
     run_and_check(dut, queues, rng, read_latency=1, write_latency=1, max_cycles=30_000)
 
 
@@ -169,7 +181,7 @@ def test_long_contiguous_and_unaligned(seed):
     """Long rows: many bursts, 4 KiB crossings, unaligned starts and ends on both sides."""
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    scfg = dut.sbuf_config
+    scfg = dut.config.sbuf
     queues = [[], []]
     for k in range(4):
         n = int(rng.integers(600, 1800))
@@ -192,7 +204,7 @@ def test_reads_outstanding_and_bursts(seed):
     rng = np.random.default_rng(seed)
     cfg = DmaConfig(max_burst=2, outstanding_reads=5)
     scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
-    dut = Dma(cfg, scfg)
+    dut = Dma(config=tile(cfg, scfg))
     t = DmaTransfer(DmaSide("dram", 0x0ffb, (512, 1, 1), (1, 0, 0)),
                     DmaSide("sbuf", 3, (512, 1, 1), (1, 0, 0)), 1, 0)
     run = run_and_check(dut, [[t]], rng, read_latency=40, max_reads=64, max_cycles=20_000)
@@ -207,7 +219,7 @@ def test_round_robin_keeps_both_queues_full(seed):
     """Both queues kept full: completions strictly alternate between them."""
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 24, max_elem=6, max_count=3,
+    queues = random_queues(rng, dut.config.dma, dut.config.sbuf, 24, max_elem=6, max_count=3,
                            queues=1)[0]
     queues = [queues[:12], queues[12:]]
     run = run_and_check(dut, queues, rng, read_latency=4, max_cycles=30_000)
@@ -218,7 +230,7 @@ def test_round_robin_keeps_both_queues_full(seed):
 def test_long_run_both_queues_full(seed):
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 300, max_elem=12, max_count=6,
+    queues = random_queues(rng, dut.config.dma, dut.config.sbuf, 300, max_elem=12, max_count=6,
                            bad=0.1)
     run_and_check(dut, queues, rng, axi_stall=0.2, sbuf_stall=0.2, read_latency=10,
                   max_cycles=400_000)
@@ -229,20 +241,21 @@ def bad_descriptors(cfg, scfg):
     top = 1 << cfg.addr_width
     d = lambda a, c=(8, 1, 1), s=(1, 0, 0): DmaSide("dram", a, c, s)
     s_ = lambda a, c=(8, 1, 1), s=(1, 0, 0): DmaSide("sbuf", a, c, s)
+    T = lambda src, dst, elem, sem: DmaTransfer(src, dst, elem, sem, cfg)
     return [
-        (DmaTransfer(d(0), s_(0), 0, 0), DMA_ERR_ZERO_SIZE),
-        (DmaTransfer(d(0, (8, 0, 1)), s_(0), 1, 0), DMA_ERR_ZERO_SIZE),
-        (DmaTransfer(d(0), s_(0, (0, 1, 1)), 1, 0), DMA_ERR_ZERO_SIZE),
-        (DmaTransfer(d(0, (8, 2, 1), (1, 8, 0)), s_(0), 1, 1), DMA_ERR_SIZE_MISMATCH),
-        (DmaTransfer(d(0), s_(sb - 7), 1, 1), DMA_ERR_SBUF_RANGE),          # one byte beyond
-        (DmaTransfer(d(0), s_(5, (8, 1, 1), (-1, 0, 0)), 1, 2), DMA_ERR_SBUF_RANGE),  # below 0
-        (DmaTransfer(s_(sb - 64, (4, 2, 1), (8, 64, 0)), d(0, (8, 1, 1)), 8, 2),
-         DMA_ERR_SBUF_RANGE),                                               # 2-D overrun
-        (DmaTransfer(d(top - 4), s_(0), 1, 3), DMA_ERR_DRAM_RANGE),         # wraps 2**32
-        (DmaTransfer(d(3, (8, 1, 1), (-1, 0, 0)), s_(0), 1, 3), DMA_ERR_DRAM_RANGE),  # below 0
-        (DmaTransfer(s_(0, (8, 1, 1), (4, 0, 0)), d(top - 8, (8, 1, 1), (4, 0, 0)), 4, 3),
-         DMA_ERR_DRAM_RANGE),
-        (DmaTransfer(d(0), s_(0), 1, cfg.semaphores), DMA_ERR_SEMAPHORE),
+        (T(d(0), s_(0), 0, 0), DmaError.ZERO_SIZE),
+        (T(d(0, (8, 0, 1)), s_(0), 1, 0), DmaError.ZERO_SIZE),
+        (T(d(0), s_(0, (0, 1, 1)), 1, 0), DmaError.ZERO_SIZE),
+        (T(d(0, (8, 2, 1), (1, 8, 0)), s_(0), 1, 1), DmaError.SIZE_MISMATCH),
+        (T(d(0), s_(sb - 7), 1, 1), DmaError.SBUF_RANGE),                   # one byte beyond
+        (T(d(0), s_(5, (8, 1, 1), (-1, 0, 0)), 1, 2), DmaError.SBUF_RANGE),  # below 0
+        (T(s_(sb - 64, (4, 2, 1), (8, 64, 0)), d(0, (8, 1, 1)), 8, 2),
+         DmaError.SBUF_RANGE),                                              # 2-D overrun
+        (T(d(top - 4), s_(0), 1, 3), DmaError.DRAM_RANGE),                  # wraps 2**32
+        (T(d(3, (8, 1, 1), (-1, 0, 0)), s_(0), 1, 3), DmaError.DRAM_RANGE),  # below 0
+        (T(s_(0, (8, 1, 1), (4, 0, 0)), d(top - 8, (8, 1, 1), (4, 0, 0)), 4, 3),
+         DmaError.DRAM_RANGE),
+        (T(d(0), s_(0), 1, cfg.semaphores), DmaError.BAD_SEMAPHORE),
     ]
 
 
@@ -250,11 +263,10 @@ def test_bad_descriptors_set_errors_and_engine_goes_on(seed):
     rng = np.random.default_rng(seed)
     cfg = DmaConfig(semaphores=6)
     scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
-    dut = Dma(cfg, scfg)
+    dut = Dma(config=tile(cfg, scfg))
     bad = bad_descriptors(cfg, scfg)
     for t, code in bad:     # the model agrees with the intended codes
-        assert dma_check_reference(t, addr_width=cfg.addr_width, sbuf_bytes=sbuf_bytes(scfg),
-                                   semaphores=cfg.semaphores) == code, t
+        assert check_code(t, cfg, scfg) == code, t
     good = random_queues(rng, cfg, scfg, len(bad), queues=1)[0]
     # Bad and good interleaved on both queues; a good one after every bad one.
     queues = [[], []]
@@ -262,7 +274,7 @@ def test_bad_descriptors_set_errors_and_engine_goes_on(seed):
         queues[k % 2] += [t, g]
     run = run_and_check(dut, queues, rng, axi_stall=0.2, sbuf_stall=0.2, max_cycles=30_000)
     assert run.status["error_count"] == len(bad)
-    codes = [e["error"] for e in run.done if e["error"]]
+    codes = [e["error"] for e in run.done if e["error"] != DmaError.OK]
     assert run.status["last_error"] == codes[-1]
     # Bad descriptors do no access at all.
     assert run.dram.stats["ar"] + run.dram.stats["aw"] > 0
@@ -270,7 +282,7 @@ def test_bad_descriptors_set_errors_and_engine_goes_on(seed):
 
 def _inject(errors):
     def expect(t, code):
-        if code:
+        if code != DmaError.OK:
             return code
         for lo, hi, resp, reads, writes in errors:
             for side, is_read in ((t.src, True), (t.dst, False)):
@@ -278,8 +290,8 @@ def _inject(errors):
                     continue
                 offs = side_offsets(side, t.elem_bytes)
                 if ((offs >= lo) & (offs < hi)).any():
-                    return DMA_ERR_READ if is_read else DMA_ERR_WRITE
-        return 0
+                    return DmaError.AXI_READ_ERROR if is_read else DmaError.AXI_WRITE_ERROR
+        return DmaError.OK
     return expect
 
 
@@ -287,7 +299,7 @@ def test_axi_read_error_poisons_descriptor(seed):
     """SLVERR / DECERR on reads: error code, nothing written after the error, engine goes on."""
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    scfg = dut.sbuf_config
+    scfg = dut.config.sbuf
     errors = [(0x1000, 0x1040, RESP_SLVERR, True, False),
               (0x2200, 0x2208, RESP_DECERR, True, False)]
     queues = [[
@@ -306,7 +318,8 @@ def test_axi_read_error_poisons_descriptor(seed):
     dram0, sbuf0 = dram.copy(), sbuf.reshape(-1).copy()
     run = run_dma(dut, queues, dram_mem=dram, sbuf_mem=sbuf, rng=rng, errors=errors,
                   axi_stall=0.3, sbuf_stall=0.3, max_cycles=20_000)
-    assert [e["error"] for e in run.done] == [DMA_ERR_READ, 0, DMA_ERR_READ, 0]
+    ok, read_error = DmaError.OK, DmaError.AXI_READ_ERROR
+    assert [e["error"] for e in run.done] == [read_error, ok, read_error, ok]
     flat = sbuf.reshape(-1)
     assert np.array_equal(flat[100:164], sbuf0[100:164])           # poisoned from the start
     assert np.array_equal(flat[300:332], dram0[0:32])
@@ -322,20 +335,20 @@ def test_axi_read_error_poisons_descriptor(seed):
     untouched = np.ones(len(flat), bool)
     untouched[300:332] = untouched[700:716] = False
     assert np.array_equal(flat[untouched], sbuf0[untouched])
-    assert run.status["error_count"] == 2 and run.status["last_error"] == DMA_ERR_READ
+    assert run.status["error_count"] == 2 and run.status["last_error"] == DmaError.AXI_READ_ERROR
 
 
 def test_axi_write_error(seed):
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
     errors = [(0x3000, 0x3100, RESP_SLVERR, False, True)]
-    queues = random_queues(rng, dut.config, dut.sbuf_config, 6)
+    queues = random_queues(rng, dut.config.dma, dut.config.sbuf, 6)
     queues[0].insert(0, DmaTransfer(DmaSide("sbuf", 0, (300, 1, 1), (1, 0, 0)),
                                     DmaSide("dram", 0x2f80, (300, 1, 1), (1, 0, 0)), 1, 0))
     expect = _inject(errors)
 
     # A write error drops the failing bursts in the DRAM model: model the copy minus that range.
-    cfg, scfg = dut.config, dut.sbuf_config
+    cfg, scfg = dut.config.dma, dut.config.sbuf
     dram = rng.integers(0, 256, DRAM_BYTES, dtype=np.uint8)
     sbuf = rng.integers(0, 256, (scfg.partitions, scfg.depth * scfg.word_bytes), dtype=np.uint8)
     ref_dram, ref_sbuf = dram.copy(), sbuf.reshape(-1).copy()
@@ -343,13 +356,12 @@ def test_axi_write_error(seed):
                   axi_stall=0.3, sbuf_stall=0.3, max_cycles=30_000)
     saw_error = False
     for t, event in execution_order(run, queues):
-        code = expect(t, dma_check_reference(
-            t, addr_width=cfg.addr_width, sbuf_bytes=sbuf_bytes(scfg), semaphores=cfg.semaphores))
+        code = expect(t, check_code(t, cfg, scfg))
         assert event["error"] == code
-        saw_error |= code == DMA_ERR_WRITE
+        saw_error |= code == DmaError.AXI_WRITE_ERROR
         keep = ref_dram[0x3000:0x3100].copy()
         dma_copy_reference(t, ref_dram, ref_sbuf)
-        if code == DMA_ERR_WRITE:
+        if code == DmaError.AXI_WRITE_ERROR:
             # Beats in the failing range are not written (the model drops them); the rest is.
             ref_dram[0x3000:0x3100] = keep
     assert saw_error
@@ -357,15 +369,18 @@ def test_axi_write_error(seed):
     assert np.array_equal(sbuf.reshape(-1), ref_sbuf)
 
 
+def memory_processes(dut, rng):
+    """The DRAM and SBUF port models of ``dut`` for a hand-written testbench."""
+    dram = AxiDram(dut.axi, size=DRAM_BYTES, rng=rng)
+    sbuf = SbufPortModel(dut.sbuf, dut.config.sbuf, rng=rng)
+    return dram.processes() + sbuf.processes()
+
+
 def test_semaphore_subtract(seed):
     """Completions increment; the consumer's `sem_sub` subtracts (also in the same cycle)."""
     rng = np.random.default_rng(seed)
     dut = make_dut("w64")
-    from systolica.testbench.sim import run_simulation
-    from systolica.testbench.dram import AxiDram
-    from systolica.testbench.sbuf_model import SbufPortModel
-    dram = AxiDram(dut.axi, size=DRAM_BYTES, rng=rng)
-    sb = SbufPortModel(dut.sbuf, dut.sbuf_config, rng=rng)
+    memories = memory_processes(dut, rng)
     t = DmaTransfer(DmaSide("dram", 0, (8, 1, 1), (1, 0, 0)),
                     DmaSide("sbuf", 0, (8, 1, 1), (1, 0, 0)), 1, 3)
 
@@ -392,7 +407,7 @@ def test_semaphore_subtract(seed):
         # Sticky error flag and clear_errors.
         await send(ctx, dut.queues[0], DmaTransfer(t.src, t.dst, 0, 2).as_dict())
         await wait_for(ctx, lambda ctx: ctx.get(dut.done_count) == 7)
-        assert ctx.get(dut.error) == 1 and ctx.get(dut.last_error) == DMA_ERR_ZERO_SIZE
+        assert ctx.get(dut.error) == 1 and ctx.get(dut.last_error) == DmaError.ZERO_SIZE
         assert ctx.get(dut.sem_values[2]) == 1         # an error still signals its semaphore
         ctx.set(dut.clear_errors, 1)
         await ctx.tick()
@@ -400,7 +415,7 @@ def test_semaphore_subtract(seed):
         await ctx.tick()
         assert ctx.get(dut.error) == 0 and ctx.get(dut.error_count) == 1
 
-    run_simulation(dut, [bench], processes=dram.processes() + sb.processes(), max_cycles=3000)
+    run_simulation(dut, [bench], processes=memories, max_cycles=3000)
 
 
 def test_watchdog_catches_a_stuck_slave(seed):
@@ -414,18 +429,22 @@ def test_watchdog_catches_a_stuck_slave(seed):
 
 
 def test_config_errors():
+    # The rules across sections are the TileConfig's: a Dma is never half built.
     with pytest.raises(ConfigError, match="data_width"):
-        Dma(DmaConfig(data_width=64), SbufConfig(word_bytes=16))
+        TileConfig(dma=DmaConfig(data_width=64), sbuf=SbufConfig(word_bytes=16))
     with pytest.raises(ConfigError, match="depth"):
-        Dma(DmaConfig(), SbufConfig(depth=100))
+        TileConfig(sbuf=SbufConfig(depth=100))
     with pytest.raises(ConfigError, match="addr_width"):
-        Dma(DmaConfig(addr_width=16), SbufConfig(partitions=64, depth=1024))
+        TileConfig(dma=DmaConfig(addr_width=16), sbuf=SbufConfig(partitions=64, depth=1024))
     with pytest.raises(ConfigError, match="outstanding_reads"):
         DmaConfig(outstanding_reads=0)
     with pytest.raises(ConfigError, match="data_width"):
         DmaConfig(data_width=48)
+    with pytest.raises(TypeError, match="TileConfig"):
+        Dma(config=DmaConfig())
     with pytest.raises(TypeError):
-        Dma(SbufConfig())
+        Dma(DmaConfig(), SbufConfig())          # keyword only
+    assert Dma(config=TileConfig()).config == TileConfig()
     scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
     assert sbuf_address(scfg, 2, 5) == 2 * 512 + 5
     with pytest.raises(ValueError, match="partition"):
@@ -470,7 +489,7 @@ def test_with_real_sbuf(seed):
     cfg = DmaConfig()
     init_words = rng.integers(0, 1 << 62, (scfg.partitions, scfg.depth)).tolist()
     sbuf_hw = Sbuf(scfg, ArrayConfig(rows=4, cols=4), init=init_words)
-    dma = Dma(cfg, scfg)
+    dma = Dma(config=tile(cfg, scfg))
     top = _DmaWithSbuf(dma, sbuf_hw)
     init_bytes = np.array([[w.to_bytes(8, "little") for w in row] for row in init_words],
                           dtype=object)
@@ -490,6 +509,201 @@ def test_with_real_sbuf(seed):
         dma_copy_reference(t, ref_dram, ref_sbuf)
     run = run_dma(dma, [queue], dram_mem=dram, rng=rng, axi_stall=0.2, sbuf=False, top=top,
                   max_cycles=30_000)
-    assert [e["error"] for e in run.done] == [0] * len(queue)
+    assert [e["error"] for e in run.done] == [DmaError.OK] * len(queue)
     assert np.array_equal(dram, ref_dram), f"DRAM differs at {np.nonzero(dram != ref_dram)[0][:16]}"
 
+
+
+# --- descriptor fields: the host refuses what the hardware would cut; model == hardware ---------
+
+WIDE = DmaConfig(addr_width=48, count_bits=32, elem_bits=24, semaphores=256)
+
+
+def _one(config=DmaConfig()):
+    return DmaTransfer(DmaSide("dram", 0, (8, 1, 1), (1, 0, 0)),
+                       DmaSide("sbuf", 0, (8, 1, 1), (1, 0, 0)), 1, 0, config)
+
+
+TOO_WIDE = [       # (change, message) with the default DmaConfig: 32-bit addresses, 8 semaphores
+    (dict(src=DmaSide("dram", 1 << 32, (8, 1, 1), (1, 0, 0))),
+     r"src\.addr must be in \[0, 4294967295\]"),
+    (dict(dst=DmaSide("sbuf", 0, (65537, 1, 1), (1, 0, 0))),
+     r"dst\.counts\[0\] must be in \[0, 65535\]"),
+    (dict(elem_bytes=65538), r"elem_bytes must be in \[0, 65535\]"),
+    (dict(src=DmaSide("dram", 0, (8, 1, 1), (1, (1 << 32) + 1, 0))),
+     r"src\.strides\[1\] must be in \[-2147483648, 2147483647\]"),
+    (dict(semaphore=8), r"semaphore must be in \[0, 7\]"),
+    (dict(semaphore=-1), r"semaphore must be in \[0, 7\]"),
+    (dict(elem_bytes=-1), r"elem_bytes must be in \[0, 65535\]"),
+]
+
+
+@pytest.mark.parametrize("change, message", TOO_WIDE)
+def test_host_refuses_values_wider_than_their_field(change, message):
+    with pytest.raises(ValueError, match=message):
+        replace(_one(), **change)
+    if any(v == -1 for v in change.values()):
+        return              # negative: refused for every DMA, even the widest
+    # Built for a wider DMA, the same descriptor is refused when packed for this one.
+    wide = replace(_one(WIDE), **change)
+    with pytest.raises(ValueError, match=message):
+        pack_descriptor(wide, DmaConfig())
+    with pytest.raises(ValueError, match=message):
+        run_dma(make_dut("w64"), [[wide]], max_cycles=100)
+
+
+def test_negative_count_and_address_are_refused():
+    with pytest.raises(ValueError, match=r"DmaSide\.counts\[2\] must be an integer >= 0"):
+        DmaSide("dram", 0, (1, 1, -1), (1, 0, 0))
+    with pytest.raises(ValueError, match=r"DmaSide\.addr must be an integer >= 0"):
+        DmaSide("sbuf", -1)
+    with pytest.raises(ValueError, match="elem_bytes must be an integer"):
+        replace(_one(), elem_bytes=1.5)
+
+
+@pytest.mark.parametrize("cfg", [DmaConfig(), WIDE, DmaConfig(addr_width=16, count_bits=2,
+                                                                 elem_bits=1, semaphores=1)])
+def test_field_ranges_are_the_layout_widths(cfg):
+    layout = dma_descriptor_layout(cfg)
+    ranges = descriptor_field_ranges(cfg)
+    side = layout["src"].shape
+    shapes = {"addr": side["addr"].shape, "count": side["count"].shape.elem_shape,
+              "stride": side["stride"].shape.elem_shape,
+              "elem_bytes": layout["elem_bytes"].shape, "semaphore": layout["semaphore"].shape}
+    for name, shape in shapes.items():
+        shape = Shape.cast(shape)
+        lo, hi, bits = ranges[name]
+        assert bits == shape.width, name
+        assert (lo, hi) == ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if shape.signed
+                            else (0, (1 << bits) - 1)), name
+
+
+def _extreme(rng, kind, ranges, elem):
+    """A value of field ``kind`` that fits: an end of its range, near one, or anywhere."""
+    lo, hi, _ = ranges[kind]
+    pick = int(rng.integers(6))
+    if kind == "stride" and pick == 5:
+        return int(rng.choice([0, elem, -elem]))
+    return [lo, hi, hi - 1, min(lo + 1, hi), int(rng.integers(lo, hi + 1)),
+            int(rng.integers(0, min(hi, 9) + 1))][pick]
+
+
+def _mutate(rng, t, cfg):
+    """``t`` with one or two fields set to values that fit their fields (often extreme)."""
+    ranges = descriptor_field_ranges(cfg)
+    for _ in range(int(rng.integers(1, 3))):
+        kind = str(rng.choice(["addr", "count", "stride", "elem_bytes", "semaphore"]))
+        value = _extreme(rng, kind, ranges, t.elem_bytes)
+        if kind in ("elem_bytes", "semaphore"):
+            t = replace(t, **{kind: value})
+            continue
+        name = str(rng.choice(["src", "dst"]))
+        side = getattr(t, name)
+        if kind == "addr":
+            side = replace(side, addr=value)
+        else:
+            attr = "counts" if kind == "count" else "strides"
+            values = list(getattr(side, attr))
+            values[int(rng.integers(3))] = value
+            side = replace(side, **{attr: tuple(values)})
+        t = replace(t, **{name: side})
+    return t
+
+
+def _inside(side, elem, region):
+    lo, end = side_range(side, elem)
+    return region[0] <= lo and end <= region[1] and side.elements * elem <= 2048
+
+
+def test_random_fitting_descriptors_model_agrees_with_hardware(seed):
+    """Descriptors whose every value fits its field, many at the ends of the fields' ranges:
+    the hardware gives the model's code for each and changes memory exactly as the model."""
+    rng = np.random.default_rng(seed)
+    cfg = DmaConfig(semaphores=6)
+    scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
+    dut = Dma(config=tile(cfg, scfg))
+    queues = [[], []]
+    verdicts = set()
+    for k in range(40):
+        src_space, dst_space = (str(x) for x in rng.choice(["dram", "sbuf"], 2))
+        src_region, dst_region = regions(src_space, dst_space, scfg)
+        t = random_transfer(rng, src_space=src_space, dst_space=dst_space,
+                            src_region=src_region, dst_region=dst_region,
+                            semaphore=int(rng.integers(cfg.semaphores)), config=cfg)
+        if rng.random() < 0.8:
+            mutated = _mutate(rng, t, cfg)
+            code = check_code(mutated, cfg, scfg)
+            # A good one must stay inside its regions (disjoint, and inside the DRAM model).
+            if code != DmaError.OK or (_inside(mutated.src, mutated.elem_bytes, src_region) and
+                                       _inside(mutated.dst, mutated.elem_bytes, dst_region)):
+                t = mutated
+        verdicts.add(check_code(t, cfg, scfg))
+        queues[int(rng.integers(2))].append(t)
+    assert len(verdicts) >= 3, verdicts
+    run_and_check(dut, queues, rng, axi_stall=0.2, sbuf_stall=0.2, queue_stall=0.2,
+                  max_cycles=60_000)
+
+
+def test_boundary_descriptors_that_fit(seed):
+    """The largest values that fit, each alone: the checks judge them exactly (no wrap)."""
+    rng = np.random.default_rng(seed)
+    cfg = DmaConfig(semaphores=6)
+    scfg = SbufConfig(partitions=4, depth=64, word_bytes=8)
+    top, cmax, emax = (1 << 32) - 1, (1 << 16) - 1, (1 << 16) - 1
+    d = lambda a, c=(8, 1, 1), s=(1, 0, 0): DmaSide("dram", a, c, s)
+    s_ = lambda a, c=(8, 1, 1), s=(1, 0, 0): DmaSide("sbuf", a, c, s)
+    T = lambda src, dst, elem=1, sem=0: DmaTransfer(src, dst, elem, sem, cfg)
+    cases = [
+        (T(d(top, (1, 1, 1)), s_(0, (1, 1, 1)), 2), DmaError.DRAM_RANGE),
+        (T(d(top - 7), s_(0)), DmaError.OK),                # the last 8 bytes of the space
+        (T(d(0, (cmax, cmax, cmax)), s_(0, (cmax, cmax, cmax))), DmaError.SBUF_RANGE),
+        (T(d(0, (cmax, 1, 1), (-(1 << 31), 0, 0)), s_(0, (cmax, 1, 1))), DmaError.SBUF_RANGE),
+        (T(d((1 << 31) + 1, (2, 1, 1), ((1 << 31) - 1, 0, 0)), s_(0, (2, 1, 1))),
+         DmaError.DRAM_RANGE),                              # one byte beyond 2**32
+        (T(d(0, (1, 1, 1)), s_(0, (1, 1, 1)), emax), DmaError.SBUF_RANGE),
+        (T(d(0, (1, 1, 1)), d(1 << 20, (1, 1, 1)), emax), DmaError.OK),
+        (T(d(0), s_(0), 1, 7), DmaError.BAD_SEMAPHORE),
+        (T(d(0, (cmax, 1, 1)), s_(0, (1, cmax, 2))), DmaError.SIZE_MISMATCH),
+    ]
+    for t, code in cases:
+        assert check_code(t, cfg, scfg) == code, t
+    # The good ones would reach beyond the DRAM model: judge only the failing ones in hardware.
+    dut = Dma(config=tile(cfg, scfg))
+    bad = [t for t, code in cases if code != DmaError.OK]
+    run_and_check(dut, [bad], rng, max_cycles=5_000)
+
+
+def test_sticky_error_set_in_the_cycle_of_a_clear_stays_set(seed):
+    """`clear_errors` held high through a failing completion: the error that completes in that
+    cycle is not lost (it clears one cycle later, as the clear goes on)."""
+    rng = np.random.default_rng(seed)
+    dut = make_dut("w64")
+    memories = memory_processes(dut, rng)
+    bad = DmaTransfer(DmaSide("dram", 0, (8, 1, 1), (1, 0, 0)),
+                      DmaSide("sbuf", 0, (8, 1, 1), (1, 0, 0)), 0, 1)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.clear_errors, 1)
+        await send(ctx, dut.queues[0], bad.as_dict())
+        await wait_for(ctx, lambda ctx: ctx.get(dut.done))
+        await ctx.tick()
+        seen.append(ctx.get(dut.error))             # set in the cycle of the clear: kept
+        await ctx.tick()
+        seen.append(ctx.get(dut.error))             # the clear still high: now cleared
+        ctx.set(dut.clear_errors, 0)
+        await send(ctx, dut.queues[1], bad.as_dict())
+        await wait_for(ctx, lambda ctx: ctx.get(dut.done))
+        await ctx.tick()
+        for _ in range(3):
+            seen.append(ctx.get(dut.error))         # no clear: stays set
+            await ctx.tick()
+
+    run_simulation(dut, [bench], processes=memories, max_cycles=2000)
+    assert seen == [1, 0, 1, 1, 1]
+
+
+def test_docs_error_table_is_generated_from_the_codes():
+    from pathlib import Path
+    text = (Path(__file__).parent.parent / "docs" / "dma.md").read_text()
+    assert codes_markdown((DmaError,)) in text

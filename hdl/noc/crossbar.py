@@ -6,14 +6,15 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
-from systolica.hdl.noc.flit import flit_layout
+from systolica.hdl.noc.flit import check_noc_config, flit_layout
 
 
 __all__ = ["Crossbar"]
 
 
 class Crossbar(wiring.Component):
-    def __init__(self, config: NocConfig, turns):
+    def __init__(self, *, config: NocConfig, turns):
+        check_noc_config(config, "Crossbar")
         self._turns = frozenset(turns)
         layout = flit_layout(config)
         super().__init__({

@@ -19,14 +19,27 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
+from systolica.hdl.contracts import index_bits
 
 
-__all__ = ["coord_bits", "flit_layout", "flow_vc", "LinkSignature"]
+__all__ = ["check_noc_config", "check_position", "flit_layout", "flow_vc", "LinkSignature"]
 
 
-def coord_bits(n):
-    """Bits of a coordinate in ``range(n)`` (at least 1)."""
-    return max(1, (n - 1).bit_length())
+def check_noc_config(config, component):
+    """The first check of every NoC component: ``config`` is a :class:`NocConfig` (the config
+    validated its own fields when it was made)."""
+    if not isinstance(config, NocConfig):
+        raise TypeError(f"{component} config must be a NocConfig; got {config!r}")
+
+
+def check_position(config: NocConfig, x, y, component):
+    """``(x, y)`` is a node of ``config``'s mesh."""
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{component} {name} must be an integer; got {value!r}")
+    if not (0 <= x < config.width and 0 <= y < config.height):
+        raise ValueError(f"{component} position ({x}, {y}) is outside the "
+                         f"{config.width}x{config.height} mesh")
 
 
 def flow_vc(config: NocConfig, src, dst):
@@ -43,11 +56,11 @@ def flit_layout(config: NocConfig):
     return data.StructLayout({
         "head": 1,
         "tail": 1,
-        "vc": unsigned(coord_bits(config.vcs)),
-        "dst_x": unsigned(coord_bits(config.width)),
-        "dst_y": unsigned(coord_bits(config.height)),
-        "src_x": unsigned(coord_bits(config.width)),
-        "src_y": unsigned(coord_bits(config.height)),
+        "vc": unsigned(index_bits(config.vcs)),
+        "dst_x": unsigned(index_bits(config.width)),
+        "dst_y": unsigned(index_bits(config.height)),
+        "src_x": unsigned(index_bits(config.width)),
+        "src_y": unsigned(index_bits(config.height)),
         "payload": unsigned(config.payload_bits),
     })
 
@@ -61,5 +74,5 @@ class LinkSignature(wiring.Signature):
             "valid": Out(1),
             "flit": Out(flit_layout(config)),
             "credit": In(1),
-            "credit_vc": In(unsigned(coord_bits(config.vcs))),
+            "credit_vc": In(unsigned(index_bits(config.vcs))),
         })

@@ -3,13 +3,15 @@
 ``send`` (stream in): packets as a stream of words, ``dst_x``/``dst_y`` (read on a packet's
 first word) and ``last`` on its final word. Each word becomes one flit: the first a head flit
 carrying the destination and this node's coordinates, the final one a tail (a one-word packet is
-one head+tail flit). A packet's VC is chosen when its head is injected: in in-order mode the VC of its
-(source, destination) pair (:func:`~systolica.hdl.noc.flit.flow_vc`), which it keeps to the
-end; otherwise round-robin among the free local-input VCs with a credit. Its flits follow on
+one head+tail flit). A packet's VC is chosen when its head is injected: in in-order mode the
+VC of its (source, destination) pair (:func:`~systolica.hdl.noc.flit.flow_vc`), which it keeps
+to the end; otherwise round-robin among the free local-input VCs with a credit. Its flits follow on
 that VC as credits allow.
 
 A packet whose destination is outside the mesh never enters the network: its words are
-accepted and dropped, and ``refused`` (saturating) counts it.
+accepted and dropped, and ``refused`` counts it once, on its first word (saturating at
+``2**error_counter_bits - 1``; only reset clears it). A cycle without an accepted word
+(``send.valid`` low) counts nothing.
 
 ``recv`` (stream out): arriving packets, one word per beat, with the source coordinates on every
 beat and ``last`` on the tail. Packets arriving on different VCs are buffered per VC (credits
@@ -17,45 +19,27 @@ go back to the router as words leave) and handed out whole, one packet at a time
 """
 
 from amaranth.hdl import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
-from systolica.hdl.lib.arbiter import RoundRobinArbiter
-from systolica.hdl.noc.flit import LinkSignature, coord_bits, flow_vc
+from systolica.hdl.contracts import recv_layout, send_layout
+from systolica.hdl.lib import RoundRobinArbiter
+from systolica.hdl.noc.flit import LinkSignature, check_noc_config, check_position, flow_vc
 from systolica.hdl.noc.input_unit import InputUnit
 from systolica.hdl.noc.output_unit import OutputUnit
 from systolica.hdl.noc.vc_allocator import VcAllocator
 
 
-__all__ = ["send_layout", "recv_layout", "NetworkInterface"]
-
-
-def send_layout(config: NocConfig):
-    # One bit wider than a coordinate inside the mesh needs, so that a destination outside the
-    # mesh can be expressed (and refused).
-    return data.StructLayout({
-        "dst_x": unsigned(config.width.bit_length()),
-        "dst_y": unsigned(config.height.bit_length()),
-        "data": unsigned(config.payload_bits),
-        "last": 1,
-    })
-
-
-def recv_layout(config: NocConfig):
-    return data.StructLayout({
-        "src_x": unsigned(coord_bits(config.width)),
-        "src_y": unsigned(coord_bits(config.height)),
-        "data": unsigned(config.payload_bits),
-        "last": 1,
-    })
+__all__ = ["NetworkInterface"]
 
 
 class NetworkInterface(wiring.Component):
-    def __init__(self, config: NocConfig, x, y):
-        if not (0 <= x < config.width and 0 <= y < config.height):
-            raise ValueError(f"network interface position ({x}, {y}) is outside the "
-                             f"{config.width}x{config.height} mesh")
+    """The interface of node ``(x, y)`` of the mesh ``config`` describes."""
+
+    def __init__(self, *, config: NocConfig, x, y):
+        check_noc_config(config, "NetworkInterface")
+        check_position(config, x, y, "NetworkInterface")
         self._config, self._x, self._y = config, x, y
         super().__init__({
             "send": In(stream.Signature(send_layout(config))),
@@ -65,12 +49,16 @@ class NetworkInterface(wiring.Component):
             "refused": Out(config.error_counter_bits),
         })
 
+    @property
+    def config(self):
+        return self._config
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
 
         # --- injection: words -> flits on the router's local input ---------------------------
-        ou = m.submodules.inject = OutputUnit(cfg)
+        ou = m.submodules.inject = OutputUnit(config=cfg)
         wiring.connect(m, ou.link, wiring.flipped(self.to_router))
         in_packet = Signal()
         dropping = Signal()
@@ -90,7 +78,7 @@ class NetworkInterface(wiring.Component):
                         m.d.comb += head_vc.eq(flow_vc(cfg, (self._x, self._y), (dx, dy)))
             m.d.comb += head_ok.eq((ou.free & ou.credit_ok).bit_select(head_vc, 1))
         else:
-            vca = m.submodules.vc_allocator = VcAllocator(cfg, ports=1)
+            vca = m.submodules.vc_allocator = VcAllocator(config=cfg, ports=1)
             m.d.comb += [vca.free[0].eq(ou.free & ou.credit_ok), head_vc.eq(vca.vc[0]),
                          head_ok.eq(vca.avail[0]), vca.take[0].eq(fire & ~refuse & first)]
         m.d.comb += [
@@ -121,7 +109,7 @@ class NetworkInterface(wiring.Component):
                     m.d.sync += cur_vc.eq(head_vc)
 
         # --- ejection: per-VC buffers -> whole packets on `recv` -----------------------------
-        iu = m.submodules.eject = InputUnit(cfg, track_state=False)
+        iu = m.submodules.eject = InputUnit(config=cfg, track_state=False)
         wiring.connect(m, wiring.flipped(self.from_router), iu.link)
         arb = m.submodules.eject_arbiter = RoundRobinArbiter(cfg.vcs)
         locked = Signal()           # a packet (or an offered head) owns `recv`

@@ -1,6 +1,6 @@
 """An X x Y mesh of routers, each with a network interface on its local port.
 
-``Mesh(x, y, **noc_params)`` or ``Mesh(NocConfig(...))``. Ports, per node (x, y):
+``Mesh(config=NocConfig(width=X, height=Y, ...))``. Ports, per node (x, y):
 ``send_{x}_{y}`` (stream in), ``recv_{x}_{y}`` (stream out) and ``refused_{x}_{y}`` (packets
 refused for a destination outside the mesh) — see
 :class:`~systolica.hdl.noc.interface.NetworkInterface` — and a sticky ``overflow`` (some buffer
@@ -9,8 +9,8 @@ received a flit with no room: never set unless the credit protocol is broken).
 Router (x, y)'s E output drives router (x+1, y)'s W input, N drives (x, y+1)'s S input, and so on;
 every link is the sender's output register plus ``link_stages`` extra registers in each
 direction (flits forward, credits back). Ports on the mesh edge are left unconnected (the
-routing function never uses them). The routing function is checked for deadlock freedom before
-anything is built.
+routing function never uses them). The config is checked first — the routing function for
+deadlock freedom and for having a hardware route computation — before anything is built.
 """
 
 from amaranth.hdl import *
@@ -18,8 +18,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
-from systolica.hdl.noc._util import construct_or_silence
-from systolica.hdl.noc.interface import NetworkInterface, recv_layout, send_layout
+from systolica.hdl.contracts import recv_layout, send_layout
+from systolica.hdl.noc.flit import check_noc_config
+from systolica.hdl.noc.interface import NetworkInterface
 from systolica.hdl.noc.route_compute import RouteCompute
 from systolica.hdl.noc.router import Router
 from systolica.hdl.noc.topology import (E, L, N, MeshTopology, OPPOSITE, allowed_turns,
@@ -30,26 +31,14 @@ __all__ = ["Mesh"]
 
 
 class Mesh(wiring.Component):
-    def __init__(self, x=None, y=None, *, config: NocConfig = None, **params):
-        construct_or_silence(self, self._setup, x, y, config, params)
-
-    def _setup(self, x, y, config, params):
-        if isinstance(x, NocConfig):
-            config, x = x, None
-        if config is None:
-            config = NocConfig()
-        if x is not None:
-            params["width"] = x
-        if y is not None:
-            params["height"] = y
-        if params:
-            config = config.replace(**params)
-        if not isinstance(config, NocConfig):
-            raise TypeError(f"Mesh config must be a NocConfig; got {config!r}")
-        self._config = config
+    def __init__(self, *, config: NocConfig):
+        check_noc_config(config, "Mesh")
         self.topology = MeshTopology(config.width, config.height)
-        # Refuse a routing function that can deadlock before building any hardware.
+        # Refuse a routing function that can deadlock, or that has no route computation in
+        # hardware, before building anything.
         check_deadlock_free(self.topology, config.routing, config.vcs, same_vc=config.in_order)
+        RouteCompute.validate(config, 0, 0, "Mesh")
+        self._config = config
         self._turns = frozenset(allowed_turns(self.topology, config.routing))
         members = {}
         for (nx, ny) in self.topology.nodes:
@@ -58,9 +47,6 @@ class Mesh(wiring.Component):
             members[f"refused_{nx}_{ny}"] = Out(config.error_counter_bits)
         members["overflow"] = Out(1)
         super().__init__(members)
-        # Bad parameters fail here, at construction (the routers are built in elaborate()).
-        for node in self.topology.nodes:
-            RouteCompute.validate(config, *node)
 
     @property
     def config(self):
@@ -97,11 +83,12 @@ class Mesh(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         topo = self.topology
-        routers = {node: Router(self._config, *node, turns=self._turns) for node in topo.nodes}
+        routers = {(nx, ny): Router(config=self._config, x=nx, y=ny, turns=self._turns)
+                   for (nx, ny) in topo.nodes}
         for node, router in routers.items():
             nx, ny = node
             m.submodules[f"router_{nx}_{ny}"] = router
-            ni = m.submodules[f"ni_{nx}_{ny}"] = NetworkInterface(self._config, nx, ny)
+            ni = m.submodules[f"ni_{nx}_{ny}"] = NetworkInterface(config=self._config, x=nx, y=ny)
             wiring.connect(m, wiring.flipped(self.send(nx, ny)), ni.send)
             wiring.connect(m, ni.recv, wiring.flipped(self.recv(nx, ny)))
             m.d.comb += self.refused(nx, ny).eq(ni.refused)

@@ -14,14 +14,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
-from systolica.hdl.noc.flit import LinkSignature, flit_layout
+from systolica.hdl.noc.flit import LinkSignature, check_noc_config, flit_layout
 
 
 __all__ = ["OutputUnit"]
 
 
 class OutputUnit(wiring.Component):
-    def __init__(self, config: NocConfig):
+    def __init__(self, *, config: NocConfig):
+        check_noc_config(config, "OutputUnit")
         self._config = config
         V = config.vcs
         super().__init__({

@@ -8,7 +8,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import ConfigError, NocConfig
-from systolica.hdl.noc.flit import coord_bits
+from systolica.hdl.contracts import index_bits
+from systolica.hdl.noc.flit import check_noc_config, check_position
 from systolica.hdl.noc.topology import E, L, N, S, W
 
 
@@ -16,24 +17,25 @@ __all__ = ["RouteCompute"]
 
 
 class RouteCompute(wiring.Component):
-    def __init__(self, config: NocConfig, x, y, *, lanes=1):
-        self.validate(config, x, y)
+    def __init__(self, *, config: NocConfig, x, y, lanes=1):
+        self.validate(config, x, y, "RouteCompute")
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"RouteCompute lanes must be a positive integer; got {lanes!r}")
         self._config, self._x, self._y, self._lanes = config, x, y, lanes
         super().__init__({
-            "dst_x": In(data.ArrayLayout(coord_bits(config.width), lanes)),
-            "dst_y": In(data.ArrayLayout(coord_bits(config.height), lanes)),
+            "dst_x": In(data.ArrayLayout(index_bits(config.width), lanes)),
+            "dst_y": In(data.ArrayLayout(index_bits(config.height), lanes)),
             "port": Out(data.ArrayLayout(range(5), lanes)),
         })
 
     @staticmethod
-    def validate(config: NocConfig, x, y):
+    def validate(config: NocConfig, x, y, component="router"):
         """Raise unless a route computation for router (x, y) of ``config`` can be built."""
+        check_noc_config(config, component)
         if config.routing not in ("xy", "yx"):
             raise ConfigError(f"NocConfig.routing={config.routing!r} has no hardware route "
                               f"computation; use 'xy' or 'yx'")
-        if not (0 <= x < config.width and 0 <= y < config.height):
-            raise ValueError(f"router position ({x}, {y}) is outside the "
-                             f"{config.width}x{config.height} mesh")
+        check_position(config, x, y, component)
 
     def elaborate(self, platform):
         m = Module()

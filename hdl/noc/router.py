@@ -6,12 +6,14 @@ Pipeline (docs/noc.md has the diagram), per hop at zero load = 2 cycles:
              its VC's buffer at the end of the cycle (input unit).
 * cycle t+1: at the head of the buffer: route computation, VC allocation and switch
              allocation (combined, one cycle; in in-order mode a packet keeps its VC, so VC
-             allocation is only the check that that output VC is free and has a credit), crossbar traversal, and the flit is written into
-             the output register at the end of the cycle (output unit); the buffer slot's credit
-             goes back upstream in the next cycle.
+             allocation is only the check that that output VC is free and has a credit),
+             crossbar traversal, and the flit is written into the output register at the
+             end of the cycle (output unit); the buffer slot's credit goes back upstream in
+             the next cycle.
 * cycle t+2: on the output link = the next router's cycle t.
 
-Before generating anything the router checks that its routing function is deadlock-free on the
+Before building anything (in its constructor) the router checks its config, its position and
+that its routing function has a hardware route computation and is deadlock-free on the
 mesh (:func:`~systolica.hdl.noc.topology.check_deadlock_free`) and prunes the crossbar to the
 turns the routing function uses. Sticky ``overflow``: some input received a flit with no room
 (a broken upstream); it was dropped.
@@ -22,14 +24,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
-from systolica.hdl.noc._util import construct_or_silence
 from systolica.hdl.noc.crossbar import Crossbar
-from systolica.hdl.noc.flit import LinkSignature
+from systolica.hdl.noc.flit import LinkSignature, check_noc_config
 from systolica.hdl.noc.input_unit import InputUnit
 from systolica.hdl.noc.output_unit import OutputUnit
 from systolica.hdl.noc.route_compute import RouteCompute
 from systolica.hdl.noc.switch_allocator import SwitchAllocator
-from systolica.hdl.noc.topology import (MeshTopology, PORT_NAMES, allowed_turns,
+from systolica.hdl.noc.topology import (MeshTopology, PORT_NAMES, PORTS, allowed_turns,
                                         check_deadlock_free)
 from systolica.hdl.noc.vc_allocator import VcAllocator
 
@@ -41,21 +42,24 @@ PORT_SUFFIX = tuple(name.lower() for name in PORT_NAMES)
 
 
 class Router(wiring.Component):
-    def __init__(self, config: NocConfig = None, x=0, y=0, *, turns=None):
-        construct_or_silence(self, self._setup, config, x, y, turns)
+    """Router ``(x, y)`` of the mesh ``config`` describes. ``turns``: the (input port, output
+    port) pairs the crossbar connects (default: every turn the routing function uses on the
+    mesh; :class:`~systolica.hdl.noc.mesh.Mesh` computes them once for all its routers)."""
 
-    def _setup(self, config, x, y, turns):
-        if config is None:
-            config = NocConfig()
-        if not isinstance(config, NocConfig):
-            raise TypeError(f"Router config must be a NocConfig; got {config!r}")
+    def __init__(self, *, config: NocConfig, x, y, turns=None):
+        check_noc_config(config, "Router")
         topology = MeshTopology(config.width, config.height)
         check_deadlock_free(topology, config.routing, config.vcs, same_vc=config.in_order)
-        self._config, self._x, self._y = config, x, y
-        self._turns = frozenset(turns if turns is not None
-                                else allowed_turns(topology, config.routing))
-        # Validates the routing choice and the position before elaboration.
-        RouteCompute.validate(config, x, y)
+        RouteCompute.validate(config, x, y, "Router")
+        if turns is None:
+            turns = allowed_turns(topology, config.routing)
+        turns = frozenset(turns)
+        bad = [t for t in turns if not (isinstance(t, tuple) and len(t) == 2
+                                        and all(p in PORTS for p in t))]
+        if bad:
+            raise ValueError(f"Router turns must be (input port, output port) pairs of ports "
+                             f"0..4; got {sorted(map(repr, bad))[:3]}")
+        self._config, self._x, self._y, self._turns = config, x, y, turns
         members = {}
         for s in PORT_SUFFIX:
             members[f"in_{s}"] = In(LinkSignature(config))
@@ -85,21 +89,21 @@ class Router(wiring.Component):
 
         ius, ous = [], []
         for p, s in enumerate(PORT_SUFFIX):
-            iu = m.submodules[f"input_{s}"] = InputUnit(cfg)
+            iu = m.submodules[f"input_{s}"] = InputUnit(config=cfg)
             wiring.connect(m, wiring.flipped(self.in_port(p)), iu.link)
             ius.append(iu)
-            ou = m.submodules[f"output_{s}"] = OutputUnit(cfg)
+            ou = m.submodules[f"output_{s}"] = OutputUnit(config=cfg)
             wiring.connect(m, ou.link, wiring.flipped(self.out_port(p)))
             ous.append(ou)
         m.d.comb += self.overflow.eq(Cat(iu.overflow for iu in ius).any())
 
         # VC allocation: in in-order mode a packet keeps its VC (the output VC is the input VC);
         # otherwise the VC allocator offers each output port a free VC.
-        vca = None if cfg.in_order else VcAllocator(cfg)
+        vca = None if cfg.in_order else VcAllocator(config=cfg)
         if vca is not None:
             m.submodules.vc_allocator = vca
-        sa = m.submodules.switch_allocator = SwitchAllocator(cfg, turns)
-        xbar = m.submodules.crossbar = Crossbar(cfg, turns)
+        sa = m.submodules.switch_allocator = SwitchAllocator(config=cfg, turns=turns)
+        xbar = m.submodules.crossbar = Crossbar(config=cfg, turns=turns)
         for p in range(5):
             if vca is not None:
                 m.d.comb += [
@@ -115,7 +119,8 @@ class Router(wiring.Component):
         for i, s in enumerate(PORT_SUFFIX):
             iu = ius[i]
             outs = [p for p in range(5) if (i, p) in turns]
-            rc = m.submodules[f"route_{s}"] = RouteCompute(cfg, self._x, self._y, lanes=V)
+            rc = m.submodules[f"route_{s}"] = RouteCompute(config=cfg, x=self._x, y=self._y,
+                                                           lanes=V)
             for v in range(V):
                 m.d.comb += [rc.dst_x[v].eq(iu.heads[v].dst_x), rc.dst_y[v].eq(iu.heads[v].dst_y)]
                 want = Mux(iu.active[v], iu.oport[v], rc.port[v])

@@ -14,14 +14,16 @@ from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
 from systolica.hdl.lib.arbiter import RoundRobinArbiter
-from systolica.hdl.noc.flit import coord_bits
+from systolica.hdl.contracts import index_bits
+from systolica.hdl.noc.flit import check_noc_config
 
 
 __all__ = ["SwitchAllocator"]
 
 
 class SwitchAllocator(wiring.Component):
-    def __init__(self, config: NocConfig, turns):
+    def __init__(self, *, config: NocConfig, turns):
+        check_noc_config(config, "SwitchAllocator")
         self._config = config
         self._turns = frozenset(turns)
         V = config.vcs
@@ -29,7 +31,7 @@ class SwitchAllocator(wiring.Component):
             "eligible": In(data.ArrayLayout(V, 5)),
             "want": In(data.ArrayLayout(data.ArrayLayout(range(5), V), 5)),
             "in_grant": Out(5),
-            "in_vc": Out(data.ArrayLayout(coord_bits(V), 5)),
+            "in_vc": Out(data.ArrayLayout(index_bits(V), 5)),
             "in_oport": Out(data.ArrayLayout(range(5), 5)),
             "out_valid": Out(5),
             "out_sel": Out(data.ArrayLayout(range(5), 5)),

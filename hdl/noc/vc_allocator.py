@@ -11,20 +11,22 @@ from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
 from systolica.hdl.lib.arbiter import RoundRobinArbiter
-from systolica.hdl.noc.flit import coord_bits
+from systolica.hdl.contracts import index_bits
+from systolica.hdl.noc.flit import check_noc_config
 
 
 __all__ = ["VcAllocator"]
 
 
 class VcAllocator(wiring.Component):
-    def __init__(self, config: NocConfig, *, ports=5):
+    def __init__(self, *, config: NocConfig, ports=5):
+        check_noc_config(config, "VcAllocator")
         self._config, self._ports = config, ports
         V = config.vcs
         super().__init__({
             "free": In(data.ArrayLayout(V, ports)),
             "avail": Out(ports),
-            "vc": Out(data.ArrayLayout(coord_bits(V), ports)),
+            "vc": Out(data.ArrayLayout(index_bits(V), ports)),
             "take": In(ports),
         })
 

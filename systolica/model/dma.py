@@ -6,22 +6,64 @@ A descriptor is a :class:`DmaTransfer`: a source and a destination :class:`DmaSi
 fastest), form one byte stream that is written to the destination elements in *their* iteration
 order; a destination byte written twice keeps the later value. The SBUF is one linear byte space,
 partition after partition.
+
+Every value must fit its hardware field (:func:`descriptor_field_ranges` of the transfer's
+``config``): a :class:`DmaTransfer` that does not is refused with a ``ValueError`` naming the
+field and its range, so the model never judges a descriptor the hardware would see cut short.
+Status codes are :class:`systolica.codes.DmaError`.
 """
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from systolica.codes import DmaError
+from systolica.config import DmaConfig, SbufConfig
 
-__all__ = ["DmaSide", "DmaTransfer", "side_offsets", "side_range", "dma_check_reference",
-           "random_transfer",
-           "dma_copy_reference", "DMA_ERROR_NAMES"]
 
-# Error codes (docs/dma.md); the same numbers as systolica.hdl.dma.DMA_ERR_*.
-OK, ZERO_SIZE, SIZE_MISMATCH, SBUF_RANGE, DRAM_RANGE, BAD_SEMAPHORE, READ_ERROR, WRITE_ERROR = \
-    range(8)
-DMA_ERROR_NAMES = ["ok", "zero_size", "size_mismatch", "sbuf_range", "dram_range",
-                   "bad_semaphore", "axi_read_error", "axi_write_error"]
+__all__ = ["DmaSide", "DmaTransfer", "descriptor_field_ranges", "sbuf_address", "side_offsets",
+           "side_range", "check_fields", "dma_check_reference", "random_transfer",
+           "dma_copy_reference"]
+
+
+def _index_bits(n):
+    return max(1, (n - 1).bit_length())
+
+
+def descriptor_field_ranges(config: DmaConfig):
+    """``{field: (lo, hi, bits)}``: the inclusive range of every descriptor field in hardware
+    (``systolica.hdl.contracts.dma_descriptor_layout``; a test checks that the two agree)."""
+    aw = config.addr_width
+    return {
+        "addr": (0, (1 << aw) - 1, aw),
+        "count": (0, (1 << config.count_bits) - 1, config.count_bits),
+        "stride": (-(1 << (aw - 1)), (1 << (aw - 1)) - 1, aw),
+        "elem_bytes": (0, (1 << config.elem_bits) - 1, config.elem_bits),
+        "semaphore": (0, (1 << _index_bits(config.semaphores)) - 1,
+                      _index_bits(config.semaphores)),
+    }
+
+
+def _check_field(name, value, ranges, kind):
+    lo, hi, bits = ranges[kind]
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ValueError(f"DmaTransfer {name} must be an integer; got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"DmaTransfer {name} must be in [{lo}, {hi}] (its {bits}-bit hardware "
+                         f"field); got {value}")
+
+
+def sbuf_address(sbuf_config: SbufConfig, partition, offset):
+    """The descriptor address of byte ``offset`` of SBUF partition ``partition``: the SBUF is one
+    linear byte space, partition after partition (``partition_bytes`` each)."""
+    if not 0 <= partition < sbuf_config.partitions:
+        raise ValueError(f"sbuf_address: partition must be in [0, {sbuf_config.partitions}); "
+                         f"got {partition}")
+    if not 0 <= offset < sbuf_config.partition_bytes:
+        raise ValueError(f"sbuf_address: offset must be in [0, {sbuf_config.partition_bytes}); "
+                         f"got {offset}")
+    return partition * sbuf_config.partition_bytes + offset
 
 
 @dataclass(frozen=True)
@@ -36,26 +78,49 @@ class DmaSide:
             raise ValueError(f"DmaSide.space must be 'dram' or 'sbuf'; got {self.space!r}")
         if len(self.counts) != 3 or len(self.strides) != 3:
             raise ValueError("DmaSide: counts and strides must have 3 entries each")
+        # What no config can hold; the field widths are checked by DmaTransfer.
+        if not isinstance(self.addr, (int, np.integer)) or self.addr < 0:
+            raise ValueError(f"DmaSide.addr must be an integer >= 0; got {self.addr!r}")
+        for d, count in enumerate(self.counts):
+            if not isinstance(count, (int, np.integer)) or count < 0:
+                raise ValueError(f"DmaSide.counts[{d}] must be an integer >= 0; got {count!r}")
 
     def as_dict(self):
-        return {"sbuf": int(self.space == "sbuf"), "addr": self.addr,
-                "count": list(self.counts), "stride": list(self.strides)}
+        return {"sbuf": int(self.space == "sbuf"), "addr": int(self.addr),
+                "count": [int(c) for c in self.counts], "stride": [int(s) for s in self.strides]}
 
     @property
     def elements(self):
-        return int(np.prod(self.counts))
+        return math.prod(int(c) for c in self.counts)
 
 
 @dataclass(frozen=True)
 class DmaTransfer:
+    """A descriptor; ``config`` (the DMA's section config) gives the field widths it must fit."""
     src: DmaSide
     dst: DmaSide
     elem_bytes: int
     semaphore: int = 0
+    config: DmaConfig = field(default_factory=DmaConfig, repr=False)
+
+    def __post_init__(self):
+        check_fields(self, self.config)
 
     def as_dict(self):
         return {"src": self.src.as_dict(), "dst": self.dst.as_dict(),
-                "elem_bytes": self.elem_bytes, "semaphore": self.semaphore}
+                "elem_bytes": int(self.elem_bytes), "semaphore": int(self.semaphore)}
+
+
+def check_fields(t: DmaTransfer, config: DmaConfig):
+    """Raise ``ValueError`` naming the first field of ``t`` that does not fit ``config``."""
+    ranges = descriptor_field_ranges(config)
+    for name, side in (("src", t.src), ("dst", t.dst)):
+        _check_field(f"{name}.addr", side.addr, ranges, "addr")
+        for d in range(3):
+            _check_field(f"{name}.counts[{d}]", side.counts[d], ranges, "count")
+            _check_field(f"{name}.strides[{d}]", side.strides[d], ranges, "stride")
+    _check_field("elem_bytes", t.elem_bytes, ranges, "elem_bytes")
+    _check_field("semaphore", t.semaphore, ranges, "semaphore")
 
 
 def side_offsets(side: DmaSide, elem_bytes):
@@ -76,23 +141,23 @@ def side_range(side: DmaSide, elem_bytes):
 
 
 def dma_check_reference(t: DmaTransfer, *, addr_width, sbuf_bytes, semaphores):
-    """The error code the descriptor checks give (0 if the descriptor is good)."""
+    """The :class:`DmaError` the descriptor checks give (``DmaError.OK`` if it is good)."""
     if t.elem_bytes == 0 or 0 in t.src.counts or 0 in t.dst.counts:
-        return ZERO_SIZE
+        return DmaError.ZERO_SIZE
     if t.src.elements != t.dst.elements:
-        return SIZE_MISMATCH
+        return DmaError.SIZE_MISMATCH
     bad = {}
     for side in (t.src, t.dst):
         lo, end = side_range(side, t.elem_bytes)
         limit = sbuf_bytes if side.space == "sbuf" else 1 << addr_width
         bad[id(side)] = lo < 0 or end > limit
     if any(bad[id(s)] for s in (t.src, t.dst) if s.space == "sbuf"):
-        return SBUF_RANGE
+        return DmaError.SBUF_RANGE
     if any(bad.values()):
-        return DRAM_RANGE
+        return DmaError.DRAM_RANGE
     if t.semaphore >= semaphores:
-        return BAD_SEMAPHORE
-    return OK
+        return DmaError.BAD_SEMAPHORE
+    return DmaError.OK
 
 
 def dma_copy_reference(t: DmaTransfer, dram, sbuf):
@@ -128,7 +193,8 @@ def _random_side_shape(rng, counts, elem, allow_zero):
 
 
 def random_transfer(rng, *, src_space, dst_space, src_region, dst_region, max_elem=9,
-                    max_count=5, zero_strides=True, semaphore=0, tries=100):
+                    max_count=5, zero_strides=True, semaphore=0, tries=100,
+                    config: DmaConfig = None):
     """A random good descriptor whose sides lie inside ``src_region`` / ``dst_region``
     (``(lo, hi)`` byte ranges): element sizes 1..max_elem, counts 1..max_count per dimension,
     dense / padded / negative / zero strides (zero on the destination too: the later write
@@ -155,5 +221,6 @@ def random_transfer(rng, *, src_space, dst_space, src_region, dst_region, max_el
             base = region[0] - lo + int(rng.integers(0, room + 1))
             sides.append(DmaSide(space, base, cs, strides))
         if len(sides) == 2:
-            return DmaTransfer(sides[0], sides[1], elem, semaphore)
+            return DmaTransfer(sides[0], sides[1], elem, semaphore,
+                               DmaConfig() if config is None else config)
     raise ValueError("random_transfer: regions too small for the requested shapes")

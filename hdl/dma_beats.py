@@ -1,0 +1,78 @@
+"""Beat descriptions of the DMA's AXI bursts: the burst register that drives AR / AW, and the
+splitter that cuts queued bursts into data beats (R beats read, W beats to write)."""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import BURST_INCR
+from .contracts import index_bits
+
+
+__all__ = ["BURST_BYTES_BITS", "burst_info_layout", "issue_burst", "DmaBeatSplitter"]
+
+#: Width of a burst's byte count (256 beats of 32 bytes, within 4 KiB anyway).
+BURST_BYTES_BITS = 14
+
+
+def burst_info_layout(word_bytes):
+    """What a beat splitter needs of a burst: the lane of its first byte and its bytes."""
+    return data.StructLayout({"lo": unsigned(index_bits(word_bytes)),
+                              "n": unsigned(BURST_BYTES_BITS)})
+
+
+def issue_burst(m, channel, load, piece, word_bytes):
+    """The AR / AW output register: loaded with a walker's burst ``piece`` when ``load``, held
+    until ``ready``. INCR bursts of full bus width, ID 0."""
+    with m.If(load):
+        m.d.sync += [
+            channel.valid.eq(1),
+            channel.payload.addr.eq(piece.addr),
+            channel.payload.len.eq(piece.beats - 1),
+            channel.payload.size.eq(index_bits(word_bytes)),    # log2 of the bus width
+            channel.payload.burst.eq(BURST_INCR),
+            channel.payload.id.eq(0),
+        ]
+    with m.Elif(channel.ready):
+        m.d.sync += channel.valid.eq(0)
+
+
+class DmaBeatSplitter(wiring.Component):
+    """Cuts the bursts of ``bursts`` into data beats (the first from lane ``lo``, later ones from
+    lane 0) and presents the current beat from registers: ``valid``, ``lo``, ``n`` (bytes),
+    ``last`` (the burst's last beat). ``take`` consumes the beat."""
+
+    def __init__(self, *, word_bytes):
+        self._W = word_bytes
+        lane = unsigned(index_bits(word_bytes))
+        super().__init__({
+            "bursts": In(stream.Signature(burst_info_layout(word_bytes))),
+            "valid": Out(1),
+            "lo": Out(lane),
+            "n": Out(range(word_bytes + 1)),
+            "last": Out(1),
+            "take": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self._W
+        head = self.bursts.payload
+        done = Signal(BURST_BYTES_BITS)         # bytes of the head burst already cut
+        lo_now = Signal.like(self.lo)
+        left = Signal(BURST_BYTES_BITS)
+        room = Signal(range(W + 1))
+        m.d.comb += [
+            lo_now.eq(Mux(done == 0, head.lo, 0)),
+            left.eq(head.n - done),
+            room.eq(W - lo_now),
+        ]
+        load = self.bursts.valid & (~self.valid | self.take)
+        ends = left <= room
+        with m.If(load):
+            m.d.sync += [self.valid.eq(1), self.lo.eq(lo_now), self.n.eq(Mux(ends, left, room)),
+                         self.last.eq(ends), done.eq(Mux(ends, 0, done + room))]
+        with m.Elif(self.take):
+            m.d.sync += self.valid.eq(0)
+        m.d.comb += self.bursts.ready.eq(load & ends)
+        return m
