@@ -55,6 +55,7 @@ class IsaError(enum.Enum, shape=5):
     DMA_ERROR = 16            #: the DMA refused or failed the copy (detail: the DmaError)
     BAD_DMA_SPACE = 17        #: a reserved DMA space, or a remote SBUF (reserved for the chip)
     ABORTED = 18              #: stopped by the host (reset/abort)
+    DMA_FIELD_RANGE = 19      #: a DMA address, count, stride or elem_bytes does not fit the DMA config's fields
 
 
 class EngineState(enum.Enum, shape=3):

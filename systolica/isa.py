@@ -35,7 +35,7 @@ __all__ = [
     "Opcode", "Engine", "Space", "OPCODE_ENGINES",
     "HEADER_LAYOUT", "DMA_SIDE_LAYOUT", "BODY_LAYOUTS", "INSTRUCTION_LAYOUT",
     "IsaEncodingError", "Instruction", "DmaEndpoint", "Queue", "tile_queues", "fingerprint",
-    "Program", "decode", "decode_word", "encode_word", "assemble", "disassemble",
+    "Program", "decode", "decode_word", "decode_header", "encode_word", "assemble", "disassemble",
     "disassemble_instruction",
     "end", "nop", "check", "dma_copy", "dram", "sbuf", "load_stationary", "multiply_moving",
     "act", "act_param",
@@ -360,6 +360,20 @@ def _field_value(word, f, i=0):
     return raw
 
 
+def decode_header(raw):
+    """``(opcode value, waits, signals)`` of a 64-byte word, for any opcode byte (the sequencer
+    reads the header before it knows whether the opcode exists)."""
+    word = int.from_bytes(raw, "little")
+    sems = []
+    for base in (_WAIT_OFFSET, _SIGNAL_OFFSET):
+        pairs = []
+        for i in range(2):
+            v = word >> (base + i * _SEM_FIELD_BITS) & ((1 << _SEM_FIELD_BITS) - 1)
+            pairs.append((v & 0x3f, v >> 6))
+        sems.append(tuple(pairs))
+    return word & 0xff, sems[0], sems[1]
+
+
 def decode_word(raw):
     """An :class:`Instruction` from a 64-byte word. Raises :class:`IsaEncodingError` for an
     unknown opcode (the hardware and the model halt with UNKNOWN_OPCODE instead). Bits not in the
@@ -372,20 +386,14 @@ def decode_word(raw):
         opcode = Opcode(code)
     except ValueError:
         raise IsaEncodingError(f"unknown opcode 0x{code:02x}") from None
-    sems = []
-    for base in (_WAIT_OFFSET, _SIGNAL_OFFSET):
-        pairs = []
-        for i in range(2):
-            v = word >> (base + i * _SEM_FIELD_BITS) & ((1 << _SEM_FIELD_BITS) - 1)
-            pairs.append((v & 0x3f, v >> 6))
-        sems.append(pairs)
+    _, waits, signals = decode_header(raw)
     fields = {}
     for f in _BODY_FIELDS[opcode]:
         if f.count > 1:
             fields[f.name] = tuple(_field_value(word, f, i) for i in range(f.count))
         else:
             fields[f.name] = _field_value(word, f)
-    return Instruction(opcode, waits=sems[0], signals=sems[1], **fields)
+    return Instruction(opcode, waits=waits, signals=signals, **fields)
 
 
 # --- helpers to build instructions ---------------------------------------------------------------

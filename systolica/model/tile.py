@@ -1,0 +1,453 @@
+"""Instruction-level NumPy model of one tile: runs the same binary program as the RTL
+(docs/isa.md) and reports the same error codes, plus what hardware cannot see (data races,
+deadlocks: :mod:`.checks`).
+
+Every queue executes in order; the model runs one instruction at a time, atomically (wait,
+check, effect, signal), choosing among the queues whose next instruction can start: round robin
+by default, or at random with ``seed`` (a race-free program gives the same final state under
+every schedule). Memories (``dram``, ``sbuf``, ``psum``) persist across runs; a run starts from
+the control state after reset (semaphores 0, no weights loaded, every ACT parameter (1, 0)).
+
+State layout (docs/memories.md): ``sbuf`` is the linear SBUF (``partitions * partition_bytes``
+uint8, partition after partition, as the DMA addresses it); ``psum`` is ``(banks * bank_rows, C)``
+int64 accumulators (row = bank * bank_rows + row); ``dram`` is a uint8 array.
+"""
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from systolica import isa
+from systolica.codes import ACT_MODE_BYTES, ACT_MODE_RANGE, ActMode, DmaError, EngineState, IsaError
+from systolica.config import TileConfig
+from systolica.isa import Engine, Opcode, Space
+from systolica.model.checks import Access, Deadlock, RaceDetector, VectorClocks
+from systolica.model.dma import (DmaSide, DmaTransfer, dma_check_reference, dma_copy_reference,
+                                 side_offsets, side_range)
+from systolica.model.reference import requantize, wrap_signed
+
+
+__all__ = ["TileModel", "RunResult", "QueueResult", "ProgramMismatch", "TileCheckError",
+           "act_requantize"]
+
+
+class ProgramMismatch(ValueError):
+    """The program was built for another config (fingerprint) or names queues this tile lacks."""
+
+
+class TileCheckError(AssertionError):
+    """A run raced, deadlocked or halted (:meth:`RunResult.check`)."""
+
+
+@dataclass
+class QueueResult:
+    """The end of one queue: ``state`` (DONE, HALTED or WAITING), ``pc`` (the halted or waiting
+    instruction; for DONE the END's pc), ``error`` and ``detail`` (the DmaError of a DMA_ERROR),
+    and the pcs it retired, in order."""
+    name: str
+    engine: Engine
+    state: EngineState = EngineState.IDLE
+    pc: int = 0
+    error: IsaError = IsaError.OK
+    detail: DmaError = None
+    retired: list = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    queues: dict
+    semaphores: list
+    races: list
+    deadlock: Deadlock
+    retire_log: list            # (queue, pc) in the order the model retired them
+
+    @property
+    def halted(self):
+        return {n: q for n, q in self.queues.items() if q.state == EngineState.HALTED}
+
+    @property
+    def ok(self):
+        return (not self.races and self.deadlock is None
+                and all(q.state == EngineState.DONE for q in self.queues.values()))
+
+    def problems(self):
+        out = [str(r) for r in self.races]
+        if self.deadlock is not None:
+            out.append(str(self.deadlock))
+        for name, q in self.halted.items():
+            detail = f" ({q.detail.name})" if q.detail is not None else ""
+            out.append(f"{name} halted at pc {q.pc}: {q.error.name}{detail}")
+        return out
+
+    def check(self):
+        """Raise :class:`TileCheckError` listing every race, the deadlock and every halt."""
+        if not self.ok:
+            raise TileCheckError("\n".join(self.problems()))
+        return self
+
+
+def act_requantize(acc, scale, shift, *, zero_point, relu, mode, acc_bits, scale_bits):
+    """The ACT unit on ``acc`` (rows, cols) with per-column ``scale``/``shift``: int64 NumPy when
+    the product fits (acc_bits + scale_bits <= 62), else the exact reference (Python ints)."""
+    mode = ActMode(mode)
+    if mode == ActMode.INT32:
+        return wrap_signed(acc, 32)
+    if acc_bits + scale_bits > 62:
+        return requantize(acc, scale, shift, zero_point=zero_point, relu=relu,
+                          dtype=mode.name.lower())
+    p = np.asarray(acc, dtype=np.int64) * np.asarray(scale, dtype=np.int64)
+    s = np.broadcast_to(np.asarray(shift, dtype=np.int64), p.shape)
+    q = p >> s
+    rem = p - (q << s)
+    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+    up = (s > 0) & ((rem > half) | ((rem == half) & (q & 1 == 1)))
+    v = q + up
+    if relu:
+        v = np.maximum(v, 0)
+    lo, hi = ACT_MODE_RANGE[mode]
+    return np.clip(v + int(zero_point), lo, hi)
+
+
+_ACT_DTYPES = {ActMode.INT8: "<i1", ActMode.UINT8: "<u1", ActMode.INT16: "<i2",
+               ActMode.INT32: "<i4"}
+
+
+class _Queue:
+    def __init__(self, spec, words):
+        self.spec, self.words = spec, words
+        self.pc = 0
+        self.headers = {}
+        self.epoch_pcs = []
+        self.result = QueueResult(spec.name, spec.engine)
+
+    @property
+    def active(self):
+        return self.result.state not in (EngineState.DONE, EngineState.HALTED)
+
+    def header(self):
+        if self.pc not in self.headers:
+            self.headers[self.pc] = isa.decode_header(self.words[self.pc])
+        return self.headers[self.pc]
+
+
+class _Halt(Exception):
+    def __init__(self, code, detail=None):
+        self.code, self.detail = code, detail
+
+
+class TileModel:
+    """One tile (``config``) with ``dram_bytes`` of DRAM (or the given ``dram`` array)."""
+
+    def __init__(self, config: TileConfig, *, dram_bytes=1 << 20, dram=None):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"TileModel config must be a TileConfig; got {config!r}")
+        self.config = config
+        s, a, p = config.sbuf, config.array, config.psum
+        self.dram = (np.zeros(dram_bytes, dtype=np.uint8) if dram is None
+                     else np.asarray(dram, dtype=np.uint8))
+        if self.dram.ndim != 1:
+            raise ValueError("TileModel dram must be a 1-D uint8 array")
+        self.sbuf = np.zeros(s.partitions * s.partition_bytes, dtype=np.uint8)
+        self.psum = np.zeros((p.rows, a.cols), dtype=np.int64)
+        self.queue_specs = isa.tile_queues(config)
+        self.fingerprint = isa.fingerprint(config)
+        self._reset_control()
+
+    # --- host-side helpers ----------------------------------------------------------------------
+
+    def sbuf_partitions(self, dtype=np.uint8):
+        """The SBUF as ``(partitions, elements)`` of ``dtype`` (a view)."""
+        s = self.config.sbuf
+        return self.sbuf.reshape(s.partitions, s.partition_bytes).view(np.dtype(dtype))
+
+    def write_dram(self, addr, array):
+        raw = np.ascontiguousarray(array).view(np.uint8).ravel()
+        self.dram[addr:addr + raw.size] = raw
+        return addr + raw.size
+
+    def read_dram(self, addr, shape, dtype):
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape)) * dtype.itemsize
+        return self.dram[addr:addr + size].copy().view(dtype).reshape(shape)
+
+    def _reset_control(self):
+        c = self.config.array.cols
+        self.semaphores = [0] * isa.SEMAPHORES
+        self.weights_active = None          # (K, C) int64 of the weights in use
+        self.weights_shadow = None          # loaded, not yet switched to
+        self.act_scale = np.ones((isa.ACT_PARAM_ENTRIES, c), dtype=np.int64)
+        self.act_shift = np.zeros((isa.ACT_PARAM_ENTRIES, c), dtype=np.int64)
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run(self, program, *, seed=None, check_header=True):
+        """Run a :class:`~systolica.isa.Program` or its binary image. ``seed``: random schedule
+        (``None``: round robin). Raises :class:`ProgramMismatch` when the image's fingerprint is
+        not this config's (unless ``check_header=False``: then the queues' CHECKs halt them)."""
+        if isinstance(program, isa.Program):
+            fp = program.fingerprint
+            words = {name: [isa.encode_word(i) for i in insns]
+                     for name, insns in program.queues.items()}
+        else:
+            fp, words = isa.decode_words(bytes(program))
+        if check_header and fp != self.fingerprint:
+            raise ProgramMismatch(f"program built for config fingerprint 0x{fp:08x}; this tile's "
+                                  f"is 0x{self.fingerprint:08x}")
+        known = {q.name: q for q in self.queue_specs}
+        unknown = [n for n in words if n not in known]
+        if unknown:
+            raise ProgramMismatch(f"program has queue(s) {', '.join(unknown)}; this tile has "
+                                  f"{', '.join(known)}")
+        self._reset_control()
+        queues = [_Queue(spec, words.get(spec.name, [])) for spec in self.queue_specs]
+        for q in queues:
+            if not q.words:
+                q.result.state = EngineState.DONE       # an empty queue is never started
+        self._queues = queues
+        self._clocks = VectorClocks(len(queues), isa.SEMAPHORES)
+        spaces = {"dram": self.dram.size, "sbuf": self.sbuf.size, "psum": self.psum.size}
+        self._races = RaceDetector(spaces, len(queues), self._clocks, self._describe)
+        log = []
+        rng = random.Random(seed) if seed is not None else None
+        turn = 0
+        while True:
+            ready = [q for q in queues if q.active and self._can_start(q)]
+            if not ready:
+                break
+            if rng is not None:
+                q = rng.choice(ready)
+            else:
+                q = min(ready, key=lambda x: (x.spec.index - turn) % len(queues))
+                turn = q.spec.index + 1
+            self._step(q, log)
+        waiting = []
+        for q in queues:
+            if q.active:
+                q.result.state = EngineState.WAITING
+                q.result.pc = q.pc
+                _, waits, _ = q.header()
+                waiting.append((self._access_of(q, q.pc),
+                                tuple((s, n, self.semaphores[s]) for s, n in waits if n)))
+        return RunResult({q.spec.name: q.result for q in queues}, list(self.semaphores),
+                         list(self._races.races), Deadlock(tuple(waiting)) if waiting else None,
+                         log)
+
+    def _describe(self, qi, epoch):
+        q = self._queues[qi]
+        return self._access_of(q, q.epoch_pcs[epoch - 1])
+
+    @staticmethod
+    def _access_of(q, pc):
+        if pc >= len(q.words):
+            return Access(q.spec.name, pc, "<past the end>")
+        try:
+            text = isa.disassemble_instruction(isa.decode_word(q.words[pc]))
+        except isa.IsaEncodingError as e:
+            text = f"<{e}>"
+        return Access(q.spec.name, pc, text)
+
+    @staticmethod
+    def _bad_semaphores(waits, signals):
+        used = [s for s, n in (*waits, *signals) if n]
+        if any(s >= isa.SEMAPHORES for s in used):
+            return True
+        return waits[0][1] and waits[1][1] and waits[0][0] == waits[1][0]
+
+    def _can_start(self, q):
+        if q.pc >= len(q.words):
+            return True
+        _, waits, signals = q.header()
+        if self._bad_semaphores(waits, signals):
+            return True
+        return all(self.semaphores[s] >= n for s, n in waits if n)
+
+    def _step(self, q, log):
+        result = q.result
+        result.state = EngineState.RUNNING
+        pc = q.pc
+        try:
+            if pc >= len(q.words):
+                raise _Halt(IsaError.QUEUE_OVERRUN)
+            code, waits, signals = q.header()
+            if self._bad_semaphores(waits, signals):
+                raise _Halt(IsaError.BAD_SEMAPHORE)
+            qi = q.spec.index
+            self._epoch = self._clocks.tick(qi)
+            q.epoch_pcs.append(pc)
+            self._qi = qi
+            for s, n in waits:
+                if n:
+                    self.semaphores[s] -= n
+                    self._clocks.wait(qi, s, n)
+            try:
+                opcode = Opcode(code)
+            except ValueError:
+                raise _Halt(IsaError.UNKNOWN_OPCODE) from None
+            if pc == 0 and opcode != Opcode.CHECK:
+                raise _Halt(IsaError.CONFIG_MISMATCH)
+            engine = isa.OPCODE_ENGINES[opcode]
+            if engine is not None and engine != q.spec.engine:
+                raise _Halt(IsaError.WRONG_ENGINE)
+            insn = isa.decode_word(q.words[pc])
+            getattr(self, f"_exec_{opcode.name.lower()}")(insn, q)
+            if any(self.semaphores[s] + n > isa.SEMAPHORE_MAX for s, n in signals if n):
+                raise _Halt(IsaError.SEMAPHORE_OVERFLOW)
+            for s, n in signals:
+                if n:
+                    self.semaphores[s] += n
+                    self._clocks.signal(qi, s, n)
+        except _Halt as halt:
+            result.state, result.pc = EngineState.HALTED, pc
+            result.error, result.detail = halt.code, halt.detail
+            return
+        result.retired.append(pc)
+        log.append((q.spec.name, pc))
+        result.pc = pc
+        q.pc = pc + 1
+        if opcode == Opcode.END:
+            result.state = EngineState.DONE
+
+    def _access(self, space, idx, write):
+        self._races.access(self._qi, self._epoch, space, np.asarray(idx, dtype=np.int64).ravel(),
+                           write)
+
+    # --- instructions ---------------------------------------------------------------------------
+
+    def _exec_end(self, insn, q):
+        pass
+
+    _exec_nop = _exec_end
+
+    def _exec_check(self, insn, q):
+        if insn.fingerprint != self.fingerprint:
+            raise _Halt(IsaError.CONFIG_MISMATCH)
+        if insn.queue != q.spec.index:
+            raise _Halt(IsaError.QUEUE_MISMATCH)
+
+    def _exec_dma_copy(self, insn, q):
+        dma = self.config.dma
+        sides = []
+        for name in ("src", "dst"):
+            side = insn.side(name)
+            if side.space not in (Space.DRAM, Space.SBUF):
+                raise _Halt(IsaError.BAD_DMA_SPACE)
+            sides.append(side)
+        for side in sides:
+            lo, hi = -(1 << (dma.addr_width - 1)), (1 << (dma.addr_width - 1))
+            if (side.addr >= 1 << dma.addr_width or any(c >= 1 << dma.count_bits for c in side.counts)
+                    or any(not lo <= st < hi for st in side.strides)):
+                raise _Halt(IsaError.DMA_FIELD_RANGE)
+        if insn.elem_bytes >= 1 << dma.elem_bits:
+            raise _Halt(IsaError.DMA_FIELD_RANGE)
+        src, dst = (DmaSide("sbuf" if s.space == Space.SBUF else "dram", s.addr, tuple(s.counts),
+                            tuple(s.strides)) for s in sides)
+        transfer = DmaTransfer(src, dst, insn.elem_bytes)
+        code = dma_check_reference(transfer, addr_width=dma.addr_width, sbuf_bytes=self.sbuf.size,
+                                   semaphores=1)
+        if code:
+            raise _Halt(IsaError.DMA_ERROR, DmaError(code))
+        for side, error in ((src, DmaError.AXI_READ_ERROR), (dst, DmaError.AXI_WRITE_ERROR)):
+            if side.space == "dram" and side_range(side, insn.elem_bytes)[1] > self.dram.size:
+                raise _Halt(IsaError.DMA_ERROR, error)    # beyond the DRAM: DECERR, nothing written
+        self._access(src.space, side_offsets(src, insn.elem_bytes), False)
+        self._access(dst.space, side_offsets(dst, insn.elem_bytes), True)
+        dma_copy_reference(transfer, self.dram, self.sbuf)
+
+    def _partition_bytes(self, partitions, first_elem, count, elem_bytes):
+        pb = self.config.sbuf.partition_bytes
+        return (np.arange(partitions)[:, None] * pb + first_elem * elem_bytes
+                + np.arange(count * elem_bytes)[None, :])
+
+    def _exec_load_stationary(self, insn, q):
+        a = self.config.array
+        if not 1 <= insn.k <= a.rows:
+            raise _Halt(IsaError.BAD_K)
+        if not 1 <= insn.n <= a.cols:
+            raise _Halt(IsaError.BAD_N)
+        dtype = np.dtype(a.stationary_dtype).newbyteorder("<")
+        view = self.sbuf_partitions(dtype)
+        if insn.offset + insn.k > view.shape[1]:
+            raise _Halt(IsaError.SBUF_RANGE)
+        w = np.zeros((insn.k, a.cols), dtype=np.int64)
+        w[:, :insn.n] = view[:insn.n, insn.offset:insn.offset + insn.k].T
+        self._access("sbuf", self._partition_bytes(insn.n, insn.offset, insn.k, dtype.itemsize),
+                     False)
+        self.weights_shadow = w
+
+    def _psum_rows(self, first, count):
+        p = self.config.psum
+        if first >= p.rows:
+            raise _Halt(IsaError.PSUM_RANGE)
+        if first % p.bank_rows + count > p.bank_rows:
+            raise _Halt(IsaError.PSUM_BANK)
+
+    def _exec_multiply_moving(self, insn, q):
+        a = self.config.array
+        if self.weights_shadow is None and self.weights_active is None:
+            raise _Halt(IsaError.MULTIPLY_BEFORE_LOAD)
+        if insn.m == 0 or insn.repeat == 0:
+            raise _Halt(IsaError.BAD_COUNT)
+        dtype = np.dtype(a.moving_dtype).newbyteorder("<")
+        view = self.sbuf_partitions(dtype)
+        steps = [(insn.offset + r * insn.offset_step, insn.psum_addr + r * insn.psum_step)
+                 for r in range(insn.repeat)]
+        for offset, row in steps:
+            self._psum_rows(row, insn.m)
+            if offset + insn.m > view.shape[1]:
+                raise _Halt(IsaError.SBUF_RANGE)
+        if self.weights_shadow is not None:          # the first multiply after a load switches
+            self.weights_active, self.weights_shadow = self.weights_shadow, None
+        w = self.weights_active
+        k, cols, m = w.shape[0], a.cols, insn.m
+        for offset, row in steps:
+            moving = view[:k, offset:offset + m].T.astype(np.int64)
+            self._access("sbuf", self._partition_bytes(k, offset, m, dtype.itemsize), False)
+            self._access("psum", (row + np.arange(m))[:, None] * cols + np.arange(cols), True)
+            product = moving @ w
+            if insn.accumulate:
+                product = product + self.psum[row:row + m]
+            self.psum[row:row + m] = wrap_signed(product, a.acc_bits)
+
+    def _exec_act_param(self, insn, q):
+        a, act = self.config.array, self.config.act
+        count = insn.count
+        scale, shift = insn.scale[:count], insn.shift[:count]
+        lo, hi = -(1 << (act.scale_bits - 1)), (1 << (act.scale_bits - 1)) - 1
+        if (insn.entry >= isa.ACT_PARAM_ENTRIES or not 1 <= count <= isa.ACT_PARAM_GROUP
+                or insn.first_col + count > a.cols or any(not lo <= s <= hi for s in scale)
+                or any(s > act.max_shift for s in shift)):
+            raise _Halt(IsaError.BAD_ACT_PARAM)
+        cols = slice(insn.first_col, insn.first_col + count)
+        self.act_scale[insn.entry, cols] = scale
+        self.act_shift[insn.entry, cols] = shift
+
+    def _exec_act(self, insn, q):
+        a = self.config.array
+        if insn.rows == 0 or insn.repeat == 0:
+            raise _Halt(IsaError.BAD_COUNT)
+        if not 1 <= insn.cols <= a.cols:
+            raise _Halt(IsaError.BAD_N)
+        if insn.param >= isa.ACT_PARAM_ENTRIES:
+            raise _Halt(IsaError.BAD_ACT_PARAM)
+        mode = ActMode(insn.mode)
+        dtype = np.dtype(_ACT_DTYPES[mode])
+        view = self.sbuf_partitions(dtype)
+        steps = [(insn.psum_addr + r * insn.psum_step, insn.offset + r * insn.offset_step)
+                 for r in range(insn.repeat)]
+        for row, offset in steps:
+            self._psum_rows(row, insn.rows)
+            if offset + insn.rows > view.shape[1]:
+                raise _Halt(IsaError.SBUF_RANGE)
+        rows, cols = insn.rows, insn.cols
+        scale = self.act_scale[insn.param, :cols]
+        shift = self.act_shift[insn.param, :cols]
+        for row, offset in steps:
+            self._access("psum", (row + np.arange(rows))[:, None] * a.cols + np.arange(cols), False)
+            self._access("sbuf", self._partition_bytes(cols, offset, rows, ACT_MODE_BYTES[mode]),
+                         True)
+            y = act_requantize(self.psum[row:row + rows, :cols], scale, shift,
+                               zero_point=insn.zero_point, relu=insn.relu, mode=mode,
+                               acc_bits=a.acc_bits, scale_bits=self.config.act.scale_bits)
+            view[:cols, offset:offset + rows] = y.T.astype(dtype)
+
