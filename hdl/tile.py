@@ -71,7 +71,7 @@ class Tile(wiring.Component):
         seq = m.submodules.sequencer = Sequencer(config=cfg, fetch_depth=self._fetch_depth)
         dp = m.submodules.datapath = self._datapath
         engine = m.submodules.engine = TensorEngine(cfg.array)
-        dma = m.submodules.dma = Dma(cfg.dma, cfg.sbuf)
+        dma = m.submodules.dma = Dma(config=cfg)
         wiring.connect(m, wiring.flipped(self.host), regs.bus)
 
         # datapath, engine, DMA

@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from systolica.config import DmaConfig, SbufConfig
+from systolica.config import DmaConfig, SbufConfig, TileConfig
 from systolica.hdl.axi import RESP_DECERR
 from systolica.hdl.axi_ram import AxiRam
 from systolica.hdl.dma import Dma
@@ -22,7 +22,7 @@ DEPTH = 512                     # DRAM words (4 KiB)
 
 class DmaOverRam(wiring.Component):
     def __init__(self, ram_kwargs):
-        self.dma = Dma(DmaConfig(queues=1), SbufConfig(depth=64))
+        self.dma = Dma(config=TileConfig(sbuf=SbufConfig(depth=64), dma=DmaConfig(queues=1)))
         self.ram = AxiRam(addr_width=32, data_width=64, id_width=4, depth=DEPTH, **ram_kwargs)
         super().__init__({})
 
@@ -38,7 +38,7 @@ def run(transfers, dram, ram_kwargs, rng):
              for i in range(DEPTH)]
     top = DmaOverRam(dict(ram_kwargs, init=words))
     dma = top.dma
-    sbuf = SbufPortModel(dma.sbuf, dma.sbuf_config, rng=rng, req_stall=0.2, resp_stall=0.2)
+    sbuf = SbufPortModel(dma.sbuf, dma.config.sbuf, rng=rng, req_stall=0.2, resp_stall=0.2)
     errors = []
 
     async def bench(ctx):
