@@ -140,3 +140,12 @@ def _mesh(config):
 def _tile_datapath(config):
     from systolica.hdl.tile_datapath import TileDatapath
     return TileDatapath(config=config)
+
+
+@register_block("tile", top="systolica_tile", sections=("array", "sbuf", "psum", "act", "dma"),
+                description="the tile: sequencer (fetch, per-queue engines, semaphores) + "
+                            "datapath + DMA, one AXI4 master, AXI4-Lite host port (hdl/tile.py)",
+                composite="tile")
+def _tile(config):
+    from systolica.hdl.tile import Tile
+    return Tile(config=config)

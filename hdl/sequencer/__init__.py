@@ -1,0 +1,135 @@
+"""The tile's sequencer: instruction fetch, one in-order front end per queue, the semaphore file
+and the ACT parameter table (docs/tile.md).
+
+Queues are :func:`systolica.isa.tile_queues` of the config: ``dma0..`` (each feeding one DMA
+descriptor queue), ``pe`` (the SBUF's ``weights_cmd`` / ``moving_cmd``) and ``act`` (``act_cmd``
+plus the per-column ``scale`` / ``shift`` from parameter-table entry of the running command).
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from systolica.codes import EngineState
+from systolica.config import TileConfig
+from systolica.hdl.axi import axi4_addr_layout, axi4_r_layout
+from systolica.hdl.contracts import (act_command_layout, dma_descriptor_layout, dma_done_layout,
+                                     moving_command_layout, weights_command_layout)
+from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOUT, SEMAPHORES,
+                           SEMAPHORE_BITS, Engine, fingerprint, tile_queues)
+from .engine import QueueEngine, engine_status_layout
+from .fetch import Fetch
+from .semaphores import SemaphoreFile
+
+
+__all__ = ["Sequencer", "FETCH_AXI_ID"]
+
+#: AXI ID of instruction fetches (the DMA uses ID 0).
+FETCH_AXI_ID = 1
+
+
+class Sequencer(wiring.Component):
+    def __init__(self, *, config: TileConfig, fetch_depth=4, scoreboard_depth=8):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"Sequencer config must be a TileConfig; got {config!r}")
+        self._config = config
+        self._queues = tile_queues(config)
+        self._fetch_depth, self._board_depth = fetch_depth, scoreboard_depth
+        dma, arr, act = config.dma, config.array, config.act
+        n = len(self._queues)
+        shift_bits = max(1, act.max_shift.bit_length())
+        super().__init__({
+            "ar": Out(stream.Signature(axi4_addr_layout(dma.addr_width, dma.id_width))),
+            "r": In(stream.Signature(axi4_r_layout(dma.data_width, dma.id_width))),
+            "base": In(unsigned(dma.addr_width)).array(n),
+            "length": In(32).array(n),
+            "start": In(1), "abort": In(1),
+            "status": Out(engine_status_layout()).array(n),
+            "sem_values": Out(data.ArrayLayout(unsigned(SEMAPHORE_BITS), SEMAPHORES)),
+            "running": Out(1), "done": Out(1),
+            "dma_desc": Out(stream.Signature(dma_descriptor_layout(dma))).array(dma.queues),
+            "dma_done": In(1), "dma_done_info": In(dma_done_layout(dma)),
+            "weights_cmd": Out(stream.Signature(weights_command_layout(config.sbuf, arr))),
+            "moving_cmd": Out(stream.Signature(moving_command_layout(config.sbuf, arr))),
+            "load_done": In(1), "multiply_done": In(1),
+            "act_cmd": Out(stream.Signature(act_command_layout(config))),
+            "act_busy": In(1),
+            "scale": Out(data.ArrayLayout(signed(act.scale_bits), arr.cols)),
+            "shift": Out(data.ArrayLayout(unsigned(shift_bits), arr.cols)),
+        })
+
+    @property
+    def queues(self):
+        return self._queues
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        dma = cfg.dma
+        n = len(self._queues)
+        fp = fingerprint(cfg)
+        fetch = m.submodules.fetch = Fetch(
+            engines=n, instr_bits=INSTRUCTION_LAYOUT.size, addr_width=dma.addr_width,
+            data_width=dma.data_width, id_width=dma.id_width, axi_id=FETCH_AXI_ID,
+            queue_depth=self._fetch_depth)
+        sems = m.submodules.semaphores = SemaphoreFile(count=SEMAPHORES, bits=SEMAPHORE_BITS,
+                                                       engines=n)
+        wiring.connect(m, wiring.flipped(self.ar), fetch.ar)
+        wiring.connect(m, wiring.flipped(self.r), fetch.r)
+        running = Signal()
+        start = Signal()
+        m.d.comb += [start.eq(self.start & ~running), fetch.start.eq(start),
+                     fetch.flush.eq(self.abort), sems.clear.eq(self.abort),
+                     self.sem_values.eq(sems.values)]
+        engines = []
+        for i, q in enumerate(self._queues):
+            e = QueueEngine(config=cfg, queue=q, fingerprint=fp,
+                            scoreboard_depth=self._board_depth)
+            m.submodules[f"engine_{q.name}"] = e
+            engines.append(e)
+            wiring.connect(m, fetch.instr[i], e.instr)
+            m.d.comb += [fetch.base[i].eq(self.base[i]), fetch.length[i].eq(self.length[i]),
+                         e.length.eq(self.length[i]), e.start.eq(start), e.abort.eq(self.abort),
+                         sems.wait[i].eq(e.wait), e.granted.eq(sems.granted[i]),
+                         sems.signal[i][0].eq(e.signal[0]), sems.signal[i][1].eq(e.signal[1]),
+                         self.status[i].eq(e.status)]
+            if q.engine == Engine.DMA:
+                wiring.connect(m, e.desc, wiring.flipped(self.dma_desc[q.index]))
+                m.d.comb += [e.dma_done.eq(self.dma_done & (self.dma_done_info.queue == q.index)),
+                             e.dma_error.eq(self.dma_done_info.error)]
+            elif q.engine == Engine.PE:
+                wiring.connect(m, e.weights_cmd, wiring.flipped(self.weights_cmd))
+                wiring.connect(m, e.moving_cmd, wiring.flipped(self.moving_cmd))
+                m.d.comb += [e.load_done.eq(self.load_done),
+                             e.multiply_done.eq(self.multiply_done)]
+            else:
+                wiring.connect(m, e.act_cmd, wiring.flipped(self.act_cmd))
+                m.d.comb += e.act_busy.eq(self.act_busy)
+                self._param_table(m, e)
+        m.d.comb += running.eq(fetch.busy | Cat(e.active for e in engines).any())
+        started = Signal()
+        with m.If(start):
+            m.d.sync += started.eq(1)
+        m.d.comb += [self.running.eq(running), self.done.eq(started & ~running)]
+        return m
+
+    def _param_table(self, m, engine):
+        """ACT parameter table: entry x column registers of scale and shift; the ACT reads the
+        entry of its current command."""
+        cols = self._config.array.cols
+        pw = engine.param_write
+        scales = [[Signal(self.scale.shape().elem_shape, name=f"scale_{e}_{c}")
+                   for c in range(cols)] for e in range(ACT_PARAM_ENTRIES)]
+        shifts = [[Signal(self.shift.shape().elem_shape, name=f"shift_{e}_{c}")
+                   for c in range(cols)] for e in range(ACT_PARAM_ENTRIES)]
+        for e in range(ACT_PARAM_ENTRIES):
+            for c in range(cols):
+                for i in range(ACT_PARAM_GROUP):
+                    with m.If(pw.valid & (pw.entry == e) & (pw.first_col + i == c) &
+                              (i < pw.count)):
+                        m.d.sync += [scales[e][c].eq(pw.scale[i]), shifts[e][c].eq(pw.shift[i])]
+        for c in range(cols):
+            m.d.comb += [self.scale[c].eq(Array(scales[e][c] for e in range(ACT_PARAM_ENTRIES))
+                                          [engine.param_entry]),
+                         self.shift[c].eq(Array(shifts[e][c] for e in range(ACT_PARAM_ENTRIES))
+                                          [engine.param_entry])]

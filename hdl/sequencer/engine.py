@@ -1,0 +1,455 @@
+"""One instruction queue's front end: decode, check, wait, issue, in-order retire, signal.
+
+An instruction moves through one slot: it is taken from the fetch queue, *checked* (one cycle,
+plus one per repeat for MULTIPLY_MOVING / ACT, whose every repeat's SBUF and PSUM ranges are
+checked before the first is issued), its waits are *granted* by the semaphore file (both at once,
+consuming them), then it is *issued* (one command per repeat) and recorded in the in-order
+*scoreboard*. The scoreboard's head retires when its command has completed (completion events
+arrive in order per kind); a retiring instruction applies its signals and counts in ``retired``.
+
+A bad instruction (any :class:`~systolica.codes.IsaError`) is never issued: the engine stops
+taking instructions, lets the ones in flight retire, then halts with the code and the bad pc.
+DMA_COPY and ACT are issued one at a time (the next waits for the previous to complete), so a
+DMA error reported at completion halts the queue before anything after it started.
+``abort`` drops the slot, lets issued commands drain without signalling, then stops.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from systolica.codes import ActMode, DmaError, EngineState, IsaError
+from systolica.config import DTYPES, TileConfig
+from systolica.hdl.contracts import (dma_descriptor_layout, index_bits)
+from systolica.hdl.lib import Queue
+from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOUT, SEMAPHORES,
+                           SEMAPHORE_BITS, Engine, Opcode, OPCODE_ENGINES, Space)
+from .fetch import fetched_layout
+from .semaphores import semaphore_request_layout, semaphore_wait_layout
+
+
+__all__ = ["engine_status_layout", "act_param_write_layout", "QueueEngine"]
+
+_IMM, _KIND_A, _KIND_B = 0, 1, 2          # scoreboard kinds: immediate, first / second command
+_ACCUMULATOR_BITS = 52                    # offset + repeat * step never overflows
+
+
+def engine_status_layout():
+    return data.StructLayout({
+        "state": EngineState, "semaphore": unsigned(8), "pc": unsigned(32),
+        "retired": unsigned(32), "busy_cycles": unsigned(32), "error": IsaError,
+        "dma_error": DmaError,
+    })
+
+
+def act_param_write_layout(config: TileConfig):
+    return data.StructLayout({
+        "valid": 1, "entry": unsigned(index_bits(ACT_PARAM_ENTRIES)), "first_col": unsigned(16),
+        "count": unsigned(8),
+        "scale": data.ArrayLayout(signed(config.act.scale_bits), ACT_PARAM_GROUP),
+        "shift": data.ArrayLayout(unsigned(8), ACT_PARAM_GROUP),
+    })
+
+
+class QueueEngine(wiring.Component):
+    """The front end of queue ``queue`` (a :class:`systolica.isa.Queue`) of a tile with
+    ``config``; ``fingerprint`` is :func:`systolica.isa.fingerprint` of the config."""
+
+    def __init__(self, *, config: TileConfig, queue, fingerprint, scoreboard_depth=8):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"QueueEngine config must be a TileConfig; got {config!r}")
+        self._config, self._queue, self._fingerprint = config, queue, fingerprint
+        self._depth = scoreboard_depth
+        sem_id = index_bits(SEMAPHORES)
+        members = {
+            "instr": In(stream.Signature(fetched_layout(INSTRUCTION_LAYOUT.size))),
+            "start": In(1), "abort": In(1), "length": In(32),
+            "wait": Out(semaphore_wait_layout(SEMAPHORES, SEMAPHORE_BITS)),
+            "granted": In(1),
+            "signal": Out(semaphore_request_layout(SEMAPHORES, SEMAPHORE_BITS)).array(2),
+            "status": Out(engine_status_layout()),
+            "active": Out(1),            # running, waiting, or draining in-flight commands
+        }
+        self._sem_id = sem_id
+        kind = queue.engine
+        if kind == Engine.DMA:
+            members.update({
+                "desc": Out(stream.Signature(dma_descriptor_layout(config.dma))),
+                "dma_done": In(1), "dma_error": In(DmaError)})
+        elif kind == Engine.PE:
+            from systolica.hdl.contracts import moving_command_layout, weights_command_layout
+            members.update({
+                "weights_cmd": Out(stream.Signature(weights_command_layout(config.sbuf,
+                                                                           config.array))),
+                "moving_cmd": Out(stream.Signature(moving_command_layout(config.sbuf,
+                                                                         config.array))),
+                "load_done": In(1), "multiply_done": In(1)})
+        else:
+            from systolica.hdl.contracts import act_command_layout
+            members.update({
+                "act_cmd": Out(stream.Signature(act_command_layout(config))),
+                "act_busy": In(1),
+                "param_write": Out(act_param_write_layout(config)),
+                "param_entry": Out(index_bits(ACT_PARAM_ENTRIES))})
+        super().__init__(members)
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def _static_error(self, m, slot, fetch_error, pc, loaded):
+        """The error code of the instruction in the slot found without iterating its repeats,
+        and for DMA_COPY the DmaError detail."""
+        cfg, q = self._config, self._queue
+        hdr = slot.header
+        op = hdr.opcode
+        known = Cat(op == o for o in Opcode).any()
+        allowed = Cat(op == o for o, e in OPCODE_ENGINES.items() if e in (None, q.engine)).any()
+        code = Signal(IsaError, name="static_code")
+        detail = Signal(DmaError, name="static_detail")
+        sem_bad = Cat(*(((p.count != 0) & (p.sem >= SEMAPHORES)) for p in (*hdr.wait, *hdr.signal)),
+                      (hdr.wait[0].count != 0) & (hdr.wait[1].count != 0) &
+                      (hdr.wait[0].sem == hdr.wait[1].sem)).any()
+        chk = slot.body.check
+        R, Cc = cfg.array.rows, cfg.array.cols
+        sb = cfg.sbuf
+
+        def elems(dtype_bytes):
+            return sb.depth * sb.word_bytes // dtype_bytes
+
+        body = Signal(IsaError, name="body_code")
+        if q.engine == Engine.PE:
+            ls, mm = slot.body.load_stationary, slot.body.multiply_moving
+            w_bytes = DTYPES[cfg.array.stationary_dtype][0] // 8
+            with m.If(op == Opcode.LOAD_STATIONARY):
+                with m.If((ls.k == 0) | (ls.k > R)):
+                    m.d.comb += body.eq(IsaError.BAD_K)
+                with m.Elif((ls.n == 0) | (ls.n > Cc)):
+                    m.d.comb += body.eq(IsaError.BAD_N)
+                with m.Elif(ls.offset + ls.k > elems(w_bytes)):
+                    m.d.comb += body.eq(IsaError.SBUF_RANGE)
+            with m.Elif(op == Opcode.MULTIPLY_MOVING):
+                with m.If(~loaded):
+                    m.d.comb += body.eq(IsaError.MULTIPLY_BEFORE_LOAD)
+                with m.Elif((mm.m == 0) | (mm.repeat == 0)):
+                    m.d.comb += body.eq(IsaError.BAD_COUNT)
+        elif q.engine == Engine.ACT:
+            a, ap = slot.body.act, slot.body.act_param
+            lo, hi = -(1 << (cfg.act.scale_bits - 1)), (1 << (cfg.act.scale_bits - 1)) - 1
+            with m.If(op == Opcode.ACT):
+                with m.If((a.cols == 0) | (a.cols > Cc)):
+                    m.d.comb += body.eq(IsaError.BAD_N)
+                with m.Elif((a.rows == 0) | (a.repeat == 0)):
+                    m.d.comb += body.eq(IsaError.BAD_COUNT)
+                with m.Elif(a.param >= ACT_PARAM_ENTRIES):
+                    m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)
+            with m.Elif(op == Opcode.ACT_PARAM):
+                bad_value = Cat(((i < ap.count) & ((ap.scale[i] < lo) | (ap.scale[i] > hi) |
+                                                   (ap.shift[i] > cfg.act.max_shift)))
+                                for i in range(ACT_PARAM_GROUP)).any()
+                with m.If((ap.entry >= ACT_PARAM_ENTRIES) | (ap.count == 0) |
+                          (ap.count > ACT_PARAM_GROUP) | (ap.first_col + ap.count > Cc) |
+                          bad_value):
+                    m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)
+        else:
+            d = slot.body.dma_copy
+            aw = cfg.dma.addr_width
+            good_space = Cat(*(((s.space == Space.DRAM) | (s.space == Space.SBUF))
+                               for s in (d.src, d.dst))).all()
+            with m.If(op == Opcode.DMA_COPY):
+                with m.If(~good_space):
+                    m.d.comb += body.eq(IsaError.BAD_DMA_SPACE)
+                for side in (d.src, d.dst):
+                    with m.Elif(side.addr[aw:] != 0):
+                        m.d.comb += [body.eq(IsaError.DMA_ERROR),
+                                     detail.eq(Mux(side.space == Space.SBUF,
+                                                   DmaError.SBUF_RANGE, DmaError.DRAM_RANGE))]
+        with m.If(fetch_error):
+            m.d.comb += [code.eq(IsaError.DMA_ERROR), detail.eq(DmaError.AXI_READ_ERROR)]
+        with m.Elif(~known):
+            m.d.comb += code.eq(IsaError.UNKNOWN_OPCODE)
+        with m.Elif(~allowed):
+            m.d.comb += code.eq(IsaError.WRONG_ENGINE)
+        with m.Elif(((pc == 0) & (op != Opcode.CHECK)) |
+                    ((op == Opcode.CHECK) & (chk.fingerprint != self._fingerprint))):
+            m.d.comb += code.eq(IsaError.CONFIG_MISMATCH)
+        with m.Elif((op == Opcode.CHECK) & (chk.queue != q.index)):
+            m.d.comb += code.eq(IsaError.QUEUE_MISMATCH)
+        with m.Elif(sem_bad):
+            m.d.comb += code.eq(IsaError.BAD_SEMAPHORE)
+        with m.Else():
+            m.d.comb += code.eq(body)
+        return code, detail
+
+    # --- the engine -----------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, q = self._config, self._queue
+        kind = q.engine
+        st = self.status
+        sb, arr = cfg.sbuf, cfg.array
+
+        slot = Signal(INSTRUCTION_LAYOUT)
+        slot_fetch_error = Signal()
+        slot_valid = Signal()
+        phase = Signal(range(4))          # 0 CHECK(static), 1 CHECK repeats, 2 WAIT, 3 ISSUE
+        pc = st.pc
+        loaded = Signal()                 # a LOAD_STATIONARY was issued (since start)
+        new_load = Signal()               # ... since the last multiply's first beat
+        ended = Signal()                  # END issued
+        halting = Signal()
+        aborting = Signal()
+        halt_code = Signal(IsaError)
+        halt_detail = Signal(DmaError)
+        running = st.state == EngineState.RUNNING
+        waiting = st.state == EngineState.WAITING
+        live = running | waiting
+        op = slot.header.opcode
+
+        # scoreboard: in-order completion of issued commands
+        entry = data.StructLayout({"kind": 2, "retire": 1, "end": 1,
+                                   "signal": data.ArrayLayout(slot.header.signal.shape()
+                                                              .elem_shape, 2)})
+        board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth)
+        events = [Signal(range(self._depth + 2), name=f"events{k}") for k in range(3)]
+        event_in = [C(0), Signal(name="event_a"), Signal(name="event_b")]
+        head = board.o.payload
+        head_done = board.o.valid & Array(events)[head.kind].any() | \
+            (board.o.valid & (head.kind == _IMM))
+        retiring = Signal()
+        m.d.comb += [retiring.eq(head_done), board.o.ready.eq(retiring)]
+        for k in (1, 2):
+            dec = retiring & (head.kind == k)
+            m.d.sync += events[k].eq(events[k] + event_in[k] - dec)
+        dma_error_seen = Signal(DmaError)
+        in_flight = board.o.valid
+        empty = ~board.o.valid
+
+        # retire: signals, counters, END
+        for j in range(2):
+            sig = head.signal[j]
+            m.d.comb += [self.signal[j].valid.eq(retiring & head.retire & (sig.count != 0) &
+                                                 ~aborting & ~(dma_error_seen != DmaError.OK)),
+                         self.signal[j].id.eq(sig.sem), self.signal[j].amount.eq(sig.count)]
+        with m.If(retiring & head.retire & ~aborting & (dma_error_seen == DmaError.OK)):
+            m.d.sync += st.retired.eq(st.retired + 1)
+            with m.If(head.end):
+                m.d.sync += st.state.eq(EngineState.DONE)
+        with m.If(live & in_flight):
+            m.d.sync += st.busy_cycles.eq(st.busy_cycles + 1)
+
+        # --- per-kind completion events and the DMA error ------------------------------------
+        if kind == Engine.DMA:
+            m.d.comb += event_in[1].eq(self.dma_done)
+            with m.If(self.dma_done & (self.dma_error != DmaError.OK)):
+                m.d.sync += dma_error_seen.eq(self.dma_error)
+        elif kind == Engine.PE:
+            m.d.comb += [event_in[1].eq(self.load_done), event_in[2].eq(self.multiply_done)]
+        else:
+            quiet = Signal(range(4))
+            act_pending = Signal()
+            with m.If(self.act_cmd.valid & self.act_cmd.ready):
+                m.d.sync += [act_pending.eq(1), quiet.eq(0)]
+            with m.Elif(act_pending & self.act_busy):
+                m.d.sync += quiet.eq(0)
+            with m.Elif(act_pending & (quiet == 3)):
+                m.d.sync += act_pending.eq(0)
+                m.d.comb += event_in[1].eq(1)
+            with m.Elif(act_pending):
+                m.d.sync += quiet.eq(quiet + 1)
+
+        # --- the slot: take, check, wait, issue --------------------------------------------------
+        static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded)
+        take = live & ~slot_valid & ~ended & ~halting & ~aborting & (pc < self.length)
+        m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
+                                        (st.state != EngineState.WAITING))
+        with m.If(take & self.instr.valid):
+            m.d.sync += [slot.eq(self.instr.payload.bits), slot_fetch_error.eq(
+                self.instr.payload.error), slot_valid.eq(1), phase.eq(0)]
+
+        # repeat iteration (checks, then issue), for MULTIPLY_MOVING and ACT
+        rep = Signal(16)
+        acc_o = Signal(_ACCUMULATOR_BITS)
+        acc_p = Signal(_ACCUMULATOR_BITS)
+        rep_flags = Signal(3)             # SBUF_RANGE, PSUM_RANGE, PSUM_BANK seen
+        if kind == Engine.PE:
+            rb = slot.body.multiply_moving
+            rows_, off0, psum0 = rb.m, rb.offset, rb.psum_addr
+            step_o, step_p, repeat = rb.offset_step, rb.psum_step, rb.repeat
+            limit = sb.depth * sb.word_bytes // (DTYPES[arr.moving_dtype][0] // 8)
+            iterates = op == Opcode.MULTIPLY_MOVING
+        elif kind == Engine.ACT:
+            rb = slot.body.act
+            rows_, off0, psum0 = rb.rows, rb.offset, rb.psum_addr
+            step_o, step_p, repeat = rb.offset_step, rb.psum_step, rb.repeat
+            limit = Signal(range(sb.depth * sb.word_bytes + 1))
+            with m.Switch(rb.mode):
+                for mode, nbytes in ((ActMode.INT8, 1), (ActMode.UINT8, 1), (ActMode.INT16, 2),
+                                     (ActMode.INT32, 4)):
+                    with m.Case(mode):
+                        m.d.comb += limit.eq(sb.depth * sb.word_bytes // nbytes)
+            iterates = op == Opcode.ACT
+        else:
+            iterates = C(0)
+            rows_ = off0 = psum0 = step_o = step_p = C(0)
+            repeat = C(1)
+        if kind != Engine.DMA:
+            bank_rows, psum_rows = cfg.psum.bank_rows, cfg.psum.rows
+            row_in_bank = acc_p[:bank_rows.bit_length() - 1]
+            flags_now = Cat(acc_o + rows_ > limit, acc_p >= psum_rows,
+                            row_in_bank + rows_ > bank_rows)
+            rep_code = Mux(rep_flags[0], IsaError.SBUF_RANGE,
+                           Mux(rep_flags[1], IsaError.PSUM_RANGE, IsaError.PSUM_BANK))
+
+        def halt(code, detail=DmaError.OK):
+            return [halting.eq(1), halt_code.eq(code), halt_detail.eq(detail), slot_valid.eq(0)]
+
+        issue_ok = Signal()               # the kind's command stream may take a command now
+        issued = Signal()                 # a command (or an immediate) left the slot this cycle
+        last_rep = Signal()
+        with m.If(slot_valid & ~aborting):
+            with m.Switch(phase):
+                with m.Case(0):
+                    with m.If(static_code != IsaError.OK):
+                        m.d.sync += halt(static_code, static_detail)
+                    with m.Elif(iterates):
+                        m.d.sync += [phase.eq(1), rep.eq(0), acc_o.eq(off0), acc_p.eq(psum0),
+                                     rep_flags.eq(0)]
+                    with m.Else():
+                        m.d.sync += phase.eq(2)
+                if kind != Engine.DMA:
+                    with m.Case(1):
+                        with m.If(rep == repeat):
+                            with m.If(rep_flags != 0):
+                                m.d.sync += halt(rep_code)
+                            with m.Else():
+                                m.d.sync += [phase.eq(2), rep.eq(0), acc_o.eq(off0),
+                                             acc_p.eq(psum0)]
+                        with m.Else():
+                            m.d.sync += [rep.eq(rep + 1), acc_o.eq(acc_o + step_o),
+                                         acc_p.eq(acc_p + step_p),
+                                         rep_flags.eq(rep_flags | flags_now)]
+                with m.Case(2):
+                    m.d.comb += self.wait.valid.eq(1)
+                    m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem)
+                                 for j in range(2)]
+                    m.d.comb += [self.wait.pair[j].amount.eq(slot.header.wait[j].count)
+                                 for j in range(2)]
+                    with m.If(self.granted):
+                        m.d.sync += [phase.eq(3), st.state.eq(EngineState.RUNNING)]
+                    with m.Else():
+                        bad0 = slot.header.wait[0].count != 0
+                        m.d.sync += [st.state.eq(EngineState.WAITING),
+                                     st.semaphore.eq(Mux(bad0, slot.header.wait[0].sem,
+                                                         slot.header.wait[1].sem))]
+                with m.Case(3):
+                    with m.If(issue_ok & board.i.ready):
+                        m.d.comb += issued.eq(1)
+        # the scoreboard entry of an issued command
+        last = ~iterates | last_rep
+        m.d.comb += [last_rep.eq(rep + 1 >= repeat) if kind != Engine.DMA else last_rep.eq(1),
+                     board.i.valid.eq(issued),
+                     board.i.payload.retire.eq(last),
+                     board.i.payload.end.eq(op == Opcode.END),
+                     board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0))]
+        with m.If(issued):
+            with m.If(last):
+                m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1)]
+                with m.If(op == Opcode.END):
+                    m.d.sync += ended.eq(1)
+            with m.Else():
+                m.d.sync += [rep.eq(rep + 1), acc_o.eq(acc_o + step_o), acc_p.eq(acc_p + step_p)]
+
+        # --- kind-specific issue ---------------------------------------------------------------
+        is_cmd = Signal()
+        if kind == Engine.DMA:
+            d = slot.body.dma_copy
+            desc = self.desc
+            m.d.comb += is_cmd.eq(op == Opcode.DMA_COPY)
+            for name in ("src", "dst"):
+                side, out = getattr(d, name), getattr(desc.payload, name)
+                m.d.comb += [out.sbuf.eq(side.space == Space.SBUF), out.addr.eq(side.addr)]
+                m.d.comb += [out.count[i].eq(side.count[i]) for i in range(3)]
+                m.d.comb += [out.stride[i].eq(side.stride[i]) for i in range(3)]
+            m.d.comb += [desc.payload.elem_bytes.eq(d.elem_bytes),
+                         desc.payload.semaphore.eq(q.index % cfg.dma.semaphores),
+                         desc.valid.eq(slot_valid & (phase == 3) & is_cmd & empty & ~aborting),
+                         issue_ok.eq(empty & (~is_cmd | desc.ready))]   # fully serial
+        elif kind == Engine.PE:
+            ls, mm = slot.body.load_stationary, slot.body.multiply_moving
+            wc, mc = self.weights_cmd, self.moving_cmd
+            ready_phase = slot_valid & (phase == 3) & ~aborting
+            m.d.comb += [
+                wc.payload.offset.eq(ls.offset), wc.payload.rows.eq(ls.k),
+                wc.payload.cols.eq(ls.n),
+                wc.valid.eq(ready_phase & (op == Opcode.LOAD_STATIONARY) & board.i.ready),
+                mc.payload.offset.eq(acc_o), mc.payload.count.eq(mm.m),
+                mc.payload.start.eq(new_load & (rep == 0)), mc.payload.addr.eq(acc_p),
+                mc.payload.accumulate.eq(mm.accumulate),
+                mc.valid.eq(ready_phase & (op == Opcode.MULTIPLY_MOVING) & board.i.ready),
+            ]
+            with m.Switch(op):
+                with m.Case(Opcode.LOAD_STATIONARY):
+                    m.d.comb += [issue_ok.eq(wc.ready), board.i.payload.kind.eq(_KIND_A)]
+                with m.Case(Opcode.MULTIPLY_MOVING):
+                    m.d.comb += [issue_ok.eq(mc.ready), board.i.payload.kind.eq(_KIND_B)]
+                with m.Default():
+                    m.d.comb += issue_ok.eq(1)
+            with m.If(issued & (op == Opcode.LOAD_STATIONARY)):
+                m.d.sync += [loaded.eq(1), new_load.eq(1)]
+            with m.If(issued & (op == Opcode.MULTIPLY_MOVING) & (rep == 0)):
+                m.d.sync += new_load.eq(0)
+        else:
+            a, ap = slot.body.act, slot.body.act_param
+            ac = self.act_cmd
+            m.d.comb += [
+                ac.payload.psum_addr.eq(acc_p), ac.payload.rows.eq(a.rows),
+                ac.payload.offset.eq(acc_o), ac.payload.cols.eq(a.cols),
+                ac.payload.mode.eq(a.mode), ac.payload.relu.eq(a.relu),
+                ac.payload.zero_point.eq(a.zero_point),
+                ac.valid.eq(slot_valid & (phase == 3) & (op == Opcode.ACT) & empty & ~aborting),
+            ]
+            param_entry = Signal.like(self.param_entry)
+            m.d.comb += self.param_entry.eq(param_entry)
+            with m.Switch(op):
+                with m.Case(Opcode.ACT):
+                    m.d.comb += [issue_ok.eq(ac.ready & empty), board.i.payload.kind.eq(_KIND_A)]
+                with m.Case(Opcode.ACT_PARAM):
+                    m.d.comb += issue_ok.eq(empty)      # never under a running ACT command
+                with m.Default():
+                    m.d.comb += issue_ok.eq(1)
+            with m.If(issued & (op == Opcode.ACT)):
+                m.d.sync += param_entry.eq(a.param)
+            pw = self.param_write
+            m.d.comb += [pw.valid.eq(issued & (op == Opcode.ACT_PARAM)), pw.entry.eq(ap.entry),
+                         pw.first_col.eq(ap.first_col), pw.count.eq(ap.count),
+                         pw.shift.eq(ap.shift.as_value())]
+            m.d.comb += [pw.scale[i].eq(ap.scale[i]) for i in range(ACT_PARAM_GROUP)]
+        if kind == Engine.DMA:
+            m.d.comb += board.i.payload.kind.eq(Mux(is_cmd, _KIND_A, _IMM))
+
+        # --- state ------------------------------------------------------------------------------
+        overrun = live & ~slot_valid & ~ended & ~halting & (pc >= self.length)
+        with m.If(overrun):
+            m.d.sync += halt(IsaError.QUEUE_OVERRUN)
+        with m.If(live & (dma_error_seen != DmaError.OK) & ~halting):
+            # the failed DMA_COPY was the only command in flight: halt at its pc
+            m.d.sync += [halting.eq(1), halt_code.eq(IsaError.DMA_ERROR),
+                         halt_detail.eq(dma_error_seen), slot_valid.eq(0), pc.eq(pc - 1)]
+        with m.If(live & halting & empty):
+            m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(halt_code),
+                         st.dma_error.eq(halt_detail), halting.eq(0)]
+        with m.If(self.abort):
+            m.d.sync += [aborting.eq(1), slot_valid.eq(0)]
+        with m.If(aborting & empty):
+            m.d.sync += [aborting.eq(0), halting.eq(0)]
+            with m.If(live):
+                m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(IsaError.ABORTED)]
+        with m.If(self.start & ~live & ~aborting):
+            m.d.sync += [pc.eq(0), st.retired.eq(0), st.busy_cycles.eq(0),
+                         st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
+                         st.state.eq(Mux(self.length != 0, EngineState.RUNNING,
+                                         EngineState.IDLE)),
+                         loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),
+                         slot_valid.eq(0), dma_error_seen.eq(DmaError.OK)]
+        m.d.comb += self.active.eq(live | aborting | in_flight)
+        return m

@@ -1,0 +1,151 @@
+"""Instruction fetch: per-engine instruction queues filled from DRAM over an AXI4 read channel.
+
+Each engine ``e`` has a program (``base[e]``: byte address, ``length[e]``: instructions). A
+``start`` pulse resets every engine's fetch pointer; the unit then fetches each program in order
+into that engine's queue (``queue_depth`` instructions), round-robin between engines that have
+instructions left and room for at least one. One burst is in flight at a time; it takes at most
+as many instructions as the queue has room for (so R beats are never back-pressured), at most
+``256 // beats_per_instruction`` and never crosses a 4 KiB boundary. Instructions are
+``instr_bytes`` bytes (a power-of-two multiple of the bus width), little-endian, at
+``base + i * instr_bytes``; every one leaves with ``error`` set if any of its beats answered
+SLVERR/DECERR. ``flush`` (abort) empties every queue and stops fetching; the beats of a burst in
+flight are still taken and dropped, and ``busy`` stays high until they are.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from systolica.hdl.axi import BURST_INCR, BOUNDARY_BYTES, axi4_addr_layout, axi4_r_layout
+from systolica.hdl.lib import Queue, RoundRobinArbiter
+
+
+__all__ = ["fetched_layout", "Fetch"]
+
+
+def fetched_layout(instr_bits):
+    return data.StructLayout({"bits": unsigned(instr_bits), "error": 1})
+
+
+class Fetch(wiring.Component):
+    def __init__(self, *, engines, instr_bits, addr_width, data_width, id_width, axi_id,
+                 queue_depth=8):
+        if instr_bits % data_width or (instr_bits // data_width) & (instr_bits // data_width - 1):
+            raise ValueError(f"Fetch instr_bits must be a power-of-two multiple of data_width="
+                             f"{data_width}; got {instr_bits}")
+        if not 0 <= axi_id < (1 << id_width):
+            raise ValueError(f"Fetch axi_id must fit in id_width={id_width}; got {axi_id}")
+        if queue_depth < 2:
+            raise ValueError(f"Fetch queue_depth must be >= 2; got {queue_depth}")
+        self.engines, self.instr_bits = engines, instr_bits
+        self.addr_width, self.data_width, self.id_width = addr_width, data_width, id_width
+        self.axi_id, self.queue_depth = axi_id, queue_depth
+        super().__init__({
+            "ar": Out(stream.Signature(axi4_addr_layout(addr_width, id_width))),
+            "r": In(stream.Signature(axi4_r_layout(data_width, id_width))),
+            "base": In(unsigned(addr_width)).array(engines),
+            "length": In(32).array(engines),
+            "start": In(1),
+            "flush": In(1),
+            "instr": Out(stream.Signature(fetched_layout(instr_bits))).array(engines),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        E, F = self.engines, self.queue_depth
+        W = self.data_width // 8
+        I = self.instr_bits // 8
+        k = I // W                                     # beats per instruction
+        log_i = ceil_log2(I)
+        max_n = min(F, 256 // k, BOUNDARY_BYTES // I)
+
+        queues = [Queue(shape=fetched_layout(self.instr_bits), depth=F) for _ in range(E)]
+        fetched = [Signal(32, name=f"fetched{e}") for e in range(E)]
+        inflight = [Signal(range(F + 1), name=f"inflight{e}") for e in range(E)]
+        flushing = Signal()
+        for e, q in enumerate(queues):
+            m.submodules[f"queue{e}"] = q
+            m.d.comb += [self.instr[e].valid.eq(q.o.valid & ~flushing),
+                         self.instr[e].payload.eq(q.o.payload),
+                         q.o.ready.eq(self.instr[e].ready | flushing)]
+        # flush: drain the queues for as long as anything is in them
+        with m.If(self.flush):
+            m.d.sync += flushing.eq(1)
+        with m.Elif(flushing & ~Cat(q.o.valid for q in queues).any()):
+            m.d.sync += flushing.eq(0)
+
+        # --- pick the next burst ---------------------------------------------------------------
+        active = Signal()          # a burst in flight (AR issued or pending, R beats to come)
+        stopped = Signal(init=1)   # after reset and flush until start
+        want = Cat((fetched[e] < self.length[e]) & (q.level + inflight[e] < F)
+                   for e, q in enumerate(queues))
+        arbiter = m.submodules.arbiter = RoundRobinArbiter(E)
+        pick, pick_valid = arbiter.index, arbiter.valid
+        m.d.comb += arbiter.requests.eq(want)
+        base = Array(self.base)[pick]
+        length = Array(self.length)[pick]
+        done = Array(fetched)[pick]
+        level = Array(q.level for q in queues)[pick]
+        room = Array(inflight)[pick]
+        addr = Signal(self.addr_width)
+        m.d.comb += addr.eq((base & ~(I - 1)) + (done << log_i))   # base forced instruction-aligned
+        to_boundary = Signal(range(BOUNDARY_BYTES // I + 1))
+        m.d.comb += to_boundary.eq((BOUNDARY_BYTES - addr[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
+        n = Signal(range(max_n + 1))
+        left = length - done
+        free = F - level - room
+        smallest = C(max_n)
+        for c in (left, free, to_boundary):
+            smallest = Mux(c < smallest, c, smallest)
+        m.d.comb += n.eq(smallest)
+
+        cur = Signal(range(E))
+        beats_left = Signal(range(max_n * k + 1))
+        drop = Signal()
+        ar = self.ar
+        with m.If(self.start):
+            m.d.sync += [stopped.eq(0)] + [f.eq(0) for f in fetched]
+        with m.Elif(self.flush):
+            m.d.sync += [stopped.eq(1), drop.eq(active)]
+        with m.Elif(~active & ~stopped & pick_valid & ~flushing):
+            m.d.comb += arbiter.advance.eq(1)
+            m.d.sync += [active.eq(1), cur.eq(pick), beats_left.eq(n * k),
+                         ar.valid.eq(1), ar.payload.addr.eq(addr), ar.payload.len.eq(n * k - 1),
+                         ar.payload.size.eq(ceil_log2(W)), ar.payload.burst.eq(BURST_INCR),
+                         ar.payload.id.eq(self.axi_id), drop.eq(0)]
+            for e in range(E):
+                with m.If(pick == e):
+                    m.d.sync += [fetched[e].eq(fetched[e] + n), inflight[e].eq(n)]
+        with m.If(ar.valid & ar.ready):
+            m.d.sync += ar.valid.eq(0)
+
+        # --- R beats into instructions -------------------------------------------------------------
+        r = self.r
+        m.d.comb += r.ready.eq(active & ~ar.valid)
+        shift = Signal(self.instr_bits)
+        error = Signal()
+        beat = Signal(range(k))
+        assembled = Cat(shift[self.data_width:], r.payload.data) if k > 1 else r.payload.data
+        push = Signal()
+        with m.If(r.valid & r.ready):
+            m.d.sync += beats_left.eq(beats_left - 1)
+            with m.If(beats_left == 1):
+                m.d.sync += active.eq(0)
+            if k > 1:
+                m.d.sync += shift.eq(assembled)
+            with m.If(beat == k - 1):
+                m.d.sync += [beat.eq(0), error.eq(0)]
+                m.d.comb += push.eq(~drop & ~self.flush)
+            with m.Else():
+                m.d.sync += [beat.eq(beat + 1), error.eq(error | (r.payload.resp != 0))]
+        for e, q in enumerate(queues):
+            m.d.comb += [q.i.valid.eq(push & (cur == e)), q.i.payload.bits.eq(assembled),
+                         q.i.payload.error.eq(error | (r.payload.resp != 0))]
+            with m.If(push & (cur == e)):
+                m.d.sync += inflight[e].eq(inflight[e] - 1)
+        with m.If(self.flush):
+            m.d.sync += [inflight[e].eq(0) for e in range(E)]
+        m.d.comb += self.busy.eq(active | flushing)
+        return m

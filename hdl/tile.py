@@ -1,0 +1,165 @@
+"""The tile: sequencer + datapath (SBUF, tensor engine, PSUM, ACT) + DMA, one AXI4 master to DRAM
+and an AXI4-Lite host control/status port (register map: systolica/registers.py,
+docs/registers.md). docs/tile.md describes the whole.
+
+* ``axi`` (out): AXI4 master. Instruction fetch (ID ``FETCH_AXI_ID``) and the DMA (ID 0) share the
+  read address channel (round-robin, held until accepted); R beats are routed back by RID. Only the
+  DMA writes.
+* ``host`` (in): AXI4-Lite slave of :func:`systolica.registers.tile_register_map`.
+
+Completion events the sequencer needs are taken from the streams between the blocks: a weight load
+is complete when its ``last`` row enters the engine; a multiply when its last result (``tag.last``)
+has entered PSUM and passed PSUM's read-modify-write pipeline (``PSUM_SETTLE`` cycles later).
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from systolica.codes import EngineState
+from systolica.config import HostConfig, TileConfig
+from systolica.isa import fingerprint, tile_queues
+from systolica.registers import TILE_MAGIC, tile_register_map
+from .axi import Axi4LiteSignature, Axi4Signature
+from .dma import Dma
+from .regs import RegisterFile
+from .sequencer import FETCH_AXI_ID, Sequencer
+from .tensor_engine import TensorEngine
+from .tile_datapath import TileDatapath
+
+
+__all__ = ["Tile", "PSUM_SETTLE"]
+
+#: Cycles from a result's acceptance by PSUM until a PSUM read sees it (read, register, write).
+PSUM_SETTLE = 3
+
+
+class Tile(wiring.Component):
+    def __init__(self, *, config: TileConfig, fetch_depth=4):
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"Tile config must be a TileConfig; got {config!r}")
+        self._config = config
+        self._fetch_depth = fetch_depth
+        self._map = tile_register_map(config)
+        host = HostConfig()
+        dma = config.dma
+        super().__init__({
+            "axi": Out(Axi4Signature(addr_width=dma.addr_width, data_width=dma.data_width,
+                                     id_width=dma.id_width)),
+            "host": In(Axi4LiteSignature(addr_width=host.addr_width,
+                                         data_width=host.data_width)),
+        })
+        self._datapath = TileDatapath(config=config, engine=False)
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def register_map(self):
+        return self._map
+
+    @property
+    def datapath(self):
+        return self._datapath
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        regs = m.submodules.regs = RegisterFile(self._map)
+        seq = m.submodules.sequencer = Sequencer(config=cfg, fetch_depth=self._fetch_depth)
+        dp = m.submodules.datapath = self._datapath
+        engine = m.submodules.engine = TensorEngine(config=cfg.array)
+        dma = m.submodules.dma = Dma(config=cfg)
+        wiring.connect(m, wiring.flipped(self.host), regs.bus)
+
+        # datapath, engine, DMA
+        wiring.connect(m, dp.moving, engine.moving)
+        wiring.connect(m, dp.weights, engine.weights)
+        wiring.connect(m, engine.result, dp.result)
+        wiring.connect(m, dma.sbuf, dp.dma)
+        wiring.connect(m, seq.weights_cmd, dp.weights_cmd)
+        wiring.connect(m, seq.moving_cmd, dp.moving_cmd)
+        wiring.connect(m, seq.act_cmd, dp.act_cmd)
+        for q in range(cfg.dma.queues):
+            wiring.connect(m, seq.dma_desc[q], dma.queues[q])
+        settle = Signal(PSUM_SETTLE)
+        result_last = engine.result.valid & engine.result.ready & engine.result.payload.tag.last
+        m.d.sync += settle.eq(Cat(result_last, settle[:-1]))
+        m.d.comb += [
+            dp.scale.eq(seq.scale), dp.shift.eq(seq.shift),
+            seq.act_busy.eq(dp.act_busy),
+            seq.load_done.eq(engine.weights.valid & engine.weights.ready &
+                             engine.weights.payload.last),
+            seq.multiply_done.eq(settle[-1]),
+            seq.dma_done.eq(dma.done), seq.dma_done_info.eq(dma.done_info),
+        ]
+
+        # one AXI4 master: fetch and DMA share AR (round-robin, locked until accepted)
+        axi = self.axi
+        fetch_ar, dma_ar = seq.ar, dma.axi.ar
+        locked, owner, last_owner = Signal(), Signal(), Signal()
+        pick = Signal()                 # 1: fetch owns AR this cycle
+        m.d.comb += pick.eq(Mux(locked, owner, Mux(fetch_ar.valid & dma_ar.valid, ~last_owner,
+                                                   fetch_ar.valid)))
+        m.d.comb += [
+            axi.ar.valid.eq(Mux(pick, fetch_ar.valid, dma_ar.valid)),
+            axi.ar.payload.eq(Mux(pick, fetch_ar.payload, dma_ar.payload)),
+            fetch_ar.ready.eq(pick & axi.ar.ready),
+            dma_ar.ready.eq(~pick & axi.ar.ready),
+        ]
+        m.d.sync += [locked.eq(axi.ar.valid & ~axi.ar.ready), owner.eq(pick)]
+        with m.If(axi.ar.valid & axi.ar.ready):
+            m.d.sync += last_owner.eq(pick)
+        to_fetch = axi.r.payload.id == FETCH_AXI_ID
+        m.d.comb += [
+            seq.r.payload.eq(axi.r.payload), dma.axi.r.payload.eq(axi.r.payload),
+            seq.r.valid.eq(axi.r.valid & to_fetch), dma.axi.r.valid.eq(axi.r.valid & ~to_fetch),
+            axi.r.ready.eq(Mux(to_fetch, seq.r.ready, dma.axi.r.ready)),
+        ]
+        wiring.connect(m, dma.axi.aw, wiring.flipped(axi.aw))
+        wiring.connect(m, dma.axi.w, wiring.flipped(axi.w))
+        wiring.connect(m, wiring.flipped(axi.b), dma.axi.b)
+
+        # host registers
+        errors = dp.errors
+        m.d.comb += [
+            regs.id.magic.eq(TILE_MAGIC), regs.fingerprint.value.eq(fingerprint(cfg)),
+            seq.start.eq(regs.control.start), seq.abort.eq(regs.control.abort),
+            dp.clear_errors.eq(regs.control.clear_errors),
+            dma.clear_errors.eq(regs.control.clear_errors),
+            regs.status.running.eq(seq.running), regs.status.done.eq(seq.done),
+            regs.status.halted.eq(Cat(s.state == EngineState.HALTED for s in seq.status).any()),
+            regs.status.datapath_error.eq(errors.as_value().any() | dma.error),
+            regs.datapath_errors.sbuf.eq(errors.sbuf), regs.datapath_errors.psum.eq(errors.psum),
+            regs.datapath_errors.act.eq(errors.act),
+            regs.datapath_errors.weights_overflow.eq(engine.weights_overflow),
+            regs.datapath_errors.dma.eq(dma.error),
+            regs.datapath_errors.dma_last_error.eq(dma.last_error),
+            engine.clear_errors.eq(regs.control.clear_errors),
+        ]
+        cycles = Signal(32)
+        with m.If(regs.control.start & ~seq.running):
+            m.d.sync += cycles.eq(0)
+        with m.Elif(seq.running):
+            m.d.sync += cycles.eq(cycles + 1)
+        m.d.comb += regs.cycles.value.eq(cycles)
+        for i, q in enumerate(tile_queues(cfg)):
+            p = q.name
+            st = seq.status[i]
+            base = getattr(regs, f"{p}_base").addr
+            if cfg.dma.addr_width > 32:
+                base = Cat(base, getattr(regs, f"{p}_base_hi").addr)
+            m.d.comb += [
+                seq.base[i].eq(base), seq.length[i].eq(getattr(regs, f"{p}_length").instructions),
+                getattr(regs, f"{p}_state").state.eq(st.state),
+                getattr(regs, f"{p}_state").semaphore.eq(st.semaphore),
+                getattr(regs, f"{p}_pc").pc.eq(st.pc),
+                getattr(regs, f"{p}_retired").count.eq(st.retired),
+                getattr(regs, f"{p}_busy_cycles").count.eq(st.busy_cycles),
+                getattr(regs, f"{p}_error").code.eq(st.error),
+                getattr(regs, f"{p}_error").dma.eq(st.dma_error),
+            ]
+        for s in range(len(seq.sem_values)):
+            m.d.comb += getattr(regs, f"sem{s}").value.eq(seq.sem_values[s])
+        return m
