@@ -3,7 +3,7 @@ operands, the exactly rounded fp32 addition the tensor engine and PSUM accumulat
 the ACT unit's conversion of scaled fp32 values to bf16, fp8, fp32 or integers."""
 
 from .add import ADDEND_LAYOUT, FP32_NAN, add_to_fp32, exact_product, leading_zeros, unpack_fp32
-# convert: see below
+from .convert import round_scaled, scale_fp32
 
 __all__ = ["ADDEND_LAYOUT", "FP32_NAN", "add_to_fp32", "exact_product", "leading_zeros",
-           "unpack_fp32"]
+           "unpack_fp32", "round_scaled", "scale_fp32"]

@@ -69,7 +69,8 @@ def to_dtype(values, dtype):
 
 def max_finite(dtype):
     """The largest finite value of a floating-point type (name), as a float."""
-    return float(np.finfo(_np_dtype(dtype)).max)
+    import ml_dtypes
+    return float(ml_dtypes.finfo(_np_dtype(dtype)).max)
 
 
 def _canonical(result32):
