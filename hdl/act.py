@@ -14,6 +14,13 @@ where ``round_half_even`` rounds to the nearest integer and a tie to the even on
 pass-through (y = x wrapped to 32 bits: no scale, shift, ReLU or zero point; for storing raw
 accumulators).
 
+Floating-point engines (fp32 PSUM, docs/floating_point.md): ``v = x * scale[c] * 2**-shift[c]``
+exactly, then the integer modes round it to an integer (ties to even; NaN -> 0) and go on as
+above, ``INT32`` passes the fp32 bit pattern, and the float modes (``BF16``, ``FP8_E4M3``,
+``FP8_E5M2``, ``FP32``) round it once to the output type (nearest even, saturating to +-max
+finite, canonical NaN, ReLU to +0; no zero point). Integer engines build no float logic; a float
+mode there stores the raw accumulator (the sequencer and the tile model refuse it).
+
 Row i's C-vector goes to the SBUF (``sbuf``, the SBUF's ``vector_write``) at element offset
 ``offset + i`` of every partition c < cols (elements of the mode's size, little-endian), so the
 output of a layer is directly the moving operand of the next. ``scale`` and ``shift`` are
@@ -32,10 +39,11 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolica.codes import ACT_MODE_BYTES, ACT_MODE_RANGE, ActMode
+from systolica.codes import ACT_MODE_BYTES, ACT_MODE_FLOAT, ACT_MODE_RANGE, ActMode
 from systolica.config import TileConfig
 from systolica.hdl.contracts import (ZERO_POINT_BITS, PsumReadSignature, act_command_layout,
                                      act_errors_layout, vector_write_layout)
+from systolica.hdl.fp import round_scaled, scale_fp32
 from systolica.hdl.lib import Queue, StickyFlags
 
 
@@ -134,15 +142,20 @@ class Act(wiring.Component):
         m.d.comb += bad_shift.eq(Cat(self.shift[c] > cfg.max_shift for c in range(C)).any())
         m.d.comb += err_set.shift.eq(advance & self.psum.response.valid & bad_shift)
         resp = self.psum.response.payload
+        s1_float = []                     # per column: (sign, sig, exp, nan, inf)
         with m.If(advance):
             m.d.sync += [s1_valid.eq(self.psum.response.valid), s1_meta.eq(meta_fifo.o.payload)]
             for c in range(C):
-                m.d.sync += [
-                    s1_prod[c].eq(resp.data[c] * self.scale[c]),
-                    s1_raw[c].eq(resp.data[c]),
-                    s1_shift[c].eq(Mux(self.shift[c] > cfg.max_shift, cfg.max_shift,
-                                       self.shift[c])),
-                ]
+                shift = Mux(self.shift[c] > cfg.max_shift, cfg.max_shift, self.shift[c])
+                m.d.sync += [s1_raw[c].eq(resp.data[c]), s1_shift[c].eq(shift)]
+                if arr.is_float:
+                    parts = scale_fp32(m, resp.data[c], self.scale[c], shift, f"scaled{c}")
+                    regs = [Signal.like(Value.cast(p), name=f"s1_f{c}_{n}") for p, n in
+                            zip(parts, ("sign", "sig", "exp", "nan", "inf"))]
+                    m.d.sync += [r.eq(p) for r, p in zip(regs, parts)]
+                    s1_float.append(regs)
+                else:
+                    m.d.sync += s1_prod[c].eq(resp.data[c] * self.scale[c])
 
         # Stage 2: round (and find the SBUF word and lane).
         mode = s1_meta.mode
@@ -169,6 +182,7 @@ class Act(wiring.Component):
         NARROW = min(ZERO_POINT_BITS + 2, W)
         s2_rounded = [Signal(signed(NARROW + 1), name=f"s2_rounded{c}") for c in range(C)]
         s2_raw = [Signal(arr.acc_shape, name=f"s2_raw{c}") for c in range(C)]
+        s2_float = [Signal(32, name=f"s2_float{c}") for c in range(C)]
         with m.If(advance):
             m.d.sync += [
                 s2_valid.eq(s1_valid & in_range), s2_meta.eq(s1_meta),
@@ -176,6 +190,18 @@ class Act(wiring.Component):
                 s2_size_mask.eq(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111))),
             ]
         for c in range(C):
+            if arr.is_float:
+                integer, floats = round_scaled(m, *s1_float[c], s1_meta.relu, NARROW - 1,
+                                               f"round{c}")
+                picked = Signal(32, name=f"float_out{c}")
+                with m.Switch(s1_meta.mode):
+                    for act_mode, value in floats.items():
+                        with m.Case(act_mode):
+                            m.d.comb += picked.eq(value)
+                with m.If(advance):
+                    m.d.sync += [s2_rounded[c].eq(integer), s2_raw[c].eq(s1_raw[c]),
+                                 s2_float[c].eq(picked)]
+                continue
             p, sh = s1_prod[c], s1_shift[c]
             sh_m1 = (sh - 1)[:len(sh)]
             q = Signal(prod_shape, name=f"q{c}")
@@ -223,6 +249,9 @@ class Act(wiring.Component):
                 for act_mode, (lo, hi) in ACT_MODE_RANGE.items():
                     with m.Case(act_mode):
                         m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
+                if arr.is_float:
+                    with m.Case(*ACT_MODE_FLOAT):
+                        m.d.comb += sat.eq(s2_float[c])
                 with m.Default():
                     m.d.comb += sat.eq(s2_raw[c])
             value = sat[:32]

@@ -4,7 +4,8 @@
 address ``addr`` (the tensor engine's result tag) = ``bank * bank_rows + row``.
 
 * ``result`` (in, the tensor engine's ``result`` stream): each beat is written over its row
-  (``tag.accumulate = 0``) or added into it (``1``), with ``acc_bits`` two's-complement wraparound,
+  (``tag.accumulate = 0``) or added into it (``1``), with ``acc_bits`` two's-complement wraparound
+  (floating-point engines: an fp32 addition rounded to nearest even, docs/floating_point.md),
   one beat per cycle. Read-modify-write is a 3-stage pipeline: the row is read in the cycle the beat
   is accepted, the memory's output is registered in the next cycle, and the sum is computed and
   written in the one after (so the block RAM's output and the adder are in different cycles). The
@@ -33,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 from systolica.config import TileConfig
 from systolica.hdl.contracts import (PsumReadSignature, psum_errors_layout,
                                      psum_read_response_layout, result_layout)
+from systolica.hdl.fp import add_to_fp32, unpack_fp32
 from systolica.hdl.lib import Queue, RoundRobinArbiter, StickyFlags
 
 
@@ -155,8 +157,12 @@ class Psum(wiring.Component):
         total = Signal(row_layout)
         m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), s2_old.as_value()))
         for c in range(C):
-            m.d.comb += total[c].eq(
-                Mux(s2_acc, (old[c] + s2_data[c])[:arr.acc_bits], s2_data[c]))
+            if arr.is_float:     # fp32: one rounding to nearest even (docs/floating_point.md)
+                added = add_to_fp32(m, unpack_fp32(m, old[c], f"old{c}"),
+                                    unpack_fp32(m, s2_data[c], f"new{c}"), f"sum{c}")
+            else:
+                added = (old[c] + s2_data[c])[:arr.acc_bits]
+            m.d.comb += total[c].eq(Mux(s2_acc, added, s2_data[c]))
         for b in range(B):
             m.d.comb += [wports[b].addr.eq(s2_row), wports[b].data.eq(total),
                          wports[b].en.eq(s2_valid & (s2_bank == b))]

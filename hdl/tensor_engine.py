@@ -30,16 +30,31 @@ from amaranth.lib.wiring import In, Out
 
 from systolica.config import ArrayConfig, dtype_range
 from systolica.hdl.contracts import moving_layout, psum_tag_layout, result_layout, weight_row_layout
+from systolica.hdl.fp import add_to_fp32, exact_product, unpack_fp32
 from systolica.hdl.lib import Queue, StickyFlags
 
 
-__all__ = ["psum_bits", "ProcessingElement", "TensorEngine"]
+__all__ = ["psum_bits", "carried_shape", "ProcessingElement", "TensorEngine"]
+
+#: fp32 -0.0: where every floating-point column sum starts (the additive identity).
+FP32_NEGATIVE_ZERO = 0x80000000
+
+
+def carried_shape(config: ArrayConfig):
+    """A moving element as it travels through the array: the element, and for floating point a
+    ``live`` bit above it (0 for rows >= K, whose product must add nothing: ``0 * inf`` is NaN
+    and ``+0`` would change the sign of a zero sum)."""
+    if config.is_float:
+        return unsigned(config.moving_shape.width + 1)
+    return config.moving_shape
 
 
 def psum_bits(config: ArrayConfig, n_rows):
     """Width of a partial sum over ``n_rows`` products: just enough to hold any such sum exactly,
     capped at ``acc_bits`` (where it wraps). Narrower early rows save flip-flops and carry chains
-    without changing any result."""
+    without changing any result. Floating point: always 32 (fp32)."""
+    if config.is_float:
+        return 32
     (a_lo, a_hi), (w_lo, w_hi) = (dtype_range(config.moving_dtype),
                                   dtype_range(config.stationary_dtype))
     corners = [a * w for a in (a_lo, a_hi) for w in (w_lo, w_hi)]
@@ -66,13 +81,14 @@ class ProcessingElement(wiring.Component):
         self._register_moving = register_moving
         self._register_psum = register_psum
         self._psum_out_bits = psum_out_bits or config.acc_bits
+        psum_shape = unsigned if config.is_float else signed
         super().__init__({
-            "a_in": In(config.moving_shape),
+            "a_in": In(carried_shape(config)),
             "bank_in": In(1),
-            "a_out": Out(config.moving_shape),
+            "a_out": Out(carried_shape(config)),
             "bank_out": Out(1),
-            "psum_in": In(signed(psum_in_bits or config.acc_bits)),
-            "psum_out": Out(signed(self._psum_out_bits)),
+            "psum_in": In(psum_shape(psum_in_bits or config.acc_bits)),
+            "psum_out": Out(psum_shape(self._psum_out_bits)),
             "w_data": In(config.stationary_shape),
             "w_we": In(1),
             "w_bank": In(1),
@@ -99,11 +115,19 @@ class ProcessingElement(wiring.Component):
         if cfg.multiplier_stages >= 2:
             a_operand = self._stage(m, a_operand, True, "a_operand")
             w_operand = self._stage(m, w_operand, True, "w_operand")
-        product = self._stage(m, a_operand * w_operand, cfg.multiplier_stages >= 1, "product")
-
-        # Truncation is exact below acc_bits (the sum fits) and the two's-complement wraparound
-        # at acc_bits.
-        psum_next = (self.psum_in + product)[:self._psum_out_bits].as_signed()
+        if cfg.is_float:
+            # Exact product (normalised for the adder), then one fp32 rounding of the sum.
+            bits = cfg.moving_shape.width
+            product = exact_product(m, a_operand[:bits], cfg.moving_dtype, w_operand,
+                                    cfg.stationary_dtype, a_operand[bits])
+            product = self._stage(m, product, cfg.multiplier_stages >= 1, "product")
+            psum_next = add_to_fp32(m, unpack_fp32(m, self.psum_in, "psum_in_unpacked"), product)
+        else:
+            product = self._stage(m, a_operand * w_operand, cfg.multiplier_stages >= 1,
+                                  "product")
+            # Truncation is exact below acc_bits (the sum fits) and the two's-complement
+            # wraparound at acc_bits.
+            psum_next = (self.psum_in + product)[:self._psum_out_bits].as_signed()
         m.d.comb += self.psum_out.eq(self._stage(m, psum_next, self._register_psum, "psum"))
         m.d.comb += [
             self.a_out.eq(self._stage(m, self.a_in, self._register_moving, "a")),
@@ -116,7 +140,8 @@ class ProcessingElement(wiring.Component):
         """``value`` through a reset-less pipeline register, or unchanged."""
         if not registered:
             return value
-        reg = Signal(Value.cast(value).shape(), name=f"{name}_reg", reset_less=True)
+        shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+        reg = Signal(shape, name=f"{name}_reg", reset_less=True)
         m.d.sync += reg.eq(value)
         return reg
 
@@ -252,14 +277,17 @@ class TensorEngine(wiring.Component):
         # --- input register: mask rows >= K, tag the bank --------------------------------------
         in_valid = Signal()
         in_bank = Signal(reset_less=True)
-        in_data = Signal(data.ArrayLayout(cfg.moving_shape, R), reset_less=True)
+        in_data = Signal(data.ArrayLayout(carried_shape(cfg), R), reset_less=True)
         in_tag = Signal(psum_tag_layout(cfg.result_addr_bits), reset_less=True)
         k_limit = k_rows[use_bank]
         dp.d.sync += in_valid.eq(moving_fire)
         with dp.If(moving_fire):
             dp.d.sync += [in_bank.eq(use_bank), in_tag.eq(self.moving.payload.tag)]
             for k in range(R):
-                dp.d.sync += in_data[k].eq(Mux(k < k_limit, self.moving.payload.data[k], 0))
+                if cfg.is_float:
+                    dp.d.sync += in_data[k].eq(Cat(self.moving.payload.data[k], k < k_limit))
+                else:
+                    dp.d.sync += in_data[k].eq(Mux(k < k_limit, self.moving.payload.data[k], 0))
 
         # --- input skew: row k delayed by row_skew(k) registers --------------------------------
         def delay_line(domain, value, n, name, reset_less=True):
@@ -280,14 +308,14 @@ class TensorEngine(wiring.Component):
         # --- the PE grid ----------------------------------------------------------------------
         psum_bottom = []
         for c in range(C):
-            psum = Const(0, signed(1))
+            psum = Const(FP32_NEGATIVE_ZERO, 32) if cfg.is_float else Const(0, signed(1))
             for k in range(R):
                 pe = ProcessingElement(
                     cfg,
                     register_moving=(c % cfg.cols_per_stage == cfg.cols_per_stage - 1),
                     register_psum=(k % cfg.rows_per_stage == cfg.rows_per_stage - 1
                                    or k == R - 1),
-                    psum_in_bits=self.psum_bits(k) if k else 1,
+                    psum_in_bits=self.psum_bits(k) if k or cfg.is_float else 1,
                     psum_out_bits=self.psum_bits(k + 1))
                 dp.submodules[f"pe_{k}_{c}"] = pe
                 if c == 0:

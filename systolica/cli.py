@@ -203,14 +203,16 @@ def _cmd_demo(args, configs):
     jobs = [random_job(config, rng, m=m, k=config.rows, n=config.cols)
             for _ in range(args.back_to_back)]
     print(f"systolica demo: {config.rows}x{config.cols} {config.moving_dtype} x "
-          f"{config.stationary_dtype} -> int{config.acc_bits} tensor engine, "
+          f"{config.stationary_dtype} -> {config.acc_dtype} tensor engine, "
           f"{args.back_to_back} back-to-back matmuls of ({m}x{config.rows}) @ "
           f"({config.rows}x{config.cols}), seed {seed}")
     start = time.monotonic()
     run = run_matmuls(config, jobs, seed=seed, stall_moving=args.stall,
                       stall_weights=args.stall, stall_result=args.stall)
     wall = time.monotonic() - start
-    ok = all(np.array_equal(got, want)
+    # Floating point: fp32 bit patterns compared (NaN, signed zeros included).
+    ok = all(np.array_equal(got.view(np.uint32), want.view(np.uint32)) if config.is_float
+             else np.array_equal(got, want)
              for got, want in zip(run.results, expected_results(config, jobs)))
     macs = sum(len(j.a) * j.w.shape[0] * j.w.shape[1] for j in jobs)
     peak = config.rows * config.cols

@@ -8,7 +8,7 @@ This module imports no gateware: models, compiler and runtime may use it.
 from amaranth.lib import enum
 
 
-__all__ = ["DmaError", "ActMode", "ACT_MODE_BYTES", "ACT_MODE_RANGE", "IsaError", "EngineState",
+__all__ = ["DmaError", "ActMode", "ACT_MODE_BYTES", "ACT_MODE_RANGE", "ACT_MODE_FLOAT", "IsaError", "EngineState",
            "codes_markdown"]
 
 
@@ -24,12 +24,18 @@ class DmaError(enum.Enum, shape=3):
     AXI_WRITE_ERROR = 7  #: an AXI write answered SLVERR/DECERR
 
 
-class ActMode(enum.Enum, shape=2):
-    """The ACT unit's output element type (the command's ``mode``)."""
-    INT8 = 0     #: saturate to [-128, 127], 1 byte
-    UINT8 = 1    #: saturate to [0, 255], 1 byte
-    INT16 = 2    #: saturate to [-32768, 32767], 2 bytes
-    INT32 = 3    #: pass-through, wrapped to 32 bits, 4 bytes
+class ActMode(enum.Enum, shape=3):
+    """The ACT unit's output element type (the command's ``mode``). Codes 0-3 fit the ISA's
+    original 2-bit field; the floating-point modes (4-7) need a floating-point tensor engine
+    (fp32 PSUM) and round to nearest even with saturation (docs/floating_point.md)."""
+    INT8 = 0       #: saturate to [-128, 127], 1 byte
+    UINT8 = 1      #: saturate to [0, 255], 1 byte
+    INT16 = 2      #: saturate to [-32768, 32767], 2 bytes
+    INT32 = 3      #: pass-through, wrapped to 32 bits (fp32 PSUM: its bit pattern), 4 bytes
+    BF16 = 4       #: fp32 PSUM only: bfloat16, saturating to +-max finite, 2 bytes
+    FP8_E4M3 = 5   #: fp32 PSUM only: float8_e4m3 (fn), saturating to +-448, 1 byte
+    FP8_E5M2 = 6   #: fp32 PSUM only: float8_e5m2, saturating to +-57344, 1 byte
+    FP32 = 7       #: fp32 PSUM only: scaled fp32, saturating to +-max finite, 4 bytes
 
 
 class IsaError(enum.Enum, shape=5):
@@ -68,7 +74,12 @@ class EngineState(enum.Enum, shape=3):
 
 
 #: Bytes per output element of each ACT mode.
-ACT_MODE_BYTES = {ActMode.INT8: 1, ActMode.UINT8: 1, ActMode.INT16: 2, ActMode.INT32: 4}
+ACT_MODE_BYTES = {ActMode.INT8: 1, ActMode.UINT8: 1, ActMode.INT16: 2, ActMode.INT32: 4,
+                  ActMode.BF16: 2, ActMode.FP8_E4M3: 1, ActMode.FP8_E5M2: 1, ActMode.FP32: 4}
+#: The floating-point output type (a :data:`systolica.config.FLOAT_FORMATS` name, or
+#: ``float32``) of each floating-point ACT mode.
+ACT_MODE_FLOAT = {ActMode.BF16: "bfloat16", ActMode.FP8_E4M3: "float8_e4m3",
+                  ActMode.FP8_E5M2: "float8_e5m2", ActMode.FP32: "float32"}
 #: Saturation range of each saturating ACT mode (INT32 wraps instead).
 ACT_MODE_RANGE = {ActMode.INT8: (-128, 127), ActMode.UINT8: (0, 255),
                   ActMode.INT16: (-32768, 32767)}

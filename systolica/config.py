@@ -18,7 +18,8 @@ import numpy as np
 
 
 __all__ = [
-    "ConfigError", "ConfigBase", "DTYPES", "dtype_shape", "dtype_numpy", "dtype_range",
+    "ConfigError", "ConfigBase", "DTYPES", "FLOAT_FORMATS", "is_float_dtype", "dtype_shape",
+    "dtype_numpy", "dtype_range",
     "ArrayConfig", "SbufConfig", "DmaConfig", "NocConfig", "CONFIG_CLASSES", "register_config",
     "load_toml", "default_config", "config_reference_markdown",
     "HostConfig", "TileConfig", "ChipConfig", "TILE_SECTIONS", "CHIP_SECTIONS",
@@ -29,26 +30,54 @@ class ConfigError(ValueError):
     """A configuration parameter is out of its allowed range; the message names it."""
 
 
-#: Integer element types: name -> (bits, signed).
+#: Element types: name -> (bits, signed). Floating-point types have a sign bit (signed=True)
+#: and their layout in :data:`FLOAT_FORMATS`.
 DTYPES = {
     "int8": (8, True),
     "uint8": (8, False),
     "int16": (16, True),
     "uint16": (16, False),
+    "bfloat16": (16, True),
+    "float8_e4m3": (8, True),
+    "float8_e5m2": (8, True),
+}
+
+#: Floating-point element types: name -> (exponent bits, mantissa bits). ``float8_e4m3`` is the
+#: "fn" variant (no infinities, one NaN per sign), ``float8_e5m2`` and ``bfloat16`` are
+#: IEEE-like (docs/floating_point.md).
+FLOAT_FORMATS = {
+    "bfloat16": (8, 7),
+    "float8_e4m3": (4, 3),
+    "float8_e5m2": (5, 2),
 }
 
 
+def is_float_dtype(name):
+    return name in FLOAT_FORMATS
+
+
 def dtype_shape(name):
+    """The Amaranth shape of an element: signed/unsigned for integers, the raw bit pattern
+    (unsigned) for floating point."""
     bits, is_signed = DTYPES[name]
+    if is_float_dtype(name):
+        return unsigned(bits)
     return signed(bits) if is_signed else unsigned(bits)
 
 
 def dtype_numpy(name):
+    """The NumPy dtype of an element (``ml_dtypes`` for bfloat16 and the fp8 types)."""
+    if is_float_dtype(name):
+        import ml_dtypes
+        return np.dtype({"bfloat16": ml_dtypes.bfloat16, "float8_e4m3": ml_dtypes.float8_e4m3fn,
+                         "float8_e5m2": ml_dtypes.float8_e5m2}[name])
     return np.dtype(name)
 
 
 def dtype_range(name):
     """Smallest and largest value of an integer element type, as Python ints."""
+    if is_float_dtype(name):
+        raise ValueError(f"dtype_range: {name} is not an integer type")
     bits, is_signed = DTYPES[name]
     if is_signed:
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
@@ -156,7 +185,8 @@ class ArrayConfig(ConfigBase):
                               choices=tuple(DTYPES))
     stationary_dtype: str = param("int8", "element type of the stationary operand W",
                                   choices=tuple(DTYPES))
-    acc_bits: int = param(32, "accumulator width (two's-complement wraparound)", range=(16, 64))
+    acc_bits: int = param(32, "accumulator width (two's-complement wraparound); floating-point "
+                              "types accumulate in fp32 and need 32", range=(16, 64))
     rows_per_stage: int = param(1, "PE rows whose partial-sum adders chain combinationally "
                                    "between pipeline registers", range=(1, 256))
     cols_per_stage: int = param(1, "PE columns the moving operand crosses combinationally "
@@ -168,6 +198,15 @@ class ArrayConfig(ConfigBase):
                                       "carried with each moving vector", range=(1, 32))
 
     def validate(self):
+        floats = (is_float_dtype(self.moving_dtype), is_float_dtype(self.stationary_dtype))
+        if floats[0] != floats[1]:
+            raise ConfigError(
+                f"ArrayConfig.stationary_dtype must be a floating-point type when moving_dtype is "
+                f"one, and an integer type when it is not (moving_dtype={self.moving_dtype}); got "
+                f"{self.stationary_dtype}")
+        if floats[0] and self.acc_bits != 32:
+            raise ConfigError(f"ArrayConfig.acc_bits must be 32 for floating-point types (fp32 "
+                              f"accumulation); got {self.acc_bits}")
         product_bits = DTYPES[self.moving_dtype][0] + DTYPES[self.stationary_dtype][0]
         if self.acc_bits < product_bits:
             raise ConfigError(
@@ -189,8 +228,19 @@ class ArrayConfig(ConfigBase):
         return dtype_shape(self.stationary_dtype)
 
     @property
+    def is_float(self):
+        """Floating-point operands (fp32 accumulation) rather than integers."""
+        return is_float_dtype(self.moving_dtype)
+
+    @property
+    def acc_dtype(self):
+        """The accumulator's NumPy type name: ``float32`` or ``int<acc_bits>``-wrapping int."""
+        return "float32" if self.is_float else f"int{self.acc_bits}"
+
+    @property
     def acc_shape(self) -> Shape:
-        return signed(self.acc_bits)
+        """Accumulator bits: signed integers, or the fp32 bit pattern (unsigned)."""
+        return unsigned(32) if self.is_float else signed(self.acc_bits)
 
 
 @register_config

@@ -140,13 +140,14 @@ BODY_LAYOUTS = {
         "rows": unsigned(32),          # rows per repeat
         "offset": unsigned(32),        # element offset (of the mode's size) of row 0 in partition c
         "cols": unsigned(16),          # channels 0..cols-1, 1..C
-        "mode": ActMode,
+        "mode": unsigned(2),           # ActMode bits 0-1 (bit 2: mode_high; one field in the API)
         "relu": unsigned(1),
         "zero_point": signed(ZERO_POINT_BITS),
         "param": unsigned(8),          # parameter-table entry with the scales and shifts
         "repeat": unsigned(16),        # >= 1: repeat r uses psum_addr + r*psum_step, offset + r*offset_step
         "psum_step": unsigned(32),
         "offset_step": unsigned(32),
+        "mode_high": unsigned(1),      # ActMode bit 2 (the floating-point modes); was reserved
     }),
     Opcode.ACT_PARAM: data.StructLayout({
         "entry": unsigned(8),          # parameter-table entry, < ACT_PARAM_ENTRIES
@@ -181,6 +182,7 @@ class _Field:
     signed: bool
     count: int        # 1: a scalar; n: a tuple of n elements
     enum: type        # an Enum class, or None
+    high_offset: int = None   # bits above `width` live in one bit at this offset (ACT mode)
 
 
 def _flatten(layout, base, prefix=""):
@@ -203,6 +205,20 @@ def _flatten(layout, base, prefix=""):
 
 
 _BODY_FIELDS = {op: _flatten(layout, HEADER_LAYOUT.size) for op, layout in BODY_LAYOUTS.items()}
+
+
+def _split_field(opcode, name, high_name, enum_cls):
+    """One API field stored as a low part and one high bit elsewhere (a field widened into
+    reserved bits, so that the old encodings keep their meaning)."""
+    table = _BODY_FIELDS[opcode]
+    low = next(f for f in table if f.name == name)
+    high = next(f for f in table if f.name == high_name)
+    table[table.index(low)] = _Field(name, low.offset, low.width, False, 1, enum_cls,
+                                     high.offset)
+    table.remove(high)
+
+
+_split_field(Opcode.ACT, "mode", "mode_high", ActMode)
 _BODY_FIELDS.update({op: [] for op in Opcode if op not in BODY_LAYOUTS})
 _OPCODE_OFFSET = 0
 _SEM_FIELD_BITS = _SEM_LAYOUT.size
@@ -277,7 +293,7 @@ class Instruction:
                 try:
                     value = f.enum(value)
                 except ValueError:
-                    _check_range(where, value, f.width, False)   # reserved code: kept as an int
+                    _check_range(where, value, f.width + (f.high_offset is not None), False)   # reserved code: kept as an int
             elif f.count > 1:
                 value = tuple(value)
                 if len(value) != f.count:
@@ -343,13 +359,17 @@ def encode_word(insn):
         values = value if f.count > 1 else (value,)
         mask = (1 << f.width) - 1
         for i, v in enumerate(values):
-            word |= (int(v.value if isinstance(v, enum.Enum) else v) & mask) << \
-                (f.offset + i * f.width)
+            v = int(v.value if isinstance(v, enum.Enum) else v)
+            word |= (v & mask) << (f.offset + i * f.width)
+            if f.high_offset is not None:
+                word |= (v >> f.width & 1) << f.high_offset
     return word.to_bytes(WORD_BYTES, "little")
 
 
 def _field_value(word, f, i=0):
     raw = word >> (f.offset + i * f.width) & ((1 << f.width) - 1)
+    if f.high_offset is not None:
+        raw |= (word >> f.high_offset & 1) << f.width
     if f.signed and raw >> (f.width - 1):
         raw -= 1 << f.width
     return raw

@@ -5,10 +5,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from systolica.config import ArrayConfig, dtype_range
+from systolica.config import ArrayConfig, dtype_range, is_float_dtype
 from systolica.hdl.tensor_engine import TensorEngine
+from systolica.model.fp import float_bits, from_bits, matmul_fp, to_dtype
 from systolica.model.reference import matmul_reference
 from .backends import resolve_backend, run_streams
+from .fp import random_floats
 from .sim import run_simulation
 from .streams import StreamSink, StreamSource, check_stream_protocol
 
@@ -19,7 +21,8 @@ __all__ = ["MatmulJob", "MatmulRun", "engine_beats", "run_matmuls", "random_job"
 @dataclass
 class MatmulJob:
     """``a @ w`` on the engine: ``a`` is M x K (moving), ``w`` is K x N (stationary), K <= rows,
-    N <= cols. ``reload=False`` reuses the W already in the engine (``w`` must then be that W).
+    N <= cols. Floating-point configs take arrays of the configured dtypes (or any float arrays
+    whose values those dtypes hold exactly). ``reload=False`` reuses the W already in the engine (``w`` must then be that W).
     Results are tagged with PSUM rows ``addr, addr+1, ...`` and the ``accumulate`` flag."""
 
     a: np.ndarray
@@ -29,7 +32,12 @@ class MatmulJob:
     reload: bool = True
 
     def check(self, config: ArrayConfig):
-        a, w = _integer_array(self.a, "a"), _integer_array(self.w, "w")
+        """``(a, w)``: int64 arrays, or for floating point the element bit patterns (int64)."""
+        if config.is_float:
+            a = _float_bits(self.a, "a", config.moving_dtype)
+            w = _float_bits(self.w, "w", config.stationary_dtype)
+        else:
+            a, w = _integer_array(self.a, "a"), _integer_array(self.w, "w")
         if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
             raise ValueError(f"MatmulJob: a {a.shape} and w {w.shape} do not multiply")
         m, k = a.shape
@@ -41,6 +49,8 @@ class MatmulJob:
         if m < 1:
             raise ValueError(f"MatmulJob: M={m} must be >= 1")
         for name, arr, dtype in (("a", a, config.moving_dtype), ("w", w, config.stationary_dtype)):
+            if is_float_dtype(dtype):
+                continue
             lo, hi = dtype_range(dtype)
             if arr.size and (arr.min() < lo or arr.max() > hi):
                 raise ValueError(f"MatmulJob: {name} has values outside {dtype} [{lo}, {hi}]")
@@ -54,6 +64,23 @@ class MatmulJob:
             raise ValueError(f"MatmulJob: addr + M = {self.addr} + {m} reaches beyond the PSUM "
                              f"address space ({rows} rows); results would wrap")
         return a, w
+
+
+def _float_bits(values, name, dtype):
+    """The bit patterns (int64) of ``values`` as ``dtype``; values that ``dtype`` does not hold
+    exactly are refused rather than rounded."""
+    arr = np.asarray(values)
+    if not (np.issubdtype(arr.dtype, np.floating) or arr.dtype.kind == "V"
+            or arr.dtype == to_dtype(np.zeros(1), dtype).dtype):
+        raise ValueError(f"MatmulJob: {name} must hold floating-point values for {dtype}; got "
+                         f"dtype {arr.dtype}")
+    converted = to_dtype(arr, dtype)
+    if converted.dtype != arr.dtype:
+        with np.errstate(invalid="ignore", over="ignore"):
+            back, orig = converted.astype(np.float64), arr.astype(np.float64)
+        if not np.array_equal(back, orig, equal_nan=True):
+            raise ValueError(f"MatmulJob: {name} has values that {dtype} does not hold exactly")
+    return float_bits(converted, dtype).astype(np.int64)
 
 
 def _integer_array(values, name):
@@ -71,7 +98,7 @@ def _integer_array(values, name):
 
 @dataclass
 class MatmulRun:
-    results: list                  # per job: M x N int64 array
+    results: list                  # per job: M x N int64 array (float32 for floating point)
     tags: list                     # per result beat: tag dict
     result_cycles: list            # cycle at which each result beat was taken
     weight_cycles: list            # cycle at which each weight row was accepted
@@ -110,7 +137,7 @@ def engine_beats(config: ArrayConfig, jobs):
             loaded = padded_w
         elif loaded is None:
             raise ValueError(f"MatmulJob {index}: reload=False, but no W has been loaded yet")
-        elif loaded.shape[0] != k or not np.array_equal(loaded[:, :n], w):
+        elif loaded.shape[0] != k or not np.array_equal(loaded[:, :n], w):   # (bit patterns)
             raise ValueError(f"MatmulJob {index}: reload=False, but w differs from the W the "
                              f"engine holds (from the last job with reload=True)")
         for i in range(m):
@@ -186,7 +213,8 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
         m, n = len(job.a), np.asarray(job.w).shape[1]
         beats = out["payloads"][pos:pos + m]
         pos += m
-        results.append(np.array([b["data"][:n] for b in beats], dtype=np.int64).reshape(m, n))
+        result = np.array([b["data"][:n] for b in beats], dtype=np.int64).reshape(m, n)
+        results.append(from_bits(result, "float32") if config.is_float else result)
         tags.extend(b["tag"] for b in beats)
     return MatmulRun(results=results, tags=tags, result_cycles=out["result_cycles"],
                      weight_cycles=out["weight_cycles"], moving_cycles=out["moving_cycles"],
@@ -195,12 +223,17 @@ def run_matmuls(config: ArrayConfig, jobs, *, seed=0, stall_moving=0.0, stall_we
 
 def random_job(config: ArrayConfig, rng, *, m=None, k=None, n=None, extreme=False, **kwargs):
     """A job with random shape (unless given) and random values of the configured dtypes;
-    ``extreme`` draws only the minimum and maximum of each type."""
+    ``extreme`` draws only the minimum and maximum of each integer type (floating point:
+    random bit patterns with edge values mixed in; otherwise normally distributed values)."""
     m = m if m is not None else int(rng.integers(1, 3 * config.rows + 1))
     k = k if k is not None else int(rng.integers(1, config.rows + 1))
     n = n if n is not None else int(rng.integers(1, config.cols + 1))
 
     def values(shape, dtype):
+        if is_float_dtype(dtype):
+            if extreme:      # every bit pattern: subnormals, infinities, NaN, edge values
+                return random_floats(rng, dtype, shape, edge_fraction=0.3)
+            return to_dtype(rng.standard_normal(shape) * 4, dtype)
         lo, hi = dtype_range(dtype)
         if extreme:
             return rng.choice(np.array([lo, hi], dtype=np.int64), size=shape)
@@ -211,6 +244,13 @@ def random_job(config: ArrayConfig, rng, *, m=None, k=None, n=None, extreme=Fals
 
 
 def expected_results(config: ArrayConfig, jobs):
+    """The golden model's result of each job (int64, or float32 for floating point: compare
+    those as bit patterns, ``.view(np.uint32)``)."""
+    if config.is_float:
+        return [matmul_fp(from_bits(_float_bits(job.a, "a", config.moving_dtype),
+                                    config.moving_dtype),
+                          from_bits(_float_bits(job.w, "w", config.stationary_dtype),
+                                    config.stationary_dtype)) for job in jobs]
     return [matmul_reference(job.a, job.w, config.acc_bits) for job in jobs]
 
 

@@ -96,8 +96,15 @@ def test_word_matches_the_amaranth_layout():
                   repeat=2, psum_step=128, offset_step=64)
     view = INSTRUCTION_LAYOUT.from_bits(int.from_bytes(act.encode(), "little")).body.act
     assert (view.psum_addr, view.rows, view.offset, view.cols) == (7, 9, 11, 5)
-    assert view.mode == ActMode.INT16 and view.relu == 1 and view.zero_point == -65536
+    # The mode's low bits keep their old place; bit 2 (floating-point modes) is mode_high.
+    assert ActMode(view.mode | view.mode_high << 2) == ActMode.INT16
+    assert view.relu == 1 and view.zero_point == -65536
     assert (view.param, view.repeat, view.psum_step, view.offset_step) == (3, 2, 128, 64)
+    for mode in ActMode:
+        word = isa.act(7, 9, 11, 5, mode=mode, relu=True).encode()
+        view = INSTRUCTION_LAYOUT.from_bits(int.from_bytes(word, "little")).body.act
+        assert (view.mode, view.mode_high) == (mode.value & 3, mode.value >> 2)
+        assert view.relu == 1 and isa.decode_word(word).mode == mode
 
 
 @settings(max_examples=150, deadline=None)

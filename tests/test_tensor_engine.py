@@ -7,13 +7,15 @@ import itertools
 import numpy as np
 import pytest
 
-from systolica.config import ArrayConfig, ConfigError, DTYPES, dtype_range
+from systolica.config import ArrayConfig, ConfigError, DTYPES, dtype_range, is_float_dtype
 from systolica.hdl.tensor_engine import TensorEngine, psum_bits
 from systolica.model.reference import matmul_reference
 from systolica.testbench.sim import SimulationTimeout, run_simulation
 from systolica.testbench.streams import StreamSink
 from systolica.testbench.tensor_engine import (
     MatmulJob, engine_beats, expected_results, random_job, run_matmuls)
+
+INT_DTYPES = [name for name in DTYPES if not is_float_dtype(name)]   # tests/test_fp_*.py: floats
 
 
 def assert_results(config, jobs, run):
@@ -22,7 +24,7 @@ def assert_results(config, jobs, run):
 
 
 @pytest.mark.parametrize("moving_dtype,stationary_dtype",
-                         list(itertools.product(DTYPES, DTYPES)))
+                         list(itertools.product(INT_DTYPES, INT_DTYPES)))
 def test_random_gemms_every_dtype_pair_with_stalls(seed, moving_dtype, stationary_dtype):
     config = ArrayConfig(rows=4, cols=3, moving_dtype=moving_dtype,
                          stationary_dtype=stationary_dtype)
@@ -55,7 +57,7 @@ def test_pipeline_variants(seed, rows, cols, rows_per_stage, cols_per_stage, mul
     assert_results(config, jobs, run)
 
 
-@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("dtype", INT_DTYPES)
 def test_extreme_values(seed, dtype):
     config = ArrayConfig(rows=4, cols=4, moving_dtype=dtype, stationary_dtype=dtype)
     rng = np.random.default_rng(seed)

@@ -397,7 +397,7 @@ def test_act_requantize_fast_path_matches_the_reference(seed):
     scale[0], scale[1] = -(1 << 15), (1 << 15) - 1
     shift = rng.integers(0, 32, 8)
     shift[2], shift[3] = 0, 31
-    for mode in ActMode:
+    for mode in (ActMode.INT8, ActMode.UINT8, ActMode.INT16, ActMode.INT32):
         for relu in (False, True):
             zp = int(rng.integers(-70000, 70000))
             fast = act_requantize(acc, scale, shift, zero_point=zp, relu=relu, mode=mode,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from systolica import isa
-from systolica.codes import ACT_MODE_BYTES, ActMode
-from systolica.config import TileConfig
+from systolica.codes import ACT_MODE_BYTES, ACT_MODE_FLOAT, ActMode
+from systolica.config import TileConfig, dtype_numpy
 
 
 __all__ = ["GemmPlan", "gemm_program", "run_gemm"]
@@ -93,8 +93,8 @@ def gemm_program(config: TileConfig, m, k, n, *, a_addr, b_addr, c_addr, out=Act
             raise ValueError(f"gemm_program: scale and shift need n = {n} values each")
     a_cfg, s_cfg = config.array, config.sbuf
     rows, cols, pb = a_cfg.rows, a_cfg.cols, s_cfg.partition_bytes
-    ea = np.dtype(a_cfg.moving_dtype).itemsize
-    ew = np.dtype(a_cfg.stationary_dtype).itemsize
+    ea = dtype_numpy(a_cfg.moving_dtype).itemsize
+    ew = dtype_numpy(a_cfg.stationary_dtype).itemsize
     ec = ACT_MODE_BYTES[out]
     k_tiles, n_tiles = -(-k // rows), -(-n // cols)
     mb, a_buffers, w_bytes = _choose_blocks(config, m, k_tiles, ea, ew, ec, m_block)
@@ -199,7 +199,9 @@ def gemm_program(config: TileConfig, m, k, n, *, a_addr, b_addr, c_addr, out=Act
 
 
 _OUT_DTYPES = {ActMode.INT8: np.int8, ActMode.UINT8: np.uint8, ActMode.INT16: np.int16,
-               ActMode.INT32: np.int32}
+               ActMode.INT32: np.int32, ActMode.FP32: np.float32,
+               **{mode: dtype_numpy(name) for mode, name in ACT_MODE_FLOAT.items()
+                  if name != "float32"}}
 
 
 def run_gemm(model, a, b, *, out=ActMode.INT32, scale=None, shift=None, zero_point=0,
@@ -216,8 +218,10 @@ def run_gemm(model, a, b, *, out=ActMode.INT32, scale=None, shift=None, zero_poi
     a_addr = base
     b_addr = _align(a_addr + a.nbytes, 64)
     c_addr = _align(b_addr + b.nbytes, 64)
-    model.write_dram(a_addr, np.ascontiguousarray(a_stored, dtype=config.array.moving_dtype))
-    model.write_dram(b_addr, np.ascontiguousarray(b_stored, dtype=config.array.stationary_dtype))
+    model.write_dram(a_addr, np.ascontiguousarray(
+        a_stored, dtype=dtype_numpy(config.array.moving_dtype)))
+    model.write_dram(b_addr, np.ascontiguousarray(
+        b_stored, dtype=dtype_numpy(config.array.stationary_dtype)))
     program, plan = gemm_program(config, m, k, n, a_addr=a_addr, b_addr=b_addr, c_addr=c_addr,
                                  out=out, scale=scale, shift=shift, zero_point=zero_point,
                                  relu=relu, m_block=m_block, transposed=transposed)

@@ -35,7 +35,7 @@ def matmul_reference(a, w, acc_bits=32):
 
 # --- on-chip memories: SBUF, PSUM, ACT (docs/memories.md) ---------------------------------------
 
-__all__ += ["round_half_even_shift", "requantize", "psum_reference", "SbufModel"]
+__all__ += ["round_half_even_shift", "requantize", "psum_reference", "psum_replay", "SbufModel"]
 
 
 def round_half_even_shift(values, shift):
@@ -82,14 +82,22 @@ def psum_reference(beats, rows, cols, acc_bits=32, memory=None):
     acceptance order): overwrite or wrapping add into row ``addr``. Beats addressed at ``rows`` or
     beyond are dropped. Returns ``(memory (rows x cols int64), number of dropped beats)``."""
     mem = np.zeros((rows, cols), dtype=np.int64) if memory is None else memory.copy()
+    return psum_replay(beats, mem, lambda data: np.asarray(data, dtype=np.int64),
+                       lambda old, new: wrap_signed(old + new, acc_bits))
+
+
+def psum_replay(beats, mem, convert, add):
+    """Apply ``beats`` to ``mem`` in place: row ``addr`` = ``convert(data)``, or ``add(row,
+    convert(data))`` for accumulating beats; beats at ``len(mem)`` or beyond are dropped.
+    Returns ``(mem, number of dropped beats)``."""
     dropped = 0
     for beat in beats:
         addr = beat["tag"]["addr"]
-        if addr >= rows:
+        if addr >= len(mem):
             dropped += 1
             continue
-        data = np.asarray(beat["data"], dtype=np.int64)
-        mem[addr] = wrap_signed(mem[addr] + data, acc_bits) if beat["tag"]["accumulate"] else data
+        data = convert(beat["data"])
+        mem[addr] = add(mem[addr], data) if beat["tag"]["accumulate"] else data
     return mem, dropped
 
 

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from systolica import isa
-from systolica.codes import ACT_MODE_BYTES, ACT_MODE_RANGE, ActMode, DmaError, EngineState, IsaError
-from systolica.config import TileConfig
+from systolica.codes import (ACT_MODE_BYTES, ACT_MODE_FLOAT, ACT_MODE_RANGE, ActMode, DmaError,
+                             EngineState, IsaError)
+from systolica.config import TileConfig, dtype_numpy, is_float_dtype
 from systolica.isa import Engine, Opcode, Space
 from systolica.model.checks import Access, Deadlock, RaceDetector, VectorClocks
 from systolica.model.dma import (DmaSide, DmaTransfer, dma_check_reference, dma_copy_reference,
                                  side_offsets, side_range)
+from systolica.model.fp import act_convert_fp, matmul_fp, psum_accumulate_fp
 from systolica.model.reference import requantize, wrap_signed
 
 
@@ -108,8 +110,15 @@ def act_requantize(acc, scale, shift, *, zero_point, relu, mode, acc_bits, scale
     return np.clip(v + int(zero_point), lo, hi)
 
 
+#: SBUF element type of each ACT mode (floating-point outputs as their bit patterns).
 _ACT_DTYPES = {ActMode.INT8: "<i1", ActMode.UINT8: "<u1", ActMode.INT16: "<i2",
-               ActMode.INT32: "<i4"}
+               ActMode.INT32: "<i4", ActMode.BF16: "<u2", ActMode.FP8_E4M3: "<u1",
+               ActMode.FP8_E5M2: "<u1", ActMode.FP32: "<u4"}
+
+
+def _operand_dtype(name):
+    """The NumPy type of a tensor-engine operand in the SBUF (little-endian)."""
+    return dtype_numpy(name) if is_float_dtype(name) else np.dtype(name).newbyteorder("<")
 
 
 class _Queue:
@@ -148,7 +157,8 @@ class TileModel:
         if self.dram.ndim != 1:
             raise ValueError("TileModel dram must be a 1-D uint8 array")
         self.sbuf = np.zeros(s.partitions * s.partition_bytes, dtype=np.uint8)
-        self.psum = np.zeros((p.rows, a.cols), dtype=np.int64)
+        # Integer engines: int64 accumulators; floating point: fp32 (docs/floating_point.md).
+        self.psum = np.zeros((p.rows, a.cols), dtype=np.float32 if a.is_float else np.int64)
         self.queue_specs = isa.tile_queues(config)
         self.fingerprint = isa.fingerprint(config)
         self._reset_control()
@@ -364,11 +374,11 @@ class TileModel:
             raise _Halt(IsaError.BAD_K)
         if not 1 <= insn.n <= a.cols:
             raise _Halt(IsaError.BAD_N)
-        dtype = np.dtype(a.stationary_dtype).newbyteorder("<")
+        dtype = _operand_dtype(a.stationary_dtype)
         view = self.sbuf_partitions(dtype)
         if insn.offset + insn.k > view.shape[1]:
             raise _Halt(IsaError.SBUF_RANGE)
-        w = np.zeros((insn.k, a.cols), dtype=np.int64)
+        w = np.zeros((insn.k, a.cols), dtype=dtype if a.is_float else np.int64)
         w[:, :insn.n] = view[:insn.n, insn.offset:insn.offset + insn.k].T
         self._access("sbuf", self._partition_bytes(insn.n, insn.offset, insn.k, dtype.itemsize),
                      False)
@@ -387,7 +397,7 @@ class TileModel:
             raise _Halt(IsaError.MULTIPLY_BEFORE_LOAD)
         if insn.m == 0 or insn.repeat == 0:
             raise _Halt(IsaError.BAD_COUNT)
-        dtype = np.dtype(a.moving_dtype).newbyteorder("<")
+        dtype = _operand_dtype(a.moving_dtype)
         view = self.sbuf_partitions(dtype)
         steps = [(insn.offset + r * insn.offset_step, insn.psum_addr + r * insn.psum_step)
                  for r in range(insn.repeat)]
@@ -400,10 +410,16 @@ class TileModel:
         w = self.weights_active
         k, cols, m = w.shape[0], a.cols, insn.m
         for offset, row in steps:
-            moving = view[:k, offset:offset + m].T.astype(np.int64)
+            moving = view[:k, offset:offset + m].T
             self._access("sbuf", self._partition_bytes(k, offset, m, dtype.itemsize), False)
             self._access("psum", (row + np.arange(m))[:, None] * cols + np.arange(cols), True)
-            product = moving @ w
+            if a.is_float:
+                product = matmul_fp(moving, w)
+                if insn.accumulate:
+                    product = psum_accumulate_fp(self.psum[row:row + m], product)
+                self.psum[row:row + m] = product
+                continue
+            product = moving.astype(np.int64) @ w
             if insn.accumulate:
                 product = product + self.psum[row:row + m]
             self.psum[row:row + m] = wrap_signed(product, a.acc_bits)
@@ -430,6 +446,8 @@ class TileModel:
         if insn.param >= isa.ACT_PARAM_ENTRIES:
             raise _Halt(IsaError.BAD_ACT_PARAM)
         mode = ActMode(insn.mode)
+        if mode in ACT_MODE_FLOAT and not a.is_float:
+            raise _Halt(IsaError.BAD_ACT_PARAM)        # float outputs need an fp32 PSUM
         dtype = np.dtype(_ACT_DTYPES[mode])
         view = self.sbuf_partitions(dtype)
         steps = [(insn.psum_addr + r * insn.psum_step, insn.offset + r * insn.offset_step)
@@ -445,6 +463,11 @@ class TileModel:
             self._access("psum", (row + np.arange(rows))[:, None] * a.cols + np.arange(cols), False)
             self._access("sbuf", self._partition_bytes(cols, offset, rows, ACT_MODE_BYTES[mode]),
                          True)
+            if a.is_float:
+                y = act_convert_fp(self.psum[row:row + rows, :cols], scale, shift, mode=mode,
+                                   relu=bool(insn.relu), zero_point=insn.zero_point)
+                view[:cols, offset:offset + rows] = y.T.view(dtype)
+                continue
             y = act_requantize(self.psum[row:row + rows, :cols], scale, shift,
                                zero_point=insn.zero_point, relu=insn.relu, mode=mode,
                                acc_bits=a.acc_bits, scale_bits=self.config.act.scale_bits)

@@ -1,0 +1,164 @@
+"""Exact products and the exactly rounded fp32 addition (combinational; docs/floating_point.md).
+
+Both operands of an addition are *addends*: ``(-1)**sign * sig * 2**(exp - 26)`` with a 27-bit
+significand whose bit 26 has weight ``2**exp``, and ``exp >= -126``. An fp32 value is an addend
+with three zero bits below its 24-bit significand (subnormals: ``exp = -126``, bit 26 clear).
+A product is normalised (bit 26 set) unless its exponent is below -126: then it is shifted right
+to ``exp = -126`` and every bit shifted out is ORed into bit 0 ("jammed", which is rounding to
+odd at 2**-152). The adder aligns the smaller-exponent addend to the larger one within 27 bits,
+jamming what falls out; the larger one has at least three zero bits below its last fp32 bit, so
+the 28-bit sum is the exact sum rounded to odd at two bits or more below fp32's last bit, and
+rounding that once to nearest even gives the correctly rounded fp32 sum.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import data
+
+from systolica.config import FLOAT_FORMATS
+
+
+__all__ = ["ADDEND_LAYOUT", "FP32_NAN", "leading_zeros", "unpack_fp32", "exact_product",
+           "add_to_fp32"]
+
+SIG_BITS = 27          # 24-bit fp32 significand and 3 bits below it
+MIN_EXP = -126         # smallest normal fp32 exponent; every addend's exponent is >= this
+FP32_NAN = 0x7FC00000  # the canonical NaN every unit produces
+
+ADDEND_LAYOUT = data.StructLayout({
+    "sign": 1,
+    "exp": signed(11),
+    "sig": unsigned(SIG_BITS),
+    "nan": 1,
+    "inf": 1,
+})
+
+
+def leading_zeros(m, value, name):
+    """A signal with the number of leading zeros of ``value`` (its width when it is zero)."""
+    width = len(value)
+    count = Signal(range(width + 1), name=name)
+    m.d.comb += count.eq(width)
+    for i in range(width):            # the last true condition (the highest one bit) wins
+        with m.If(value[i]):
+            m.d.comb += count.eq(width - 1 - i)
+    return count
+
+
+def unpack_fp32(m, bits, name):
+    """The addend of an fp32 bit pattern."""
+    out = Signal(ADDEND_LAYOUT, name=name)
+    biased, frac = bits[23:31], bits[:23]
+    m.d.comb += [
+        out.sign.eq(bits[31]),
+        out.exp.eq(Mux(biased == 0, MIN_EXP, biased - 127)),
+        out.sig.eq(Cat(C(0, 3), frac, biased != 0)),
+        out.inf.eq((biased == 255) & (frac == 0)),
+        out.nan.eq((biased == 255) & (frac != 0)),
+    ]
+    return out
+
+
+def _unpack_small(m, bits, dtype, name):
+    """(sign, significand with hidden bit, exponent of its top bit, zero, inf, nan) of a
+    bf16 / fp8 bit pattern: value = sig * 2**(exp - mantissa_bits)."""
+    e_bits, m_bits = FLOAT_FORMATS[dtype]
+    bias = (1 << (e_bits - 1)) - 1
+    biased, frac = bits[m_bits:m_bits + e_bits], bits[:m_bits]
+    sig = Signal(m_bits + 1, name=f"{name}_sig")
+    exp = Signal(signed(e_bits + 2), name=f"{name}_exp")
+    all_ones = biased == (1 << e_bits) - 1
+    if dtype == "float8_e4m3":        # fn: no infinities; S.1111.111 is NaN
+        inf, nan = C(0, 1), all_ones & (frac == (1 << m_bits) - 1)
+    else:
+        inf, nan = all_ones & (frac == 0), all_ones & (frac != 0)
+    m.d.comb += [
+        sig.eq(Cat(frac, biased != 0)),
+        exp.eq(Mux(biased == 0, 1 - bias, biased - bias)),
+    ]
+    return bits[m_bits + e_bits], sig, exp, sig == 0, inf, nan
+
+
+def exact_product(m, a_bits, a_dtype, w_bits, w_dtype, live, name="product"):
+    """The exact product ``a * w`` as an addend; ``-0`` (which adds nothing) when ``live`` is 0."""
+    a_sign, a_sig, a_exp, a_zero, a_inf, a_nan = _unpack_small(m, a_bits, a_dtype, f"{name}_a")
+    w_sign, w_sig, w_exp, w_zero, w_inf, w_nan = _unpack_small(m, w_bits, w_dtype, f"{name}_w")
+    width = len(a_sig) + len(w_sig)
+    raw = Signal(width, name=f"{name}_raw")
+    m.d.comb += raw.eq(a_sig * w_sig)
+    lz = leading_zeros(m, raw, f"{name}_lz")
+    normal = Signal(SIG_BITS, name=f"{name}_normal")
+    m.d.comb += normal.eq((raw << lz) << (SIG_BITS - width))
+    exp = Signal(signed(11), name=f"{name}_exp")
+    m.d.comb += exp.eq(a_exp + w_exp + 1 - lz)
+    # Below fp32's normal range: shift to exp -126, jamming the bits shifted out into bit 0.
+    under = Signal(11, name=f"{name}_under")
+    m.d.comb += under.eq(Mux(exp < MIN_EXP, MIN_EXP - exp, 0))
+    shift = Mux(under > SIG_BITS, SIG_BITS, under)[:5]
+    wide = Signal(2 * SIG_BITS, name=f"{name}_wide")
+    m.d.comb += wide.eq(Cat(C(0, SIG_BITS), normal) >> shift)
+    sig = wide[SIG_BITS:] | (wide[:SIG_BITS] != 0)
+
+    out = Signal(ADDEND_LAYOUT, name=name)
+    nan = a_nan | w_nan | (a_inf & w_zero) | (w_inf & a_zero)
+    zero = a_zero | w_zero
+    m.d.comb += [
+        out.sign.eq(~live | (a_sign ^ w_sign)),
+        out.exp.eq(Mux(~live | zero, MIN_EXP, Mux(exp < MIN_EXP, MIN_EXP, exp))),
+        out.sig.eq(Mux(~live | zero, 0, sig)),
+        out.nan.eq(live & nan),
+        out.inf.eq(live & (a_inf | w_inf) & ~nan),
+    ]
+    return out
+
+
+def add_to_fp32(m, x, y, name="sum"):
+    """The fp32 bit pattern of the addends ``x + y`` rounded once to nearest even."""
+    big, small = (Signal(ADDEND_LAYOUT, name=f"{name}_{n}") for n in ("big", "small"))
+    x_first = x.exp >= y.exp
+    m.d.comb += [big.eq(Mux(x_first, x, y)), small.eq(Mux(x_first, y, x))]
+
+    diff = Signal(11, name=f"{name}_diff")
+    m.d.comb += diff.eq(big.exp - small.exp)
+    shift = Mux(diff > SIG_BITS + 1, SIG_BITS + 1, diff)[:5]
+    wide = Signal(2 * SIG_BITS + 1, name=f"{name}_wide")
+    m.d.comb += wide.eq(Cat(C(0, SIG_BITS + 1), small.sig) >> shift)
+    aligned = wide[SIG_BITS + 1:] | (wide[:SIG_BITS + 1] != 0)
+
+    subtract = big.sign ^ small.sign
+    total = Signal(signed(SIG_BITS + 2), name=f"{name}_total")
+    m.d.comb += total.eq(Mux(subtract, big.sig - aligned, big.sig + aligned))
+    negative = total[-1]
+    mag = Signal(SIG_BITS + 1, name=f"{name}_mag")
+    m.d.comb += mag.eq(Mux(negative, -total, total))
+    sign = Signal(name=f"{name}_sign")
+    m.d.comb += sign.eq(Mux(mag == 0, big.sign & small.sign, big.sign ^ negative))
+
+    # Normalise: bit 27 of `mag` weighs 2**(big.exp + 1); never below exponent -126.
+    lz = leading_zeros(m, mag, f"{name}_lz")
+    limit = Signal(10, name=f"{name}_limit")
+    m.d.comb += limit.eq(big.exp - MIN_EXP + 1)
+    shl = Signal(range(SIG_BITS + 2), name=f"{name}_shl")
+    m.d.comb += shl.eq(Mux(lz > limit, limit, lz))
+    norm = Signal(SIG_BITS + 1, name=f"{name}_norm")
+    m.d.comb += norm.eq(mag << shl)
+    exp = Signal(signed(12), name=f"{name}_exp")
+    m.d.comb += exp.eq(big.exp + 1 - shl)
+    biased = Signal(signed(12), name=f"{name}_biased")
+    m.d.comb += biased.eq(Mux(norm[-1], exp + 127, 0))
+
+    sig24 = norm[4:]
+    round_up = norm[3] & ((norm[:3] != 0) | sig24[0])
+    encoded = Signal(32, name=f"{name}_encoded")   # a carry runs into the exponent (and to inf)
+    m.d.comb += encoded.eq(Cat(sig24[:23], biased[:8]) + round_up)
+
+    out = Signal(32, name=name)
+    nan = x.nan | y.nan | (x.inf & y.inf & (x.sign != y.sign))
+    with m.If(nan):
+        m.d.comb += out.eq(FP32_NAN)
+    with m.Elif(x.inf | y.inf):
+        m.d.comb += out.eq(Cat(C(0x7F800000, 31), Mux(x.inf, x.sign, y.sign)))
+    with m.Elif(biased >= 255):
+        m.d.comb += out.eq(Cat(C(0x7F800000, 31), sign))
+    with m.Else():
+        m.d.comb += out.eq(Cat(encoded[:31], sign))
+    return out
