@@ -31,8 +31,10 @@ class PredictionError(RuntimeError):
 class Costs:
     """Cycle costs (see the module docstring)."""
     issue: int = 3              # cycles an instruction spends in its queue's slot (check/wait/issue)
-    dma_setup: int = 14         # per descriptor: pick, check pipeline, decision, finish
-    dma_run: int = 2            # per contiguous run (one AXI burst or SBUF word run)
+    dma_setup: int = 20         # per descriptor: pick, check pipeline, decision, finish
+    dma_run: int = 6            # per contiguous run read from DRAM (one AXI burst)
+    dma_write_run: int = 2      # per contiguous run written to DRAM (AW, W beats, B response)
+    pe_gap: int = 3             # cycles between back-to-back multiplies (command to first row)
     dram_latency: int = 4       # AXI read latency until the first beat
     act_setup: int = 6          # ACT: command to first row, and the 3 idle cycles of completion
     psum_settle: int = 3        # PSUM read-modify-write after the last result
@@ -103,11 +105,12 @@ def _dma_cycles(config, costs, insn):
             runs = max(runs, side.counts[1] * side.counts[2])
         else:
             contiguous = False
+    run_cost = costs.dma_write_run if dst.space == isa.Space.DRAM else costs.dma_run
     if contiguous:
         per_run = _ceil(src.counts[0] * eb, bw)
-        transfer = runs * (per_run + costs.dma_run)
+        transfer = runs * (per_run + run_cost)
     else:
-        transfer = elements + runs * costs.dma_run
+        transfer = elements + runs * run_cost
     latency = costs.dram_latency if src.space == isa.Space.DRAM else 0
     return costs.dma_setup + latency + transfer, nbytes
 
@@ -191,7 +194,7 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
         elif op == Opcode.MULTIPLY_MOVING:
             start = max(t, res["pe"], shadow_ready or 0)
             shadow_ready = None
-            busy = insn.m * insn.repeat
+            busy = insn.m * insn.repeat + costs.pe_gap
             res["pe"] = start + busy
             done = start + busy + costs.pe_latency(config) + costs.psum_settle
             nxt = t + costs.issue
@@ -239,7 +242,7 @@ def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
     k_tiles, k_chunks, n_tiles, n_groups = plan.k_tiles, plan.k_chunks, plan.n_tiles, plan.n_groups
     tiles = m_blocks * n_tiles
     pairs = tiles * k_tiles
-    pe = m * k_tiles * n_tiles + pairs * max(0, 2 * costs.issue - mb)
+    pe = m * k_tiles * n_tiles + pairs * max(costs.pe_gap, 2 * costs.issue - mb)
     # DMA: descriptors, runs (one per partition per descriptor dimension 1/2) and beats
     dma = 0
     dram = 0
@@ -259,7 +262,7 @@ def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
     dram += w_bytes
     if plan.c_dest == "dram":
         dma += tiles * costs.dma_setup + m * n_tiles * 0 + \
-            tiles * C * costs.dma_run + _ceil(m * n * ec, bw) + tiles * C
+            tiles * C * costs.dma_write_run + _ceil(m * n * ec, bw)
         dram += m * n * ec
     act = tiles * (costs.act_setup + mb + costs.issue)
     instructions = 2 * pairs + 2 * tiles + w_desc + (a_desc if plan.a_source == "dram" else 0)
