@@ -145,7 +145,7 @@ def emit(config: TileConfig, stages):
         m, k, n = plan.m, plan.k, plan.n
         mb, kc_tiles, ng = plan.m_block, plan.k_chunk, plan.n_group
         steps = _steps(plan)
-        a_uses = sum(1 for *_, new_a in steps) if st.a is not None else 0
+        a_uses = sum(1 for step in steps if step[3]) if st.a is not None else 0
         w_uses = 1 if plan.w_resident else len(steps)
         tiles = plan.m_blocks * plan.n_tiles
         a_buf, w_buf, c_buf = plan.buffer("a"), plan.buffer("w"), plan.buffer("c")
