@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from systolica.compiler import CompileError, compile_gemm
-from systolica.config import ArrayConfig, PsumConfig, SbufConfig, TileConfig, dtype_range
+from systolica.config import ArrayConfig, DmaConfig, PsumConfig, SbufConfig, TileConfig, dtype_range
 from systolica.runtime import Device
 
 
@@ -27,14 +27,15 @@ def bench_config(rows, cols, depth, word_bytes=8, dtype="int8"):
                                         stationary_dtype=dtype),
                       sbuf=SbufConfig(partitions=max(rows, cols), depth=depth,
                                       word_bytes=word_bytes),
-                      psum=PsumConfig())
+                      psum=PsumConfig(), dma=DmaConfig(data_width=8 * word_bytes))
 
 
-def choose_depth(rows, cols, m, k, n, dtype):
+def choose_depth(rows, cols, m, k, n, dtype, word_bytes):
     estimates = {}
     for depth in (256, 512, 1024, 2048, 4096):
         try:
-            plan = compile_gemm(bench_config(rows, cols, depth, dtype=dtype), m, k, n).plans[0]
+            config = bench_config(rows, cols, depth, word_bytes, dtype)
+            plan = compile_gemm(config, m, k, n).plans[0]
         except CompileError:
             continue
         estimates[depth] = plan.predicted_cycles
@@ -50,10 +51,13 @@ def main(argv=None):
     p.add_argument("--sbuf-depth", default="auto", help="SBUF depth, or auto")
     p.add_argument("--dtype", choices=("int8", "uint8", "int16"), default="int8")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--word-bytes", type=int, default=8,
+                   help="SBUF word and DMA bus bytes (dma.data_width = 8 x this; default 8)")
     args = p.parse_args(argv)
-    depth = (choose_depth(args.rows, args.cols, args.m, args.k, args.n, args.dtype)
+    depth = (choose_depth(args.rows, args.cols, args.m, args.k, args.n, args.dtype,
+                          args.word_bytes)
              if args.sbuf_depth == "auto" else int(args.sbuf_depth))
-    config = bench_config(args.rows, args.cols, depth, dtype=args.dtype)
+    config = bench_config(args.rows, args.cols, depth, args.word_bytes, args.dtype)
     rng = np.random.default_rng(args.seed)
     lo, hi = dtype_range(args.dtype)
     a = rng.integers(lo, hi + 1, (args.m, args.k))
@@ -67,6 +71,7 @@ def main(argv=None):
     print(json.dumps({
         "m": args.m, "k": args.k, "n": args.n, "rows": args.rows, "cols": args.cols,
         "dtype": args.dtype, "backend": args.backend, "sbuf_depth": depth,
+        "dma_data_width": config.dma.data_width,
         "cycles": e.cycles, "cycles_measured": e.measured,
         "predicted_cycles": e.predicted_cycles,
         "prediction_error": round(e.prediction_error, 4) if e.measured else None,

@@ -27,7 +27,7 @@ from systolica import isa
 from systolica.codes import ACT_MODE_BYTES, ActMode
 from systolica.config import TileConfig
 
-from .plan import CompileError, DramMatrix, GemmPlan, _ceil
+from .plan import CompileError, DramMatrix, GemmPlan
 
 __all__ = ["ActSpec", "Stage", "emit", "SEMAPHORE_NAMES"]
 
@@ -160,8 +160,6 @@ def emit(config: TileConfig, stages):
             pe.append(isa.nop(waits=[(s["act_done"], 1)]))
             if prev.c is not None:
                 act.append(isa.nop(waits=[(s["stored_act"], 1)]))
-        slots_per_bank = bank_rows // mb
-
         def psum_row(u):
             slot = u % plan.psum_slots
             return (slot % config.psum.banks) * bank_rows + (slot // config.psum.banks) * mb
@@ -201,7 +199,6 @@ def emit(config: TileConfig, stages):
         else:
             w_stride = min(kc_tiles * R, k)
         u_a = u_w = 0
-        u_tile = 0
         for (i, g, kc, new_a) in steps:
             m0, mbi = i * mb, min(mb, m - i * mb)
             t0, t1 = kc * kc_tiles, min(plan.k_tiles, (kc + 1) * kc_tiles)
@@ -240,16 +237,13 @@ def emit(config: TileConfig, stages):
                 def a_offset(t):
                     return st.x_in // ea + t * m + m0
             w_base = (w_buf.offset if plan.w_resident else w_buf.slot(u_w)) // ew
-            last_step_of_a = load_a and (plan.k_chunks > 1 or g == plan.n_groups - 1)
             releases_a = st.a is not None and (plan.k_chunks > 1 or g == plan.n_groups - 1)
             releases_w = (not plan.w_resident) or (i == plan.m_blocks - 1 and
                                                    g == plan.n_groups - 1 and
                                                    kc == plan.k_chunks - 1)
-            del last_step_of_a
             for j in range(j0, j1):
                 nt = min(C, n - j * C)
-                u = u_tile + (j - j0) + i * 0
-                u = (i * plan.n_tiles) + j
+                u = i * plan.n_tiles + j          # PSUM ring use: tiles in first-use order
                 for t in range(t0, t1):
                     kt = min(R, k - t * R)
                     first, last = (j == j0 and t == t0), (j == j1 - 1 and t == t1 - 1)
@@ -268,8 +262,6 @@ def emit(config: TileConfig, stages):
                     pe.append(isa.multiply_moving(
                         a_offset(t), mbi, psum_row(u), accumulate=not tile_first,
                         waits=p_ring.wait_free(u) if tile_first else [], signals=sigs))
-            if load_a or (st.a is not None and releases_a):
-                pass
             if st.a is not None and releases_a:
                 u_a += 1
             if not plan.w_resident:
@@ -300,8 +292,6 @@ def emit(config: TileConfig, stages):
                             isa.sbuf(c_buf.slot(u), (mbi, nt), (ec, pb)),
                             isa.dram(st.c.at(m0, j * C), (mbi, nt), (sr, sc)), ec,
                             waits=c_ring.wait_full(), signals=c_ring.signal_free(u)))
-            u_tile += 0
-        del slots_per_bank
         if si < len(stages) - 1:
             pe.append(isa.nop(signals=[(s["pe_done"], 1)]))
             act.append(isa.nop(signals=[(s["act_done"], 1)]))
