@@ -49,6 +49,8 @@ def add_sweep_parser(subparsers):
                    help=f"local worker processes (default: the CPUs, here {_cpus()})")
     p.add_argument("--scheduler", metavar="tcp://HOST:8786",
                    help="run on this Dask distributed scheduler instead of locally")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the Dask scheduler (default 10)")
     p.add_argument("--cache", metavar="DIR", help="result cache (default "
                    "$SYSTOLICA_CACHE/sweep, i.e. ~/.cache/systolica/sweep)")
     p.add_argument("--no-cache", action="store_true", help="measure everything, store nothing")
@@ -153,13 +155,13 @@ def run_sweep_command(args):
             spec = relative_to(spec, args.spec)
         if args.dry_run:
             return _dry_run(spec)
-        from .runner import run_sweep
+        from .runner import DEFAULT_CACHE, run_sweep
         output = _output_dir(args, spec)
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         result = run_sweep(spec, jobs=args.jobs, scheduler=args.scheduler,
-                           cache=None if args.no_cache else (args.cache or _default_cache()),
+                           cache=None if args.no_cache else (args.cache or DEFAULT_CACHE),
                            output_dir=output, plots=not args.no_plots, progress=progress,
-                           retry_failed=args.retry_failed)
+                           retry_failed=args.retry_failed, connect_timeout=args.connect_timeout)
     except (SweepError, ConfigError) as error:
         print(f"systolica sweep: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
@@ -171,8 +173,3 @@ def run_sweep_command(args):
     for path in result.files:
         print(f"wrote {path}")
     return 0
-
-
-def _default_cache():
-    from .cache import default_cache_dir
-    return default_cache_dir()

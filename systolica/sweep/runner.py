@@ -84,10 +84,12 @@ def _progress(total, enabled, stream):
 
 
 def run_sweep(spec, *, jobs=1, scheduler=None, cache=DEFAULT_CACHE, output_dir=None,
-              plots=True, progress=False, log=sys.stderr, retry_failed=False):
+              plots=True, progress=False, log=sys.stderr, retry_failed=False,
+              connect_timeout=10.0):
     """Run the sweep ``spec`` (a :class:`~systolica.sweep.spec.SweepSpec`) and return its
     :class:`SweepResult`; with ``output_dir``, write results.{csv,json,md} and the plots there.
-    ``cache``: a folder, ``None`` for none, default ``$SYSTOLICA_CACHE/sweep``."""
+    ``cache``: a folder, ``None`` for none, default ``$SYSTOLICA_CACHE/sweep``. ``scheduler``:
+    a Dask scheduler address (else ``jobs`` local processes; 1: this process)."""
     start = time.monotonic()
     plan = expand(spec)
     reported = reported_metrics(spec.measure, plan.settings)
@@ -107,7 +109,7 @@ def run_sweep(spec, *, jobs=1, scheduler=None, cache=DEFAULT_CACHE, output_dir=N
         else:
             pending.append(task)
 
-    with make_executor(jobs, scheduler) as executor:
+    with make_executor(jobs, scheduler, connect_timeout=connect_timeout) as executor:
         print(f"sweep: {len(plan.points)} points, {len(tasks)} measurements, "
               f"{len(tasks) - len(pending)} cached, {len(pending)} to run on "
               f"{executor.description}", file=log)
