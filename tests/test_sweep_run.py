@@ -75,13 +75,13 @@ def test_repeat_is_served_from_the_cache_with_identical_results(tmp_path):
 
 
 def test_cache_key_covers_config_settings_and_tools(tmp_path, counting, monkeypatch):
-    from systolica.sweep import runner
+    from systolica.sweep import cache
     run_sweep(counting_spec([2, 3]), cache=tmp_path)
     run_sweep(counting_spec([2, 3]), cache=tmp_path)
     assert counting == [2, 3]                       # the repeat ran nothing
     run_sweep(counting_spec([2, 3], fail_at=7), cache=tmp_path)
     assert counting == [2, 3, 2, 3]                 # other settings: measured again
-    monkeypatch.setattr(runner, "tool_versions", lambda names: {"numpy": "0.0-other"})
+    monkeypatch.setattr(cache, "tool_versions", lambda names: {"numpy": "0.0-other"})
     run_sweep(counting_spec([2]), cache=tmp_path)
     assert counting == [2, 3, 2, 3, 2]              # another tool version: measured again
 
@@ -108,6 +108,19 @@ def test_resume_measures_only_what_is_missing(tmp_path, counting):
     assert [r["cached"] for r in result.rows] == [True, True, False, False]
 
 
+def test_a_worker_with_other_tools_refuses_the_task(counting):
+    from systolica.sweep.executors import Task, run_task
+    from systolica.sweep.runner import _tasks
+    from systolica.sweep.points import expand
+    (task, _), = _tasks(expand(counting_spec([2])))[1].values()
+    assert run_task(task)["status"] == "ok"
+    stale = {**task.environment, "tools": {"numpy": "1.0"}}
+    result = run_task(Task(**{**task.__dict__, "environment": stale}))
+    assert result["status"] == "failed" and result["infrastructure"]
+    assert "numpy" in result["error"] and "(sweep: 1.0)" in result["error"]
+    assert counting == [2]                          # the refused task did not run
+
+
 # --- failures -----------------------------------------------------------------------------------
 
 def test_a_failing_point_is_recorded_and_the_others_complete(tmp_path, counting):
@@ -129,7 +142,6 @@ def test_a_failing_point_is_recorded_and_the_others_complete(tmp_path, counting)
     assert "no 3x3 today" in (tmp_path / "out" / "results.md").read_text()
 
 
-@pytest.mark.slow
 def test_place_and_route_failure_keeps_the_area(tmp_path):
     """A 4x4 array needs 16 SB_MAC16; the iCE40 UP5K has 8: nextpnr fails, the area stays."""
     spec = parse_spec({"parameters": {"array.rows": [2, 4]}, "tie": {"array.cols": "array.rows"},
@@ -139,6 +151,8 @@ def test_place_and_route_failure_keeps_the_area(tmp_path):
     assert small["status"] == "ok" and small["metrics"]["fmax_mhz"] > 0
     assert big["status"] == "failed" and "place and route failed" in big["errors_full"]["synth"]
     assert big["metrics"]["dsps"] == 16 and "fmax_mhz" not in big["metrics"]
+    assert big["error"].startswith("synth: ERROR: Unable to place cell")
+    assert small["metrics"]["wrapper_ffs"] > 0 and big["metrics"]["wrapper_ffs"] == 0
 
 
 # --- the gemm workload on the compiled backend ------------------------------------------------
@@ -250,7 +264,7 @@ def test_cli_runs_a_sweep_from_flags(tmp_path, capsys):
     assert main(["sweep", "--param", "array.rows=2", "--tie", "array.cols=array.rows",
                  "--target", "ecp5", "-j", "1", "-o", str(out), "--cache",
                  str(tmp_path / "cache"), "--no-plots", "--no-progress"]) == 0
-    assert "1 points, 1 measurements" in capsys.readouterr().out
+    assert "1 point, 1 measurement: 0 from the cache, 1 run" in capsys.readouterr().out
     with open(out / "results.csv") as f:
         row, = csv.DictReader(f)
     assert row["status"] == "ok" and int(row["luts"]) > 0

@@ -29,6 +29,7 @@ class Task:
     block: str
     configs: dict                   # section -> config (only the sections it reads)
     settings: dict
+    environment: dict               # tool versions and source digest the cache key assumes
 
 
 def summarize_error(text):
@@ -36,6 +37,12 @@ def summarize_error(text):
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     tool_errors = [line for line in lines if line.startswith("ERROR")]
     return (tool_errors or lines or [text])[0][:300]
+
+
+def worker_environment(measurement, settings):
+    """What a result depends on besides its inputs: tool versions and systolica's sources."""
+    from .cache import source_digest, tool_versions
+    return {"tools": tool_versions(measurement.tools(settings)), "sources": source_digest()}
 
 
 def run_task(task):
@@ -46,6 +53,12 @@ def run_task(task):
         if task.measurement not in MEASUREMENTS:
             import_module(task.module)      # a measurement registered outside this package
         measurement = MEASUREMENTS[task.measurement]
+        here = worker_environment(measurement, task.settings)
+        if here != task.environment:
+            # A cluster worker with other tools or sources would cache wrong answers.
+            difference = _difference(here, task.environment)
+            return _infrastructure_failure(RuntimeError(
+                f"worker environment differs from the sweep's: {difference}"))
         metrics = measurement.run(task.block, task.configs, task.settings)
         return {"status": "ok", "metrics": metrics, "error": None,
                 "seconds": round(time.monotonic() - start, 3)}
@@ -56,6 +69,15 @@ def run_task(task):
                 "error_summary": summarize_error(message),
                 "traceback": traceback.format_exc(limit=8),
                 "seconds": round(time.monotonic() - start, 3)}
+
+
+def _difference(here, expected):
+    tools = [f"{name} {here['tools'].get(name)} (sweep: {version})"
+             for name, version in expected["tools"].items()
+             if here["tools"].get(name) != version]
+    if here["sources"] != expected["sources"]:
+        tools.append("systolica sources differ")
+    return ", ".join(tools)
 
 
 def _infrastructure_failure(error):
@@ -95,8 +117,18 @@ class PoolExecutor:
         return self
 
     def __exit__(self, exc_type, *exc):
-        # On an interrupt, drop what has not started; finished results are already cached.
-        self._pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            self._pool.shutdown()
+            return False
+        # Interrupted: finished results are cached already. Drop the queue and stop the
+        # workers, which would otherwise run the tasks already handed to them (they catch
+        # KeyboardInterrupt per task). Python < 3.14 has no public terminate_workers().
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
         return False
 
     def run(self, tasks):

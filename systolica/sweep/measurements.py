@@ -85,7 +85,8 @@ def check_settings(measurement, settings):
 
 # --- synth: area, and Fmax with pnr -----------------------------------------------------------
 
-SYNTH_METRICS = ("luts", "ffs", "dsps", "brams", "carries", "lutrams")
+# wrapper_ffs: flip-flops of the iCE40 place-and-route scan wrapper, included in ffs.
+SYNTH_METRICS = ("luts", "ffs", "dsps", "brams", "carries", "lutrams", "wrapper_ffs")
 
 
 def _synth(block_name, configs, settings):

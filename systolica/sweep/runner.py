@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import ResultCache, default_cache_dir, measurement_key, tool_versions
-from .executors import Task, make_executor
+from .cache import ResultCache, default_cache_dir, measurement_key
+from .executors import Task, make_executor, worker_environment
 from .measurements import MEASUREMENTS, derive, headline_metrics, reported_metrics
 from .outputs import output_choices, pareto_front, write_csv, write_json, write_markdown
 from .points import expand
@@ -37,9 +37,9 @@ class SweepResult:
 
     def summary(self):
         s = self.stats
-        return (f"{s['points']} points, {s['measurements']} measurements: {s['cached']} from "
-                f"the cache, {s['computed']} run; {s['failed_points']} points failed; "
-                f"{s['seconds']:.1f} s")
+        return (f"{_count(s['points'], 'point')}, {_count(s['measurements'], 'measurement')}: "
+                f"{s['cached']} from the cache, {s['computed']} run; "
+                f"{_count(s['failed_points'], 'point')} failed; {s['seconds']:.1f} s")
 
     def to_dict(self):
         spec = self.plan.spec
@@ -52,11 +52,16 @@ class SweepResult:
         }
 
 
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _tasks(plan):
     """``{point index: [(measurement, key)]}`` and the distinct tasks with their key inputs."""
-    by_point, tasks, tools = {}, {}, {}
-    for name in plan.spec.measure:
-        tools[name] = tool_versions(MEASUREMENTS[name].tools(plan.settings[name]))
+    by_point, tasks = {}, {}
+    environments = {name: worker_environment(MEASUREMENTS[name], plan.settings[name])
+                    for name in plan.spec.measure}
+    tools = {name: env["tools"] for name, env in environments.items()}
     for point in plan.points:
         for name in plan.spec.measure:
             configs = {s: point.configs[s] for s in plan.sections_read(name)}
@@ -66,8 +71,8 @@ def _tasks(plan):
             by_point.setdefault(point.index, []).append((name, key))
             if key not in tasks:
                 module = MEASUREMENTS[name].run.__module__
-                tasks[key] = (Task(key, name, module, plan.block.name,
-                                   configs, plan.settings[name]), inputs)
+                tasks[key] = (Task(key, name, module, plan.block.name, configs,
+                                   plan.settings[name], environments[name]), inputs)
     return by_point, tasks, tools
 
 
@@ -110,7 +115,8 @@ def run_sweep(spec, *, jobs=1, scheduler=None, cache=DEFAULT_CACHE, output_dir=N
             pending.append(task)
 
     with make_executor(jobs, scheduler, connect_timeout=connect_timeout) as executor:
-        print(f"sweep: {len(plan.points)} points, {len(tasks)} measurements, "
+        print(f"sweep: {_count(len(plan.points), 'point')}, "
+              f"{_count(len(tasks), 'measurement')}, "
               f"{len(tasks) - len(pending)} cached, {len(pending)} to run on "
               f"{executor.description}", file=log)
         bar = _progress(len(pending), progress, log)

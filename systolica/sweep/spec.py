@@ -42,7 +42,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 
 
-__all__ = ["SweepError", "Values", "SweepSpec", "read_spec", "load_spec", "parse_spec", "relative_to"]
+__all__ = ["SweepError", "Values", "SweepSpec", "read_spec", "load_spec", "parse_spec",
+           "relative_to"]
 
 
 class SweepError(ValueError):
