@@ -93,22 +93,14 @@ def _base_configs(spec):
     except ConfigError as error:
         raise SweepError(f"[sweep] base {spec.base_file}: {error}") from None
     for section, table in spec.base.items():
-        for path in _flat_paths(section, table):
+        assignments = {f"{section}.{key}": value for key, value in table.items()}
+        for path in assignments:
             _check_path(path, "[base]")
         try:
-            configs = apply(configs, {p: v for p, v in _flat_items(section, table)})
+            configs = apply(configs, assignments)
         except ConfigError as error:
             raise SweepError(f"[base.{section}]: {error}") from None
     return configs
-
-
-def _flat_items(prefix, table):
-    for key, value in table.items():
-        yield f"{prefix}.{key}", value
-
-
-def _flat_paths(prefix, table):
-    return [path for path, _ in _flat_items(prefix, table)]
 
 
 def _combinations(spec):
