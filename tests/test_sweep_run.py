@@ -40,7 +40,9 @@ def _counting(block, configs, settings):
         raise RuntimeError(f"no {array.rows}x{array.rows} today")
     if array.rows == INTERRUPT["at"]:
         raise KeyboardInterrupt
-    return {"pes": array.rows * array.cols, "macs_per_cycle": float(array.rows * array.cols)}
+    # NumPy scalars, as measurements often return: the sweep stores them as JSON numbers.
+    return {"pes": np.int64(array.rows * array.cols),
+            "macs_per_cycle": np.float64(array.rows * array.cols)}
 
 
 @pytest.fixture
@@ -129,6 +131,7 @@ def test_a_failing_point_is_recorded_and_the_others_complete(tmp_path, counting)
     assert [r["status"] for r in result.rows] == ["ok", "failed", "ok"]
     assert result.rows[1]["error"] == "counting: RuntimeError: no 3x3 today"
     assert result.rows[2]["metrics"]["pes"] == 4 * 8
+    assert type(result.rows[2]["metrics"]["pes"]) is int
     assert result.stats["failed_points"] == 1
     # Failures are cached too (the same inputs fail the same way) unless retried.
     counting.clear()

@@ -59,16 +59,21 @@ def run_task(task):
             difference = _difference(here, task.environment)
             return _infrastructure_failure(RuntimeError(
                 f"worker environment differs from the sweep's: {difference}"))
-        metrics = measurement.run(task.block, task.configs, task.settings)
+        metrics = _plain(measurement.run(task.block, task.configs, task.settings))
         return {"status": "ok", "metrics": metrics, "error": None,
                 "seconds": round(time.monotonic() - start, 3)}
     except Exception as error:
-        metrics = error.metrics if isinstance(error, PartialFailure) else {}
+        metrics = _plain(error.metrics) if isinstance(error, PartialFailure) else {}
         message = f"{type(error).__name__}: {error}"
         return {"status": "failed", "metrics": metrics, "error": message,
                 "error_summary": summarize_error(message),
                 "traceback": traceback.format_exc(limit=8),
                 "seconds": round(time.monotonic() - start, 3)}
+
+
+def _plain(metrics):
+    """Metrics as JSON values (NumPy scalars -> Python numbers) for the cache and the files."""
+    return {str(k): v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
 
 
 def _difference(here, expected):

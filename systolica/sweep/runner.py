@@ -136,7 +136,7 @@ def run_sweep(spec, *, jobs=1, scheduler=None, cache=DEFAULT_CACHE, output_dir=N
 
     rows = _collect(plan, by_point, results)
     pairs = [(r["metrics"][area], r["metrics"][throughput])
-             if area and r["metrics"].get(area) is not None
+             if area and r["status"] == "ok" and r["metrics"].get(area) is not None
              and r["metrics"].get(throughput) is not None else None for r in rows]
     front = pareto_front(pairs)
     for i in front:
