@@ -5,6 +5,7 @@ process; an unreachable scheduler is an error before any work."""
 import socket
 import time
 
+import distributed       # a test dependency (pyproject's test extra): no silent skip
 import pytest
 
 from systolica.cli import main
@@ -34,7 +35,6 @@ def inline_result():
 
 @pytest.fixture(scope="module")
 def cluster():
-    distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         yield cluster

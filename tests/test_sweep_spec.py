@@ -115,6 +115,7 @@ def test_measurements_that_share_a_config_share_a_cache_key():
     ({"parameters": {"array.rows": [2]}, "base": {"array": {"acc_bits": 8}}},
      ["[base.array]", "acc_bits"]),
     ({"parameters": {"array.rows": [2]}, "plot": {}}, ["[plot]"]),
+    ({"parameters": {"array.rows": [2]}, "output": {"folder": "x"}}, ["[output]", "dir"]),
 ])
 def test_bad_specs_name_the_key(data, words):
     with pytest.raises(SweepError) as error:
@@ -171,8 +172,9 @@ def test_cli_errors_exit_2_with_one_line(capsys, argv, words):
 def test_cli_bad_toml_exits_2_without_traceback(tmp_path):
     spec = tmp_path / "bad.toml"
     spec.write_text("[parameters\narray.rows = [2]\n")
+    # cwd: not the checkout, whose systolica/ folder would shadow the installed package.
     proc = subprocess.run([sys.executable, "-m", "systolica.cli", "sweep", str(spec)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert "not valid TOML" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -25,6 +25,9 @@ is required::
 
     [synth]  /  [gemm]               # settings of each measurement
 
+    [output]
+    dir = "results"                  # relative to the spec's folder; -o overrides
+
     [plots]
     x = "array.rows"                 # default: the first parameter
     metrics = ["luts", "fmax_mhz"]   # default: every measured headline metric
@@ -250,6 +253,10 @@ def parse_spec(data):
     for section, table in base.items():
         _expect(isinstance(table, dict), f"[base.{section}] must be a table of config fields")
 
+    output = dict(data.get("output", {}))
+    _expect(set(output) <= {"dir"} and isinstance(output.get("dir", ""), str),
+            f"[output] has one key, dir = \"FOLDER\"; got {output}")
+
     settings = {name: dict(data.get(name, {})) for name in measure}
     for name in set(data) & measurement_tables - set(measure):
         raise SweepError(f"[{name}] sets a measurement that [sweep] measure does not list")
@@ -257,4 +264,4 @@ def parse_spec(data):
         parameters=parameters, block=block, mode=mode, samples=samples, seed=seed,
         measure=tuple(measure), skip_invalid=skip_invalid, base_file=base_file, base=base,
         ties=ties, settings=settings, plots=dict(data.get("plots", {})),
-        pareto=dict(data.get("pareto", {})), output=dict(data.get("output", {})))
+        pareto=dict(data.get("pareto", {})), output=output)
