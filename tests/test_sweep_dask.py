@@ -35,8 +35,11 @@ def inline_result():
 
 @pytest.fixture(scope="module")
 def cluster():
+    # The scheduler's HTTP server starts even without a dashboard, on 8787 unless told: a
+    # random port lets two pytest-xdist workers each run a cluster (a busy 8787 is a warning,
+    # which PYTHONWARNINGS=error turns into a failed start).
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
         yield cluster
 
 
