@@ -94,6 +94,8 @@ def test_measurements_that_share_a_config_share_a_cache_key():
      ["rows_per_stage", "skip_invalid"]),
     ({"sweep": {"skip_invalid": True}, "parameters": {"array.rows": [2, 300]}},
      ["array.rows = 300", "invalid at every point"]),
+    ({"sweep": {"block": "sbuf"}, "parameters": {"array.rows": [8, 16]}},
+     ["point array.rows=16", "sbuf.partitions must be >= array.rows=16"]),
     ({"parameters": {"noc.vcs": [2, 4]}}, ["noc.vcs", "tensor_engine", "[noc]"]),
     ({"parameters": {}}, ["no [parameters]"]),
     ({"parameters": {"array.rows": []}}, ["array.rows", "empty"]),

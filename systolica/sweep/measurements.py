@@ -8,7 +8,8 @@ settings.
 
 Built in:
 
-* ``synth``: area from yosys (``systolica.synth.flow.synthesize``) for ``target``; with
+* ``synth``: area from yosys (``systolica.synth.flow.synthesize``) of the block
+  (``get_block(block).build(configs)``) for ``target``; with
   ``pnr = true`` also Fmax from nextpnr. When place-and-route fails but synthesis works, the
   area is kept and the point is still marked failed.
 * ``gemm``: ``back_to_back`` (M x rows) @ (rows x cols) matmuls with different W on the tensor
@@ -99,12 +100,12 @@ def _synth(block_name, configs, settings):
 
     options = dict(target=settings["target"], dsp=settings["dsp"], freq_mhz=settings["freq_mhz"])
     if not settings["pnr"]:
-        return area(synthesize(block.factory(configs), block.top, **options))
+        return area(synthesize(block.build(configs), block.top, **options))
     try:
-        report = synthesize(block.factory(configs), block.top, pnr=True, **options)
+        report = synthesize(block.build(configs), block.top, pnr=True, **options)
     except SynthError as pnr_error:
         # Keep the area when only place-and-route failed (e.g. more DSPs than the device has).
-        report = synthesize(block.factory(configs), block.top, **options)
+        report = synthesize(block.build(configs), block.top, **options)
         raise PartialFailure(f"place and route failed: {pnr_error}", area(report)) from None
     return {**area(report), "fmax_mhz": report["fmax_mhz"], "pnr_seconds": report["pnr_seconds"]}
 

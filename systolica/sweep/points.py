@@ -2,7 +2,8 @@
 
 Everything that can be wrong with a spec is found here, before any work starts: unknown blocks,
 sections and fields, parameters that neither the block nor a measurement reads, values a config
-rejects (the error names the field and the point), bad measurement settings and missing tools.
+rejects, alone or with the block's other sections (the error names the field and the point), bad
+measurement settings and missing tools.
 """
 
 import dataclasses
@@ -156,6 +157,7 @@ def expand(spec):
                 assignments[path] = _get(base[section].to_dict(), keys)
         try:
             configs = apply(base, assignments)
+            block.validated(configs)    # the rules that span the block's sections
         except (ConfigError, TypeError) as error:
             label = ", ".join(f"{p}={v}" for p, v in params.items())
             if not spec.skip_invalid:
