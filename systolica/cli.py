@@ -1,4 +1,4 @@
-"""The ``systolica`` command line: demo, verilog, synth, config, blocks.
+"""The ``systolica`` command line: demo, verilog, synth, config, blocks, sweep.
 
 Config options come from ``--config F.toml`` (sections as in ``systolica/default.toml``) and from
 flags generated from the config classes of the chosen block: ``--FIELD`` (e.g. ``--rows 4``) and
@@ -156,6 +156,8 @@ def _build_parser(block_name):
     p.add_argument("--reference", action="store_true",
                    help="print the Markdown reference of every config parameter instead")
     sub.add_parser("blocks", help="list the blocks that verilog/synth can build")
+    from .sweep.cli import add_sweep_parser     # `systolica sweep` (systolica/sweep/cli.py)
+    add_sweep_parser(sub)
     return parser
 
 
@@ -410,6 +412,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _build_parser(_block_name_from_argv(argv))
     args = parser.parse_args(argv)
+    if args.command == "sweep":     # handles its own errors (exit 2, one line)
+        return args.run_command(args)
     try:
         if args.command == "blocks":
             return _cmd_blocks(args)
