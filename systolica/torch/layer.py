@@ -149,8 +149,8 @@ class AcceleratedMatmul(torch.nn.Module):
         rep.macs = sum(e.useful_macs for e in runs)
         rep.plan = runs[0].compiled.plans[0]
         if self.keep_tensors:
-            rep.tensors = {"a": a, "b": b, "aq": aq, "bq": bq, "acc": acc, "out": y,
-                           "reference": reference}
+            rep.tensors = {"a": a.detach(), "b": b.detach(), "aq": aq, "bq": bq, "acc": acc,
+                           "out": y.detach(), "reference": reference.detach()}
         return y
 
     def _device_matmul(self, aq, bq):
