@@ -7,7 +7,7 @@ signed stride over elements of ``elem`` bytes) and cuts it into pieces.
 
 A *run* is one element, or, when the innermost stride equals the element size (a contiguous
 innermost dimension), the whole innermost dimension at once, so contiguous transfers become long
-bursts. Pieces come out (through a 2-deep queue) in the descriptor's iteration order
+bursts. Pieces come out (through a skid buffer) in the descriptor's iteration order
 (dimension 0 fastest) on the ``piece`` stream (``addr``: first byte, ``lo``: its byte lane, ``n``: bytes, ``beats``: words touched).
 ``start`` (one cycle) loads a new descriptor side; ``done`` is high once every piece has been
 taken. Address arithmetic wraps at ``addr_width`` bits; the DMA checks the ranges beforehand.
@@ -18,7 +18,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .contracts import index_bits
-from .lib import Queue
+from .lib import SkidBuffer
 
 
 __all__ = ["piece_layout", "DmaWalker"]
@@ -116,13 +116,13 @@ class DmaWalker(wiring.Component):
         i = [Signal(self._cb, name=f"i{d}") for d in range(3)]
         a = [Signal(aw, name=f"a{d}") for d in range(3)]
         gen_valid = Signal()
-        # Runs (with the room of their first piece) and pieces wait in 2-deep queues, so each
-        # stage's step depends on the next queue's level only, never on the consumer's logic
-        # in the same cycle; each still moves one item per cycle.
-        runs = m.submodules.runs = Queue(shape=data.StructLayout({
+        # Runs (with the room of their first piece) and pieces pass skid buffers, so each stage's
+        # step depends on registers only, never on the next stage's logic in the same cycle;
+        # each still moves one item per cycle.
+        runs = m.submodules.runs = SkidBuffer(shape=data.StructLayout({
             "addr": unsigned(aw), "length": unsigned(run_bits),
-            "room": unsigned(14), "beats": unsigned(9)}), depth=2)
-        pieces = m.submodules.pieces = Queue(shape=piece_layout(aw, self._W), depth=2)
+            "room": unsigned(14), "beats": unsigned(9)}))
+        pieces = m.submodules.pieces = SkidBuffer(shape=piece_layout(aw, self._W))
         wiring.connect(m, pieces.o, wiring.flipped(self.piece))
 
         cur_valid = self._cut(m, word_mode, runs.o, pieces.i)
