@@ -85,11 +85,19 @@ class DmaRealigner(wiring.Component):
             with m.If(push & (d < chunk.n)):
                 m.d.sync += stored[k].eq(chunk_bytes[(d + chunk.lo)[:index_bits(W)]])
 
-        pop_n = Mux(self.out_fire, self.out_n, 0)
+        # The pop (out_fire, which arrives last) only selects between precomputed values.
         push_n = Mux(push, chunk.n, 0)
+        pushed_level = Signal.like(level)
+        popped_level = Signal.like(level)
+        popped_ptr = Signal.like(rd_ptr)
+        m.d.comb += [pushed_level.eq(level + push_n), popped_level.eq(pushed_level - self.out_n),
+                     popped_ptr.eq(rd_ptr + self.out_n)]
         with m.If(self.clear):
             m.d.sync += [level.eq(0), wr_ptr.eq(0), rd_ptr.eq(0)]
         with m.Else():
-            m.d.sync += [level.eq(level + push_n - pop_n), wr_ptr.eq(wr_ptr + push_n),
-                         rd_ptr.eq(rd_ptr + pop_n)]
+            m.d.sync += wr_ptr.eq(wr_ptr + push_n)
+            with m.If(self.out_fire):
+                m.d.sync += [level.eq(popped_level), rd_ptr.eq(popped_ptr)]
+            with m.Else():
+                m.d.sync += level.eq(pushed_level)
         return m
