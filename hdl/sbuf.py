@@ -22,7 +22,7 @@ Ports (all ``amaranth.lib.stream``):
   k = 0..rows-1 (row k = W[k, :], columns >= cols zero, ``last`` on the final row), one per cycle.
 
   Both are column readers: they read one word from every partition they use at once (same word
-  address) into a 3-word buffer and serve ``word_bytes / elem_bytes`` consecutive elements of
+  address) into a 2-word buffer and serve ``word_bytes / elem_bytes`` consecutive elements of
   each, so each needs a read grant once per ``word_bytes / elem_bytes`` >= 2 beats.
 * ``vector_write``: one word per partition at one word address, per-partition byte enables (what
   the ACT unit writes).
@@ -65,9 +65,6 @@ from systolica.hdl.lib import Queue, RoundRobinArbiter, StickyFlags
 
 
 __all__ = ["check_sbuf_init", "Sbuf"]
-
-#: Words a column reader buffers (or has in flight) per partition.
-SLOTS = 3
 
 
 def check_sbuf_init(sbuf, init, name="Sbuf init"):
@@ -258,7 +255,7 @@ class Sbuf(wiring.Component):
                        index_width, user_layout, req, addr, grant, err):
         """Streams elements ``offset .. offset + count - 1`` of every partition in ``rports``, one
         beat (one element of each partition) per cycle. It reads a word from all of them at once
-        (one read grant per ``E = word bits / elem_bits`` elements) into a 3-word circular buffer.
+        (one read grant per ``E = word bits / elem_bits`` elements) into a 2-word circular buffer.
 
         Returns a namespace of signals: command side ``cmd_valid``, ``cmd_ready``, ``cmd_offset``,
         ``cmd_count`` (0: an error, no beats), ``cmd_index`` (the index of beat 0; beat i gets
@@ -291,10 +288,7 @@ class Sbuf(wiring.Component):
         first = Signal(name=f"{name}_next_first")
         user = Signal(user_layout, name=f"{name}_cur_user")
 
-        # A 3-entry circular buffer of words (one per partition) with their metadata. Three, not
-        # two: a read is then issued on the registered occupancy alone (the consumer's `ready`
-        # stays out of the read arbiter and the block RAM address), and a word per cycle still
-        # flows when each word serves a single beat.
+        # A 2-entry circular buffer of words (one per partition) with their metadata.
         meta_layout = data.StructLayout({
             "lane": unsigned(max(1, lane_bits)),        # next element to serve
             "lane_last": unsigned(max(1, lane_bits)),   # last element of the command in the word
@@ -306,21 +300,20 @@ class Sbuf(wiring.Component):
             "user": user_layout,
         })
         words = [[Signal(8 * cfg.word_bytes, name=f"{name}_word{i}_{k}") for k in range(n)]
-                 for i in range(SLOTS)]
-        metas = [Signal(meta_layout, name=f"{name}_meta{i}") for i in range(SLOTS)]
-        rd_ptr = Signal(range(SLOTS), name=f"{name}_rd_ptr")
-        wr_ptr = Signal(range(SLOTS), name=f"{name}_wr_ptr")
-        occ = Signal(range(SLOTS + 1), name=f"{name}_occ")
+                 for i in range(2)]
+        metas = [Signal(meta_layout, name=f"{name}_meta{i}") for i in range(2)]
+        rd_ptr, wr_ptr = Signal(name=f"{name}_rd_ptr"), Signal(name=f"{name}_wr_ptr")
+        occ = Signal(range(3), name=f"{name}_occ")
         inflight = Signal(name=f"{name}_inflight")
         inflight_meta = Signal(meta_layout, name=f"{name}_inflight_meta")
 
         # Serve side: the head entry's `lane` advances as beats are taken.
         head = Signal(meta_layout, name=f"{name}_head")
-        m.d.comb += head.eq(Array(metas)[rd_ptr])
+        m.d.comb += head.eq(Mux(rd_ptr, metas[1], metas[0]))
         m.d.comb += io.valid.eq(occ != 0)
         for k in range(n):
-            elem = Array(words[i][k] for i in range(SLOTS))[rd_ptr].word_select(head.lane,
-                                                                                elem_bits)
+            elem = Mux(rd_ptr, words[1][k].word_select(head.lane, elem_bits),
+                       words[0][k].word_select(head.lane, elem_bits))
             m.d.comb += io.elems[k].eq(Mux(head.zero, 0, elem))
         m.d.comb += [
             io.index.eq(head.index), io.first.eq(head.first), io.user.eq(head.user),
@@ -330,13 +323,12 @@ class Sbuf(wiring.Component):
         pop = Signal(name=f"{name}_pop")
         m.d.comb += pop.eq(take & head.at_last)
 
-        # Fetching: at most SLOTS words buffered or in flight (a word leaving this cycle is not
-        # counted).
+        # Fetching: at most 2 words buffered or in flight, counting a word leaving this cycle.
         in_range = word[index_bits(D):] == 0     # word < D (a power of two)
         credit = Signal(name=f"{name}_credit")
         issue = Signal(name=f"{name}_issue")
         m.d.comb += [
-            credit.eq(occ + inflight < SLOTS),
+            credit.eq(occ + inflight - pop < 2),
             req.eq(busy & credit & in_range),
             addr.eq(word),
             issue.eq(busy & credit & (~in_range | grant)),
@@ -380,18 +372,18 @@ class Sbuf(wiring.Component):
                 m.d.comb += err.eq(1)
 
         # Buffer update. A push never hits the entry being served: the buffer is either empty
-        # (nothing served) or the push goes to another entry (at most SLOTS words buffered or in
+        # (nothing served) or the push goes to the other entry (at most 2 words buffered or in
         # flight).
         with m.If(inflight):
-            for i in range(SLOTS):
+            for i in range(2):
                 with m.If(wr_ptr == i):
                     m.d.sync += metas[i].eq(inflight_meta)
                     m.d.sync += [words[i][k].eq(rports[k].data) for k in range(n)]
-            m.d.sync += wr_ptr.eq(Mux(wr_ptr == SLOTS - 1, 0, wr_ptr + 1))
+            m.d.sync += wr_ptr.eq(~wr_ptr)
         with m.If(pop):
-            m.d.sync += rd_ptr.eq(Mux(rd_ptr == SLOTS - 1, 0, rd_ptr + 1))
+            m.d.sync += rd_ptr.eq(~rd_ptr)
         with m.Elif(take):
-            for i in range(SLOTS):
+            for i in range(2):
                 with m.If(rd_ptr == i):
                     m.d.sync += [metas[i].lane.eq(head.lane + 1),
                                  metas[i].at_last.eq(head.lane + 1 == head.lane_last),
