@@ -7,7 +7,8 @@ fmax_median, seeds, critical_path}}``.
     python benchmarks/fmax.py --blocks dma,router,sbuf --seeds 1,2,3
 
 ``fmax_mhz`` is the median over the seeds (``fmax_min`` the lowest); ``critical_path`` names the
-start and end cells of the slowest path of the first seed and its delay in ns (nextpnr's report).
+start and end cells of the slowest path of the first seed, its delay in ns and its logic levels
+(nextpnr's report; steps under 0.1 ns, such as the links of a carry chain, are not counted).
 A place-and-route run takes about a minute per block on one core; large blocks take longer.
 """
 
