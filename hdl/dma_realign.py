@@ -1,4 +1,4 @@
-"""The DMA's byte realigner: a 2-word byte queue between the read side and the write side.
+"""The DMA's byte realigner: a 4-word byte queue between the read side and the write side.
 
 The read side pushes chunks (``inp``: a ``W``-byte word ``data`` whose bytes at lanes
 ``lo .. lo+n-1`` are the next ``n`` bytes of the transfer). The write side asks for ``out_n``
@@ -41,41 +41,63 @@ class DmaRealigner(wiring.Component):
             "out_fire": Out(1),
             "out_data": Out(8 * W),
             "out_strb": Out(W),
-            "level": Out(range(2 * W + 1)),
+            "level": Out(range(4 * W + 1)),
             "clear": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         W = self._W
-        buf = Signal(16 * W)
+        # A circular byte buffer: pushes and pops move pointers, never the stored bytes, so
+        # each side is one byte multiplexer deep.
+        size = 4 * W
+        ptr_bits = index_bits(size)
+        stored = [Signal(8, name=f"byte{k}") for k in range(size)]
+        wr_ptr = Signal(ptr_bits)
+        rd_ptr = Signal(ptr_bits)
         level = self.level
-        full_word = C((1 << (8 * W)) - 1, 8 * W)
         full_strb = C((1 << W) - 1, W)
 
         m.d.comb += [
             self.out_avail.eq(level >= self.out_n),
             self.out_fire.eq(self.out_valid & self.out_avail & self.out_space),
-            self.out_data.eq((buf << (self.out_lo * 8))[:8 * W]),
             self.out_strb.eq(((full_strb >> (W - self.out_n).as_unsigned()) << self.out_lo)[:W]),
+            # Room for a word whatever this cycle's pop: `ready` depends on the level register
+            # only.
+            self.inp.ready.eq(level <= size - W),
         ]
-        pop_n = Mux(self.out_fire, self.out_n, 0)
-        after_pop = Signal(range(2 * W + 1))
+        # Output lane out_lo + i is stored byte rd_ptr + i: the W bytes at rd_ptr (which do not
+        # wait for out_lo), then shifted up to out_lo.
+        stored_array = Array(stored)
+        window = Signal(8 * W)
         m.d.comb += [
-            after_pop.eq(level - pop_n),
-            self.inp.ready.eq(after_pop <= W),
+            window.eq(Cat(stored_array[(rd_ptr + i)[:ptr_bits]] for i in range(W))),
+            self.out_data.eq((window << (self.out_lo * 8))[:8 * W]),
         ]
+
         push = self.inp.valid & self.inp.ready
-        in_bytes = (self.inp.payload.data >> (self.inp.payload.lo * 8)) & \
-            (full_word >> ((W - self.inp.payload.n).as_unsigned() * 8))
-        shifted = buf >> (pop_n * 8)
+        chunk = self.inp.payload
+        chunk_bytes = Array(chunk.data.word_select(j, 8) for j in range(W))
+        for k in range(size):
+            # Stored byte k is the chunk's byte d (from its lane lo) when d < n.
+            d = Signal(ptr_bits, name=f"from{k}")
+            m.d.comb += d.eq(k - wr_ptr)
+            with m.If(push & (d < chunk.n)):
+                m.d.sync += stored[k].eq(chunk_bytes[(d + chunk.lo)[:index_bits(W)]])
+
+        # The pop (out_fire, which arrives last) only selects between precomputed values.
+        push_n = Mux(push, chunk.n, 0)
+        pushed_level = Signal.like(level)
+        popped_level = Signal.like(level)
+        popped_ptr = Signal.like(rd_ptr)
+        m.d.comb += [pushed_level.eq(level + push_n), popped_level.eq(pushed_level - self.out_n),
+                     popped_ptr.eq(rd_ptr + self.out_n)]
         with m.If(self.clear):
-            m.d.sync += [buf.eq(0), level.eq(0)]
-        with m.Elif(push):
-            m.d.sync += [
-                buf.eq(shifted | (in_bytes << (after_pop * 8))[:16 * W]),
-                level.eq(after_pop + self.inp.payload.n),
-            ]
+            m.d.sync += [level.eq(0), wr_ptr.eq(0), rd_ptr.eq(0)]
         with m.Else():
-            m.d.sync += [buf.eq(shifted), level.eq(after_pop)]
+            m.d.sync += wr_ptr.eq(wr_ptr + push_n)
+            with m.If(self.out_fire):
+                m.d.sync += [level.eq(popped_level), rd_ptr.eq(popped_ptr)]
+            with m.Else():
+                m.d.sync += level.eq(pushed_level)
         return m

