@@ -126,9 +126,10 @@ class HostBridge(wiring.Component):
                 reply(Mux(channel.payload.resp == RESP_OKAY, Status.OK, Status.AXI_ERROR))
 
         def dram_access_ok(addr, nbytes):
+            # inside the DRAM, so a refused request writes nothing (no partial bursts)
             high_ok = (addr >> self._addr_width) == 0 if self._addr_width < 32 else C(1)
             return ((nbytes != 0) & (nbytes <= MAX_DATA) & (nbytes[:lanes] == 0) &
-                    (addr[:lanes] == 0) & high_ok &
+                    (addr[:lanes] == 0) & high_ok & (addr + nbytes <= self._dram_bytes) &
                     (addr[:exact_log2(BOUNDARY_BYTES)] + nbytes <= BOUNDARY_BYTES))
 
         m.d.sync += idle.eq(Mux(got | timed_out, 0, idle + 1))

@@ -60,7 +60,6 @@ class BoardSystem(wiring.Component):
         self._timeout = timeout_cycles if timeout_cycles is not None else 64 * self._divisor
         self._ram_kwargs = dict(ram_kwargs or {})
         super().__init__()
-        self.tile = Tile(config=config)
 
     @property
     def config(self):
@@ -82,7 +81,7 @@ class BoardSystem(wiring.Component):
         m = Module()
         dma, host = self._config.dma, HostConfig()
         word = dma.data_width // 8
-        tile = m.submodules.tile = self.tile
+        tile = m.submodules.tile = Tile(config=self._config)
         bridge = m.submodules.bridge = HostBridge(
             addr_width=dma.addr_width, data_width=dma.data_width, id_width=dma.id_width,
             lite_addr_width=host.addr_width, lite_data_width=host.data_width,

@@ -58,8 +58,8 @@ class Status(enum.Enum, shape=8):
     TIMEOUT = 2          # the frame stopped before its end (inter-byte timeout)
     BAD_LENGTH = 3       # length beyond MAX_PAYLOAD, or wrong for the command
     BAD_COMMAND = 4      # unknown command byte
-    BAD_ARGUMENT = 5     # unaligned, empty, too long or 4 KiB-crossing DRAM access
-    AXI_ERROR = 6        # the AXI slave answered SLVERR/DECERR (e.g. beyond the DRAM)
+    BAD_ARGUMENT = 5     # unaligned, empty, too long, 4 KiB-crossing or beyond-DRAM access
+    AXI_ERROR = 6        # the AXI slave answered SLVERR/DECERR (e.g. an unmapped register)
 
 
 #: Fixed arguments at the start of each command's payload: (field, bytes), little-endian.
@@ -121,7 +121,11 @@ def _frame(sync, code, payload):
 
 
 def encode_request(command, payload=b""):
-    return _frame(REQUEST_SYNC, Command(command).value, payload)
+    """A request frame; ``command`` a :class:`Command` (or any byte, to test refusals)."""
+    code = command.value if isinstance(command, Command) else int(command)
+    if not 0 <= code <= 0xFF:
+        raise ValueError(f"command must be a byte; got {command!r}")
+    return _frame(REQUEST_SYNC, code, payload)
 
 
 def encode_reply(status, payload=b""):

@@ -48,6 +48,7 @@ class SimulatedSerial:
         self._ctrl[[_DIVISOR, _GAP, _MAX_GAP, _SEED]] = [self.divisor, round(gap * 1000),
                                                          max_gap, seed]
         self._read_pos = 0
+        self._max_gap = max_gap
         self.sim = self.model.open()
         self.sim.add_model("uart_line", str(self._ctrl.ctypes.data))
 
@@ -77,7 +78,7 @@ class SimulatedSerial:
         ctrl = self._ctrl
         ctrl[_RX_WANTED] = self._read_pos + size
         pending = int(ctrl[_TX_LEN] - ctrl[_TX_POS])
-        budget = (self.timeout + 12 * (size + pending)) * self.divisor
+        budget = (self.timeout + 12 * size + (12 + self._max_gap) * pending) * self.divisor
         try:
             self.sim.run(max_cycles=self.sim.cycle + budget)
         except SimulationTimeout:
@@ -95,9 +96,15 @@ class SimulatedSerial:
         self._ctrl[_RX_LEN] = 0
 
     def idle(self, bit_times):
-        """Let the line be quiet for ``bit_times`` (the board's timeouts run meanwhile)."""
+        """Send what was written, then let the line be quiet for ``bit_times`` (the board's
+        timeouts run meanwhile); replies that come in are kept for :meth:`read`."""
         from systolica.testbench.sim import SimulationTimeout
-        self._ctrl[_RX_WANTED] = 1 << 62
+        ctrl = self._ctrl
+        ctrl[_RX_WANTED] = 0
+        pending = int(ctrl[_TX_LEN] - ctrl[_TX_POS])
+        limit = (12 + self._max_gap) * pending * self.divisor
+        self.sim.run(max_cycles=self.sim.cycle + limit + self.divisor)
+        ctrl[_RX_WANTED] = 1 << 62
         try:
             self.sim.run(max_cycles=self.sim.cycle + bit_times * self.divisor)
         except SimulationTimeout:
