@@ -8,6 +8,7 @@ request was refused, 3 some byte outside a frame was skipped.
 
 from amaranth.build import ResourceError
 from amaranth.hdl import *
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from .system import BoardSystem
@@ -51,9 +52,10 @@ class BoardTop(Elaboratable):
         self.pll = None                 # (CLKI_DIV, CLKFB_DIV, CLKOP_DIV, MHz) once elaborated
 
     def _clock(self, m, platform):
-        clk_in = platform.request(platform.default_clk)
+        clk_in = m.submodules.clk_in = io.Buffer("i", platform.request(platform.default_clk,
+                                                                       dir="-"))
         input_hz = platform.default_clk_frequency
-        clk, locked = Signal(), Signal()
+        clk, locked = Signal(name="sync_clk"), Signal(name="pll_locked")
         if abs(input_hz - self.clock_hz) < 1:
             m.d.comb += [clk.eq(clk_in.i), locked.eq(1)]
             return clk, locked
@@ -94,8 +96,10 @@ class BoardTop(Elaboratable):
         m.submodules.reset_sync = ResetSynchronizer(power_on != 0, domain="sync")
 
         system = m.submodules.system = self.system
-        uart = platform.request("uart", 0)
-        m.d.comb += [system.uart_rx.eq(uart.rx.i), uart.tx.o.eq(system.uart_tx)]
+        uart = platform.request("uart", 0, dir="-")
+        rx = m.submodules.uart_rx = io.Buffer("i", uart.rx)
+        tx = m.submodules.uart_tx = io.Buffer("o", uart.tx)
+        m.d.comb += [system.uart_rx.eq(rx.i), tx.o.eq(system.uart_tx)]
 
         heartbeat = Signal(range(max(2, int(self.clock_hz))))
         beat = Signal()
@@ -106,7 +110,8 @@ class BoardTop(Elaboratable):
         lights = [beat, ~system.uart_rx | ~system.uart_tx, system.status[0], system.status[1]]
         for i, value in enumerate(lights):
             try:
-                led = platform.request("led", i)
+                led = m.submodules[f"led{i}"] = io.Buffer("o", platform.request("led", i,
+                                                                                dir="-"))
             except ResourceError:
                 break
             m.d.comb += led.o.eq(value)
