@@ -100,8 +100,11 @@ def test_gemm_bit_exact_through_the_bridge(line):
     program, _plan = gemm_program(CFG, m, k, n, a_addr=a_addr, b_addr=b_addr, c_addr=c_addr)
     board = Board(line, config=CFG)
     board.check()
-    run = board.run(program, data={a_addr: a.tobytes(), b_addr: b.tobytes()}, max_polls=500)
-    c = np.frombuffer(board.read_dram(c_addr, 4 * m * n), dtype=np.int32).reshape(m, n)
+    run = board.run(program, data={a_addr: a.tobytes(), b_addr: b.tobytes()}, max_polls=500,
+                    read=[(c_addr, 4 * m * n)])
+    c = run.dram[c_addr:c_addr + 4 * m * n].view(np.int32).reshape(m, n)
+    assert np.array_equal(run.dram[:c_addr], np.zeros(c_addr, np.uint8))   # only C was read
+    assert board.read_dram(c_addr, 4 * m * n) == c.tobytes()
     assert np.array_equal(c, a.astype(np.int32) @ b.astype(np.int32))
     assert run.status["done"] and not run.status["halted"]
     for name, info in run.queues.items():

@@ -42,6 +42,7 @@ class BoardRun:
     queues: dict                 # name -> {state, semaphore, pc, retired, busy_cycles, error, dma}
     semaphores: list
     seconds: float
+    dram: np.ndarray = None      # uint8 DRAM image with the ranges asked for by ``read``
     extra: dict = field(default_factory=dict)
 
 
@@ -231,12 +232,14 @@ class Board:
                              f"board's {size}-byte DRAM")
         return int(addr), int(nbytes)
 
-    def run(self, program, *, data=None, lengths=None, poll_seconds=0.0, timeout_seconds=60.0,
-            max_polls=None):
+    def run(self, program, *, data=None, read=(), dram_bytes=None, lengths=None,
+            poll_seconds=0.0, timeout_seconds=60.0, max_polls=None):
         """Load ``program`` (a :class:`systolica.isa.Program`) at PROGRAM_BASE and ``data``
         (``{addr: bytes}``), program the queue registers, start the tile and poll ``STATUS``
         until done (``timeout_seconds``, or ``max_polls``; then abort). Returns a
-        :class:`BoardRun`; read results with :meth:`read_dram`."""
+        :class:`BoardRun` with the status registers (as ``run_tile``'s ``TileRun``); ``read``
+        (``[(addr, nbytes), ...]``, or ``"all"``) fills ``run.dram``, a ``dram_bytes``
+        (default: the board's DRAM) image, with those ranges read back after the run."""
         from systolica.isa import tile_queues
         started = time.monotonic()
         image = program.encode()
@@ -280,5 +283,12 @@ class Board:
             info["error"], info["dma"] = err["code"], err["dma"]
             queues[name] = info
         semaphores = [self.read_register(r.name) for r in self.map if r.name.startswith("SEM")]
-        return BoardRun(tile_cycles=self.read_register("CYCLES"), status=status, queues=queues,
-                        semaphores=semaphores, seconds=time.monotonic() - started)
+        tile_cycles = self.read_register("CYCLES")
+        dram = None
+        if read:
+            size = dram_bytes or (self._info or self.info()).dram_bytes
+            dram = np.zeros(size, dtype=np.uint8)
+            for addr, nbytes in ([(0, size)] if read == "all" else read):
+                dram[addr:addr + nbytes] = np.frombuffer(self.read_dram(addr, nbytes), np.uint8)
+        return BoardRun(tile_cycles=tile_cycles, status=status, queues=queues,
+                        semaphores=semaphores, seconds=time.monotonic() - started, dram=dram)
