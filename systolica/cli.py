@@ -1,4 +1,4 @@
-"""The ``systolica`` command line: demo, verilog, synth, config, blocks, sweep.
+"""The ``systolica`` command line: demo, gemm, verilog, synth, build, config, blocks, sweep.
 
 Config options come from ``--config F.toml`` (sections as in ``systolica/default.toml``) and from
 flags generated from the config classes of the chosen block: ``--FIELD`` (e.g. ``--rows 4``) and
@@ -151,6 +151,8 @@ def _build_parser(block_name):
     p.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
     p.add_argument("--keep", metavar="DIR", help="keep the yosys/nextpnr work files in DIR")
 
+    _add_build_command(add_block_command)
+
     p = add_block_command("config", "print the resolved configuration as JSON (the manifest "
                           "software reads)")
     p.add_argument("--reference", action="store_true",
@@ -159,6 +161,50 @@ def _build_parser(block_name):
     from .sweep.cli import add_sweep_parser     # `systolica sweep` (systolica/sweep/cli.py)
     add_sweep_parser(sub)
     return parser
+
+
+def _add_build_command(add_block_command):
+    from .board.build import BOARDS
+    p = add_block_command("build", "build an FPGA bitstream of the tile with its UART host "
+                          "bridge and block-RAM DRAM (amaranth-boards + YoWASP; see "
+                          "docs/fpga.md)", fixed_block="tile")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
+    p.add_argument("-o", "--output", metavar="DIR", default=None,
+                   help="output directory for the .bit and the JSON report "
+                        "(default: build/<board>)")
+    p.add_argument("--freq", type=_bounded(float, 1.0, 400.0), default=None, metavar="MHZ",
+                   help="clock from the board oscillator through the PLL (default per board, "
+                        "see docs/fpga.md)")
+    p.add_argument("--baud", type=_bounded(int, 1200, 3_000_000), default=115200,
+                   help="UART baud rate (default 115200)")
+    p.add_argument("--dram-kib", type=_bounded(int, 1, 1024), default=None,
+                   help="DRAM in block RAM, KiB (default per board)")
+    p.add_argument("--allow-timing-fail", action="store_true",
+                   help="keep the bitstream even if place-and-route misses the clock")
+
+
+def _cmd_build(args, configs):
+    import subprocess
+    from .board.build import BOARDS, TimingError, build_board
+    config = get_block("tile").validated(configs)
+    out = args.output or os.path.join("build", args.board)
+    _check_output_dir(out, "-o/--output")
+    try:
+        report = build_board(args.board, config, out, clock_mhz=args.freq, baud=args.baud,
+                             dram_kib=args.dram_kib, allow_timing_fail=args.allow_timing_fail)
+    except TimingError as error:
+        raise ConfigError(str(error)) from None
+    except subprocess.CalledProcessError as error:
+        raise ConfigError(f"the {args.board} build failed ({error}); logs in "
+                          f"{os.path.join(out, 'build')}") from None
+    print(f"{args.board}: {report['luts']} LUTs, {report['ffs']} FFs, {report['brams']} block "
+          f"RAMs, {report['dsps']} DSPs; Fmax {report['fmax_mhz']} MHz for a "
+          f"{report['clock_mhz']} MHz clock{'' if report['timing_met'] else ' (NOT MET)'}; "
+          f"{report['seconds']} s")
+    bit = os.path.join(out, report["bitstream"])
+    print(f"wrote {bit}\nwrote {bit[:-4]}.json\nprogram: "
+          + BOARDS[args.board].program.format(bit=bit))
+    return 0
 
 
 def _block_name_from_argv(argv):
@@ -419,7 +465,7 @@ def main(argv=None):
             return _cmd_blocks(args)
         configs = _configs_from_args(args, args.config_dests)
         return {"demo": _cmd_demo, "gemm": _cmd_gemm, "verilog": _cmd_verilog, "synth": _cmd_synth,
-                "config": _cmd_config}[args.command](args, configs)
+                "build": _cmd_build, "config": _cmd_config}[args.command](args, configs)
     except (ConfigError, ValueError, SynthError, OSError) as error:
         message = " ".join(str(error).split())    # one line, whatever the source
         print(f"systolica: error: {message}", file=sys.stderr)

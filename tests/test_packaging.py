@@ -71,7 +71,8 @@ def test_every_module_is_in_the_wheel(wheel):
                                                                              ".data"))}
     assert tops == {"systolica"}, f"top-level names in the wheel: {sorted(tops)}"
     for data in ("systolica/default.toml", "systolica/testbench/cxx/harness.cpp",
-                 "systolica/testbench/cxx/systolica_harness.h"):
+                 "systolica/testbench/cxx/systolica_harness.h",
+                 "systolica/board/cxx/uart_line.cpp"):
         assert data in names, data
 
 
