@@ -164,7 +164,7 @@ def _image_with_word(program, queue, pc, word):
 
 
 @pytest.mark.parametrize("opcode", [0x00, 0x04, 0x7f, 0xff])
-def test_unknown_opcode_halts_after_its_waits(opcode):
+def test_unknown_opcode_halts_before_its_waits(opcode):
     program = isa.Program.build(CONFIG, {"dma0": [isa.nop(signals=[(2, 1)])],
                                          "pe": [isa.nop(), isa.nop()]})
     word = bytearray(isa.nop(waits=[(2, 1)]).encode())
@@ -172,7 +172,7 @@ def test_unknown_opcode_halts_after_its_waits(opcode):
     result = TileModel(CONFIG).run(_image_with_word(program, "pe", 1, bytes(word)))
     pe = result.queues["pe"]
     assert (pe.state, pe.error, pe.pc) == (EngineState.HALTED, IsaError.UNKNOWN_OPCODE, 1)
-    assert result.semaphores[2] == 0                       # its wait was consumed
+    assert result.semaphores[2] == 1                       # checked before waiting: not consumed
     assert result.queues["dma0"].state == EngineState.DONE
     assert result.deadlock is None
 
