@@ -3,6 +3,8 @@
 through the backdoor, registers written and read step-wise from Python, and the run itself in
 the C++ cycle loop until the tile's ``running`` output falls (no Python per cycle)."""
 
+import time
+
 import numpy as np
 
 from systolica.hdl.axi import RESP_OKAY
@@ -123,11 +125,13 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
         host.write("CONTROL", start=1)
         sim.tick()
         limit = loaded + max_cycles
+        started, start_cycle = time.perf_counter(), sim.cycle
         if abort_after is not None:
             sim.tick(abort_after)
             if sim.get("running"):
                 host.write("CONTROL", abort=1)
         sim.run(max_cycles=limit, wait_while="running")
+        run_seconds, run_cycles = time.perf_counter() - started, sim.cycle - start_cycle
         status = host.fields("STATUS")
         tile_cycles = host.read("CYCLES")
         queues = {}
@@ -148,4 +152,5 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
         cycles = sim.cycle
     return TileRun(cycles=cycles, tile_cycles=tile_cycles, status=status, queues=queues,
                    semaphores=semaphores, dram=out.view(np.uint8).copy(),
-                   extra={"load_cycles": loaded})
+                   extra={"load_cycles": loaded, "run_seconds": run_seconds,
+                          "run_cycles": run_cycles})
