@@ -25,13 +25,12 @@ from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from systolica.codes import EngineState, IsaError, DmaError
 from systolica.config import TileConfig
-from systolica.hdl.axi import Axi4LiteSignature, RESP_OKAY
+from systolica.hdl.axi import Axi4LiteSignature
 from systolica.hdl.axi_ram import AxiRam
 from systolica.hdl.tile import Tile
 from systolica.isa import Program, tile_queues
-from .axilite import AxiLiteError, RegisterHost
+from .axilite import RegisterHost
 from .sim import run_simulation
 
 

@@ -1,18 +1,23 @@
 """The Verilator half of :func:`systolica.testbench.tile.run_tile`: the same ``TileSystem``
 (with the AxiRam's backdoor port) Verilated once per design (cached), DRAM loaded and read back
-through the backdoor, registers written and read step-wise from Python, and the run itself in
-the C++ cycle loop until the tile's ``running`` output falls (no Python per cycle)."""
+through the backdoor by a C++ model (``cxx/backdoor_model.cpp``, one word per cycle in the C++
+loop), registers written and read step-wise from Python, and the run itself in the C++ cycle
+loop until the tile's ``running`` output falls (no Python per cycle)."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from systolica.hdl.axi import RESP_OKAY
 from .axilite import AxiLiteError
 from .backends import compiled_model
+from .tile import TileRun, TileSystem, _queue_info
 
 
 __all__ = ["run_tile_compiled", "CompiledRegisterHost"]
+
+_BACKDOOR_MODEL = Path(__file__).parent / "cxx" / "backdoor_model.cpp"
 
 
 def _packer(layout):
@@ -94,18 +99,16 @@ _MODELS = {}
 
 
 def _model(config, dram_words, command_stall, stall_seed, ram_kwargs):
-    from .tile import TileSystem
     key = (config, dram_words, command_stall, stall_seed, tuple(sorted(ram_kwargs.items())))
     if key not in _MODELS:
         system = TileSystem(config, dram_words=dram_words, backdoor=True,
                             command_stall=command_stall, stall_seed=stall_seed, **ram_kwargs)
-        _MODELS[key] = (system, compiled_model(system))
+        _MODELS[key] = (system, compiled_model(system, extra_sources=[str(_BACKDOOR_MODEL)]))
     return _MODELS[key]
 
 
 def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, command_stall,
                       stall_seed, **ram_kwargs):
-    from .tile import TileRun
     wb = config.sbuf.word_bytes
     words = mem.view(f"<u{wb}") if wb <= 8 else None
     if words is None:
@@ -113,11 +116,15 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
     system, model = _model(config, len(words), command_stall, stall_seed, ram_kwargs)
     pack, _ = _packer(system.ram.backdoor.shape())
     regmap = system.tile.register_map
+    port_words = (len(system.backdoor.as_value()) + 31) // 32
+    nonzero = np.flatnonzero(words)
+    rows = np.zeros((len(nonzero), port_words), dtype=np.uint32)
+    for r, i in enumerate(nonzero):
+        value = pack(addr=int(i), data=int(words[i]), we=1)
+        rows[r] = [(value >> (32 * j)) & 0xFFFFFFFF for j in range(port_words)]
     with model.open() as sim:
-        for i in np.flatnonzero(words):
-            sim.set("backdoor", pack(addr=int(i), data=int(words[i]), we=1))
-            sim.tick()
-        sim.set("backdoor", 0)
+        sim.add_model("backdoor", f"load backdoor {rows.ctypes.data} {len(rows)}")
+        sim.run(max_cycles=len(rows) + 2)
         loaded = sim.cycle
         host = CompiledRegisterHost(sim, regmap, system.host.signature.data_width)
         for reg, fields in setup:
@@ -137,19 +144,15 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
         queues = {}
         for name in names:
             p = name.upper()
-            info = dict(host.fields(f"{p}_STATE"))
-            err = host.fields(f"{p}_ERROR")
-            info.update(pc=host.read(f"{p}_PC"), retired=host.read(f"{p}_RETIRED"),
-                        busy_cycles=host.read(f"{p}_BUSY_CYCLES"), error=err["code"],
-                        dma=err["dma"])
-            queues[name] = info
+            queues[name] = _queue_info(
+                host.fields(f"{p}_STATE"), host.read(f"{p}_PC"), host.read(f"{p}_RETIRED"),
+                host.read(f"{p}_BUSY_CYCLES"), host.fields(f"{p}_ERROR"))
         semaphores = [host.read(r.name) for r in regmap if r.name.startswith("SEM")]
-        out = np.zeros(len(words), dtype=f"<u{wb}")
-        for i in range(len(words)):
-            sim.set("backdoor", pack(addr=i))
-            sim.tick()
-            out[i] = sim.get("backdoor_rdata")
+        out = np.zeros(len(words), dtype=np.uint64)
+        sim.add_model("backdoor", f"read backdoor backdoor_rdata {out.ctypes.data} {len(out)}")
+        sim.run(max_cycles=sim.cycle + len(out) + 2)
         cycles = sim.cycle
+        out = out.astype(f"<u{wb}")
     return TileRun(cycles=cycles, tile_cycles=tile_cycles, status=status, queues=queues,
                    semaphores=semaphores, dram=out.view(np.uint8).copy(),
                    extra={"load_cycles": loaded, "run_seconds": run_seconds,
