@@ -7,10 +7,13 @@ consuming them), then it is *issued* (one command per repeat) and recorded in th
 *scoreboard*. The scoreboard's head retires when its command has completed (completion events
 arrive in order per kind); a retiring instruction applies its signals and counts in ``retired``.
 
-A bad instruction (any :class:`~systolica.codes.IsaError`) is never issued: the engine stops
+Every check comes before the wait (docs/isa.md, "Execution"): a bad instruction (any
+:class:`~systolica.codes.IsaError`) consumes nothing and is never issued: the engine stops
 taking instructions, lets the ones in flight retire, then halts with the code and the bad pc.
-DMA_COPY and ACT are issued one at a time (the next waits for the previous to complete), so a
-DMA error reported at completion halts the queue before anything after it started.
+A retirement fails on a DMA error (known at completion) or when the semaphore file reports that
+its signals would overflow (``overflow``): the queue halts at that scoreboard entry's pc and
+nothing after it signals or retires. DMA_COPY waits and issues only with nothing in flight, ACT
+issues one at a time, so a DMA error halts the queue before anything after it started.
 ``abort`` drops the slot, lets issued commands drain without signalling, then stops.
 """
 
