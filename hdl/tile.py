@@ -9,7 +9,8 @@ docs/registers.md). docs/tile.md describes the whole.
 
 Completion events the sequencer needs are taken from the streams between the blocks: a weight load
 is complete when its ``last`` row enters the engine; a multiply when its last result (``tag.last``)
-has entered PSUM and passed PSUM's read-modify-write pipeline (``PSUM_SETTLE`` cycles later).
+has entered PSUM and passed PSUM's read-modify-write pipeline (``PSUM_SETTLE`` cycles later); an
+ACT command when its last row has been written to the SBUF (the ACT's vector writes are counted).
 """
 
 from amaranth.hdl import *
@@ -21,6 +22,7 @@ from systolica.config import HostConfig, TileConfig
 from systolica.isa import fingerprint, tile_queues
 from systolica.registers import TILE_MAGIC, tile_register_map
 from .axi import Axi4LiteSignature, Axi4Signature
+from .axi_ram import Lfsr
 from .dma import Dma
 from .regs import RegisterFile
 from .sequencer import FETCH_AXI_ID, Sequencer
@@ -34,12 +36,34 @@ __all__ = ["Tile", "PSUM_SETTLE"]
 PSUM_SETTLE = 3
 
 
+def _connect_stalled(m, name, source, sink, stall, seed):
+    """Connect stream ``source`` to ``sink``, holding back a new beat in a pseudo-random
+    ``stall`` (0..1) of the cycles (an LFSR; once shown, a beat stays valid until accepted)."""
+    if not stall:
+        wiring.connect(m, source, sink)
+        return
+    lfsr = m.submodules[f"{name}_stall"] = Lfsr(seed)
+    stalled = lfsr.value[:8] < int(round(stall * 256))
+    shown = Signal(name=f"{name}_shown")
+    m.d.comb += [sink.payload.eq(source.payload),
+                 sink.valid.eq(source.valid & (shown | ~stalled)),
+                 source.ready.eq(sink.ready & sink.valid)]
+    m.d.sync += shown.eq(sink.valid & ~sink.ready)
+
+
 class Tile(wiring.Component):
-    def __init__(self, *, config: TileConfig, fetch_depth=4):
+    """``command_stall`` (0..1, for tests): pseudo-random stalls on every command stream between
+    the sequencer and the engines (weights, moving, ACT, each DMA queue), from LFSRs seeded by
+    ``stall_seed``; 0 (the default) connects them directly."""
+
+    def __init__(self, *, config: TileConfig, fetch_depth=4, command_stall=0.0, stall_seed=1):
         if not isinstance(config, TileConfig):
             raise TypeError(f"Tile config must be a TileConfig; got {config!r}")
+        if not 0.0 <= command_stall < 1.0:
+            raise ValueError(f"Tile command_stall must be in [0, 1); got {command_stall!r}")
         self._config = config
         self._fetch_depth = fetch_depth
+        self._stall, self._stall_seed = command_stall, stall_seed
         self._map = tile_register_map(config)
         host = HostConfig()
         dma = config.dma
@@ -48,6 +72,7 @@ class Tile(wiring.Component):
                                      id_width=dma.id_width)),
             "host": In(Axi4LiteSignature(addr_width=host.addr_width,
                                          data_width=host.data_width)),
+            "running": Out(1),          # STATUS.running (e.g. an interrupt: its fall = done)
         })
         self._datapath = TileDatapath(config=config, engine=False)
 
@@ -78,17 +103,19 @@ class Tile(wiring.Component):
         wiring.connect(m, dp.weights, engine.weights)
         wiring.connect(m, engine.result, dp.result)
         wiring.connect(m, dma.sbuf, dp.dma)
-        wiring.connect(m, seq.weights_cmd, dp.weights_cmd)
-        wiring.connect(m, seq.moving_cmd, dp.moving_cmd)
-        wiring.connect(m, seq.act_cmd, dp.act_cmd)
-        for q in range(cfg.dma.queues):
-            wiring.connect(m, seq.dma_desc[q], dma.queues[q])
+        streams = [("weights_cmd", seq.weights_cmd, dp.weights_cmd),
+                   ("moving_cmd", seq.moving_cmd, dp.moving_cmd),
+                   ("act_cmd", seq.act_cmd, dp.act_cmd)]
+        streams += [(f"dma_desc{q}", seq.dma_desc[q], dma.queues[q])
+                    for q in range(cfg.dma.queues)]
+        for i, (name, source, sink) in enumerate(streams):
+            _connect_stalled(m, name, source, sink, self._stall, self._stall_seed * 7 + i * 101)
         settle = Signal(PSUM_SETTLE)
         result_last = engine.result.valid & engine.result.ready & engine.result.payload.tag.last
         m.d.sync += settle.eq(Cat(result_last, settle[:-1]))
         m.d.comb += [
             dp.scale.eq(seq.scale), dp.shift.eq(seq.shift),
-            seq.act_busy.eq(dp.act_busy),
+            seq.act_written.eq(dp.act.sbuf.valid & dp.act.sbuf.ready),
             seq.load_done.eq(engine.weights.valid & engine.weights.ready &
                              engine.weights.payload.last),
             seq.multiply_done.eq(settle[-1]),
@@ -129,6 +156,7 @@ class Tile(wiring.Component):
             dp.clear_errors.eq(regs.control.clear_errors),
             dma.clear_errors.eq(regs.control.clear_errors),
             regs.status.running.eq(seq.running), regs.status.done.eq(seq.done),
+            self.running.eq(seq.running),
             regs.status.halted.eq(Cat(s.state == EngineState.HALTED for s in seq.status).any()),
             regs.status.datapath_error.eq(errors.as_value().any() | dma.error),
             regs.datapath_errors.sbuf.eq(errors.sbuf), regs.datapath_errors.psum.eq(errors.psum),

@@ -68,6 +68,10 @@ class TileDatapath(wiring.Component):
         return self._sbuf
 
     @property
+    def act(self):
+        return self._act
+
+    @property
     def engine(self):
         return self._engine
 

@@ -62,6 +62,7 @@ class IsaError(enum.Enum, shape=5):
     BAD_DMA_SPACE = 17        #: a reserved DMA space, or a remote SBUF (reserved for the chip)
     ABORTED = 18              #: stopped by the host (reset/abort)
     DMA_FIELD_RANGE = 19      #: a DMA address, count, stride or elem_bytes does not fit the DMA config's fields
+    LOAD_PENDING = 20         #: a LOAD_STATIONARY while the previous one's weights wait for their first MULTIPLY_MOVING
 
 
 class EngineState(enum.Enum, shape=3):

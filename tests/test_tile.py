@@ -147,19 +147,8 @@ def test_unknown_opcode_and_other_queues_keep_going():
     assert decoded_like[1]["act"][1] == word
     rng = np.random.default_rng(4)
     a, w, data = gemm_data(rng, 4, 4, 4)
-    from systolica.testbench import tile as tb
-    original = tb.dram_image
-
-    def patched(program, d, size, wb):
-        mem = original(program, d, size, wb)
-        mem[tb.PROGRAM_BASE:tb.PROGRAM_BASE + len(image)] = np.frombuffer(bytes(image), np.uint8)
-        return mem
-    tb.dram_image = patched
-    try:
-        run = run_tile(CFG, run_prog, data=data, dram_bytes=1 << 14, max_cycles=20_000,
-                       abort_after=3000)
-    finally:
-        tb.dram_image = original
+    run = run_tile(CFG, run_prog, data=data, dram_bytes=1 << 14, max_cycles=20_000,
+                   abort_after=3000, image=bytes(image))
     assert run.queues["act"]["state"] is EngineState.HALTED
     assert run.queues["act"]["error"] is IsaError.UNKNOWN_OPCODE and run.queues["act"]["pc"] == 1
     assert run.queues["pe"]["state"] is EngineState.DONE

@@ -45,7 +45,8 @@ def test_gemm_int8_to_int32_is_bit_exact(seed, m, k, n, transposed):
     rng = np.random.default_rng(seed)
     a, b = _random_int(rng, np.int8, (m, k)), _random_int(rng, np.int8, (k, n))
     model = TileModel(DEFAULT)
-    c, result, program, plan = run_gemm(model, a, b, transposed=transposed)
+    c, result, program, plan = run_gemm(model, a, b, transposed=transposed,
+                                        c_transposed=transposed)
     result.check()
     assert np.array_equal(c, a.astype(np.int32) @ b.astype(np.int32))
     assert result.semaphores == [0] * isa.SEMAPHORES     # every FREE/FULL pair balanced

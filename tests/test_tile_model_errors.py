@@ -164,7 +164,7 @@ def _image_with_word(program, queue, pc, word):
 
 
 @pytest.mark.parametrize("opcode", [0x00, 0x04, 0x7f, 0xff])
-def test_unknown_opcode_halts_after_its_waits(opcode):
+def test_unknown_opcode_halts_before_its_waits(opcode):
     program = isa.Program.build(CONFIG, {"dma0": [isa.nop(signals=[(2, 1)])],
                                          "pe": [isa.nop(), isa.nop()]})
     word = bytearray(isa.nop(waits=[(2, 1)]).encode())
@@ -172,7 +172,7 @@ def test_unknown_opcode_halts_after_its_waits(opcode):
     result = TileModel(CONFIG).run(_image_with_word(program, "pe", 1, bytes(word)))
     pe = result.queues["pe"]
     assert (pe.state, pe.error, pe.pc) == (EngineState.HALTED, IsaError.UNKNOWN_OPCODE, 1)
-    assert result.semaphores[2] == 0                       # its wait was consumed
+    assert result.semaphores[2] == 1                       # checked before waiting: not consumed
     assert result.queues["dma0"].state == EngineState.DONE
     assert result.deadlock is None
 
@@ -323,3 +323,31 @@ def test_random_programs_with_an_injected_wait_deadlock(seed):
             waiting = {(a.queue, a.pc): w for a, w in result.deadlock.waiting}
             assert waiting[(queue, pc)] == ((31, 1, 0),)
             assert not result.races
+
+
+def test_second_load_before_a_multiply_is_load_pending():
+    program = isa.Program.build(CONFIG, {"pe": [
+        isa.load_stationary(0, 8, 8), isa.multiply_moving(0, 4, 0),
+        isa.load_stationary(8, 8, 8), isa.load_stationary(16, 8, 8, signals=[(1, 1)])]})
+    result = TileModel(CONFIG).run(program)
+    pe = result.queues["pe"]
+    assert (pe.state, pe.error, pe.pc) == (EngineState.HALTED, IsaError.LOAD_PENDING, 4)
+    assert pe.retired == [0, 1, 2, 3] and result.semaphores[1] == 0
+
+
+def test_two_signals_into_one_semaphore_overflow_together():
+    result = TileModel(CONFIG).run(isa.Program.build(CONFIG, {
+        "pe": [isa.nop(signals=[(5, 40000), (5, 30000)])]}))
+    pe = result.queues["pe"]
+    assert (pe.error, pe.pc) == (IsaError.SEMAPHORE_OVERFLOW, 1)
+    assert result.semaphores[5] == 0
+
+
+def test_bad_instruction_halts_before_waits_that_never_come():
+    """Checks come before the waits: a bad instruction halts at once, nothing is consumed."""
+    result = TileModel(CONFIG).run(isa.Program.build(CONFIG, {
+        "dma0": [isa.nop(signals=[(4, 1)])],
+        "act": [isa.act(0, 1, 0, 9, waits=[(4, 1), (9, 1)])]}))
+    act = result.queues["act"]
+    assert (act.state, act.error, act.pc) == (EngineState.HALTED, IsaError.BAD_N, 1)
+    assert result.semaphores[4] == 1 and result.deadlock is None

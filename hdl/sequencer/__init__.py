@@ -53,7 +53,7 @@ class Sequencer(wiring.Component):
             "moving_cmd": Out(stream.Signature(moving_command_layout(config.sbuf, arr))),
             "load_done": In(1), "multiply_done": In(1),
             "act_cmd": Out(stream.Signature(act_command_layout(config))),
-            "act_busy": In(1),
+            "act_written": In(1),
             "scale": Out(data.ArrayLayout(signed(act.scale_bits), arr.cols)),
             "shift": Out(data.ArrayLayout(unsigned(shift_bits), arr.cols)),
         })
@@ -91,6 +91,7 @@ class Sequencer(wiring.Component):
             m.d.comb += [fetch.base[i].eq(self.base[i]), fetch.length[i].eq(self.length[i]),
                          e.length.eq(self.length[i]), e.start.eq(start), e.abort.eq(self.abort),
                          sems.wait[i].eq(e.wait), e.granted.eq(sems.granted[i]),
+                         e.overflow.eq(sems.overflow[i]),
                          sems.signal[i][0].eq(e.signal[0]), sems.signal[i][1].eq(e.signal[1]),
                          self.status[i].eq(e.status)]
             if q.engine == Engine.DMA:
@@ -104,8 +105,8 @@ class Sequencer(wiring.Component):
                              e.multiply_done.eq(self.multiply_done)]
             else:
                 wiring.connect(m, e.act_cmd, wiring.flipped(self.act_cmd))
-                m.d.comb += e.act_busy.eq(self.act_busy)
-                self._param_table(m, e)
+                m.d.comb += e.act_written.eq(self.act_written)
+                self._param_table(m, e, start)
         m.d.comb += running.eq(fetch.busy | Cat(e.active for e in engines).any())
         started = Signal()
         with m.If(start):
@@ -113,12 +114,12 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.running.eq(running), self.done.eq(started & ~running)]
         return m
 
-    def _param_table(self, m, engine):
-        """ACT parameter table: entry x column registers of scale and shift; the ACT reads the
-        entry of its current command."""
+    def _param_table(self, m, engine, start):
+        """ACT parameter table: entry x column registers of scale and shift, every pair (1, 0)
+        after reset and at start (docs/isa.md); the ACT reads the entry of its current command."""
         cols = self._config.array.cols
         pw = engine.param_write
-        scales = [[Signal(self.scale.shape().elem_shape, name=f"scale_{e}_{c}")
+        scales = [[Signal(self.scale.shape().elem_shape, name=f"scale_{e}_{c}", init=1)
                    for c in range(cols)] for e in range(ACT_PARAM_ENTRIES)]
         shifts = [[Signal(self.shift.shape().elem_shape, name=f"shift_{e}_{c}")
                    for c in range(cols)] for e in range(ACT_PARAM_ENTRIES)]
@@ -128,6 +129,8 @@ class Sequencer(wiring.Component):
                     with m.If(pw.valid & (pw.entry == e) & (pw.first_col + i == c) &
                               (i < pw.count)):
                         m.d.sync += [scales[e][c].eq(pw.scale[i]), shifts[e][c].eq(pw.shift[i])]
+                with m.If(start):
+                    m.d.sync += [scales[e][c].eq(1), shifts[e][c].eq(0)]
         for c in range(cols):
             m.d.comb += [self.scale[c].eq(Array(scales[e][c] for e in range(ACT_PARAM_ENTRIES))
                                           [engine.param_entry]),

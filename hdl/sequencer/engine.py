@@ -7,10 +7,13 @@ consuming them), then it is *issued* (one command per repeat) and recorded in th
 *scoreboard*. The scoreboard's head retires when its command has completed (completion events
 arrive in order per kind); a retiring instruction applies its signals and counts in ``retired``.
 
-A bad instruction (any :class:`~systolica.codes.IsaError`) is never issued: the engine stops
+Every check comes before the wait (docs/isa.md, "Execution"): a bad instruction (any
+:class:`~systolica.codes.IsaError`) consumes nothing and is never issued: the engine stops
 taking instructions, lets the ones in flight retire, then halts with the code and the bad pc.
-DMA_COPY and ACT are issued one at a time (the next waits for the previous to complete), so a
-DMA error reported at completion halts the queue before anything after it started.
+A retirement fails on a DMA error (known at completion) or when the semaphore file reports that
+its signals would overflow (``overflow``): the queue halts at that scoreboard entry's pc and
+nothing after it signals or retires. DMA_COPY waits and issues only with nothing in flight, ACT
+issues one at a time, so a DMA error halts the queue before anything after it started.
 ``abort`` drops the slot, lets issued commands drain without signalling, then stops.
 """
 
@@ -18,7 +21,7 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolica.codes import ActMode, DmaError, EngineState, IsaError
+from systolica.codes import ACT_MODE_BYTES, ActMode, DmaError, EngineState, IsaError
 from systolica.config import DTYPES, TileConfig
 from systolica.hdl.contracts import (dma_descriptor_layout, index_bits)
 from systolica.hdl.lib import Queue
@@ -66,6 +69,7 @@ class QueueEngine(wiring.Component):
             "start": In(1), "abort": In(1), "length": In(32),
             "wait": Out(semaphore_wait_layout(SEMAPHORES, SEMAPHORE_BITS)),
             "granted": In(1),
+            "overflow": In(1),           # the signals being retired would overflow
             "signal": Out(semaphore_request_layout(SEMAPHORES, SEMAPHORE_BITS)).array(2),
             "status": Out(engine_status_layout()),
             "active": Out(1),            # running, waiting, or draining in-flight commands
@@ -88,14 +92,14 @@ class QueueEngine(wiring.Component):
             from systolica.hdl.contracts import act_command_layout
             members.update({
                 "act_cmd": Out(stream.Signature(act_command_layout(config))),
-                "act_busy": In(1),
+                "act_written": In(1),    # the ACT wrote one row to the SBUF
                 "param_write": Out(act_param_write_layout(config)),
                 "param_entry": Out(index_bits(ACT_PARAM_ENTRIES))})
         super().__init__(members)
 
     # --- checks ---------------------------------------------------------------------------------
 
-    def _static_error(self, m, slot, fetch_error, pc, loaded):
+    def _static_error(self, m, slot, fetch_error, pc, loaded, load_pending):
         """The error code of the instruction in the slot found without iterating its repeats,
         and for DMA_COPY the DmaError detail."""
         cfg, q = self._config, self._queue
@@ -126,6 +130,8 @@ class QueueEngine(wiring.Component):
                     m.d.comb += body.eq(IsaError.BAD_N)
                 with m.Elif(ls.offset + ls.k > elems(w_bytes)):
                     m.d.comb += body.eq(IsaError.SBUF_RANGE)
+                with m.Elif(load_pending):
+                    m.d.comb += body.eq(IsaError.LOAD_PENDING)
             with m.Elif(op == Opcode.MULTIPLY_MOVING):
                 with m.If(~loaded):
                     m.d.comb += body.eq(IsaError.MULTIPLY_BEFORE_LOAD)
@@ -135,12 +141,14 @@ class QueueEngine(wiring.Component):
             a, ap = slot.body.act, slot.body.act_param
             lo, hi = -(1 << (cfg.act.scale_bits - 1)), (1 << (cfg.act.scale_bits - 1)) - 1
             with m.If(op == Opcode.ACT):
-                with m.If((a.cols == 0) | (a.cols > Cc)):
-                    m.d.comb += body.eq(IsaError.BAD_N)
-                with m.Elif((a.rows == 0) | (a.repeat == 0)):
+                with m.If((a.rows == 0) | (a.repeat == 0)):
                     m.d.comb += body.eq(IsaError.BAD_COUNT)
+                with m.Elif((a.cols == 0) | (a.cols > Cc)):
+                    m.d.comb += body.eq(IsaError.BAD_N)
                 with m.Elif(a.param >= ACT_PARAM_ENTRIES):
                     m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)
+                with m.Elif(a.mode_high & (not cfg.array.is_float)):
+                    m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)   # float outputs need fp32 PSUM
             with m.Elif(op == Opcode.ACT_PARAM):
                 bad_value = Cat(((i < ap.count) & ((ap.scale[i] < lo) | (ap.scale[i] > hi) |
                                                    (ap.shift[i] > cfg.act.max_shift)))
@@ -151,17 +159,27 @@ class QueueEngine(wiring.Component):
                     m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)
         else:
             d = slot.body.dma_copy
-            aw = cfg.dma.addr_width
+            dc = cfg.dma
             good_space = Cat(*(((s.space == Space.DRAM) | (s.space == Space.SBUF))
                                for s in (d.src, d.dst))).all()
+
+            def beyond(value, bits, signed=False):
+                """``value`` does not fit ``bits`` (the DMA's field): never truncated."""
+                width = len(value)
+                if bits >= width:
+                    return C(0)
+                top = value[bits - 1:] if signed else value[bits:]
+                return (top != 0) & (top != (1 << len(top)) - 1) if signed else top != 0
+            too_wide = Cat(*(Cat(beyond(side.addr, dc.addr_width),
+                                 *(beyond(c, dc.count_bits) for c in side.count),
+                                 *(beyond(st, dc.addr_width, signed=True) for st in side.stride))
+                             for side in (d.src, d.dst)),
+                           beyond(d.elem_bytes, dc.elem_bits)).any()
             with m.If(op == Opcode.DMA_COPY):
                 with m.If(~good_space):
                     m.d.comb += body.eq(IsaError.BAD_DMA_SPACE)
-                for side in (d.src, d.dst):
-                    with m.Elif(side.addr[aw:] != 0):
-                        m.d.comb += [body.eq(IsaError.DMA_ERROR),
-                                     detail.eq(Mux(side.space == Space.SBUF,
-                                                   DmaError.SBUF_RANGE, DmaError.DRAM_RANGE))]
+                with m.Elif(too_wide):
+                    m.d.comb += body.eq(IsaError.DMA_FIELD_RANGE)
         with m.If(fetch_error):
             m.d.comb += [code.eq(IsaError.DMA_ERROR), detail.eq(DmaError.AXI_READ_ERROR)]
         with m.Elif(~known):
@@ -206,7 +224,7 @@ class QueueEngine(wiring.Component):
         op = slot.header.opcode
 
         # scoreboard: in-order completion of issued commands
-        entry = data.StructLayout({"kind": 2, "retire": 1, "end": 1,
+        entry = data.StructLayout({"kind": 2, "retire": 1, "end": 1, "pc": unsigned(32),
                                    "signal": data.ArrayLayout(slot.header.signal.shape()
                                                               .elem_shape, 2)})
         board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth)
@@ -224,13 +242,18 @@ class QueueEngine(wiring.Component):
         in_flight = board.o.valid
         empty = ~board.o.valid
 
-        # retire: signals, counters, END
+        # retire: signals, counters, END. A retiring instruction fails when its copy failed
+        # (DMA_ERROR) or a signal would overflow (the semaphore file applies none of them);
+        # then nothing after it signals or retires, and the queue halts at its pc.
+        failed = Signal()                 # a retirement failed: the rest drains silently
+        retire_now = retiring & head.retire & ~aborting & ~failed
+        dma_failed = dma_error_seen != DmaError.OK
+        fail_now = retire_now & (dma_failed | self.overflow)
         for j in range(2):
             sig = head.signal[j]
-            m.d.comb += [self.signal[j].valid.eq(retiring & head.retire & (sig.count != 0) &
-                                                 ~aborting & ~(dma_error_seen != DmaError.OK)),
+            m.d.comb += [self.signal[j].valid.eq(retire_now & ~dma_failed & (sig.count != 0)),
                          self.signal[j].id.eq(sig.sem), self.signal[j].amount.eq(sig.count)]
-        with m.If(retiring & head.retire & ~aborting & (dma_error_seen == DmaError.OK)):
+        with m.If(retire_now & ~fail_now):
             m.d.sync += st.retired.eq(st.retired + 1)
             with m.If(head.end):
                 m.d.sync += st.state.eq(EngineState.DONE)
@@ -245,20 +268,18 @@ class QueueEngine(wiring.Component):
         elif kind == Engine.PE:
             m.d.comb += [event_in[1].eq(self.load_done), event_in[2].eq(self.multiply_done)]
         else:
-            quiet = Signal(range(4))
-            act_pending = Signal()
+            # an ACT command is complete when its last row was written to the SBUF (one
+            # command at a time: the rows written are this command's)
+            rows_left = Signal.like(slot.body.act.rows)
             with m.If(self.act_cmd.valid & self.act_cmd.ready):
-                m.d.sync += [act_pending.eq(1), quiet.eq(0)]
-            with m.Elif(act_pending & self.act_busy):
-                m.d.sync += quiet.eq(0)
-            with m.Elif(act_pending & (quiet == 3)):
-                m.d.sync += act_pending.eq(0)
-                m.d.comb += event_in[1].eq(1)
-            with m.Elif(act_pending):
-                m.d.sync += quiet.eq(quiet + 1)
+                m.d.sync += rows_left.eq(self.act_cmd.payload.rows)
+            with m.Elif(self.act_written & (rows_left != 0)):
+                m.d.sync += rows_left.eq(rows_left - 1)
+                m.d.comb += event_in[1].eq(rows_left == 1)
 
         # --- the slot: take, check, wait, issue --------------------------------------------------
-        static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded)
+        static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded,
+                                                        new_load)
         take = live & ~slot_valid & ~ended & ~halting & ~aborting & (pc < self.length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
@@ -282,10 +303,9 @@ class QueueEngine(wiring.Component):
             rows_, off0, psum0 = rb.rows, rb.offset, rb.psum_addr
             step_o, step_p, repeat = rb.offset_step, rb.psum_step, rb.repeat
             limit = Signal(range(sb.depth * sb.word_bytes + 1))
-            with m.Switch(rb.mode):
-                for mode, nbytes in ((ActMode.INT8, 1), (ActMode.UINT8, 1), (ActMode.INT16, 2),
-                                     (ActMode.INT32, 4)):
-                    with m.Case(mode):
+            with m.Switch(Cat(rb.mode, rb.mode_high)):
+                for mode, nbytes in ACT_MODE_BYTES.items():
+                    with m.Case(mode.value):
                         m.d.comb += limit.eq(sb.depth * sb.word_bytes // nbytes)
             iterates = op == Opcode.ACT
         else:
@@ -297,13 +317,15 @@ class QueueEngine(wiring.Component):
             row_in_bank = acc_p[:bank_rows.bit_length() - 1]
             flags_now = Cat(acc_o + rows_ > limit, acc_p >= psum_rows,
                             row_in_bank + rows_ > bank_rows)
-            rep_code = Mux(rep_flags[0], IsaError.SBUF_RANGE,
-                           Mux(rep_flags[1], IsaError.PSUM_RANGE, IsaError.PSUM_BANK))
+            rep_code = Mux(rep_flags[1], IsaError.PSUM_RANGE,
+                           Mux(rep_flags[2], IsaError.PSUM_BANK, IsaError.SBUF_RANGE))
 
         def halt(code, detail=DmaError.OK):
             return [halting.eq(1), halt_code.eq(code), halt_detail.eq(detail), slot_valid.eq(0)]
 
         issue_ok = Signal()               # the kind's command stream may take a command now
+        can_issue = Signal()              # the slot holds an instruction ready to issue
+        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~fail_now & ~failed)
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
         last_rep = Signal()
         with m.If(slot_valid & ~aborting):
@@ -329,12 +351,15 @@ class QueueEngine(wiring.Component):
                                          acc_p.eq(acc_p + step_p),
                                          rep_flags.eq(rep_flags | flags_now)]
                 with m.Case(2):
-                    m.d.comb += self.wait.valid.eq(1)
+                    # DMA: the next copy waits only once the previous one completed (a DMA
+                    # error halts the queue before anything after it consumed a wait)
+                    m.d.comb += self.wait.valid.eq(~fail_now & ~failed &
+                                                   (empty if kind == Engine.DMA else 1))
                     m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem)
                                  for j in range(2)]
                     m.d.comb += [self.wait.pair[j].amount.eq(slot.header.wait[j].count)
                                  for j in range(2)]
-                    with m.If(self.granted):
+                    with m.If(self.wait.valid & self.granted):
                         m.d.sync += [phase.eq(3), st.state.eq(EngineState.RUNNING)]
                     with m.Else():
                         bad0 = slot.header.wait[0].count != 0
@@ -342,14 +367,14 @@ class QueueEngine(wiring.Component):
                                      st.semaphore.eq(Mux(bad0, slot.header.wait[0].sem,
                                                          slot.header.wait[1].sem))]
                 with m.Case(3):
-                    with m.If(issue_ok & board.i.ready):
+                    with m.If(can_issue & issue_ok & board.i.ready):
                         m.d.comb += issued.eq(1)
         # the scoreboard entry of an issued command
         last = ~iterates | last_rep
         m.d.comb += [last_rep.eq(rep + 1 >= repeat) if kind != Engine.DMA else last_rep.eq(1),
                      board.i.valid.eq(issued),
                      board.i.payload.retire.eq(last),
-                     board.i.payload.end.eq(op == Opcode.END),
+                     board.i.payload.end.eq(op == Opcode.END), board.i.payload.pc.eq(pc),
                      board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0))]
         with m.If(issued):
             with m.If(last):
@@ -372,12 +397,12 @@ class QueueEngine(wiring.Component):
                 m.d.comb += [out.stride[i].eq(side.stride[i]) for i in range(3)]
             m.d.comb += [desc.payload.elem_bytes.eq(d.elem_bytes),
                          desc.payload.semaphore.eq(q.index % cfg.dma.semaphores),
-                         desc.valid.eq(slot_valid & (phase == 3) & is_cmd & empty & ~aborting),
+                         desc.valid.eq(can_issue & is_cmd & empty),
                          issue_ok.eq(empty & (~is_cmd | desc.ready))]   # fully serial
         elif kind == Engine.PE:
             ls, mm = slot.body.load_stationary, slot.body.multiply_moving
             wc, mc = self.weights_cmd, self.moving_cmd
-            ready_phase = slot_valid & (phase == 3) & ~aborting
+            ready_phase = can_issue
             m.d.comb += [
                 wc.payload.offset.eq(ls.offset), wc.payload.rows.eq(ls.k),
                 wc.payload.cols.eq(ls.n),
@@ -404,9 +429,9 @@ class QueueEngine(wiring.Component):
             m.d.comb += [
                 ac.payload.psum_addr.eq(acc_p), ac.payload.rows.eq(a.rows),
                 ac.payload.offset.eq(acc_o), ac.payload.cols.eq(a.cols),
-                ac.payload.mode.eq(a.mode), ac.payload.relu.eq(a.relu),
+                ac.payload.mode.eq(Cat(a.mode, a.mode_high)), ac.payload.relu.eq(a.relu),
                 ac.payload.zero_point.eq(a.zero_point),
-                ac.valid.eq(slot_valid & (phase == 3) & (op == Opcode.ACT) & empty & ~aborting),
+                ac.valid.eq(can_issue & (op == Opcode.ACT) & empty),
             ]
             param_entry = Signal.like(self.param_entry)
             m.d.comb += self.param_entry.eq(param_entry)
@@ -431,10 +456,11 @@ class QueueEngine(wiring.Component):
         overrun = live & ~slot_valid & ~ended & ~halting & (pc >= self.length)
         with m.If(overrun):
             m.d.sync += halt(IsaError.QUEUE_OVERRUN)
-        with m.If(live & (dma_error_seen != DmaError.OK) & ~halting):
-            # the failed DMA_COPY was the only command in flight: halt at its pc
-            m.d.sync += [halting.eq(1), halt_code.eq(IsaError.DMA_ERROR),
-                         halt_detail.eq(dma_error_seen), slot_valid.eq(0), pc.eq(pc - 1)]
+        with m.If(fail_now):
+            m.d.sync += [failed.eq(1), halting.eq(1), slot_valid.eq(0), pc.eq(head.pc),
+                         halt_code.eq(Mux(dma_failed, IsaError.DMA_ERROR,
+                                          IsaError.SEMAPHORE_OVERFLOW)),
+                         halt_detail.eq(dma_error_seen)]
         with m.If(live & halting & empty):
             m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(halt_code),
                          st.dma_error.eq(halt_detail), halting.eq(0)]
@@ -450,6 +476,6 @@ class QueueEngine(wiring.Component):
                          st.state.eq(Mux(self.length != 0, EngineState.RUNNING,
                                          EngineState.IDLE)),
                          loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),
-                         slot_valid.eq(0), dma_error_seen.eq(DmaError.OK)]
+                         slot_valid.eq(0), dma_error_seen.eq(DmaError.OK), failed.eq(0)]
         m.d.comb += self.active.eq(live | aborting | in_flight)
         return m

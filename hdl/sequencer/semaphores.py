@@ -5,9 +5,13 @@ ISA's two waits; ``granted[e]`` back) and two *signal* ports (``signal[e][j]``: 
 ``amount``). A wait is granted when ``value[id] >= amount`` for both pairs (the ISA guarantees
 distinct ids where both amounts are non-zero); the grant subtracts both amounts in the same cycle
 (wait-and-consume is one atomic step). At most one wait is granted per cycle, round-robin between the engines, so two
-waiters can never both consume the same unit. Signals add (wrapping at ``2**bits``; any number of
-engines may signal in one cycle, also to the same counter). ``clear`` (abort) zeroes every
-counter and takes precedence. A wait with ``amount = 0`` is granted at once.
+waiters can never both consume the same unit. Signals add (any number of engines may signal in one
+cycle, also to the same counter), but never past ``2**bits - 1``: ``overflow[e]`` is high when
+one of engine ``e``'s signals this cycle would take its counter there, and then neither of
+``e``'s signals is applied (ISA ``SEMAPHORE_OVERFLOW``). Engines signalling in the same cycle
+are taken in index order (as if engine 0 signalled first), on the values before this cycle's
+grant; ``overflow`` depends only on the signal requests, never on a wait. ``clear`` (abort)
+zeroes every counter and takes precedence. A wait with ``amount = 0`` is granted at once.
 """
 
 from amaranth.hdl import *
@@ -41,6 +45,7 @@ class SemaphoreFile(wiring.Component):
         super().__init__({
             "wait": In(semaphore_wait_layout(count, bits)).array(engines),
             "granted": Out(engines),
+            "overflow": Out(engines),
             "signal": In(layout).array(engines, 2),
             "clear": In(1),
             "values": Out(data.ArrayLayout(unsigned(bits), count)),
@@ -60,9 +65,19 @@ class SemaphoreFile(wiring.Component):
             for e in range(n):
                 with m.Case(e):
                     m.d.comb += granted.eq(self.wait[e])
-        signals = [s for pair in self.signal for s in pair]
+        limit = (1 << self.bits) - 1
+        applied = []                   # (engine's overflow, its signal) for engines before e
+        for e, pair in enumerate(self.signal):
+            bad = []
+            for s in pair:
+                earlier = [Mux(~ov & o.valid & (o.id == s.id), o.amount, 0) for ov, o in applied]
+                own = [Mux(o.valid & (o.id == s.id), o.amount, 0) for o in pair]
+                total = values[s.id] + sum(earlier + own)
+                bad.append(s.valid & (total > limit))
+            m.d.comb += self.overflow[e].eq(Cat(bad).any())
+            applied += [(self.overflow[e], s) for s in pair]
         for i in range(self.count):
-            add = sum(Mux(s.valid & (s.id == i), s.amount, 0) for s in signals)
+            add = sum(Mux(s.valid & ~ov & (s.id == i), s.amount, 0) for ov, s in applied)
             sub = sum(Mux(arbiter.valid & (p.id == i), p.amount, 0) for p in granted.pair)
             with m.If(self.clear):
                 m.d.sync += values[i].eq(0)

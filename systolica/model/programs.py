@@ -72,11 +72,13 @@ def _choose_blocks(config, m, k_tiles, elem_a, elem_w, elem_c, m_block):
 
 def gemm_program(config: TileConfig, m, k, n, *, a_addr, b_addr, c_addr, out=ActMode.INT32,
                  scale=None, shift=None, zero_point=0, relu=False, m_block=None,
-                 transposed=False):
+                 transposed=False, c_transposed=False):
     """``(Program, GemmPlan)`` for ``C = A @ B`` with A (m × k) at ``a_addr``, B (k × n) at
     ``b_addr`` and C (m × n, elements of ``out``) written to ``c_addr``, all row-major in DRAM
     (``transposed=True``: A is stored as A^T (k × m) and B as B^T (n × k), so every partition's
-    data is one contiguous DRAM run). ``out`` other than INT32 requantises with per-column
+    data is one contiguous DRAM run; ``c_transposed=True``: C is written as C^T (n × m), so every
+    partition's rows of a store are one contiguous run). ``out`` other than INT32 requantises
+    with per-column
     ``scale`` / ``shift`` (length n), ``zero_point`` and ``relu``."""
     if not isinstance(config, TileConfig):
         raise TypeError(f"gemm_program config must be a TileConfig; got {config!r}")
@@ -186,9 +188,10 @@ def gemm_program(config: TileConfig, m, k, n, *, a_addr, b_addr, c_addr, out=Act
                                      signals=[f"p_free{bank}" if g + banks < total else None,
                                               f"c_full{cb}"])))
             # --- store C buffer cb: partition c, element i -> C[m0 + i, n0 + c]
+            c_dst = (isa.dram(c_addr + (n0 * m + m0) * ec, (mbi, nt), (ec, m * ec)) if c_transposed
+                     else isa.dram(c_addr + (m0 * n + n0) * ec, (mbi, nt), (n * ec, ec)))
             stores.append(isa.dma_copy(
-                isa.sbuf(c_offsets[cb], (mbi, nt), (ec, pb)),
-                isa.dram(c_addr + (m0 * n + n0) * ec, (mbi, nt), (n * ec, ec)), ec,
+                isa.sbuf(c_offsets[cb], (mbi, nt), (ec, pb)), c_dst, ec,
                 **sync(waits=[f"c_full{cb}"],
                        signals=[f"c_free{cb}" if g + 2 < total else None])))
     program = isa.Program.build(config, {"dma0": loads, "dma1": stores, "pe": pe,
@@ -205,7 +208,7 @@ _OUT_DTYPES = {ActMode.INT8: np.int8, ActMode.UINT8: np.uint8, ActMode.INT16: np
 
 
 def run_gemm(model, a, b, *, out=ActMode.INT32, scale=None, shift=None, zero_point=0,
-             relu=False, m_block=None, transposed=False, seed=None, base=0):
+             relu=False, m_block=None, transposed=False, c_transposed=False, seed=None, base=0):
     """Place ``a`` and ``b`` in ``model``'s DRAM from byte ``base``, run :func:`gemm_program`
     on it and return ``(C, RunResult, Program, GemmPlan)``."""
     config = model.config
@@ -224,7 +227,10 @@ def run_gemm(model, a, b, *, out=ActMode.INT32, scale=None, shift=None, zero_poi
         b_stored, dtype=dtype_numpy(config.array.stationary_dtype)))
     program, plan = gemm_program(config, m, k, n, a_addr=a_addr, b_addr=b_addr, c_addr=c_addr,
                                  out=out, scale=scale, shift=shift, zero_point=zero_point,
-                                 relu=relu, m_block=m_block, transposed=transposed)
+                                 relu=relu, m_block=m_block, transposed=transposed,
+                                 c_transposed=c_transposed)
     result = model.run(program.encode(), seed=seed)
-    c = model.read_dram(c_addr, (m, n), _OUT_DTYPES[ActMode(out)])
+    dtype = _OUT_DTYPES[ActMode(out)]
+    c = (model.read_dram(c_addr, (n, m), dtype).T if c_transposed
+         else model.read_dram(c_addr, (m, n), dtype))
     return c, result, program, plan

@@ -152,7 +152,7 @@ def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
     ea = np.dtype(a.moving_dtype).itemsize
     ew = np.dtype(a.stationary_dtype).itemsize
     weights_k = None
-    pe_started = False
+    pe_started = load_pending = False
     for _ in range(operations):
         q = queues[int(rng.integers(len(queues)))]
         name = q.name
@@ -175,11 +175,12 @@ def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
                                 side[dst_space](t.dst.addr, t.dst.counts, t.dst.strides),
                                 t.elem_bytes)
         elif q.engine == isa.Engine.PE:
-            if not pe_started or rng.random() < 0.4:
+            # a LOAD_STATIONARY never follows one that no MULTIPLY_MOVING used (LOAD_PENDING)
+            if not pe_started or (not load_pending and rng.random() < 0.4):
                 k, n = int(rng.integers(1, a.rows + 1)), int(rng.integers(1, a.cols + 1))
                 elems = s.partition_bytes // ew
                 insn = isa.load_stationary(int(rng.integers(0, elems - k + 1)), k, n)
-                weights_k, pe_started = k, True
+                weights_k, pe_started, load_pending = k, True, True
                 b.add(name, insn, footprint(config, insn))
                 continue
             repeat = int(rng.integers(1, 3))
@@ -191,6 +192,7 @@ def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
             row = bank * p.bank_rows + int(rng.integers(0, p.bank_rows - m + 1))
             insn = isa.multiply_moving(offset, m, row, accumulate=bool(rng.random() < 0.5),
                                        repeat=repeat, offset_step=step, psum_step=0)
+            load_pending = False
             b.add(name, insn, footprint(config, insn, weights_k))
             continue
         elif q.engine == isa.Engine.ACT:

@@ -127,6 +127,9 @@ class _Queue:
         self.pc = 0
         self.headers = {}
         self.epoch_pcs = []
+        self.static = {}              # pc -> the _Halt of its static checks (or None)
+        self.loaded = False           # a LOAD_STATIONARY passed its checks (MULTIPLY_BEFORE_LOAD)
+        self.pending = False          # ... and no MULTIPLY_MOVING since (LOAD_PENDING)
         self.result = QueueResult(spec.name, spec.engine)
 
     @property
@@ -263,12 +266,45 @@ class TileModel:
             return True
         return waits[0][1] and waits[1][1] and waits[0][0] == waits[1][0]
 
+    def _static_error(self, q):
+        """The :class:`_Halt` of the instruction at ``q.pc`` found from its word and the queue's
+        own earlier instructions (docs/isa.md, "Execution": checked before its waits), or None.
+        Cached per pc: only this queue's earlier instructions change what it depends on."""
+        pc = q.pc
+        if pc in q.static:
+            return q.static[pc]
+        halt = None
+        try:
+            if pc >= len(q.words):
+                raise _Halt(IsaError.QUEUE_OVERRUN)
+            code, waits, signals = q.header()
+            try:
+                opcode = Opcode(code)
+            except ValueError:
+                raise _Halt(IsaError.UNKNOWN_OPCODE) from None
+            engine = isa.OPCODE_ENGINES[opcode]
+            if engine is not None and engine != q.spec.engine:
+                raise _Halt(IsaError.WRONG_ENGINE)
+            insn = isa.decode_word(q.words[pc])
+            if (pc == 0 and opcode != Opcode.CHECK) or \
+                    (opcode == Opcode.CHECK and insn.fingerprint != self.fingerprint):
+                raise _Halt(IsaError.CONFIG_MISMATCH)
+            if opcode == Opcode.CHECK and insn.queue != q.spec.index:
+                raise _Halt(IsaError.QUEUE_MISMATCH)
+            if self._bad_semaphores(waits, signals):
+                raise _Halt(IsaError.BAD_SEMAPHORE)
+            check = getattr(self, f"_check_{opcode.name.lower()}", None)
+            if check is not None:
+                check(insn, q)
+        except _Halt as h:
+            halt = h
+        q.static[pc] = halt
+        return halt
+
     def _can_start(self, q):
-        if q.pc >= len(q.words):
+        if self._static_error(q) is not None:
             return True
-        _, waits, signals = q.header()
-        if self._bad_semaphores(waits, signals):
-            return True
+        _, waits, _ = q.header()
         return all(self.semaphores[s] >= n for s, n in waits if n)
 
     def _step(self, q, log):
@@ -276,11 +312,11 @@ class TileModel:
         result.state = EngineState.RUNNING
         pc = q.pc
         try:
-            if pc >= len(q.words):
-                raise _Halt(IsaError.QUEUE_OVERRUN)
+            halt = self._static_error(q)
+            if halt is not None:
+                raise halt
             code, waits, signals = q.header()
-            if self._bad_semaphores(waits, signals):
-                raise _Halt(IsaError.BAD_SEMAPHORE)
+            opcode = Opcode(code)
             qi = q.spec.index
             self._epoch = self._clocks.tick(qi)
             q.epoch_pcs.append(pc)
@@ -289,18 +325,13 @@ class TileModel:
                 if n:
                     self.semaphores[s] -= n
                     self._clocks.wait(qi, s, n)
-            try:
-                opcode = Opcode(code)
-            except ValueError:
-                raise _Halt(IsaError.UNKNOWN_OPCODE) from None
-            if pc == 0 and opcode != Opcode.CHECK:
-                raise _Halt(IsaError.CONFIG_MISMATCH)
-            engine = isa.OPCODE_ENGINES[opcode]
-            if engine is not None and engine != q.spec.engine:
-                raise _Halt(IsaError.WRONG_ENGINE)
             insn = isa.decode_word(q.words[pc])
             getattr(self, f"_exec_{opcode.name.lower()}")(insn, q)
-            if any(self.semaphores[s] + n > isa.SEMAPHORE_MAX for s, n in signals if n):
+            added = {}
+            for s, n in signals:
+                if n:
+                    added[s] = added.get(s, 0) + n
+            if any(self.semaphores[s] + n > isa.SEMAPHORE_MAX for s, n in added.items()):
                 raise _Halt(IsaError.SEMAPHORE_OVERFLOW)
             for s, n in signals:
                 if n:
@@ -326,31 +357,29 @@ class TileModel:
     def _exec_end(self, insn, q):
         pass
 
-    _exec_nop = _exec_end
+    _exec_nop = _exec_check = _exec_end       # CHECK: all of it is in _static_error
 
-    def _exec_check(self, insn, q):
-        if insn.fingerprint != self.fingerprint:
-            raise _Halt(IsaError.CONFIG_MISMATCH)
-        if insn.queue != q.spec.index:
-            raise _Halt(IsaError.QUEUE_MISMATCH)
+    def _dma_sides(self, insn):
+        return [insn.side(name) for name in ("src", "dst")]
 
-    def _exec_dma_copy(self, insn, q):
+    def _check_dma_copy(self, insn, q):
         dma = self.config.dma
-        sides = []
-        for name in ("src", "dst"):
-            side = insn.side(name)
-            if side.space not in (Space.DRAM, Space.SBUF):
-                raise _Halt(IsaError.BAD_DMA_SPACE)
-            sides.append(side)
+        sides = self._dma_sides(insn)
+        if any(side.space not in (Space.DRAM, Space.SBUF) for side in sides):
+            raise _Halt(IsaError.BAD_DMA_SPACE)
+        lo, hi = -(1 << (dma.addr_width - 1)), (1 << (dma.addr_width - 1))
         for side in sides:
-            lo, hi = -(1 << (dma.addr_width - 1)), (1 << (dma.addr_width - 1))
             if (side.addr >= 1 << dma.addr_width or any(c >= 1 << dma.count_bits for c in side.counts)
                     or any(not lo <= st < hi for st in side.strides)):
                 raise _Halt(IsaError.DMA_FIELD_RANGE)
         if insn.elem_bytes >= 1 << dma.elem_bits:
             raise _Halt(IsaError.DMA_FIELD_RANGE)
+
+    def _exec_dma_copy(self, insn, q):
+        """The DMA's own checks (docs/dma.md) come at execution, after the waits."""
+        dma = self.config.dma
         src, dst = (DmaSide("sbuf" if s.space == Space.SBUF else "dram", s.addr, tuple(s.counts),
-                            tuple(s.strides)) for s in sides)
+                            tuple(s.strides)) for s in self._dma_sides(insn))
         transfer = DmaTransfer(src, dst, insn.elem_bytes, config=dma)
         code = dma_check_reference(transfer, addr_width=dma.addr_width, sbuf_bytes=self.sbuf.size,
                                    semaphores=1)
@@ -368,48 +397,73 @@ class TileModel:
         return (np.arange(partitions)[:, None] * pb + first_elem * elem_bytes
                 + np.arange(count * elem_bytes)[None, :])
 
-    def _exec_load_stationary(self, insn, q):
+    def _elements(self, dtype_or_bytes):
+        nbytes = dtype_or_bytes if isinstance(dtype_or_bytes, int) else \
+            np.dtype(dtype_or_bytes).itemsize
+        return self.config.sbuf.partition_bytes // nbytes
+
+    def _check_load_stationary(self, insn, q):
         a = self.config.array
         if not 1 <= insn.k <= a.rows:
             raise _Halt(IsaError.BAD_K)
         if not 1 <= insn.n <= a.cols:
             raise _Halt(IsaError.BAD_N)
+        if insn.offset + insn.k > self._elements(_operand_dtype(a.stationary_dtype)):
+            raise _Halt(IsaError.SBUF_RANGE)
+        if q.pending:
+            raise _Halt(IsaError.LOAD_PENDING)
+
+    def _exec_load_stationary(self, insn, q):
+        a = self.config.array
         dtype = _operand_dtype(a.stationary_dtype)
         view = self.sbuf_partitions(dtype)
-        if insn.offset + insn.k > view.shape[1]:
-            raise _Halt(IsaError.SBUF_RANGE)
         w = np.zeros((insn.k, a.cols), dtype=dtype if a.is_float else np.int64)
         w[:, :insn.n] = view[:insn.n, insn.offset:insn.offset + insn.k].T
         self._access("sbuf", self._partition_bytes(insn.n, insn.offset, insn.k, dtype.itemsize),
                      False)
         self.weights_shadow = w
+        q.loaded = q.pending = True
 
-    def _psum_rows(self, first, count):
+    def _check_ranges(self, steps, count, elements):
+        """Every repeat's PSUM rows and SBUF elements; the first code in the order PSUM_RANGE,
+        PSUM_BANK, SBUF_RANGE that any repeat has (the hardware checks all repeats first)."""
         p = self.config.psum
-        if first >= p.rows:
-            raise _Halt(IsaError.PSUM_RANGE)
-        if first % p.bank_rows + count > p.bank_rows:
-            raise _Halt(IsaError.PSUM_BANK)
+        seen = set()
+        for row, offset in steps:
+            if row >= p.rows:
+                seen.add(IsaError.PSUM_RANGE)
+            if row % p.bank_rows + count > p.bank_rows:
+                seen.add(IsaError.PSUM_BANK)
+            if offset + count > elements:
+                seen.add(IsaError.SBUF_RANGE)
+        for code in (IsaError.PSUM_RANGE, IsaError.PSUM_BANK, IsaError.SBUF_RANGE):
+            if code in seen:
+                raise _Halt(code)
 
-    def _exec_multiply_moving(self, insn, q):
-        a = self.config.array
-        if self.weights_shadow is None and self.weights_active is None:
+    @staticmethod
+    def _repeat_steps(insn):
+        """(PSUM row, SBUF element) of every repeat of a MULTIPLY_MOVING or an ACT."""
+        return [(insn.psum_addr + r * insn.psum_step, insn.offset + r * insn.offset_step)
+                for r in range(insn.repeat)]
+
+    def _check_multiply_moving(self, insn, q):
+        if not q.loaded:
             raise _Halt(IsaError.MULTIPLY_BEFORE_LOAD)
         if insn.m == 0 or insn.repeat == 0:
             raise _Halt(IsaError.BAD_COUNT)
+        self._check_ranges(self._repeat_steps(insn), insn.m,
+                           self._elements(_operand_dtype(self.config.array.moving_dtype)))
+
+    def _exec_multiply_moving(self, insn, q):
+        a = self.config.array
         dtype = _operand_dtype(a.moving_dtype)
         view = self.sbuf_partitions(dtype)
-        steps = [(insn.offset + r * insn.offset_step, insn.psum_addr + r * insn.psum_step)
-                 for r in range(insn.repeat)]
-        for offset, row in steps:
-            self._psum_rows(row, insn.m)
-            if offset + insn.m > view.shape[1]:
-                raise _Halt(IsaError.SBUF_RANGE)
         if self.weights_shadow is not None:          # the first multiply after a load switches
             self.weights_active, self.weights_shadow = self.weights_shadow, None
+        q.pending = False
         w = self.weights_active
         k, cols, m = w.shape[0], a.cols, insn.m
-        for offset, row in steps:
+        for row, offset in self._repeat_steps(insn):
             moving = view[:k, offset:offset + m].T
             self._access("sbuf", self._partition_bytes(k, offset, m, dtype.itemsize), False)
             self._access("psum", (row + np.arange(m))[:, None] * cols + np.arange(cols), True)
@@ -424,7 +478,7 @@ class TileModel:
                 product = product + self.psum[row:row + m]
             self.psum[row:row + m] = wrap_signed(product, a.acc_bits)
 
-    def _exec_act_param(self, insn, q):
+    def _check_act_param(self, insn, q):
         a, act = self.config.array, self.config.act
         count = insn.count
         scale, shift = insn.scale[:count], insn.shift[:count]
@@ -433,11 +487,14 @@ class TileModel:
                 or insn.first_col + count > a.cols or any(not lo <= s <= hi for s in scale)
                 or any(s > act.max_shift for s in shift)):
             raise _Halt(IsaError.BAD_ACT_PARAM)
-        cols = slice(insn.first_col, insn.first_col + count)
-        self.act_scale[insn.entry, cols] = scale
-        self.act_shift[insn.entry, cols] = shift
 
-    def _exec_act(self, insn, q):
+    def _exec_act_param(self, insn, q):
+        count = insn.count
+        cols = slice(insn.first_col, insn.first_col + count)
+        self.act_scale[insn.entry, cols] = insn.scale[:count]
+        self.act_shift[insn.entry, cols] = insn.shift[:count]
+
+    def _check_act(self, insn, q):
         a = self.config.array
         if insn.rows == 0 or insn.repeat == 0:
             raise _Halt(IsaError.BAD_COUNT)
@@ -445,21 +502,20 @@ class TileModel:
             raise _Halt(IsaError.BAD_N)
         if insn.param >= isa.ACT_PARAM_ENTRIES:
             raise _Halt(IsaError.BAD_ACT_PARAM)
-        mode = ActMode(insn.mode)
-        if mode in ACT_MODE_FLOAT and not a.is_float:
+        if ActMode(insn.mode) in ACT_MODE_FLOAT and not a.is_float:
             raise _Halt(IsaError.BAD_ACT_PARAM)        # float outputs need an fp32 PSUM
+        self._check_ranges(self._repeat_steps(insn), insn.rows,
+                           self._elements(ACT_MODE_BYTES[ActMode(insn.mode)]))
+
+    def _exec_act(self, insn, q):
+        a = self.config.array
+        mode = ActMode(insn.mode)
         dtype = np.dtype(_ACT_DTYPES[mode])
         view = self.sbuf_partitions(dtype)
-        steps = [(insn.psum_addr + r * insn.psum_step, insn.offset + r * insn.offset_step)
-                 for r in range(insn.repeat)]
-        for row, offset in steps:
-            self._psum_rows(row, insn.rows)
-            if offset + insn.rows > view.shape[1]:
-                raise _Halt(IsaError.SBUF_RANGE)
         rows, cols = insn.rows, insn.cols
         scale = self.act_scale[insn.param, :cols]
         shift = self.act_shift[insn.param, :cols]
-        for row, offset in steps:
+        for row, offset in self._repeat_steps(insn):
             self._access("psum", (row + np.arange(rows))[:, None] * a.cols + np.arange(cols), False)
             self._access("sbuf", self._partition_bytes(cols, offset, rows, ACT_MODE_BYTES[mode]),
                          True)
@@ -472,4 +528,3 @@ class TileModel:
                                zero_point=insn.zero_point, relu=insn.relu, mode=mode,
                                acc_bits=a.acc_bits, scale_bits=self.config.act.scale_bits)
             view[:cols, offset:offset + rows] = y.T.astype(dtype)
-
