@@ -83,7 +83,7 @@ def _run_amaranth(config, compiled, data, max_cycles, device):
 
     wb = config.sbuf.word_bytes
     size = _dram_bytes(compiled)
-    mem = dram_image(compiled.program, data, size, wb)
+    mem = dram_image(compiled.program, data, size)
     words = [int.from_bytes(mem[i:i + wb].tobytes(), "little") for i in range(0, size, wb)]
     system = TileSystem(config, dram_words=size // wb, init=words)
     host = RegisterHost(system.host, system.tile.register_map,
