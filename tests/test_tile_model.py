@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from systolica import isa
-from systolica.codes import ActMode, EngineState
+from systolica.codes import ACT_MODE_RANGE, ActMode, EngineState
 from systolica.config import ArrayConfig, DmaConfig, PsumConfig, SbufConfig, TileConfig
 from systolica.model.programs import gemm_program, run_gemm
 from systolica.model.random_programs import random_program
-from systolica.model.reference import requantize
-from systolica.model.tile import TileModel, act_requantize
+from systolica.model.reference import requantize, round_half_even_shift
+from systolica.model.tile import TileModel
 
 
 DEFAULT = TileConfig()
@@ -389,7 +389,9 @@ def test_random_programs_without_their_waits_race(seed):
     assert flagged >= 8
 
 
-def test_act_requantize_fast_path_matches_the_reference(seed):
+def test_requantize_int64_path_matches_python_ints(seed):
+    """requantize's vectorised int64 path (products < 2**62) against the exact Python-int rounding
+    of every element, for every integer mode, at the extremes of int32 x int16."""
     rng = np.random.default_rng(seed)
     acc = rng.integers(-(1 << 31), 1 << 31, (64, 8))
     acc[0] = -(1 << 31)
@@ -398,14 +400,15 @@ def test_act_requantize_fast_path_matches_the_reference(seed):
     scale[0], scale[1] = -(1 << 15), (1 << 15) - 1
     shift = rng.integers(0, 32, 8)
     shift[2], shift[3] = 0, 31
-    for mode in (ActMode.INT8, ActMode.UINT8, ActMode.INT16, ActMode.INT32):
+    exact = round_half_even_shift(acc.astype(object) * scale.astype(object),
+                                  np.broadcast_to(shift, acc.shape))
+    for mode, (lo, hi) in ACT_MODE_RANGE.items():
         for relu in (False, True):
             zp = int(rng.integers(-70000, 70000))
-            fast = act_requantize(acc, scale, shift, zero_point=zp, relu=relu, mode=mode,
-                                  acc_bits=32, scale_bits=16)
-            slow = requantize(acc, scale, shift, zero_point=zp, relu=relu, mode=mode)
-            assert np.array_equal(fast, slow), mode
+            v = np.where(exact < 0, 0, exact) if relu else exact
+            expected = np.clip((v + zp).astype(object), lo, hi).astype(np.int64)
+            got = requantize(acc, scale, shift, zero_point=zp, relu=relu, mode=mode)
+            assert np.array_equal(got, expected), mode
     ties = np.array([[5, -5, 7, -7, 2, -2, 6, -6]])       # x / 2: 2.5 -> 2, -2.5 -> -2, 3.5 -> 4
-    got = act_requantize(ties, [1] * 8, [1] * 8, zero_point=0, relu=False, mode=ActMode.INT8,
-                         acc_bits=32, scale_bits=16)
+    got = requantize(ties, [1] * 8, [1] * 8, zero_point=0, relu=False, mode=ActMode.INT8)
     assert got.tolist() == [[2, -2, 4, -4, 1, -1, 3, -3]]

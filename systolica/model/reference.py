@@ -62,19 +62,37 @@ def requantize(acc, scale, shift, *, zero_point=0, relu=False, mode=ActMode.INT8
     ``shift`` (N,): ``y = saturate(max?(round_half_even(acc * scale / 2**shift), 0) + zero_point)``
     (ReLU before the zero point), saturated to the range of ``mode`` (an :class:`ActMode`).
     ``ActMode.INT32`` is the pass-through: ``acc`` wrapped to 32 bits. Returns int64 (the element
-    type of the result in the SBUF is ``mode.name.lower()``)."""
+    type of the result in the SBUF is ``mode.name.lower()``).
+
+    Exact either way: vectorised int64 when every product fits in 62 bits, else Python ints
+    (:func:`round_half_even_shift`)."""
     if not isinstance(mode, ActMode):
         raise TypeError(f"requantize: mode must be an ActMode; got {mode!r}")
     acc = np.asarray(acc, dtype=np.int64)
     if mode == ActMode.INT32:
         return wrap_signed(acc, 32)
-    product = acc.astype(object) * np.asarray(scale, dtype=object)
-    v = round_half_even_shift(product, np.broadcast_to(np.asarray(shift), acc.shape))
+    scale = np.asarray(scale, dtype=np.int64)
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), acc.shape)
+    biggest = int(np.abs(acc).max(initial=0)) * int(np.abs(scale).max(initial=0))
+    fits = biggest < (1 << 62)        # then v + zero_point fits int64 too
+    if fits:
+        v = _round_half_even_shift_int64(acc * scale, shift)
+    else:
+        v = round_half_even_shift(acc.astype(object) * scale.astype(object), shift)
     if relu:
         v = np.where(v < 0, 0, v)
     lo, hi = ACT_MODE_RANGE[mode]
-    y = np.clip((v + int(zero_point)).astype(object), lo, hi)
-    return y.astype(np.int64)
+    y = v + int(zero_point)
+    return np.clip(y if fits else y.astype(object), lo, hi).astype(np.int64)
+
+
+def _round_half_even_shift_int64(product, shift):
+    """:func:`round_half_even_shift` for int64 ``product`` (exact while no value overflows)."""
+    q = product >> shift
+    rem = product - (q << shift)
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    up = (shift > 0) & ((rem > half) | ((rem == half) & (q & 1 == 1)))
+    return q + up
 
 
 def psum_reference(beats, rows, cols, acc_bits=32, memory=None):

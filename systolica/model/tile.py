@@ -30,8 +30,7 @@ from systolica.model.fp import act_convert_fp, matmul_fp, psum_accumulate_fp
 from systolica.model.reference import requantize, wrap_signed
 
 
-__all__ = ["TileModel", "RunResult", "QueueResult", "ProgramMismatch", "TileCheckError",
-           "act_requantize"]
+__all__ = ["TileModel", "RunResult", "QueueResult", "ProgramMismatch", "TileCheckError"]
 
 
 class ProgramMismatch(ValueError):
@@ -87,27 +86,6 @@ class RunResult:
         if not self.ok:
             raise TileCheckError("\n".join(self.problems()))
         return self
-
-
-def act_requantize(acc, scale, shift, *, zero_point, relu, mode, acc_bits, scale_bits):
-    """The ACT unit on ``acc`` (rows, cols) with per-column ``scale``/``shift``: int64 NumPy when
-    the product fits (acc_bits + scale_bits <= 62), else the exact reference (Python ints)."""
-    mode = ActMode(mode)
-    if mode == ActMode.INT32:
-        return wrap_signed(acc, 32)
-    if acc_bits + scale_bits > 62:
-        return requantize(acc, scale, shift, zero_point=zero_point, relu=relu, mode=mode)
-    p = np.asarray(acc, dtype=np.int64) * np.asarray(scale, dtype=np.int64)
-    s = np.broadcast_to(np.asarray(shift, dtype=np.int64), p.shape)
-    q = p >> s
-    rem = p - (q << s)
-    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
-    up = (s > 0) & ((rem > half) | ((rem == half) & (q & 1 == 1)))
-    v = q + up
-    if relu:
-        v = np.maximum(v, 0)
-    lo, hi = ACT_MODE_RANGE[mode]
-    return np.clip(v + int(zero_point), lo, hi)
 
 
 #: SBUF element type of each ACT mode (floating-point outputs as their bit patterns).
@@ -524,7 +502,6 @@ class TileModel:
                                    relu=bool(insn.relu), zero_point=insn.zero_point)
                 view[:cols, offset:offset + rows] = y.T.view(dtype)
                 continue
-            y = act_requantize(self.psum[row:row + rows, :cols], scale, shift,
-                               zero_point=insn.zero_point, relu=insn.relu, mode=mode,
-                               acc_bits=a.acc_bits, scale_bits=self.config.act.scale_bits)
+            y = requantize(self.psum[row:row + rows, :cols], scale, shift,
+                           zero_point=insn.zero_point, relu=bool(insn.relu), mode=mode)
             view[:cols, offset:offset + rows] = y.T.astype(dtype)
