@@ -11,9 +11,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from systolica.codes import ActMode, DmaError
-from systolica.config import (DTYPES, ActConfig, ArrayConfig, DmaConfig, NocConfig, SbufConfig,
-                              TileConfig)
+from systolica.codes import ActMode, DmaError, RemoteKind
+from systolica.config import (DTYPES, ActConfig, ArrayConfig, ChipConfig, DmaConfig, NocConfig,
+                              SbufConfig, TileConfig)
 
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "dma_side_layout", "dma_descriptor_layout", "dma_done_layout", "sem_sub_layout",
     # NoC network interface
     "send_layout", "recv_layout",
+    # chip: remote operations between tiles
+    "remote_flit_layout",
 ]
 
 
@@ -264,3 +266,26 @@ def recv_layout(noc: NocConfig):
         "data": unsigned(noc.payload_bits),
         "last": 1,
     })
+
+
+# --- chip: remote operations between tiles (docs/chip.md) --------------------------------------
+
+def remote_flit_layout(chip: ChipConfig):
+    """The payload of one remote flit (the low ``ChipConfig.remote_flit_bits`` bits of a NoC
+    flit's ``data``; one flit per packet, head and tail). ``kind`` selects the body: a WRITE of
+    one SBUF word (the fields of an SBUF write request), or a SIGNAL of a semaphore."""
+    sbuf = chip.tile.sbuf
+    layout = data.StructLayout({
+        "kind": RemoteKind,
+        "body": data.UnionLayout({
+            "write": data.StructLayout({
+                "partition": unsigned(index_bits(sbuf.partitions)),
+                "addr": unsigned(index_bits(sbuf.depth)),
+                "byte_enable": unsigned(sbuf.word_bytes),
+                "data": data.ArrayLayout(unsigned(8), sbuf.word_bytes),
+            }),
+            "signal": data.StructLayout({"sem": unsigned(6), "count": unsigned(16)}),
+        }),
+    })
+    assert layout.size == chip.remote_flit_bits, "ChipConfig.remote_flit_bits is out of date"
+    return layout

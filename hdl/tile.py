@@ -14,11 +14,13 @@ ACT command when its last row has been written to the SBUF (the ACT's vector wri
 """
 
 from amaranth.hdl import *
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.codes import EngineState
-from systolica.config import HostConfig, TileConfig
+from systolica.config import ChipConfig, HostConfig, TileConfig
+from systolica.hdl.contracts import recv_layout, send_layout
+from systolica.hdl.noc.flit import check_position
 from systolica.isa import fingerprint, tile_queues
 from systolica.registers import TILE_MAGIC, tile_register_map
 from .axi import Axi4LiteSignature, Axi4Signature
@@ -52,33 +54,55 @@ def _connect_stalled(m, name, source, sink, stall, seed):
 
 
 class Tile(wiring.Component):
-    """``command_stall`` (0..1, for tests): pseudo-random stalls on every command stream between
+    """``config``: a :class:`TileConfig` (a standalone tile), or a :class:`ChipConfig` and the
+    tile's mesh position ``x``, ``y`` (a chip's tile: it also has ``noc_send`` / ``noc_recv``,
+    the streams of its network interface, and checks programs against the chip's fingerprint).
+
+    ``command_stall`` (0..1, for tests): pseudo-random stalls on every command stream between
     the sequencer and the engines (weights, moving, ACT, each DMA queue), from LFSRs seeded by
     ``stall_seed``; 0 (the default) connects them directly."""
 
-    def __init__(self, *, config: TileConfig, fetch_depth=4, command_stall=0.0, stall_seed=1):
+    def __init__(self, *, config: TileConfig, x=0, y=0, fetch_depth=4, command_stall=0.0,
+                 stall_seed=1):
+        chip = None
+        if isinstance(config, ChipConfig):
+            chip, config = config, config.tile
+            check_position(chip.noc, x, y, "Tile")
         if not isinstance(config, TileConfig):
-            raise TypeError(f"Tile config must be a TileConfig; got {config!r}")
+            raise TypeError(f"Tile config must be a TileConfig or ChipConfig; got {config!r}")
         if not 0.0 <= command_stall < 1.0:
             raise ValueError(f"Tile command_stall must be in [0, 1); got {command_stall!r}")
-        self._config = config
+        self._config, self._chip, self._x, self._y = config, chip, x, y
         self._fetch_depth = fetch_depth
         self._stall, self._stall_seed = command_stall, stall_seed
         self._map = tile_register_map(config)
-        host = HostConfig()
+        host = chip.host if chip is not None else HostConfig()
         dma = config.dma
-        super().__init__({
+        members = {
             "axi": Out(Axi4Signature(addr_width=dma.addr_width, data_width=dma.data_width,
                                      id_width=dma.id_width)),
             "host": In(Axi4LiteSignature(addr_width=host.addr_width,
                                          data_width=host.data_width)),
             "running": Out(1),          # STATUS.running (e.g. an interrupt: its fall = done)
-        })
+        }
+        if chip is not None:
+            members["noc_send"] = Out(stream.Signature(send_layout(chip.noc)))
+            members["noc_recv"] = In(stream.Signature(recv_layout(chip.noc)))
+        super().__init__(members)
         self._datapath = TileDatapath(config=config, engine=False)
 
     @property
     def config(self):
         return self._config
+
+    @property
+    def chip(self):
+        """The :class:`ChipConfig` of a chip's tile, or None."""
+        return self._chip
+
+    @property
+    def position(self):
+        return (self._x, self._y)
 
     @property
     def register_map(self):
@@ -92,7 +116,9 @@ class Tile(wiring.Component):
         m = Module()
         cfg = self._config
         regs = m.submodules.regs = RegisterFile(self._map)
-        seq = m.submodules.sequencer = Sequencer(config=cfg, fetch_depth=self._fetch_depth)
+        chip = self._chip
+        seq = m.submodules.sequencer = Sequencer(config=chip or cfg,
+                                                 fetch_depth=self._fetch_depth)
         dp = m.submodules.datapath = self._datapath
         engine = m.submodules.engine = TensorEngine(config=cfg.array)
         dma = m.submodules.dma = Dma(config=cfg)
@@ -151,7 +177,7 @@ class Tile(wiring.Component):
         # host registers
         errors = dp.errors
         m.d.comb += [
-            regs.id.magic.eq(TILE_MAGIC), regs.fingerprint.value.eq(fingerprint(cfg)),
+            regs.id.magic.eq(TILE_MAGIC), regs.fingerprint.value.eq(fingerprint(chip or cfg)),
             seq.start.eq(regs.control.start), seq.abort.eq(regs.control.abort),
             dp.clear_errors.eq(regs.control.clear_errors),
             dma.clear_errors.eq(regs.control.clear_errors),
@@ -190,4 +216,7 @@ class Tile(wiring.Component):
             ]
         for s in range(len(seq.sem_values)):
             m.d.comb += getattr(regs, f"sem{s}").value.eq(seq.sem_values[s])
+        if chip is not None:
+            # Skeleton until remote DMA lands: nothing sent, arrivals dropped.
+            m.d.comb += [self.noc_send.valid.eq(0), self.noc_recv.ready.eq(1)]
         return m

@@ -8,7 +8,7 @@ This module imports no gateware: models, compiler and runtime may use it.
 from amaranth.lib import enum
 
 
-__all__ = ["DmaError", "ActMode", "ACT_MODE_BYTES", "ACT_MODE_RANGE", "ACT_MODE_FLOAT", "IsaError", "EngineState",
+__all__ = ["DmaError", "ActMode", "ACT_MODE_BYTES", "ACT_MODE_RANGE", "ACT_MODE_FLOAT", "IsaError", "RemoteKind", "EngineState",
            "codes_markdown"]
 
 
@@ -59,10 +59,20 @@ class IsaError(enum.Enum, shape=5):
     MULTIPLY_BEFORE_LOAD = 14 #: MULTIPLY_MOVING before any LOAD_STATIONARY
     BAD_ACT_PARAM = 15        #: parameter entry out of range, scale beyond scale_bits, shift > max_shift, columns > C
     DMA_ERROR = 16            #: the DMA refused or failed the copy (detail: the DmaError)
-    BAD_DMA_SPACE = 17        #: a reserved DMA space, or a remote SBUF (reserved for the chip)
+    BAD_DMA_SPACE = 17        #: a reserved DMA space, or a remote operation (REMOTE_SBUF, SIGNAL_REMOTE) on a tile outside a chip
     ABORTED = 18              #: stopped by the host (reset/abort)
     DMA_FIELD_RANGE = 19      #: a DMA address, count, stride or elem_bytes does not fit the DMA config's fields
     LOAD_PENDING = 20         #: a LOAD_STATIONARY while the previous one's weights wait for their first MULTIPLY_MOVING
+    BAD_REMOTE_TILE = 21      #: a REMOTE_SBUF destination or SIGNAL_REMOTE tile outside the chip's mesh
+
+
+class RemoteKind(enum.Enum, shape=1):
+    """What one remote flit (``systolica.hdl.contracts.remote_flit_layout``) does at the tile it
+    reaches. Flits from one tile to another arrive in the order they were sent (one VC per
+    (source, destination) pair, deterministic routing), and the receiver applies them in that
+    order: a SIGNAL is applied only after every earlier WRITE from the same source is in the SBUF."""
+    WRITE = 0    #: write one SBUF word (partition, word address, byte enables, data)
+    SIGNAL = 1   #: add ``count`` to semaphore ``sem`` (dropped, and REMOTE_ERRORS set, if it would pass SEMAPHORE_MAX)
 
 
 class EngineState(enum.Enum, shape=3):

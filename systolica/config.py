@@ -311,7 +311,8 @@ class NocConfig(ConfigBase):
     height: int = param(2, "Y: routers per column (north-south)", range=(1, 16))
     vcs: int = param(2, "V: virtual channels per port", range=(2, 8))
     buffer_depth: int = param(8, "flits buffered per virtual channel at each input", range=(2, 64))
-    payload_bits: int = param(32, "payload bits per flit (one stream word per flit)",
+    payload_bits: int = param(96, "payload bits per flit (one stream word per flit; a chip needs "
+                                  "ChipConfig.remote_flit_bits: one SBUF word write per flit)",
                               range=(1, 512))
     link_stages: int = param(0, "extra register stages on every router-to-router link "
                                 "(in both directions; 0 = only the router's output register)",
@@ -415,6 +416,11 @@ class CompositeConfig(_Serialisable):
         return cls(**kwargs)
 
 
+def _index_bits(n):
+    """Bits of an index in 0..n-1 (at least 1); the same rule as hdl.contracts.index_bits."""
+    return max(1, (n - 1).bit_length())
+
+
 def _section(cls):
     return field(default_factory=cls, metadata={"cls": cls})
 
@@ -481,6 +487,26 @@ class ChipConfig(CompositeConfig):
     @property
     def tiles(self):
         return self.noc.nodes
+
+    @property
+    def remote_flit_bits(self):
+        """Payload bits of one remote flit (``systolica.hdl.contracts.remote_flit_layout``): a
+        1-bit kind, then the larger of a WRITE (partition, word address, byte enables, data) and
+        a SIGNAL (6-bit semaphore id, 16-bit count)."""
+        sbuf = self.tile.sbuf
+        write = (_index_bits(sbuf.partitions) + _index_bits(sbuf.depth) + sbuf.word_bytes
+                 + 8 * sbuf.word_bytes)
+        return 1 + max(write, 6 + 16)
+
+    def validate(self):
+        noc = self.noc
+        if noc.payload_bits < self.remote_flit_bits:
+            raise ConfigError(f"noc.payload_bits must be >= {self.remote_flit_bits} for this tile "
+                              f"(one remote SBUF word write per flit); got {noc.payload_bits}")
+        if not noc.in_order or noc.routing == "adaptive":
+            raise ConfigError(f"a chip needs noc.in_order = true and deterministic routing (xy or "
+                              f"yx): a remote semaphore signal must follow its data on one path; "
+                              f"got in_order={noc.in_order}, routing={noc.routing!r}")
 
 
 def config_reference_markdown():

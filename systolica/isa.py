@@ -32,7 +32,8 @@ __all__ = [
     "IsaEncodingError", "Instruction", "DmaEndpoint", "Queue", "tile_queues", "fingerprint",
     "Program", "decode", "decode_words", "decode_word", "decode_header", "encode_word", "assemble", "disassemble",
     "disassemble_instruction",
-    "end", "nop", "check", "dma_copy", "dram", "sbuf", "load_stationary", "multiply_moving",
+    "end", "nop", "check", "dma_copy", "dram", "sbuf", "remote_sbuf", "signal_remote",
+    "load_stationary", "multiply_moving",
     "act", "act_param",
 ]
 
@@ -59,7 +60,8 @@ class Opcode(enum.Enum, shape=8):
     END = 0x01              #: end of this queue: the engine retires it and stops (state DONE)
     NOP = 0x02              #: no operation: only its waits and signals
     CHECK = 0x03            #: program check: config fingerprint and queue index must match
-    DMA_COPY = 0x10         #: one 3-D strided copy DRAM/SBUF -> DRAM/SBUF (remote SBUF reserved)
+    DMA_COPY = 0x10         #: one 3-D strided copy DRAM/SBUF -> DRAM/SBUF, or (on a chip) -> a remote tile's SBUF
+    SIGNAL_REMOTE = 0x11    #: after this queue's earlier copies, add count to semaphore sem of a remote tile
     LOAD_STATIONARY = 0x20  #: load W (K x N) from the SBUF into the engine's shadow weights
     MULTIPLY_MOVING = 0x21  #: stream A (M x K) through the engine into PSUM rows
     ACT = 0x30              #: PSUM rows -> requantise / activate -> SBUF
@@ -77,13 +79,13 @@ class Space(enum.Enum, shape=2):
     """The memory a DMA side addresses (value 3 is reserved and halts with BAD_DMA_SPACE)."""
     DRAM = 0         #: DRAM byte address (the tile's AXI4 master)
     SBUF = 1         #: linear SBUF byte address: partition * partition_bytes + byte offset
-    REMOTE_SBUF = 2  #: reserved for the chip: SBUF of tile (dst_tile_x, dst_tile_y), destination only
+    REMOTE_SBUF = 2  #: chip only: SBUF of tile (dst_tile_x, dst_tile_y), linear address as SBUF; destination only
 
 
 #: The engine each opcode runs on (None: any engine).
 OPCODE_ENGINES = {
     Opcode.END: None, Opcode.NOP: None, Opcode.CHECK: None,
-    Opcode.DMA_COPY: Engine.DMA,
+    Opcode.DMA_COPY: Engine.DMA, Opcode.SIGNAL_REMOTE: Engine.DMA,
     Opcode.LOAD_STATIONARY: Engine.PE, Opcode.MULTIPLY_MOVING: Engine.PE,
     Opcode.ACT: Engine.ACT, Opcode.ACT_PARAM: Engine.ACT,
 }
@@ -118,8 +120,14 @@ BODY_LAYOUTS = {
         "src": DMA_SIDE_LAYOUT,
         "dst": DMA_SIDE_LAYOUT,
         "elem_bytes": unsigned(16),
-        "dst_tile_x": unsigned(6),     # REMOTE_SBUF destination tile (reserved)
+        "dst_tile_x": unsigned(6),     # REMOTE_SBUF destination tile (ignored for other spaces)
         "dst_tile_y": unsigned(6),
+    }),
+    Opcode.SIGNAL_REMOTE: data.StructLayout({
+        "tile_x": unsigned(6),         # destination tile, inside the mesh
+        "tile_y": unsigned(6),
+        "sem": unsigned(6),            # semaphore id there, < SEMAPHORES
+        "count": unsigned(SEMAPHORE_BITS),   # added to it (0: the flit is still sent; adds 0)
     }),
     Opcode.LOAD_STATIONARY: data.StructLayout({
         "offset": unsigned(32),        # element offset of W[0, n] in partition n
@@ -458,6 +466,20 @@ def dma_copy(src, dst, elem_bytes=1, *, dst_tile=(0, 0), **sync):
     """DMA_COPY from ``src`` to ``dst`` (:class:`DmaEndpoint`, e.g. :func:`dram`, :func:`sbuf`)."""
     return Instruction(Opcode.DMA_COPY, elem_bytes=elem_bytes, dst_tile_x=dst_tile[0],
                        dst_tile_y=dst_tile[1], **src.fields("src"), **dst.fields("dst"), **sync)
+
+
+def remote_sbuf(addr, counts=(1,), strides=(0,)):
+    """A remote SBUF destination side (chip only; the tile is dma_copy's ``dst_tile``): linear
+    byte ``addr`` in that tile's SBUF, as :func:`sbuf`."""
+    return DmaEndpoint(Space.REMOTE_SBUF, addr, _pad3(counts, 1), _pad3(strides, 0))
+
+
+def signal_remote(tile, sem, count=1, **sync):
+    """SIGNAL_REMOTE: once every earlier instruction of this DMA queue has completed, send tile
+    ``tile = (x, y)`` a signal that adds ``count`` to its semaphore ``sem`` after every earlier
+    remote write from this tile to that tile is in its SBUF (docs/chip.md)."""
+    return Instruction(Opcode.SIGNAL_REMOTE, tile_x=tile[0], tile_y=tile[1], sem=sem,
+                       count=count, **sync)
 
 
 def load_stationary(offset, k, n, **sync):

@@ -7,7 +7,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from systolica.config import TileConfig
+from systolica.config import ChipConfig, TileConfig
 from systolica.isa import (ISA_VERSION, WORD_BYTES, Engine, Instruction, IsaEncodingError, Opcode,
                            _check_range, check, decode_word, encode_word, end)
 
@@ -27,9 +27,12 @@ class Queue:
 
 
 def tile_queues(config: TileConfig):
-    """The queues of a tile, in order: one per DMA descriptor queue, then PE, then ACT."""
+    """The queues of a tile (of any tile of a :class:`ChipConfig`), in order: one per DMA
+    descriptor queue, then PE, then ACT."""
+    if isinstance(config, ChipConfig):
+        config = config.tile
     if not isinstance(config, TileConfig):
-        raise TypeError(f"tile_queues config must be a TileConfig; got {config!r}")
+        raise TypeError(f"tile_queues config must be a TileConfig or ChipConfig; got {config!r}")
     names = [(f"dma{i}", Engine.DMA) for i in range(config.dma.queues)]
     names += [("pe", Engine.PE), ("act", Engine.ACT)]
     return tuple(Queue(name, engine, i) for i, (name, engine) in enumerate(names))
@@ -37,11 +40,16 @@ def tile_queues(config: TileConfig):
 
 def fingerprint(config: TileConfig):
     """32-bit fingerprint of a tile config and the ISA: the first 4 bytes (little-endian) of the
-    SHA-256 of the canonical JSON of the config (sorted keys, no spaces) and the ISA version."""
-    if not isinstance(config, TileConfig):
-        raise TypeError(f"fingerprint config must be a TileConfig; got {config!r}")
-    text = json.dumps({"isa_version": ISA_VERSION, "tile": config.to_dict()}, sort_keys=True,
-                      separators=(",", ":"))
+    SHA-256 of the canonical JSON of the config (sorted keys, no spaces) and the ISA version.
+    A :class:`ChipConfig` (every tile of a chip) has its own fingerprint: a program built for a
+    standalone tile, or for another mesh, is refused by a chip's tiles."""
+    if isinstance(config, ChipConfig):
+        body = {"isa_version": ISA_VERSION, "chip": config.to_dict()}
+    elif isinstance(config, TileConfig):
+        body = {"isa_version": ISA_VERSION, "tile": config.to_dict()}
+    else:
+        raise TypeError(f"fingerprint config must be a TileConfig or ChipConfig; got {config!r}")
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 

@@ -89,7 +89,7 @@ def test_final_refused_packet_is_counted_once():
     """Regression: the testbench used to leave ``send.valid`` high after the last accepted word,
     so a final out-of-mesh packet was refused again in every idle cycle and the check failed
     (node (2, 0): refused counter 18, expected 10)."""
-    traffic = run_traffic(Mesh(config=NocConfig(width=3, height=1)), rate=0.2, packet_len=2,
+    traffic = run_traffic(Mesh(config=NocConfig(width=3, height=1, payload_bits=32)), rate=0.2, packet_len=2,
                           bad_dest_fraction=1.0, warmup=20, measure=100)
     traffic.check()
     assert traffic.refused_packets[2] == 10 and sum(traffic.refused_packets) > 20

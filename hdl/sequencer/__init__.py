@@ -11,7 +11,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.codes import EngineState
-from systolica.config import TileConfig
+from systolica.config import ChipConfig, TileConfig
 from systolica.hdl.axi import axi4_addr_layout, axi4_r_layout
 from systolica.hdl.contracts import (act_command_layout, dma_descriptor_layout, dma_done_layout,
                                      moving_command_layout, weights_command_layout)
@@ -30,8 +30,12 @@ FETCH_AXI_ID = 1
 
 class Sequencer(wiring.Component):
     def __init__(self, *, config: TileConfig, fetch_depth=4, scoreboard_depth=8):
+        # A chip's tile checks programs against the chip's fingerprint.
+        self._fingerprint_config = config
+        if isinstance(config, ChipConfig):
+            config = config.tile
         if not isinstance(config, TileConfig):
-            raise TypeError(f"Sequencer config must be a TileConfig; got {config!r}")
+            raise TypeError(f"Sequencer config must be a TileConfig or ChipConfig; got {config!r}")
         self._config = config
         self._queues = tile_queues(config)
         self._fetch_depth, self._board_depth = fetch_depth, scoreboard_depth
@@ -67,7 +71,7 @@ class Sequencer(wiring.Component):
         cfg = self._config
         dma = cfg.dma
         n = len(self._queues)
-        fp = fingerprint(cfg)
+        fp = fingerprint(self._fingerprint_config)
         fetch = m.submodules.fetch = Fetch(
             engines=n, instr_bits=INSTRUCTION_LAYOUT.size, addr_width=dma.addr_width,
             data_width=dma.data_width, id_width=dma.id_width, axi_id=FETCH_AXI_ID,
