@@ -169,7 +169,7 @@ def test_split_k_on_default_sbuf_keeps_blocks_large():
 def test_bigger_sbuf_keeps_all_of_k_and_nears_minimum_traffic():
     small, big = (plan_gemm(TileConfig(sbuf=SbufConfig(depth=d)), 256, 256, 256)
                   for d in (256, 4096))
-    assert big.k_chunks == 1 and big.m_block == 128
+    assert big.k_chunks == 1 and big.w_resident and big.m_block >= 64
     assert big.dram_bytes <= 1.2 * big.min_dram_bytes < small.dram_bytes
     assert big.predicted_cycles < small.predicted_cycles
 

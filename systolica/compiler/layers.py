@@ -314,7 +314,7 @@ def compile_layers(config: TileConfig, layers, m, *, keep_in_sbuf=True, **plan_o
     x_regions = (pb - sizes[0], pb - sizes[0] - sizes[1]) if any(resident) else (None, None)
     out_dtype = _MODE_DTYPE[specs[-1].mode]
 
-    def build(data_base):
+    def build(data_base, plans=plans):
         mats, end = _layout(config, linears, m, plans, resident, data_base)
         stages = []
         for i, (layer, plan, spec) in enumerate(zip(linears, plans, specs)):
@@ -326,9 +326,11 @@ def compile_layers(config: TileConfig, layers, m, *, keep_in_sbuf=True, **plan_o
                                 x_out=None if c is not None else x_regions[i % 2], act=spec))
         return mats, end, stages, emit(config, stages)
 
-    _, _, _, probe = build(0)
+    if len(linears) == 1 and not plan_options:
+        plans = _fastest(config, linears[0], specs[0], m, build)
+    _, _, _, probe = build(0, plans)
     base = _align(_image_bytes(probe.instructions, len(probe.queues)), 4096)
-    mats, end, stages, program = build(base)
+    mats, end, stages, program = build(base, plans)
     if end > 1 << config.dma.addr_width:
         raise CompileError(f"the program's data needs {end} bytes of DRAM; dma.addr_width = "
                            f"{config.dma.addr_width} addresses {1 << config.dma.addr_width}")
@@ -336,6 +338,36 @@ def compile_layers(config: TileConfig, layers, m, *, keep_in_sbuf=True, **plan_o
     weights = {f"w{i}": np.asarray(layer.weight) for i, layer in enumerate(linears)}
     return CompiledProgram(config, program, plans, stages, inputs, mats["y"], out_dtype, end,
                            base, weights)
+
+
+#: Plans whose closed-form estimate is within 5 % of the best are timed instruction by
+#: instruction (perf.predict), at most this many.
+_TIMED_ALTERNATIVES = 3
+
+
+def _fastest(config, layer, spec, m, build):
+    """``[plan]``: of the close candidates of :func:`plan_gemm`, the one whose program the
+    performance model times fastest (the closed form misses how fetch and DMA share the read
+    channel and the fetch FIFOs' lookahead). Candidates with more than twice the fewest
+    instruction pairs are not timed, and a program within 1 % of the fastest with fewer
+    instructions wins: fetch-heavy programs leave the least margin on the read channel."""
+    from .perf import predict
+    candidates = plan_gemm(config, m, layer.k, layer.n, out_mode=spec.mode,
+                           alternatives=_TIMED_ALTERNATIVES)
+    fewest = min(_pairs(p) for p in candidates)
+    candidates = [p for p in candidates if _pairs(p) <= 2 * fewest]
+    if len(candidates) == 1:
+        return candidates
+    timed = []
+    for plan in candidates:
+        _, _, _, program = build(0, [plan])
+        timed.append((predict(program, config).cycles, program.instructions, plan))
+    best = min(t[0] for t in timed)
+    return [min((t for t in timed if t[0] <= best * 1.01), key=lambda t: (t[1], t[0]))[2]]
+
+
+def _pairs(plan):
+    return plan.m_blocks * plan.n_tiles * plan.k_tiles
 
 
 def _plan_all(config, linears, specs, m, reserved, resident, options):

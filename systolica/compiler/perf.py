@@ -12,6 +12,8 @@ The constants come from the tile RTL's documentation (docs/tile.md, docs/dma.md)
 to the Amaranth simulation of small compiled GEMMs (benchmarks/gemm.py reports the error).
 """
 
+import bisect
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,16 +31,20 @@ class PredictionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Costs:
-    """Cycle costs (see the module docstring)."""
+    """Cycle costs (see the module docstring), fitted to cycle-level traces of the tile RTL
+    (every instruction's retire cycle and every AR/R handshake, Amaranth simulator)."""
     issue: int = 3              # cycles an instruction spends in its queue's slot (check/wait/issue)
     dma_setup: int = 20         # per descriptor: pick, check pipeline, decision, finish
-    dma_run: int = 6            # per contiguous run read from DRAM (one AXI burst)
-    dma_write_run: int = 2      # per contiguous run written to DRAM (AW, W beats, B response)
-    pe_gap: int = 3             # cycles between back-to-back multiplies (command to first row)
+    dma_run: int = 1            # per contiguous run read from DRAM (its own AXI burst)
+    dma_write_run: int = 3      # per contiguous run written to DRAM (AW, W beats, B response)
+    sbuf_read_round_trip: int = 7   # DMA SBUF read: request to response (dma.sbuf_reads in flight)
+    pe_gap: int = 0             # cycles between back-to-back multiplies (they stream)
     dram_latency: int = 4       # AXI read latency until the first beat
     act_setup: int = 6          # ACT: command to first row, and the 3 idle cycles of completion
     psum_settle: int = 3        # PSUM read-modify-write after the last result
     fetch_latency: int = 4      # instruction fetch: AR to first beat
+    fetch_depth: int = 4        # instructions per queue's fetch FIFO (Tile's fetch_depth)
+    passes: int = 3             # passes over the program to settle the shared AXI read channel
 
     @staticmethod
     def bus_bytes(config):
@@ -48,6 +54,10 @@ class Costs:
     def pe_latency(config):
         a = config.array
         return a.rows + a.cols + a.multiplier_stages + 3
+
+    def sbuf_read_rate(self, config):
+        """SBUF words per cycle the DMA reads (it keeps ``dma.sbuf_reads`` reads in flight)."""
+        return min(1.0, config.dma.sbuf_reads / self.sbuf_read_round_trip)
 
 
 DEFAULT_COSTS = Costs()
@@ -92,7 +102,9 @@ class Timeline:
 
 
 def _dma_cycles(config, costs, insn):
-    """(busy cycles, bytes moved) of a DMA_COPY."""
+    """(busy cycles without the read channel's sharing, R beats it needs, bytes moved) of a
+    DMA_COPY: setup, then one run per contiguous piece of either side; a DRAM read needs its R
+    beats (shared with instruction fetch), an SBUF read is paced by ``dma.sbuf_reads``."""
     eb = insn.elem_bytes
     bw = costs.bus_bytes(config)
     src, dst = insn.side("src"), insn.side("dst")
@@ -105,14 +117,28 @@ def _dma_cycles(config, costs, insn):
             runs = max(runs, side.counts[1] * side.counts[2])
         else:
             contiguous = False
+    reads_dram = src.space == isa.Space.DRAM
     run_cost = costs.dma_write_run if dst.space == isa.Space.DRAM else costs.dma_run
     if contiguous:
-        per_run = _ceil(src.counts[0] * eb, bw)
-        transfer = runs * (per_run + run_cost)
+        beats = runs * _ceil(src.counts[0] * eb, bw)
+        if src.space == isa.Space.SBUF:
+            pace = costs.sbuf_read_rate(config) / (2 if dst.space == isa.Space.SBUF else 1)
+            transfer = int(beats / pace) + runs * run_cost
+        else:
+            transfer = beats + runs * run_cost
     else:
+        beats = elements
         transfer = elements + runs * run_cost
-    latency = costs.dram_latency if src.space == isa.Space.DRAM else 0
-    return costs.dma_setup + latency + transfer, nbytes
+    latency = costs.dram_latency if reads_dram else 0
+    return costs.dma_setup + latency + transfer, (beats if reads_dram else 0), nbytes
+
+
+def _dma_burst(config, insn):
+    """Beats of a DMA_COPY's typical DRAM read burst (one contiguous run, at most max_burst)."""
+    src = insn.side("src")
+    bw = config.dma.data_width // 8
+    run = src.counts[0] * insn.elem_bytes if src.strides[0] == insn.elem_bytes else bw
+    return min(config.dma.max_burst, _ceil(run, bw), 4096 // bw)
 
 
 def _ceil(a, b):
@@ -125,6 +151,63 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
         raise TypeError(f"predict config must be a TileConfig; got {config!r}")
     if not isinstance(program, isa.Program):
         raise TypeError(f"predict program must be an isa.Program; got {program!r}")
+    # Fetch and the DMA share the AXI read channel: a DMA read is stretched by the fetch beats
+    # that fall in its window. Those depend on the schedule, so the program is timed again with
+    # the previous pass's fetch beats until it settles.
+    logs = None
+    for _ in range(max(1, costs.passes)):
+        timeline, logs = _schedule(program, config, costs, logs)
+    return timeline
+
+
+class _FetchLog:
+    """When instruction fetch used the read channel: beats per cycle window, for a DMA read to
+    look up how many beats it lost to fetch."""
+
+    def __init__(self):
+        self.events = []
+
+    def add(self, start, beats):
+        self.events.append((start, beats))
+
+    def freeze(self):
+        self.events.sort()
+        self.times = [t for t, _ in self.events]
+        self.cum = list(itertools.accumulate((b for _, b in self.events), initial=0))
+        return self
+
+    def beats(self, lo, hi):
+        """Fetch beats issued in [lo, hi)."""
+        return self.cum[bisect.bisect_left(self.times, hi)] - \
+            self.cum[bisect.bisect_left(self.times, lo)]
+
+
+class _DmaReadLog:
+    """When the DMA read DRAM, and in bursts of how many beats: a fetch burst that starts then
+    waits for the one being served (the AR arbiter alternates)."""
+
+    def __init__(self):
+        self.windows = []
+
+    def add(self, start, end, burst):
+        self.windows.append((start, end, burst))
+
+    def freeze(self):
+        self.windows.sort()
+        self.starts = [w[0] for w in self.windows]
+        return self
+
+    def burst_at(self, t):
+        i = bisect.bisect_right(self.starts, t) - 1
+        if i >= 0 and self.windows[i][0] <= t < self.windows[i][1]:
+            return self.windows[i][2]
+        return 0
+
+
+def _schedule(program, config, costs, previous):
+    """One pass of :func:`predict`: (Timeline, this pass's fetch and DMA read logs)."""
+    previous_fetch, previous_dma = previous or (None, None)
+    log, dma_log = _FetchLog(), _DmaReadLog()
     names = list(program.queues)
     queues = {q: list(program.queues[q]) for q in names}
     pc = {q: 0 for q in names}
@@ -140,13 +223,26 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
     intervals = {q: [] for q in names}
     end_time = 0
 
+    depth = costs.fetch_depth
+
     def fetch_time(q, i):
+        """When instruction i of q is in its fetch FIFO: one burst in flight at a time, each
+        for as many instructions as the FIFO has room for when it starts."""
         while len(fetched[q]) <= i:
             j = len(fetched[q])
-            room = issue_times[q][j - 4] if j >= 4 and len(issue_times[q]) > j - 4 else 0
-            start = max(res["fetch"], room)
-            res["fetch"] = start + fetch_beats
-            fetched[q].append(start + fetch_beats + costs.fetch_latency)
+            done = issue_times[q]
+            start = max(res["fetch"], done[j - depth] if j >= depth else 0)
+            if previous_dma is not None:
+                start += previous_dma.burst_at(start)   # round-robin behind a DMA read burst
+            n = 1
+            while (n < depth and j + n < len(queues[q])
+                   and (j + n < depth or (j + n - depth < len(done)
+                                          and done[j + n - depth] <= start))):
+                n += 1
+            first = start + costs.fetch_latency
+            res["fetch"] = first + n * fetch_beats
+            log.add(start, n * fetch_beats)
+            fetched[q].extend(first + (b + 1) * fetch_beats for b in range(n))
         return fetched[q][i]
 
     def ready_time(q):
@@ -164,10 +260,11 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
         for q in names:
             if pc[q] >= len(queues[q]):
                 continue
+            fetched_at = fetch_time(q, pc[q])     # fetch runs ahead of the waits
             t = ready_time(q)
             if t is None:
                 continue
-            t = max(t, fetch_time(q, pc[q]))
+            t = max(t, fetched_at)
             if best is None or t < best[0]:
                 best = (t, q)
         if best is None:
@@ -181,8 +278,14 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
         start = t
         if op == Opcode.DMA_COPY:
             start = max(t, res["dma"])
-            dur, _ = _dma_cycles(config, costs, insn)
+            dur, r_beats, _ = _dma_cycles(config, costs, insn)
+            if r_beats and previous_fetch is not None:
+                base = dur
+                for _ in range(4):      # fixed point: the stretched window holds more fetch
+                    dur = base + min(previous_fetch.beats(start, start + dur), dur)
             done = start + dur
+            if r_beats:
+                dma_log.add(start, done, _dma_burst(config, insn))
             res["dma"] = done
             nxt = done                      # one DMA_COPY in flight per queue
         elif op == Opcode.LOAD_STATIONARY:
@@ -223,59 +326,71 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
     if stuck:
         raise PredictionError("program deadlocks in the performance model: "
                               + ", ".join(f"{q} at pc {pc[q]}" for q in stuck))
-    return Timeline(end_time, intervals)
+    return Timeline(end_time, intervals), (log.freeze(), dma_log.freeze())
 
 
 def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
     """Closed-form ``(cycles, bound, dram_bytes)`` of a :class:`~.plan.GemmPlan`: the busiest
-    resource (tensor engine, DMA, ACT, instruction fetch) plus the fill before the first multiply
-    and the drain after the last."""
+    resource (tensor engine; the DMA engine, which runs one descriptor at a time and shares the
+    AXI read channel with instruction fetch; the ACT unit) plus the fill before the first
+    multiply and the drain after the last."""
+    from systolica.codes import ACT_MODE_BYTES
     R, C = plan.rows, plan.cols
     a = config.array
     ea = np.dtype(a.moving_dtype).itemsize
     ew = np.dtype(a.stationary_dtype).itemsize
-    from systolica.codes import ACT_MODE_BYTES
     ec = ACT_MODE_BYTES[plan.out_mode]
     bw = costs.bus_bytes(config)
+    pace = costs.sbuf_read_rate(config)
     m, k, n = plan.m, plan.k, plan.n
     mb, m_blocks = plan.m_block, plan.m_blocks
     k_tiles, k_chunks, n_tiles, n_groups = plan.k_tiles, plan.k_chunks, plan.n_tiles, plan.n_groups
     tiles = m_blocks * n_tiles
     pairs = tiles * k_tiles
+    # the engine streams multiplies back to back; a pair of instructions needs 2 issue slots
     pe = m * k_tiles * n_tiles + pairs * max(costs.pe_gap, 2 * costs.issue - mb)
-    # DMA: descriptors, runs (one per partition per descriptor dimension 1/2) and beats
-    dma = 0
+    setup = costs.dma_setup + costs.dram_latency
+    reads = 0           # DMA cycles reading DRAM (A, W)
+    descriptors = 0
     dram = 0
     if plan.a_source == "dram":
         a_loads = m_blocks * k_chunks * (n_groups if k_chunks > 1 else 1)
         a_desc = a_loads * (2 if k % R and k_chunks * plan.k_chunk > k_tiles - 1 else 1)
         a_bytes = m * k * ea * (n_groups if k_chunks > 1 else 1)
-        dma += a_desc * (costs.dma_setup + costs.dram_latency) + \
-            a_loads * plan.k_chunk * R * (costs.dma_run + _ceil(mb * ea, bw))
+        a_runs = a_loads * plan.k_chunk * R
+        reads += a_desc * setup + a_runs * (costs.dma_run + _ceil(mb * ea, bw))
+        descriptors += a_desc
         dram += a_bytes
     w_loads = 1 if plan.w_resident else m_blocks * n_groups * k_chunks
     w_bytes = k * n * ew * (1 if plan.w_resident else m_blocks)
     w_runs = (n_tiles * C) if plan.w_resident else m_blocks * n_tiles * C * k_chunks
     w_desc = w_loads * (2 if n % C else 1)
-    dma += w_desc * (costs.dma_setup + costs.dram_latency) + w_runs * costs.dma_run + \
-        _ceil(w_bytes, bw)
+    reads += w_desc * setup + w_runs * costs.dma_run + max(_ceil(w_bytes, bw), w_runs)
+    descriptors += w_desc
     dram += w_bytes
+    writes = 0
     if plan.c_dest == "dram":
-        dma += tiles * costs.dma_setup + m * n_tiles * 0 + \
-            tiles * C * costs.dma_write_run + _ceil(m * n * ec, bw)
+        writes = tiles * costs.dma_setup + tiles * C * costs.dma_write_run + \
+            int(tiles * C * _ceil(mb * ec, bw) / pace)
         dram += m * n * ec
     act = tiles * (costs.act_setup + mb + costs.issue)
-    instructions = 2 * pairs + 2 * tiles + w_desc + (a_desc if plan.a_source == "dram" else 0)
+    instructions = 2 * pairs + 2 * tiles + descriptors
     fetch = instructions * _ceil(isa.WORD_BYTES, bw)
-    bounds = {"tensor engine": pe, "DMA": dma, "ACT": act, "instruction fetch": fetch}
+    # fetch beats that land while the DMA reads stretch those reads (one AXI read channel)
+    span = max(pe, reads + writes, act, fetch)
+    dma = reads + writes + int(fetch * min(1.0, reads / span))
+    bounds = {"tensor engine": pe, "DMA": dma, "ACT": act, "instruction fetch": fetch + reads}
     bound = max(bounds, key=bounds.get)
     first_a = (costs.dma_setup + plan.k_chunk * R * (costs.dma_run + _ceil(mb * ea, bw))
                if plan.a_source == "dram" else 0)
     first_w = costs.dma_setup + C * (costs.dma_run + _ceil(
-        (k if plan.w_resident else min(k, plan.k_chunk * R)) * ew
-        * (n_tiles if plan.w_resident else plan.n_group), bw))
+        (k if plan.w_resident else min(k, plan.k_chunk * R)) * ew * plan.n_group, bw))
     fill = first_a + first_w + 10 * costs.issue
     drain = (costs.pe_latency(config) + costs.psum_settle + costs.act_setup + mb
-             + (costs.dma_setup + C * (costs.dma_run + _ceil(mb * ec, bw))
+             + (costs.dma_setup + C * (costs.dma_write_run + int(_ceil(mb * ec, bw) / pace))
                 if plan.c_dest == "dram" else 0))
-    return int(bounds[bound] + fill + drain), bound, int(dram)
+    # A read channel loaded beyond half the engine's time starves the 4-deep fetch FIFOs
+    # (fetch bursts wait behind DMA bursts): a margin that steers the search away from
+    # fetch-heavy plans (small M blocks with W streamed) that the RTL has not confirmed.
+    margin = max(0, fetch + reads - pe // 2) // 4
+    return int(bounds[bound] + fill + drain + margin), bound, int(dram)

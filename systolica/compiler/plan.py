@@ -20,7 +20,7 @@ A buffers, W buffers, PSUM slots and C buffers are rings (two buffers where they
 next loads run while the engine computes and the ACT drains while the engine fills other slots.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -212,10 +212,12 @@ def _chunk_candidates(tiles, limit=16):
 
 def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="dram",
               c_dest="dram", reserved=0, m_block=None, k_chunk=None, n_group=None,
-              w_resident=None):
+              w_resident=None, alternatives=1):
     """The fastest :class:`GemmPlan` (by :func:`systolica.compiler.perf.estimate_plan`) that fits
     ``config`` with ``reserved`` bytes per partition kept for resident activations (at the top
-    of every partition). ``m_block``, ``k_chunk``, ``n_group``, ``w_resident`` force a choice."""
+    of every partition). ``m_block``, ``k_chunk``, ``n_group``, ``w_resident`` force a choice.
+    ``alternatives`` > 1 returns a list of up to that many plans, fastest first, whose estimate
+    is within 5 % of the best (the compiler times those programs instruction by instruction)."""
     from .perf import estimate_plan
     if not isinstance(config, TileConfig):
         raise TypeError(f"plan_gemm config must be a TileConfig; got {config!r}")
@@ -235,6 +237,7 @@ def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="
     min_bytes = ((m * k * ea if a_source == "dram" else 0) + k * n * ew
                  + (m * n * ec if c_dest == "dram" else 0))
     best, fits = None, 0
+    ranked = []
     mbs = [m_block] if m_block else _m_block_candidates(m, p_cfg.bank_rows)
     for mb in mbs:
         if mb > p_cfg.bank_rows:
@@ -280,6 +283,7 @@ def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="
                             config.sbuf.partition_bytes, 0, min_bytes)
                         cycles, bound, dram_bytes = estimate_plan(config, plan)
                         key = (cycles, dram_bytes, -mb)
+                        ranked.append((key, plan, cycles, bound, dram_bytes))
                         if best is None or key < best[0]:
                             best = (key, plan, cycles, bound, dram_bytes)
                         break   # fewer A buffers only when two do not fit
@@ -289,7 +293,16 @@ def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="
             f"GEMM {m}x{k}x{n} does not fit the SBUF: {budget} bytes per partition available "
             f"(sbuf.depth x sbuf.word_bytes = {config.sbuf.partition_bytes}, {reserved} kept for "
             f"activations) is too small even for a {need}; raise sbuf.depth")
-    _, plan, cycles, bound, dram_bytes = best
+    if alternatives > 1:
+        ranked.sort(key=lambda r: r[0])
+        close = [r for r in ranked if r[2] <= best[2] * 1.05][:alternatives]
+        return [_finish(r, fits, m, p_cfg) for r in close]
+    return _finish(best, fits, m, p_cfg)
+
+
+def _finish(ranked, fits, m, p_cfg):
+    """The plan of one ``ranked`` entry with its estimate, candidate count and notes."""
+    _, plan, cycles, bound, dram_bytes = ranked
     notes = []
     if plan.k_chunks > 1:
         notes.append(f"K split into {plan.k_chunks} chunks (all of K does not fit the SBUF with "
@@ -297,6 +310,5 @@ def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="
     if plan.m_block < min(m, p_cfg.bank_rows):
         notes.append(f"M block {plan.m_block} < {min(m, p_cfg.bank_rows)} rows: fewer rows per "
                      f"instruction pair, more instruction fetch")
-    from dataclasses import replace
     return replace(plan, dram_bytes=dram_bytes, predicted_cycles=cycles, bound=bound,
                    candidates=fits, notes=tuple(notes))

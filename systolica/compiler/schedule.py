@@ -193,9 +193,7 @@ def emit(config: TileConfig, stages):
             return insns
 
         if plan.w_resident:
-            w_stride = k
-            loads += with_sync(w_descriptors(0, k, 0, plan.n_tiles, w_buf.offset, w_stride),
-                               [], w_ring.signal_full())
+            w_stride = k        # loaded one N tile at a time, each just before its first use
         else:
             w_stride = min(kc_tiles * R, k)
         u_a = u_w = 0
@@ -224,9 +222,16 @@ def emit(config: TileConfig, stages):
                 loads += with_sync(
                     w_descriptors(k0, krows, j0, j1 - j0, w_buf.slot(u_w), w_stride),
                     w_ring.wait_free(u_w), w_ring.signal_full())
+            # resident W: each N tile's piece signals on its own, so the engine starts on the
+            # first tile instead of waiting for all of W (the fill)
+            first_use = plan.w_resident and i == 0 and kc == 0
+            if first_use:
+                for j in range(j0, j1):
+                    loads += with_sync(
+                        w_descriptors(0, k, j, 1, w_buf.offset + j * w_stride * ew, w_stride),
+                        [], w_ring.signal_full())
             # --- PE
-            first_w_wait = (w_ring.wait_full() if load_w or (plan.w_resident and i == 0 and
-                                                            g == 0 and kc == 0) else [])
+            first_w_wait = w_ring.wait_full() if load_w else []
             first_a_wait = a_ring.wait_full() if load_a else []
             if st.a is not None:
                 a_base = a_buf.slot(u_a) // ea
@@ -249,9 +254,11 @@ def emit(config: TileConfig, stages):
                     first, last = (j == j0 and t == t0), (j == j1 - 1 and t == t1 - 1)
                     woff = w_base + (j - (0 if plan.w_resident else j0)) * w_stride + \
                         (t * R if plan.w_resident else (t - t0) * R)
+                    waits = (first_w_wait + first_a_wait) if first else []
+                    if first_use and t == t0:
+                        waits = w_ring.wait_full() + waits
                     pe.append(isa.load_stationary(
-                        woff, kt, nt,
-                        waits=(first_w_wait + first_a_wait) if first else [],
+                        woff, kt, nt, waits=waits,
                         signals=w_ring.signal_free(u_w if not plan.w_resident else 0)
                         if last and releases_w else []))
                     tile_first = kc == 0 and t == t0
