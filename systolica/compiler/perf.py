@@ -3,13 +3,21 @@ every instruction on a config (:class:`Costs`), a closed-form estimate of a plan
 (:func:`estimate_plan`, used to choose block sizes) and :func:`predict`, which times a
 :class:`~systolica.isa.Program` instruction by instruction: each queue in order, every wait
 resolved against the times of the signals it consumes, the shared DMA engine one descriptor at a
-time (docs/dma.md), the tensor engine streaming back-to-back multiplies behind its shadow-weight
-loads, the ACT unit one command at a time and instruction fetch of 64-byte words over the AXI
-bus. The result is a :class:`Timeline`: predicted cycles and, per queue, the busy intervals (the
-same shape of data the runtime's profiler draws from an RTL run).
+time (docs/dma.md; a store from the SBUF paced by the ``dma.sbuf_reads`` reads it keeps in
+flight), the tensor engine streaming back-to-back multiplies (no gap) behind its shadow-weight
+loads, the ACT unit one command at a time, and instruction fetch: 64-byte words in bursts of as
+many instructions as a queue's 4-deep FIFO has room for, one burst at a time, fetching ahead of
+the waits. Fetch and the DMA share the tile's one AXI read channel (hdl/tile.py): a DMA read is
+stretched by the fetch beats that land in its window, and a fetch burst that starts while the
+DMA reads waits for the DMA burst being served. Those two depend on each other's timing, so the
+program is timed ``Costs.passes`` times, each pass using the previous pass's fetch and DMA-read
+logs. The result is a :class:`Timeline`: predicted cycles and, per queue, the busy intervals
+(the same shape of data the runtime's profiler draws from an RTL run).
 
-The constants come from the tile RTL's documentation (docs/tile.md, docs/dma.md) and were fitted
-to the Amaranth simulation of small compiled GEMMs (benchmarks/gemm.py reports the error).
+The constants were fitted to cycle-level traces of the tile RTL (every instruction's retire
+cycle and every AR/R handshake, Amaranth simulator) of compiled GEMMs on 4x4, 8x8 and 16x16
+tiles; tests/test_perf_model.py checks the prediction against RTL runs, and benchmarks/gemm.py
+reports the error of large GEMMs on Verilator.
 """
 
 import bisect
@@ -44,7 +52,8 @@ class Costs:
     psum_settle: int = 3        # PSUM read-modify-write after the last result
     fetch_latency: int = 4      # instruction fetch: AR to first beat
     fetch_depth: int = 4        # instructions per queue's fetch FIFO (Tile's fetch_depth)
-    passes: int = 3             # passes over the program to settle the shared AXI read channel
+    passes: int = 4             # passes over the program to settle the shared AXI read channel
+    memory: int = 2             # a pass uses the mean of this many previous passes' logs
 
     @staticmethod
     def bus_bytes(config):
@@ -154,9 +163,12 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
     # Fetch and the DMA share the AXI read channel: a DMA read is stretched by the fetch beats
     # that fall in its window. Those depend on the schedule, so the program is timed again with
     # the previous pass's fetch beats until it settles.
-    logs = None
+    # Damped: each pass sees the mean of the two previous passes' logs (a pass that was too
+    # fast packs fetch into the DMA's windows and makes the next one too slow, and back).
+    history = []
     for _ in range(max(1, costs.passes)):
-        timeline, logs = _schedule(program, config, costs, logs)
+        timeline, logs = _schedule(program, config, costs, history[-costs.memory:])
+        history.append(logs)
     return timeline
 
 
@@ -206,7 +218,7 @@ class _DmaReadLog:
 
 def _schedule(program, config, costs, previous):
     """One pass of :func:`predict`: (Timeline, this pass's fetch and DMA read logs)."""
-    previous_fetch, previous_dma = previous or (None, None)
+    weight = 1 / len(previous) if previous else 0.0
     log, dma_log = _FetchLog(), _DmaReadLog()
     names = list(program.queues)
     queues = {q: list(program.queues[q]) for q in names}
@@ -232,8 +244,8 @@ def _schedule(program, config, costs, previous):
             j = len(fetched[q])
             done = issue_times[q]
             start = max(res["fetch"], done[j - depth] if j >= depth else 0)
-            if previous_dma is not None:
-                start += previous_dma.burst_at(start)   # round-robin behind a DMA read burst
+            if previous:                                 # round-robin behind a DMA read burst
+                start += round(weight * sum(d.burst_at(start) for _, d in previous))
             n = 1
             while (n < depth and j + n < len(queues[q])
                    and (j + n < depth or (j + n - depth < len(done)
@@ -279,10 +291,11 @@ def _schedule(program, config, costs, previous):
         if op == Opcode.DMA_COPY:
             start = max(t, res["dma"])
             dur, r_beats, _ = _dma_cycles(config, costs, insn)
-            if r_beats and previous_fetch is not None:
+            if r_beats and previous:
                 base = dur
                 for _ in range(4):      # fixed point: the stretched window holds more fetch
-                    dur = base + min(previous_fetch.beats(start, start + dur), dur)
+                    lost = weight * sum(f.beats(start, start + dur) for f, _ in previous)
+                    dur = base + min(round(lost), dur)
             done = start + dur
             if r_beats:
                 dma_log.add(start, done, _dma_burst(config, insn))
