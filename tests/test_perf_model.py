@@ -13,14 +13,14 @@ from systolica.runtime import Device
 
 # Tolerance. The model times every instruction from per-resource costs fitted to cycle-level
 # traces of the RTL (each instruction's retire cycle, every AR/R handshake) of GEMMs from 16^3 to
-# 64^3 on 4x4, 8x8 and 16x16 tiles, where it came within 6.1 % of every one (-6.1 % on the
-# smallest, 4x4 16^3). What it approximates moves a small GEMM by a few percent either way: the
-# fetch unit's round robin at start (all four FIFOs fill at once, 16 instructions = 128 beats
-# before the first multiply, interleaved burst by burst with the first A load), the SBUF read
-# slots a store loses to the engine's column readers when it overlaps multiplies, and which fetch
-# burst lands inside which DMA read (timed over passes, see perf.py). 10 % is that spread plus
-# room for shapes not traced; large GEMMs are held to 5 % by benchmarks/gemm.py on Verilator,
-# where the streaming engine dominates and the start-up is a small share.
+# 64^3 on 4x4, 8x8 and 16x16 tiles (64- and 128-bit DMA); it came within 4.5 % of each
+# (benchmarks/perf_model.py; docs/compiler.md lists them). What it approximates moves a small
+# GEMM by a few percent either way: the fetch unit's round robin at start (all four FIFOs fill
+# at once, 16 instructions = 128 beats before the first multiply, interleaved burst by burst
+# with the first A load), the SBUF read slots a store loses to the engine's column readers when
+# it overlaps multiplies, and which fetch burst lands inside which DMA read (timed over passes,
+# see perf.py). 10 % is twice that spread, room for shapes not traced; large GEMMs are held to
+# 5 % by benchmarks/gemm.py on Verilator, where the streaming engine dominates.
 TOLERANCE = 0.10
 
 

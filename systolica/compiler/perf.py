@@ -10,8 +10,8 @@ many instructions as a queue's 4-deep FIFO has room for, one burst at a time, fe
 the waits. Fetch and the DMA share the tile's one AXI read channel (hdl/tile.py): a DMA read is
 stretched by the fetch beats that land in its window, and a fetch burst that starts while the
 DMA reads waits for the DMA burst being served. Those two depend on each other's timing, so the
-program is timed ``Costs.passes`` times, each pass using the previous pass's fetch and DMA-read
-logs. The result is a :class:`Timeline`: predicted cycles and, per queue, the busy intervals
+program is timed ``Costs.passes`` times, each pass using the mean of the two previous passes'
+fetch and DMA-read logs. The result is a :class:`Timeline`: predicted cycles and, per queue, the busy intervals
 (the same shape of data the runtime's profiler draws from an RTL run).
 
 The constants were fitted to cycle-level traces of the tile RTL (every instruction's retire
@@ -161,10 +161,10 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
     if not isinstance(program, isa.Program):
         raise TypeError(f"predict program must be an isa.Program; got {program!r}")
     # Fetch and the DMA share the AXI read channel: a DMA read is stretched by the fetch beats
-    # that fall in its window. Those depend on the schedule, so the program is timed again with
-    # the previous pass's fetch beats until it settles.
-    # Damped: each pass sees the mean of the two previous passes' logs (a pass that was too
-    # fast packs fetch into the DMA's windows and makes the next one too slow, and back).
+    # that fall in its window, a fetch burst waits behind a DMA burst. Both depend on the
+    # schedule, so the program is timed again with the earlier passes' logs; damped, each pass
+    # sees the mean of the two previous passes' (a pass that was too fast packs fetch into the
+    # DMA's windows and makes the next one too slow, and back).
     history = []
     for _ in range(max(1, costs.passes)):
         timeline, logs = _schedule(program, config, costs, history[-costs.memory:])
@@ -295,7 +295,7 @@ def _schedule(program, config, costs, previous):
                 base = dur
                 for _ in range(4):      # fixed point: the stretched window holds more fetch
                     lost = weight * sum(f.beats(start, start + dur) for f, _ in previous)
-                    dur = base + min(round(lost), dur)
+                    dur = base + min(round(lost), base)   # fetch takes at most half
             done = start + dur
             if r_beats:
                 dma_log.add(start, done, _dma_burst(config, insn))
