@@ -7,7 +7,7 @@ cycles (CYCLES register), the prediction of ``systolica.compiler.perf.predict`` 
 
 Without ``--rows`` it runs the default set: 4x4 (SBUF 64 words) 16^3, 32^3, 37x23x11, 64x32x32;
 8x8 (256 words) 64^3 with 4 and 16 SBUF reads in flight, 128x64x96 (512 words, 16 reads); 16x16
-(512 words) 64^3 with 4 and 16 reads. ``max_abs_error`` is the largest |error| of the run.
+(512 words) 64^3 with 4 and 16 reads, and with 16 reads and a 128-bit DMA. ``max_abs_error`` is the largest |error| of the run.
 """
 
 import argparse
@@ -20,11 +20,13 @@ import numpy as np
 from systolica.config import ArrayConfig, DmaConfig, PsumConfig, SbufConfig, TileConfig
 from systolica.runtime import Device
 
-DEFAULT_SET = [
-    (4, 64, 4, (16, 16, 16)), (4, 64, 4, (32, 32, 32)), (4, 64, 4, (37, 23, 11)),
-    (4, 64, 4, (64, 32, 32)),
-    (8, 256, 4, (64, 64, 64)), (8, 256, 16, (64, 64, 64)), (8, 512, 16, (128, 64, 96)),
-    (16, 512, 4, (64, 64, 64)), (16, 512, 16, (64, 64, 64)),
+DEFAULT_SET = [     # rows = cols, SBUF depth, dma.sbuf_reads, (m, k, n), SBUF word / DMA bytes
+    (4, 64, 4, (16, 16, 16), 8), (4, 64, 4, (32, 32, 32), 8), (4, 64, 4, (37, 23, 11), 8),
+    (4, 64, 4, (64, 32, 32), 8),
+    (8, 256, 4, (64, 64, 64), 8), (8, 256, 16, (64, 64, 64), 8),
+    (8, 512, 16, (128, 64, 96), 8),
+    (16, 512, 4, (64, 64, 64), 8), (16, 512, 16, (64, 64, 64), 8),
+    (16, 512, 16, (64, 64, 64), 16),
 ]
 
 
@@ -65,7 +67,7 @@ def main(argv=None):
     p.add_argument("--backend", choices=("amaranth", "verilator"), default="amaranth")
     args = p.parse_args(argv)
     if args.rows is None:
-        runs = [(r, d, s, shape, 8) for r, d, s, shape in DEFAULT_SET]
+        runs = DEFAULT_SET
     else:
         try:
             shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
