@@ -149,3 +149,12 @@ def _tile_datapath(config):
 def _tile(config):
     from systolica.hdl.tile import Tile
     return Tile(config=config)
+
+
+@register_block("chip_tile", top="systolica_chip_tile", sections=("noc",),
+                description="one tile of a chip (tile (0, 0) of the mesh): the tile plus its "
+                            "NoC ports and remote operations (hdl/tile.py, hdl/remote.py)",
+                composite="chip")
+def _chip_tile(config):
+    from systolica.hdl.tile import Tile
+    return Tile(config=config, x=0, y=0)

@@ -8,6 +8,7 @@ import pytest
 from systolica.codes import EngineState, IsaError
 from systolica.hdl.axi import RESP_DECERR, RESP_OKAY
 from systolica.hdl.regs import RegisterFile
+from systolica.config import ChipConfig, NocConfig
 from systolica.registers import Field, RegisterMap, tile_register_map
 from systolica.testbench.axilite import AxiLiteHost
 from systolica.testbench.sim import run_simulation
@@ -59,8 +60,24 @@ def test_tile_map_contents():
     assert header.count("#ifndef") == 1
 
 
+def test_chip_tile_map_adds_its_group():
+    chip = ChipConfig(noc=NocConfig(width=3, height=2))
+    regs, plain = tile_register_map(chip), tile_register_map(chip.tile)
+    extra = [r.name for r in regs if r.name not in plain]
+    assert extra == ["TILE_POSITION", "REMOTE_ERRORS", "REMOTE_FLITS_SENT",
+                     "REMOTE_FLITS_RECEIVED", "NOC_REFUSED"]
+    for r in plain:
+        assert regs[r.name].offset == r.offset and regs[r.name].fields == r.fields
+    assert all(regs[name].access == "ro" for name in extra)
+    assert regs["TILE_POSITION"].decode(2 | 1 << 8 | 3 << 16 | 2 << 24) == {
+        "x": 2, "y": 1, "width": 3, "height": 2}
+    assert regs["NOC_REFUSED"].field("count")[0].width == chip.noc.error_counter_bits
+    with pytest.raises(TypeError, match="TileConfig or ChipConfig"):
+        tile_register_map(chip.noc)
+
+
 def test_registers_md_is_current():
-    expected = tile_register_map().markdown("Tile register map")
+    expected = tile_register_map(ChipConfig()).markdown("Tile register map")
     assert (DOCS / "registers.md").read_text() == expected, \
         "docs/registers.md is stale: python -m systolica.registers --markdown > docs/registers.md"
 
