@@ -1,6 +1,7 @@
 """Remote DMA benchmark: on two chip tiles of a 2 x 1 mesh (4 x 4 array, 4 x 64-word SBUF), one
-contiguous copy of ``--bytes`` from tile (0, 0) as a DRAM -> local SBUF, a DRAM -> remote SBUF
-and an SBUF -> remote SBUF copy, each in its own run. Prints one JSON object.
+contiguous copy of ``--bytes`` from tile (0, 0) as a DRAM -> local SBUF, an SBUF -> local SBUF
+(into the upper half), a DRAM -> remote SBUF and an SBUF -> remote SBUF copy, each in its own
+run. Prints one JSON object.
 
     python benchmarks/remote_dma.py --bytes 1024
 
@@ -32,18 +33,20 @@ def run(kind, nbytes, seed=0):
     payload = rng.integers(0, 256, nbytes, dtype=np.uint8)
     src, dst = (0, 0), (1, 0)
     lin = (nbytes,), (1,)
-    source = {"local": isa.dram(DATA, *lin), "remote_from_dram": isa.dram(DATA, *lin),
-              "remote_from_sbuf": isa.sbuf(0, *lin)}[kind]
-    target = isa.sbuf(0, *lin) if kind == "local" else isa.remote_sbuf(0, *lin)
+    half = CFG.sbuf.partitions * CFG.sbuf.partition_bytes // 2
+    source = isa.sbuf(0, *lin) if kind.endswith("from_sbuf") else isa.dram(DATA, *lin)
+    target = {"local_from_dram": isa.sbuf(0, *lin), "local_from_sbuf": isa.sbuf(half, *lin)}.get(
+        kind, isa.remote_sbuf(0, *lin))
     programs = {src: isa.Program.build(CHIP, {"dma0": [isa.dma_copy(source, target,
                                                                     dst_tile=dst)]}),
                 dst: isa.Program.build(CHIP, {})}
     sbuf0 = np.zeros(CFG.sbuf.partitions * CFG.sbuf.partition_bytes, np.uint8)
     sbuf0[:nbytes] = payload
     runs, cycles = run_tiles(CHIP, programs, data={src: {DATA: payload.tobytes()}},
-                             sbuf_init={src: sbuf0} if kind == "remote_from_sbuf" else None,
+                             sbuf_init={src: sbuf0} if kind.endswith("from_sbuf") else None,
                              max_cycles=50_000)
-    landed = runs[src if kind == "local" else dst].sbuf[:nbytes]
+    at = {"local_from_dram": 0, "local_from_sbuf": half}.get(kind, 0)
+    landed = runs[src if kind.startswith("local") else dst].sbuf[at:at + nbytes]
     busy = runs[src].queues["dma0"]["busy_cycles"]
     words = -(-nbytes // CFG.sbuf.word_bytes)
     return {"busy_cycles": busy, "words": words, "words_per_cycle": round(words / busy, 3),
@@ -54,13 +57,13 @@ def run(kind, nbytes, seed=0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bytes", type=int, default=1024,
-                        help="bytes per copy (1..SBUF size, 2048)")
+                        help="bytes per copy (1..half the SBUF, 1024)")
     args = parser.parse_args(argv)
-    limit = CFG.sbuf.partitions * CFG.sbuf.partition_bytes
+    limit = CFG.sbuf.partitions * CFG.sbuf.partition_bytes // 2
     if not 1 <= args.bytes <= limit:
         parser.error(f"--bytes must be in [1, {limit}]; got {args.bytes}")
     out = {"bytes": args.bytes}
-    for kind in ("local", "remote_from_dram", "remote_from_sbuf"):
+    for kind in ("local_from_dram", "local_from_sbuf", "remote_from_dram", "remote_from_sbuf"):
         out[kind] = run(kind, args.bytes)
     json.dump(out, sys.stdout)
     print()

@@ -246,6 +246,9 @@ class QueueEngine(wiring.Component):
         aborting = Signal()
         halt_code = Signal(IsaError)
         halt_detail = Signal(DmaError)
+        # a SIGNAL_REMOTE flit shown and not yet accepted: kept shown (stream rule), also
+        # through an abort, and the slot is not refilled under it
+        signal_held = Signal()
         running = st.state == EngineState.RUNNING
         waiting = st.state == EngineState.WAITING
         live = running | waiting
@@ -308,7 +311,8 @@ class QueueEngine(wiring.Component):
         # --- the slot: take, check, wait, issue --------------------------------------------------
         static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded,
                                                         new_load)
-        take = live & ~slot_valid & ~ended & ~halting & ~aborting & (pc < self.length)
+        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & \
+            (pc < self.length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
         with m.If(take & self.instr.valid):
@@ -441,9 +445,10 @@ class QueueEngine(wiring.Component):
                     desc.payload.remote.x.eq(d.dst_tile_x), desc.payload.remote.y.eq(d.dst_tile_y),
                     rs.payload.tile.x.eq(sr.tile_x), rs.payload.tile.y.eq(sr.tile_y),
                     rs.payload.signal.sem.eq(sr.sem), rs.payload.signal.count.eq(sr.count),
-                    rs.valid.eq(can_issue & is_signal & empty),
+                    rs.valid.eq((can_issue & is_signal & empty) | signal_held),
                     issue_ok.eq(empty & Mux(is_cmd, desc.ready, ~is_signal | rs.ready)),
                 ]
+                m.d.sync += signal_held.eq(rs.valid & ~rs.ready)
         elif kind == Engine.PE:
             ls, mm = slot.body.load_stationary, slot.body.multiply_moving
             wc, mc = self.weights_cmd, self.moving_cmd
@@ -522,5 +527,5 @@ class QueueEngine(wiring.Component):
                                          EngineState.IDLE)),
                          loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),
                          slot_valid.eq(0), dma_error_seen.eq(DmaError.OK), failed.eq(0)]
-        m.d.comb += self.active.eq(live | aborting | in_flight)
+        m.d.comb += self.active.eq(live | aborting | in_flight | signal_held)
         return m
