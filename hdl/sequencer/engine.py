@@ -15,6 +15,13 @@ its signals would overflow (``overflow``): the queue halts at that scoreboard en
 nothing after it signals or retires. DMA_COPY waits and issues only with nothing in flight, ACT
 issues one at a time, so a DMA error halts the queue before anything after it started.
 ``abort`` drops the slot, lets issued commands drain without signalling, then stops.
+
+On a chip's tile a DMA queue also takes REMOTE_SBUF destinations (checked: BAD_DMA_SPACE for a
+remote source, BAD_REMOTE_TILE outside the mesh; the DMA checks the SBUF range) and
+SIGNAL_REMOTE (BAD_REMOTE_TILE, BAD_SEMAPHORE), which waits and issues, like DMA_COPY, only with
+nothing in flight, shows its flit on ``remote_signal`` (kept shown until accepted, also
+through an abort) and retires once the flit is accepted. A standalone tile halts on either with
+BAD_DMA_SPACE.
 """
 
 from amaranth.hdl import *
