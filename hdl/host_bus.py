@@ -112,9 +112,11 @@ class HostWindows(wiring.Component):
                 m.d.sync += aw_pend[i].eq(0)
             with m.If(win.w.valid & win.w.ready):
                 m.d.sync += w_pend[i].eq(0)
-            with m.If(win.b.valid & win.b.ready):
+            b_fire = win.b.valid & win.b.ready
+            with m.If(b_fire):
                 m.d.sync += b_pend[i].eq(0)
-                resp_seen = Mux(win.b.payload.resp > resp_seen, win.b.payload.resp, resp_seen)
+            resp_seen = Mux(b_fire & (win.b.payload.resp > resp_seen), win.b.payload.resp,
+                            resp_seen)
         with m.If(issuing):
             m.d.sync += b_resp.eq(resp_seen)
             with m.If(~(aw_pend | w_pend | b_pend).any()):
