@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from systolica.chip_registers import CHIP_MAGIC, CHIP_MAP_VERSION, HostMap
 from systolica.config import ChipConfig
 from systolica.isa import ISA_VERSION, fingerprint
+from systolica.registers import tile_register_map
 from .axi import Axi4LiteSignature, Axi4Signature
 from .host_bus import HostWindows
 from .noc.mesh import Mesh
@@ -55,6 +56,13 @@ class Chip(wiring.Component):
     def __init__(self, *, config: ChipConfig, command_stall=0.0):
         if not isinstance(config, ChipConfig):
             raise TypeError(f"Chip config must be a ChipConfig; got {config!r}")
+        tile_map_bits = tile_register_map(config.tile).addr_width
+        if config.host.addr_width != tile_map_bits:
+            # Tile builds its host port with chip.host.addr_width but its register file from
+            # the tile map's; until it builds both from the map, only that width elaborates.
+            raise ValueError(f"Chip: host.addr_width must be {tile_map_bits} for now (the "
+                             f"tile's host port and register file disagree otherwise); got "
+                             f"{config.host.addr_width}")
         self._config = config
         self._host_map = HostMap(config)
         noc, dma, host = config.noc, config.tile.dma, config.host

@@ -169,3 +169,11 @@ def test_host_port(stall):
         assert ctx.get(dut.running) == 0
 
     run_simulation(dut, [bench], max_cycles=20_000)
+
+
+
+def test_a_host_address_the_tiles_cannot_take_is_refused_clearly():
+    # a hardware limit of the tile for now (hdl/tile.py): its host port must match its map
+    chip = ChipConfig(tile=TILE, noc=NocConfig(width=2, height=1), host=HostConfig(addr_width=18))
+    with pytest.raises(ValueError, match=r"Chip: host.addr_width must be 16 for now"):
+        Chip(config=chip)
