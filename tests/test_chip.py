@@ -74,8 +74,8 @@ def test_gemm_on_every_tile_at_once():
         programs[pos], d, expected[pos] = _gemm(rng, shape, 0x4000 + i * 0x1000)
         data.update(d)
     run = run_chip(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES, max_cycles=40_000,
-                   host_stall=0.2, stall=0.2, jitter=3, read_latency=4, seed=seed,
-                   read_semaphores=False)
+                   host_stall=0.2, command_stall=0.2, stall=0.2, jitter=3, read_latency=4,
+                   seed=seed, read_semaphores=False)
     for pos, (c_addr, c) in expected.items():
         assert np.array_equal(_c(run, c_addr, c), c), pos
         tile = run.tiles[pos]
