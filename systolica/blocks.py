@@ -158,3 +158,13 @@ def _tile(config):
 def _chip_tile(config):
     from systolica.hdl.tile import Tile
     return Tile(config=config, x=0, y=0)
+
+
+@register_block("chip", top="systolica_chip", sections=("noc", "host"),
+                description="the chip: X x Y tiles on the mesh NoC, one AXI4 master per tile "
+                            "(m_axi_x{X}y{Y}_*), the AXI4-Lite host port (s_axil_*) with the "
+                            "chip and tile register windows (hdl/chip.py, hdl/chip_top.py)",
+                composite="chip")
+def _chip(config):
+    from systolica.hdl.chip_top import ChipTop
+    return ChipTop(config=config)

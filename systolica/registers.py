@@ -368,7 +368,12 @@ def main(argv=None):
     from systolica.config import ChipConfig
     # The map of a chip's tile: the standalone tile's map and the chip tile group.
     regs = tile_register_map(ChipConfig())
-    sys.stdout.write(regs.markdown("Tile register map") if args.markdown else regs.c_header())
+    if args.markdown:
+        # docs/registers.md: this map, then the chip's host address space.
+        from systolica.chip_registers import registers_markdown
+        sys.stdout.write(registers_markdown())
+    else:
+        sys.stdout.write(regs.c_header())
 
 
 if __name__ == "__main__":
