@@ -169,7 +169,7 @@ class MeshPlan:
     dram_bytes: int
     min_dram_bytes: int
     forwarded_bytes: int
-    noc_flits: int
+    noc_flits: int                 # counted from the programs by compile_mesh_gemm
     notes: tuple = field(default=())
 
     @property
@@ -297,12 +297,6 @@ def plan_mesh_gemm(chip: ChipConfig, m, k, n, *, out_mode=ActMode.INT32, **plan_
     a_block, b_block = mt * k * ea * a_reloads, k * nt * ew * w_reloads
     dram = gy * a_block + gx * b_block + gx * gy * mt * nt * ec
     forwarded = gy * (gx - 1) * a_block + gx * (gy - 1) * b_block if gx * gy > 1 else 0
-    wb = tile.sbuf.word_bytes
-    pieces = plan.m_blocks * a_reloads * plan.a_pieces
-    a_flits = gy * gx * (mt * _ceil(k, plan.rows) * plan.rows * ea // wb * a_reloads
-                         + 2 * pieces) if gx > 1 else 0
-    w_uses = 1 if plan.w_resident else plan.m_blocks * plan.n_groups * plan.k_chunks
-    b_flits = gx * gy * (k * nt * ew // wb * w_reloads + 2 * w_uses) if gy > 1 else 0
     notes = []
     if gx * gy < mesh[0] * mesh[1]:
         notes.append(f"{mesh[0] * mesh[1] - gx * gy} tiles idle (the GEMM has too few blocks)")
@@ -315,8 +309,7 @@ def plan_mesh_gemm(chip: ChipConfig, m, k, n, *, out_mode=ActMode.INT32, **plan_
                  "split would add a reduction over the NoC; the rings already keep DRAM "
                  "traffic at the minimum)")
     return MeshPlan(m, k, n, mesh, (gx, gy), mt, nt, plan, a_rings, b_rings, a_queue, w_queue,
-                    dram, m * k * ea + k * n * ew + m * n * ec, forwarded, a_flits + b_flits,
-                    tuple(notes))
+                    dram, m * k * ea + k * n * ew + m * n * ec, forwarded, 0, tuple(notes))
 
 
 @dataclass(eq=False)
@@ -362,7 +355,8 @@ class MeshCompiledProgram:
 
     def predict(self, costs=None):
         """The chip performance model's :class:`~.perf.ChipTimeline` (cached)."""
-        from .perf import DEFAULT_COSTS, predict_chip
+        from .chip_perf import predict_chip
+        from .perf import DEFAULT_COSTS
         if self._timeline is None or costs is not None:
             timeline = predict_chip(self.programs, self.config, costs or DEFAULT_COSTS)
             if costs is not None:
@@ -477,6 +471,10 @@ def compile_mesh_gemm(chip: ChipConfig, m, k, n, *, w=None, out_dtype="int32", s
         bases[xy] = at
         at = _align(at + _image_bytes(probe[xy].instructions, len(probe[xy].queues)), 4096)
     mats, end, programs = build(at)
+    from .chip_perf import remote_flits
+    flits = sum(remote_flits(insn, chip) for p in programs.values()
+                for insns in p.queues.values() for insn in insns)
+    plan = replace(plan, noc_flits=flits)
     if end > 1 << tile.dma.addr_width:
         raise CompileError(f"the program's data needs {end} bytes of DRAM; dma.addr_width = "
                            f"{tile.dma.addr_width} addresses {1 << tile.dma.addr_width}")
