@@ -236,14 +236,18 @@ def _grid(m, n, mesh, cols):
 
 
 def _tile_plan(tile_config, mt, k, nt, out_mode, options):
-    """The block's plan: all of K in one chunk (A is then forwarded once and reused by every N
-    group) and W streamed (small uses keep the rings pipelined), where that fits; A in pieces."""
+    """The block's plan: M blocks of a whole PSUM bank (W is forwarded once per M block), all
+    of K in one chunk (A is then forwarded once and reused by every N group) and W streamed
+    (small uses keep the rings pipelined), where that fits; A in pieces."""
     if options:
         plan = plan_gemm(tile_config, mt, k, nt, out_mode=out_mode, **options)
     else:
         k_tiles = _ceil(k, tile_config.array.rows)
+        whole = {"m_block": min(mt, tile_config.psum.bank_rows), "k_chunk": k_tiles,
+                 "w_resident": False}
         plan = None
-        for forced in ({"k_chunk": k_tiles, "w_resident": False}, {"w_resident": False}, {}):
+        for forced in (whole, {"k_chunk": k_tiles, "w_resident": False}, {"w_resident": False},
+                       {}):
             try:
                 plan = plan_gemm(tile_config, mt, k, nt, out_mode=out_mode, **forced)
                 break
