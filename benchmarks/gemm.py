@@ -84,15 +84,7 @@ def main(argv=None):
     config = bench_config(args.rows, args.cols, depth, args.word_bytes, args.dtype, queues)
     if args.mesh:
         return bench_mesh(args, config, depth)
-    rng = np.random.default_rng(args.seed)
-    lo, hi = dtype_range(args.dtype)
-    a = rng.integers(lo, hi + 1, (args.m, args.k))
-    b = rng.integers(lo, hi + 1, (args.k, args.n))
-    device = Device(config, backend=args.backend, progress=sys.stderr.isatty())
-    start = time.monotonic()
-    c = device.matmul(a, b)
-    wall = time.monotonic() - start
-    e = device.last
+    a, b, c, e, wall = run_gemm(args, config)
     plan = e.compiled.plans[0]
     print(json.dumps({
         "m": args.m, "k": args.k, "n": args.n, "rows": args.rows, "cols": args.cols,
@@ -111,17 +103,22 @@ def main(argv=None):
     }, indent=2))
 
 
-def bench_mesh(args, tile, depth):
-    chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
+def run_gemm(args, config):
+    """Random A and B of the benchmark's shape and dtype, multiplied on a device of ``config``
+    (a tile or a chip): ``(a, b, c, execution, wall seconds)``."""
     rng = np.random.default_rng(args.seed)
     lo, hi = dtype_range(args.dtype)
     a = rng.integers(lo, hi + 1, (args.m, args.k))
     b = rng.integers(lo, hi + 1, (args.k, args.n))
-    device = Device(chip, backend=args.backend, progress=sys.stderr.isatty())
+    device = Device(config, backend=args.backend, progress=sys.stderr.isatty())
     start = time.monotonic()
     c = device.matmul(a, b)
-    wall = time.monotonic() - start
-    e = device.last
+    return a, b, c, device.last, time.monotonic() - start
+
+
+def bench_mesh(args, tile, depth):
+    chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
+    a, b, c, e, wall = run_gemm(args, chip)
     one = compile_gemm(tile, args.m, args.k, args.n)
     one_cycles = one.predict().cycles
     plan = e.compiled.plan
