@@ -169,3 +169,48 @@ def test_a_broken_schedule_is_reported_by_the_device():
     compiled._timeline = compile_mesh_gemm(config, 16, 16, 16).predict()
     with pytest.raises(DeviceError, match="deadlock"):
         execute_on_chip(device, compiled, np.ones((16, 16), np.int64))
+
+
+def test_cli_gemm_on_a_mesh(capsys, tmp_path):
+    from systolica.cli import main
+    trace = tmp_path / "chip.json"
+    assert main(["gemm", "--m", "19", "--k", "23", "--n", "30", "--mesh", "3x2", "--queues", "3",
+                 "--out-dtype", "int8", "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    for word in ("3x2 mesh", "A rings", "B rings", "per tile (0,0)", "forwarding", "NoC:",
+                 "0 lost", "bit-exact"):
+        assert word in out
+    import json
+    assert json.loads(trace.read_text())["traceEvents"]
+
+
+@pytest.mark.parametrize("mesh, message", [("5", "expected XxY"), ("0x2", "must be in [1, 16]"),
+                                           ("17x1", "must be in [1, 16]")])
+def test_cli_gemm_refuses_a_bad_mesh_in_one_line(capsys, mesh, message):
+    from systolica.cli import main
+    try:
+        code = main(["gemm", "--m", "2", "--k", "2", "--n", "2", "--mesh", mesh])
+    except SystemExit as exit:
+        code = exit.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_benchmark_gemm_mesh_prints_the_chip_fields(capsys):
+    import importlib.util
+    import json
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "gemm.py"
+    spec = importlib.util.spec_from_file_location("bench_gemm", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--mesh", "2x2", "--m", "24", "--k", "40", "--n", "33", "--sbuf-depth", "256"])
+    out = json.loads(capsys.readouterr().out)
+    for key in ("mesh", "tiles", "speedup_vs_one_tile", "noc_flits", "lost_flits", "dram_bytes",
+                "min_dram_bytes", "cycles", "predicted_cycles", "useful_macs", "utilization",
+                "bit_exact", "plan", "m", "k", "n", "rows", "cols"):
+        assert key in out
+    assert out["mesh"] == "2x2" and out["tiles"] == 4 and out["bit_exact"] is True
+    assert out["lost_flits"] == 0 and out["noc_flits"] == out["plan"]["noc_flits"]
+    assert out["dram_bytes"] == out["data_dram_bytes"] + out["program_bytes"]
