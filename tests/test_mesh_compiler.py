@@ -214,3 +214,21 @@ def test_benchmark_gemm_mesh_prints_the_chip_fields(capsys):
     assert out["mesh"] == "2x2" and out["tiles"] == 4 and out["bit_exact"] is True
     assert out["lost_flits"] == 0 and out["noc_flits"] == out["plan"]["noc_flits"]
     assert out["dram_bytes"] == out["data_dram_bytes"] + out["program_bytes"]
+
+
+def test_execute_a_compiled_mesh_program_on_a_chip_device():
+    config = chip(2, 2)
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (13, 20))
+    b = rng.integers(-128, 128, (20, 11))
+    compiled = compile_mesh_gemm(config, 13, 20, 11, w=b)
+    device = Device(config, seed=4)                # a random schedule of the chip model
+    e = device.execute(compiled, a)
+    assert np.array_equal(e.output, a @ b) and device.last is e
+    assert e.cycles == e.predicted_cycles == compiled.predict().cycles and not e.measured
+    with pytest.raises(ValueError, match="shape"):
+        device.execute(compiled, a[:5])
+    with pytest.raises(ValueError, match="another chip config"):
+        Device(chip(2, 2, queues=2)).execute(compiled, a)
+    with pytest.raises(TypeError, match="MeshCompiledProgram"):
+        device.execute(object(), a)

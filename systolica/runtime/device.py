@@ -165,7 +165,10 @@ class Device:
         return self.last.output
 
     def execute(self, compiled: CompiledProgram, x):
-        """Run a compiled program on input ``x``; returns the :class:`Execution`."""
+        """Run a compiled program on input ``x``; returns the :class:`Execution` (on a chip:
+        a :class:`~systolica.compiler.mesh.MeshCompiledProgram`, a :class:`.chip.ChipExecution`)."""
+        if self.is_chip:
+            return self._execute_chip(compiled, x)
         if not isinstance(compiled, CompiledProgram):
             raise TypeError(f"execute needs a CompiledProgram; got {type(compiled).__name__}")
         if compiled.config != self.config:
@@ -198,6 +201,22 @@ class Device:
                                      relu=layer.relu, **plan_options)
         self.last = execute_on_chip(self, compiled, x)
         return self.last.output
+
+    def _execute_chip(self, compiled, x):
+        from systolica.compiler.mesh import MeshCompiledProgram
+        from .chip import execute_on_chip
+        if not isinstance(compiled, MeshCompiledProgram):
+            raise TypeError(f"execute on a chip needs a MeshCompiledProgram; got "
+                            f"{type(compiled).__name__}")
+        if compiled.config != self.config:
+            raise ValueError("compiled program was built for another chip config")
+        x = check_input(x, "x", self.tile_config.array.moving_dtype)
+        plan = compiled.plan
+        if x.shape != (plan.m, plan.k):
+            raise ValueError(f"x must have shape {(plan.m, plan.k)} (the compiled program's); "
+                             f"got {x.shape}")
+        self.last = execute_on_chip(self, compiled, x)
+        return self.last
 
     def _fingerprint(self):
         from systolica import isa
