@@ -8,7 +8,6 @@
   the chip test bench (``systolica.testbench.chip.run_chip``, from the chip-top work).
 """
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +22,8 @@ __all__ = ["ChipExecution", "run_chip_rtl", "chip_rtl_available", "execute_on_ch
 @dataclass
 class ChipExecution(Execution):
     """One run on a chip: :class:`~.device.Execution` plus ``mesh`` ``(X, Y)``, ``tiles``,
-    ``tile_cycles[(x, y)]``, NoC ``noc_flits`` / ``lost_flits``, and DRAM traffic
+    ``tile_cycles[(x, y)]``, NoC ``noc_flits`` / ``lost_flits`` (None when an RTL run does
+    not report them; ``noc_flits`` then is the programs' count), and DRAM traffic
     (``dram_bytes``: data + program images; ``min_dram_bytes``)."""
     mesh: tuple = (1, 1)
     tile_cycles: dict = field(default_factory=dict)
@@ -67,34 +67,35 @@ def run_chip_rtl(config, compiled, dram, *, backend, seed=0, max_cycles):
     ``compiled.data_base`` free for the program images) and returns ``(dram after the run,
     chip cycles, {(x, y): tile cycles}, noc_flits or None, lost_flits or None)``.
 
-    Written against the documented API of the chip test bench:
-    ``systolica.testbench.chip.run_chip(config, programs={(x, y): Program}, dram=...,
-    backend="amaranth" | "verilator", ...)``; the optional arguments it has (``program_bases``
-    from ``compiled.program_bases``, ``max_cycles``, ``seed``) are passed when its signature
-    takes them. Every queue of every tile must end DONE (else :class:`~.device.DeviceError`)."""
+    Written against ``systolica.testbench.chip.run_chip(config, programs={(x, y): Program},
+    dram=, dram_bytes=, program_bases=, max_cycles=, backend="amaranth" | "verilator", seed=)``
+    returning a ``ChipRun`` (``dram``, ``tiles[(x, y)]``: ``TileRun`` with ``tile_cycles`` =
+    the tile's CYCLES register and ``queues``). Chip cycles = the slowest tile's CYCLES. Flits:
+    ``TileRun.extra["remote_flits_sent"]`` / ``["remote_flits_received"]`` (the tiles'
+    REMOTE_FLITS_SENT / _RECEIVED registers) when the test bench reads them, else None. Every
+    queue of every tile must end DONE (else :class:`~.device.DeviceError`)."""
     run_chip = chip_rtl_available()
-    params = inspect.signature(run_chip).parameters
-    kwargs = {"programs": compiled.programs, "dram": dram, "backend": backend}
-    for name, value in (("program_bases", compiled.program_bases), ("max_cycles", max_cycles),
-                        ("seed", seed)):
-        if name in params:
-            kwargs[name] = value
-    run = run_chip(config, **kwargs)
-    tiles = getattr(run, "tiles", {}) or {}
+    wb = config.tile.sbuf.word_bytes
+    dram_bytes = max(1 << max(12, (len(dram) - 1).bit_length()), wb)
+    run = run_chip(config, compiled.programs, dram=dram, dram_bytes=dram_bytes,
+                   program_bases=compiled.program_bases, max_cycles=max_cycles,
+                   backend=backend, seed=seed)
     bad = []
-    for xy, tile_run in tiles.items():
-        for name, q in getattr(tile_run, "queues", {}).items():
-            if q["state"] != EngineState.DONE:
-                error = IsaError(q.get("error", 0)).name if q.get("error") else ""
+    for xy, tile_run in run.tiles.items():
+        for name, q in tile_run.queues.items():
+            if EngineState(q["state"]) != EngineState.DONE:
+                error = IsaError(q["error"]).name if q.get("error") is not None else ""
                 bad.append(f"tile{xy} {name} {EngineState(q['state']).name} at pc {q['pc']} "
                            f"{error}".strip())
     if bad:
         raise DeviceError(f"the program did not finish on the chip ({backend}): " + "; ".join(bad))
-    tile_cycles = {xy: getattr(t, "tile_cycles", None) for xy, t in tiles.items()}
-    cycles = getattr(run, "chip_cycles", None) or getattr(run, "cycles", None) or \
-        max((c for c in tile_cycles.values() if c), default=0)
-    return (np.asarray(run.dram, dtype=np.uint8), int(cycles), tile_cycles,
-            getattr(run, "noc_flits", None), getattr(run, "lost_flits", None))
+    tile_cycles = {xy: int(t.tile_cycles) for xy, t in run.tiles.items()}
+    sent = [t.extra.get("remote_flits_sent") for t in run.tiles.values()]
+    received = [t.extra.get("remote_flits_received") for t in run.tiles.values()]
+    flits = sum(sent) if None not in sent else None
+    lost = flits - sum(received) if flits is not None and None not in received else None
+    return (np.asarray(run.dram, dtype=np.uint8)[:len(dram)], max(tile_cycles.values()),
+            tile_cycles, flits, lost)
 
 
 def execute_on_chip(device, compiled, a):
@@ -129,4 +130,4 @@ def execute_on_chip(device, compiled, a):
                          timeline.cycles, None, busy, measured=True,
                          extra={"timeline": timeline}, mesh=mesh, tile_cycles=tile_cycles,
                          noc_flits=timeline.noc_flits if flits is None else flits,
-                         lost_flits=0 if lost is None else lost)
+                         lost_flits=lost)
