@@ -116,6 +116,17 @@ def run_gemm(args, config):
     return a, b, c, device.last, time.monotonic() - start
 
 
+def one_port_bound(compiled, tile):
+    """Cycles the chip's DRAM traffic needs through one AXI port of ``dma.data_width`` (reads
+    and writes on their own channels)."""
+    plan = compiled.plan
+    out_bytes = plan.m * plan.n * np.dtype(compiled.output_dtype).itemsize
+    writes = compiled.c_blocks and sum(c.nbytes for c in compiled.c_blocks.values())
+    reads = plan.dram_bytes - writes + compiled.program_bytes
+    bus = tile.dma.data_width // 8
+    return int(max(reads, writes, out_bytes) // bus)
+
+
 def bench_mesh(args, tile, depth):
     chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
     a, b, c, e, wall = run_gemm(args, chip)
@@ -140,6 +151,10 @@ def bench_mesh(args, tile, depth):
         "dram_bytes": e.dram_bytes, "data_dram_bytes": plan.dram_bytes,
         "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.min_dram_bytes,
         "data_dram_ratio": round(plan.dram_bytes / plan.min_dram_bytes, 4),
+        # The model gives every tile its own DRAM bandwidth; behind ONE shared AXI port of the
+        # tile's width (the chip test bench's AxiRam), reads (data + program fetch) and writes
+        # cannot take fewer cycles than this:
+        "one_port_dram_bound_cycles": one_port_bound(e.compiled, tile),
         "instructions": e.compiled.instructions,
         "bit_exact": bool(np.array_equal(c, a @ b)), "wall_seconds": round(wall, 2),
         "plan": plan.to_dict(),

@@ -209,11 +209,15 @@ def test_benchmark_gemm_mesh_prints_the_chip_fields(capsys):
     out = json.loads(capsys.readouterr().out)
     for key in ("mesh", "tiles", "speedup_vs_one_tile", "noc_flits", "lost_flits", "dram_bytes",
                 "min_dram_bytes", "cycles", "predicted_cycles", "useful_macs", "utilization",
-                "bit_exact", "plan", "m", "k", "n", "rows", "cols"):
+                "bit_exact", "plan", "m", "k", "n", "rows", "cols", "one_port_dram_bound_cycles"):
         assert key in out
     assert out["mesh"] == "2x2" and out["tiles"] == 4 and out["bit_exact"] is True
     assert out["lost_flits"] == 0 and out["noc_flits"] == out["plan"]["noc_flits"]
     assert out["dram_bytes"] == out["data_dram_bytes"] + out["program_bytes"]
+    # reads (data minus the C writes, plus program fetch) through one 8-byte port
+    c_bytes = 2 * 2 * 12 * 24 * 4          # four 12 x 24 int32 blocks (C padded to 24 x 48)
+    assert out["one_port_dram_bound_cycles"] == max(
+        out["data_dram_bytes"] - c_bytes + out["program_bytes"], c_bytes) // 8
 
 
 def test_execute_a_compiled_mesh_program_on_a_chip_device():
