@@ -307,6 +307,21 @@ def _add_gemm_parser(add_block_command):
     p.add_argument("--plot", metavar="OUT.png", help="write a PNG engine timeline (matplotlib)")
     p.add_argument("--seed", type=_bounded(int, 0, MAX_SEED), default=0,
                    help="random seed of A and B, 0..2**64-1 (default 0)")
+    p.add_argument("--mesh", type=_mesh_size, default=None, metavar="XxY",
+                   help="split the GEMM over a chip of X x Y such tiles (1..16 each; model "
+                        "backend, or the chip RTL where its test bench is installed); give "
+                        "the tiles --queues 3 so the A and B rings have DMA queues of their own")
+
+
+def _mesh_size(text):
+    """``XxY`` -> (X, Y), each 1..16 (the NoC's limits)."""
+    try:
+        x, y = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected XxY (e.g. 4x4), got {text!r}") from None
+    if not (1 <= x <= 16 and 1 <= y <= 16):
+        raise argparse.ArgumentTypeError(f"each mesh size must be in [1, 16]; got {text}")
+    return x, y
 
 
 def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
@@ -316,17 +331,34 @@ def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
     from .config import dtype_range
     from .runtime import Device
     rng = np.random.default_rng(seed)
-    a_cfg = config.array
+    tile = getattr(config, "tile", config)      # a ChipConfig: its tiles' config
+    a_cfg = tile.array
     a = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.moving_dtype)), (m, k))
     b = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.stationary_dtype)), (k, n))
     kwargs = {}
     if out_dtype != "int32":
-        kwargs = {"scale": rng.integers(1, 1 << min(8, config.act.scale_bits - 1), n),
-                  "shift": min(8 + (k.bit_length() + 1) // 2, config.act.max_shift), "relu": True}
+        kwargs = {"scale": rng.integers(1, 1 << min(8, tile.act.scale_bits - 1), n),
+                  "shift": min(8 + (k.bit_length() + 1) // 2, tile.act.max_shift), "relu": True}
     device = Device(config, backend=backend, seed=seed, progress=progress)
     c = device.matmul(a, b, out_dtype=out_dtype, **kwargs)
-    want = reference([Linear(b, out_dtype=out_dtype, **kwargs)], a, config)
+    want = reference([Linear(b, out_dtype=out_dtype, **kwargs)], a, tile)
     return device.last, bool(np.array_equal(c, want))
+
+
+def _print_chip_execution(e, ok, indent="  "):
+    kind = "measured" if e.measured else "estimated (chip performance model)"
+    a = e.compiled.config.tile.array
+    print(f"{indent}cycles:            {e.cycles}  {kind}; per tile "
+          + ", ".join(f"({x},{y}) {c}" for (x, y), c in e.tile_cycles.items()))
+    fwd = e.extra["timeline"].forwarding()
+    print(f"{indent}forwarding:        {fwd['transfers']} remote copies, latency after the "
+          f"last flit left: mean {fwd['mean_latency']}, max {fwd['max_latency']} cycles")
+    print(f"{indent}utilisation:       {e.utilization:.3f}  ({e.useful_macs} MACs / {e.tiles} "
+          f"tiles x {a.rows * a.cols} PEs / {e.cycles} cycles)")
+    print(f"{indent}NoC:               {e.noc_flits} flits, {e.lost_flits} lost")
+    print(f"{indent}DRAM traffic:      {e.dram_bytes} bytes ({e.compiled.plan.dram_bytes} data, "
+          f"minimum {e.min_dram_bytes}; program images included)")
+    print(f"{indent}result vs NumPy:   {'bit-exact' if ok else 'MISMATCH'}")
 
 
 def _print_execution(e, ok, indent="  "):
@@ -354,6 +386,8 @@ def _cmd_gemm(args, configs):
     for path, flag in ((args.trace, "--trace"), (args.plot, "--plot")):
         if path:
             _check_output_file(path, flag)
+    if args.mesh:
+        return _gemm_on_chip(args, config)
     try:
         e, ok = _gemm_on_tile(config, args.m, args.k, args.n, args.backend, args.out_dtype,
                               args.seed, progress=sys.stderr.isatty())
@@ -374,6 +408,34 @@ def _cmd_gemm(args, configs):
     if args.plot:
         plot_timeline(args.plot, profiles, title=f"{args.m}x{args.k}x{args.n} on "
                       f"{a.rows}x{a.cols}, {args.backend}")
+        print(f"wrote {args.plot}")
+    return 0 if ok else 1
+
+
+def _gemm_on_chip(args, tile):
+    from .config import ChipConfig, NocConfig
+    from .runtime import BackendUnavailable, DeviceError
+    from .runtime.profile import plot_timeline, write_chrome_trace, Profile
+    chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
+    try:
+        e, ok = _gemm_on_tile(chip, args.m, args.k, args.n, args.backend, args.out_dtype,
+                              args.seed, progress=sys.stderr.isatty())
+    except (BackendUnavailable, DeviceError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+    a = tile.array
+    print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
+          f"-> {args.out_dtype} on a {args.mesh[0]}x{args.mesh[1]} chip of {a.rows}x{a.cols} "
+          f"tiles, backend {args.backend}")
+    print("  " + e.compiled.summary().replace("\n", "\n  "))
+    print(f"  programs: {e.compiled.instructions} instructions on {e.tiles} tiles")
+    _print_chip_execution(e, ok)
+    profiles = [Profile.from_timeline(e.extra["timeline"])]
+    if args.trace:
+        write_chrome_trace(args.trace, profiles)
+        print(f"wrote {args.trace}")
+    if args.plot:
+        plot_timeline(args.plot, profiles, title=f"{args.m}x{args.k}x{args.n} on a "
+                      f"{args.mesh[0]}x{args.mesh[1]} chip, {args.backend}")
         print(f"wrote {args.plot}")
     return 0 if ok else 1
 

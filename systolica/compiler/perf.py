@@ -119,64 +119,70 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COSTS):
-    """The :class:`Timeline` of ``program`` on ``config`` (see the module docstring)."""
-    if not isinstance(config, TileConfig):
-        raise TypeError(f"predict config must be a TileConfig; got {config!r}")
-    if not isinstance(program, isa.Program):
-        raise TypeError(f"predict program must be an isa.Program; got {program!r}")
-    names = list(program.queues)
-    queues = {q: list(program.queues[q]) for q in names}
-    pc = {q: 0 for q in names}
-    slot_free = {q: 0 for q in names}       # when the queue may issue its next instruction
-    last_signal = {q: 0 for q in names}
-    issue_times = {q: [] for q in names}
-    units = [[] for _ in range(isa.SEMAPHORES)]   # signal times, in signal order
-    taken = [0] * isa.SEMAPHORES
-    res = {"dma": 0, "pe": 0, "load": 0, "act": 0, "fetch": 0}
-    shadow_ready = None
-    fetch_beats = _ceil(isa.WORD_BYTES, costs.bus_bytes(config))
-    fetched = {q: [] for q in names}
-    intervals = {q: [] for q in names}
-    end_time = 0
+class _TileTimer:
+    """The timing state of one tile's program (see :func:`predict`): every queue in order, the
+    shared resources (one DMA engine, the tensor engine and its weight loads, the ACT unit,
+    instruction fetch) and the semaphores' signal times."""
 
-    def fetch_time(q, i):
-        while len(fetched[q]) <= i:
-            j = len(fetched[q])
-            room = issue_times[q][j - 4] if j >= 4 and len(issue_times[q]) > j - 4 else 0
-            start = max(res["fetch"], room)
-            res["fetch"] = start + fetch_beats
-            fetched[q].append(start + fetch_beats + costs.fetch_latency)
-        return fetched[q][i]
+    def __init__(self, program, config, costs, name=None):
+        self.config, self.costs, self.name = config, costs, name
+        self.names = list(program.queues)
+        self.queues = {q: list(program.queues[q]) for q in self.names}
+        self.pc = {q: 0 for q in self.names}
+        self.slot_free = {q: 0 for q in self.names}     # when the queue may issue again
+        self.last_signal = {q: 0 for q in self.names}
+        self.issue_times = {q: [] for q in self.names}
+        self.units = [[] for _ in range(isa.SEMAPHORES)]   # signal times, in signal order
+        self.taken = [0] * isa.SEMAPHORES
+        self.res = {"dma": 0, "pe": 0, "load": 0, "act": 0, "fetch": 0}
+        self.shadow_ready = None
+        self.fetch_beats = _ceil(isa.WORD_BYTES, costs.bus_bytes(config))
+        self.fetched = {q: [] for q in self.names}
+        self.intervals = {q: [] for q in self.names}
+        self.end_time = 0
 
-    def ready_time(q):
-        insn = queues[q][pc[q]]
-        t = slot_free[q]
+    def _fetch_time(self, q, i):
+        fetched, issued = self.fetched[q], self.issue_times[q]
+        while len(fetched) <= i:
+            j = len(fetched)
+            room = issued[j - 4] if j >= 4 and len(issued) > j - 4 else 0
+            start = max(self.res["fetch"], room)
+            self.res["fetch"] = start + self.fetch_beats
+            fetched.append(start + self.fetch_beats + self.costs.fetch_latency)
+        return fetched[i]
+
+    def _ready_time(self, q):
+        insn = self.queues[q][self.pc[q]]
+        t = self.slot_free[q]
         for s, n in insn.waits:
             if n:
-                if taken[s] + n > len(units[s]):
+                if self.taken[s] + n > len(self.units[s]):
                     return None
-                t = max(t, units[s][taken[s] + n - 1])
-        return t
+                t = max(t, self.units[s][self.taken[s] + n - 1])
+        return max(t, self._fetch_time(q, self.pc[q]))
 
-    while True:
+    def best(self):
+        """``(time, queue)`` of the next instruction that can issue earliest, or None."""
         best = None
-        for q in names:
-            if pc[q] >= len(queues[q]):
+        for q in self.names:
+            if self.pc[q] >= len(self.queues[q]):
                 continue
-            t = ready_time(q)
-            if t is None:
-                continue
-            t = max(t, fetch_time(q, pc[q]))
-            if best is None or t < best[0]:
+            t = self._ready_time(q)
+            if t is not None and (best is None or t < best[0]):
                 best = (t, q)
-        if best is None:
-            break
-        t, q = best
-        insn = queues[q][pc[q]]
+        return best
+
+    def signal(self, sem, count, time):
+        self.units[sem].extend([time] * count)
+
+    def execute(self, t, q):
+        """Issue queue ``q``'s next instruction at ``t``; returns ``(instruction, start,
+        done)``."""
+        costs, config, res = self.costs, self.config, self.res
+        insn = self.queues[q][self.pc[q]]
         for s, n in insn.waits:
             if n:
-                taken[s] += n
+                self.taken[s] += n
         op = insn.opcode
         start = t
         if op == Opcode.DMA_COPY:
@@ -189,11 +195,11 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
             start = max(t, res["load"])
             done = start + insn.k
             res["load"] = done
-            shadow_ready = done
+            self.shadow_ready = done
             nxt = t + costs.issue
         elif op == Opcode.MULTIPLY_MOVING:
-            start = max(t, res["pe"], shadow_ready or 0)
-            shadow_ready = None
+            start = max(t, res["pe"], self.shadow_ready or 0)
+            self.shadow_ready = None
             busy = insn.m * insn.repeat + costs.pe_gap
             res["pe"] = start + busy
             done = start + busy + costs.pe_latency(config) + costs.psum_settle
@@ -206,24 +212,41 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
         else:
             done = t + 1
             nxt = t + 1
-        issue_times[q].append(t)
-        slot_free[q] = max(nxt, t + 1)
-        sig = max(done, last_signal[q])
-        last_signal[q] = sig
+        self.issue_times[q].append(t)
+        self.slot_free[q] = max(nxt, t + 1)
+        sig = max(done, self.last_signal[q])
+        self.last_signal[q] = sig
         for s, n in insn.signals:
             if n:
-                units[s].extend([sig] * n)
+                self.signal(s, n, sig)
         if op not in (Opcode.CHECK, Opcode.END, Opcode.NOP, Opcode.ACT_PARAM):
-            busy_start = start
             busy_end = res["pe"] if op == Opcode.MULTIPLY_MOVING else done
-            intervals[q].append(Interval(q, pc[q], op.name, t, busy_start, busy_end))
-        end_time = max(end_time, sig)
-        pc[q] += 1
-    stuck = [q for q in names if pc[q] < len(queues[q])]
+            self.intervals[q].append(Interval(q, self.pc[q], op.name, t, start, busy_end))
+        self.end_time = max(self.end_time, sig)
+        self.pc[q] += 1
+        return insn, start, done
+
+    def stuck(self):
+        return [q for q in self.names if self.pc[q] < len(self.queues[q])]
+
+
+def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COSTS):
+    """The :class:`Timeline` of ``program`` on ``config`` (see the module docstring)."""
+    if not isinstance(config, TileConfig):
+        raise TypeError(f"predict config must be a TileConfig; got {config!r}")
+    if not isinstance(program, isa.Program):
+        raise TypeError(f"predict program must be an isa.Program; got {program!r}")
+    timer = _TileTimer(program, config, costs)
+    while True:
+        best = timer.best()
+        if best is None:
+            break
+        timer.execute(*best)
+    stuck = timer.stuck()
     if stuck:
         raise PredictionError("program deadlocks in the performance model: "
-                              + ", ".join(f"{q} at pc {pc[q]}" for q in stuck))
-    return Timeline(end_time, intervals)
+                              + ", ".join(f"{q} at pc {timer.pc[q]}" for q in stuck))
+    return Timeline(timer.end_time, timer.intervals)
 
 
 def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):

@@ -116,6 +116,7 @@ class GemmPlan:
     bound: str = ""             # the resource that bounds the estimate
     candidates: int = 0         # plans that fit and were compared
     notes: tuple = field(default=())
+    a_pieces: int = 1           # each A load in pieces of K tiles, each signalled on its own
 
     @property
     def m_blocks(self):
@@ -171,7 +172,7 @@ class GemmPlan:
             "sbuf_bytes_used": self.sbuf_bytes_used, "sbuf_bytes": self.sbuf_bytes,
             "dram_bytes": self.dram_bytes, "min_dram_bytes": self.min_dram_bytes,
             "predicted_cycles": self.predicted_cycles, "bound": self.bound,
-            "candidates": self.candidates, "notes": list(self.notes),
+            "candidates": self.candidates, "notes": list(self.notes), "a_pieces": self.a_pieces,
         }
 
     def __str__(self):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from systolica.compiler import CompileError, CompiledProgram, Linear, compile_layers, fuse
-from systolica.config import ArrayConfig, TileConfig, default_config, dtype_range
+from systolica.config import ArrayConfig, ChipConfig, TileConfig, default_config, dtype_range
 
 __all__ = ["Device", "Execution", "BackendUnavailable", "DeviceError", "BACKENDS", "matmul",
            "run", "check_input"]
@@ -101,29 +101,38 @@ def _config_for(a_dtype, b_dtype):
 
 
 class Device:
-    """A tile of ``config`` (default: the default config) on ``backend``. ``seed``: the model's
-    schedule seed (random interleaving) or the RTL's stall seed; ``progress``: show a progress
-    bar for RTL simulations; ``max_cycles``: the RTL watchdog (default from the prediction)."""
+    """A tile of ``config`` (default: the default config), or a chip (``config`` a
+    :class:`~systolica.config.ChipConfig`: GEMMs split over its mesh, :mod:`.chip`), on
+    ``backend``. ``seed``: the model's schedule seed (random interleaving) or the RTL's stall
+    seed; ``progress``: show a progress bar for RTL simulations; ``max_cycles``: the RTL
+    watchdog (default from the prediction)."""
 
     def __init__(self, config: TileConfig = None, *, backend="model", seed=0, progress=False,
                  max_cycles=None, trace=True):
         if config is None:
             config = TileConfig.from_sections(default_config())
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"Device config must be a TileConfig; got {config!r}")
+        if not isinstance(config, (TileConfig, ChipConfig)):
+            raise TypeError(f"Device config must be a TileConfig or ChipConfig; got {config!r}")
         config.validate()
         if backend not in BACKENDS:
             raise ValueError(f"Device backend must be one of {', '.join(BACKENDS)}; got "
                              f"{backend!r}")
         self.config, self.backend = config, backend
+        self.is_chip = isinstance(config, ChipConfig)
+        self.tile_config = config.tile if self.is_chip else config
         self.seed, self.progress, self.max_cycles, self.trace = seed, progress, max_cycles, trace
         self.last = None
-        if backend == "verilator":
+        if self.is_chip and backend != "model":
+            from .chip import chip_rtl_available
+            chip_rtl_available()           # fail now, not after compiling
+        elif backend == "verilator":
             _verilator_run_tile()          # fail now, not after compiling
 
     def __repr__(self):
-        a = self.config.array
-        return (f"Device({a.rows}x{a.cols} {a.moving_dtype} x {a.stationary_dtype}, "
+        a = self.tile_config.array
+        where = f"{self.config.noc.width}x{self.config.noc.height} chip of " if self.is_chip \
+            else ""
+        return (f"Device({where}{a.rows}x{a.cols} {a.moving_dtype} x {a.stationary_dtype}, "
                 f"backend={self.backend!r})")
 
     # --- entry points ---------------------------------------------------------------------------
@@ -131,7 +140,7 @@ class Device:
     def matmul(self, a, b, *, out_dtype="int32", scale=None, shift=None, zero_point=0,
                relu=False, **plan_options):
         """``ACT(a @ b)``: int32 accumulators, or requantised (see :class:`Linear`)."""
-        arr = self.config.array
+        arr = self.tile_config.array
         b = check_input(b, "b", arr.stationary_dtype)
         a = check_input(a, "a", arr.moving_dtype)
         if a.shape[1] != b.shape[0]:
@@ -143,18 +152,23 @@ class Device:
 
     def run(self, layers, x, **plan_options):
         """The output of ``layers`` (Linear / Requantize / ReLU) on ``x`` (m × k)."""
-        arr = self.config.array
+        arr = self.tile_config.array
         x = check_input(x, "x", arr.moving_dtype)
         linears = fuse(list(layers))
         if x.shape[1] != linears[0].k:
             raise ValueError(f"x has {x.shape[1]} columns; layers[0].weight has "
                              f"{linears[0].k} rows")
+        if self.is_chip:
+            return self._run_chip(linears, x, plan_options)
         compiled = compile_layers(self.config, linears, x.shape[0], **plan_options)
         self.last = self.execute(compiled, x)
         return self.last.output
 
     def execute(self, compiled: CompiledProgram, x):
-        """Run a compiled program on input ``x``; returns the :class:`Execution`."""
+        """Run a compiled program on input ``x``; returns the :class:`Execution` (on a chip:
+        a :class:`~systolica.compiler.mesh.MeshCompiledProgram`, a :class:`.chip.ChipExecution`)."""
+        if self.is_chip:
+            return self._execute_chip(compiled, x)
         if not isinstance(compiled, CompiledProgram):
             raise TypeError(f"execute needs a CompiledProgram; got {type(compiled).__name__}")
         if compiled.config != self.config:
@@ -172,6 +186,37 @@ class Device:
             return self._run_model(compiled, data, timeline)
         from .rtl import run_rtl
         return run_rtl(self, compiled, data, timeline)
+
+    def _run_chip(self, linears, x, plan_options):
+        from systolica.compiler import CompileError as _CompileError
+        from systolica.compiler.mesh import compile_mesh_gemm
+        from .chip import execute_on_chip
+        if len(linears) != 1:
+            raise _CompileError(f"a chip runs one GEMM at a time (layer sequences are compiled "
+                                f"for one tile); got {len(linears)} layers")
+        layer = linears[0]
+        compiled = compile_mesh_gemm(self.config, x.shape[0], layer.k, layer.n, w=layer.weight,
+                                     out_dtype=layer.out_dtype, scale=layer.scale,
+                                     shift=layer.shift, zero_point=layer.zero_point,
+                                     relu=layer.relu, **plan_options)
+        self.last = execute_on_chip(self, compiled, x)
+        return self.last.output
+
+    def _execute_chip(self, compiled, x):
+        from systolica.compiler.mesh import MeshCompiledProgram
+        from .chip import execute_on_chip
+        if not isinstance(compiled, MeshCompiledProgram):
+            raise TypeError(f"execute on a chip needs a MeshCompiledProgram; got "
+                            f"{type(compiled).__name__}")
+        if compiled.config != self.config:
+            raise ValueError("compiled program was built for another chip config")
+        x = check_input(x, "x", self.tile_config.array.moving_dtype)
+        plan = compiled.plan
+        if x.shape != (plan.m, plan.k):
+            raise ValueError(f"x must have shape {(plan.m, plan.k)} (the compiled program's); "
+                             f"got {x.shape}")
+        self.last = execute_on_chip(self, compiled, x)
+        return self.last
 
     def _fingerprint(self):
         from systolica import isa
