@@ -280,6 +280,9 @@ def _run_amaranth(config, setup, *, max_cycles, abort_after, host_stall, command
             tiles[pos] = dict(status=await host.fields(ctx, "STATUS"),
                               tile_cycles=await host.read(ctx, "CYCLES"), queues=queues,
                               semaphores=semaphores,
+                              extra={"remote_flits_sent": await host.read(ctx, "REMOTE_FLITS_SENT"),
+                                     "remote_flits_received":
+                                         await host.read(ctx, "REMOTE_FLITS_RECEIVED")},
                               sbuf=_read_sbuf(ctx, config.tile, memories, path),
                               psum=_read_psum(ctx, config.tile, memories, path))
         result["tiles"] = tiles
