@@ -17,8 +17,8 @@ from amaranth.lib import data
 from systolica.config import FLOAT_FORMATS
 
 
-__all__ = ["ADDEND_LAYOUT", "FP32_NAN", "leading_zeros", "unpack_fp32", "exact_product",
-           "add_to_fp32"]
+__all__ = ["ADDEND_LAYOUT", "ALIGNED_SUM_LAYOUT", "FP32_NAN", "leading_zeros", "unpack_fp32",
+           "exact_product", "align_and_add", "normalise_and_round", "add_to_fp32"]
 
 SIG_BITS = 27          # 24-bit fp32 significand and 3 bits below it
 MIN_EXP = -126         # smallest normal fp32 exponent; every addend's exponent is >= this
@@ -111,8 +111,21 @@ def exact_product(m, a_bits, a_dtype, w_bits, w_dtype, live, name="product"):
     return out
 
 
-def add_to_fp32(m, x, y, name="sum"):
-    """The fp32 bit pattern of the addends ``x + y`` rounded once to nearest even."""
+#: What the first stage of an addition hands to the second: the exact (jammed) sum's magnitude
+#: ``mag`` (bit 27 weighs ``2**(exp + 1)``), its sign, and the special cases already decided.
+ALIGNED_SUM_LAYOUT = data.StructLayout({
+    "mag": unsigned(SIG_BITS + 1),
+    "exp": signed(11),
+    "sign": 1,
+    "nan": 1,
+    "inf": 1,
+    "inf_sign": 1,
+})
+
+
+def align_and_add(m, x, y, name="sum"):
+    """Stage 1 of ``x + y``: order the addends by exponent, align the smaller one (jamming),
+    add or subtract; an :data:`ALIGNED_SUM_LAYOUT` value."""
     big, small = (Signal(ADDEND_LAYOUT, name=f"{name}_{n}") for n in ("big", "small"))
     x_first = x.exp >= y.exp
     m.d.comb += [big.eq(Mux(x_first, x, y)), small.eq(Mux(x_first, y, x))]
@@ -128,21 +141,32 @@ def add_to_fp32(m, x, y, name="sum"):
     total = Signal(signed(SIG_BITS + 2), name=f"{name}_total")
     m.d.comb += total.eq(Mux(subtract, big.sig - aligned, big.sig + aligned))
     negative = total[-1]
-    mag = Signal(SIG_BITS + 1, name=f"{name}_mag")
-    m.d.comb += mag.eq(Mux(negative, -total, total))
-    sign = Signal(name=f"{name}_sign")
-    m.d.comb += sign.eq(Mux(mag == 0, big.sign & small.sign, big.sign ^ negative))
+    out = Signal(ALIGNED_SUM_LAYOUT, name=f"{name}_aligned")
+    m.d.comb += [
+        out.mag.eq(Mux(negative, -total, total)),
+        out.exp.eq(big.exp),
+        out.sign.eq(Mux(total == 0, big.sign & small.sign, big.sign ^ negative)),
+        out.nan.eq(x.nan | y.nan | (x.inf & y.inf & (x.sign != y.sign))),
+        out.inf.eq(x.inf | y.inf),
+        out.inf_sign.eq(Mux(x.inf, x.sign, y.sign)),
+    ]
+    return out
 
-    # Normalise: bit 27 of `mag` weighs 2**(big.exp + 1); never below exponent -126.
+
+def normalise_and_round(m, s, name="sum"):
+    """Stage 2 of an addition: the fp32 bit pattern of an :data:`ALIGNED_SUM_LAYOUT` value,
+    normalised (never below exponent -126) and rounded once to nearest even."""
+    mag = s.mag
+    # Normalise: bit 27 of `mag` weighs 2**(s.exp + 1); never below exponent -126.
     lz = leading_zeros(m, mag, f"{name}_lz")
     limit = Signal(10, name=f"{name}_limit")
-    m.d.comb += limit.eq(big.exp - MIN_EXP + 1)
+    m.d.comb += limit.eq(s.exp - MIN_EXP + 1)
     shl = Signal(range(SIG_BITS + 2), name=f"{name}_shl")
     m.d.comb += shl.eq(Mux(lz > limit, limit, lz))
     norm = Signal(SIG_BITS + 1, name=f"{name}_norm")
     m.d.comb += norm.eq(mag << shl)
     exp = Signal(signed(12), name=f"{name}_exp")
-    m.d.comb += exp.eq(big.exp + 1 - shl)
+    m.d.comb += exp.eq(s.exp + 1 - shl)
     biased = Signal(signed(12), name=f"{name}_biased")
     m.d.comb += biased.eq(Mux(norm[-1], exp + 127, 0))
 
@@ -152,13 +176,18 @@ def add_to_fp32(m, x, y, name="sum"):
     m.d.comb += encoded.eq(Cat(sig24[:23], biased[:8]) + round_up)
 
     out = Signal(32, name=name)
-    nan = x.nan | y.nan | (x.inf & y.inf & (x.sign != y.sign))
-    with m.If(nan):
+    with m.If(s.nan):
         m.d.comb += out.eq(FP32_NAN)
-    with m.Elif(x.inf | y.inf):
-        m.d.comb += out.eq(Cat(C(0x7F800000, 31), Mux(x.inf, x.sign, y.sign)))
+    with m.Elif(s.inf):
+        m.d.comb += out.eq(Cat(C(0x7F800000, 31), s.inf_sign))
     with m.Elif(biased >= 255):
-        m.d.comb += out.eq(Cat(C(0x7F800000, 31), sign))
+        m.d.comb += out.eq(Cat(C(0x7F800000, 31), s.sign))
     with m.Else():
-        m.d.comb += out.eq(Cat(encoded[:31], sign))
+        m.d.comb += out.eq(Cat(encoded[:31], s.sign))
     return out
+
+
+def add_to_fp32(m, x, y, name="sum"):
+    """The fp32 bit pattern of the addends ``x + y`` rounded once to nearest even
+    (combinational: both stages)."""
+    return normalise_and_round(m, align_and_add(m, x, y, name), name)
