@@ -30,8 +30,8 @@ from amaranth.lib.wiring import In, Out
 
 from systolica.config import ArrayConfig, dtype_range
 from systolica.hdl.contracts import moving_layout, psum_tag_layout, result_layout, weight_row_layout
-from systolica.hdl.fp import (add_to_fp32, align_and_add, exact_product, normalise_and_round,
-                              unpack_fp32)
+from systolica.hdl.fp import (add_to_fp32, align_and_add, multiply, normalise_and_round,
+                              normalise_product, unpack_fp32)
 from systolica.hdl.lib import Queue, StickyFlags
 
 
@@ -120,11 +120,14 @@ class ProcessingElement(wiring.Component):
             a_operand = self._stage(m, a_operand, True, "a_operand")
             w_operand = self._stage(m, w_operand, True, "w_operand")
         if cfg.is_float:
-            # Exact product (normalised for the adder), then one fp32 rounding of the sum.
+            # Exact product: multiply | normalise (one register more than an integer PE when
+            # the multiplier is pipelined), then the fp32 sum.
             bits = cfg.moving_shape.width
-            product = exact_product(m, a_operand[:bits], cfg.moving_dtype, w_operand,
-                                    cfg.stationary_dtype, a_operand[bits])
-            product = self._stage(m, product, cfg.multiplier_stages >= 1, "product")
+            raw = multiply(m, a_operand[:bits], cfg.moving_dtype, w_operand,
+                           cfg.stationary_dtype, a_operand[bits])
+            raw = self._stage(m, raw, cfg.multiplier_stages >= 1, "product")
+            product = self._stage(m, normalise_product(m, raw), cfg.multiplier_stages >= 1,
+                                  "normal_product")
             psum_in = unpack_fp32(m, self.psum_in, "psum_in_unpacked")
             if self._register_psum:
                 # Pipelined fp32 adder: align + add | normalise + round (PSUM_STAGES_FLOAT).
@@ -213,8 +216,9 @@ class TensorEngine(wiring.Component):
         """Cycles from a moving beat's acceptance to its result entering the output buffer
         (with no stalls); the result can be taken by the consumer one cycle later."""
         cfg = self._config
+        product_stages = cfg.multiplier_stages + (cfg.is_float and cfg.multiplier_stages >= 1)
         return (2 + self.row_skew(cfg.rows - 1) + self.col_delay(cfg.cols - 1)
-                + cfg.multiplier_stages + self.psum_stages - 1)
+                + product_stages + self.psum_stages - 1)
 
     # ---------------------------------------------------------------------------------------------
 
