@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from systolica import isa
-from systolica.config import TileConfig
+from systolica.config import TileConfig, dtype_numpy
 from systolica.isa import Opcode
 
 __all__ = ["Costs", "Interval", "Timeline", "predict", "estimate_plan", "PredictionError"]
@@ -47,6 +47,8 @@ class Costs:
     @staticmethod
     def pe_latency(config):
         a = config.array
+        if a.is_float:      # pipelined fp32 adders (2 per row), product normalisation stage
+            return 2 * a.rows + a.cols + a.multiplier_stages + (a.multiplier_stages > 0) + 3
         return a.rows + a.cols + a.multiplier_stages + 3
 
 
@@ -255,8 +257,8 @@ def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
     and the drain after the last."""
     R, C = plan.rows, plan.cols
     a = config.array
-    ea = np.dtype(a.moving_dtype).itemsize
-    ew = np.dtype(a.stationary_dtype).itemsize
+    ea = dtype_numpy(a.moving_dtype).itemsize
+    ew = dtype_numpy(a.stationary_dtype).itemsize
     from systolica.codes import ACT_MODE_BYTES
     ec = ACT_MODE_BYTES[plan.out_mode]
     bw = costs.bus_bytes(config)

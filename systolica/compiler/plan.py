@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from systolica.codes import ACT_MODE_BYTES, ActMode
-from systolica.config import TileConfig
+from systolica.config import TileConfig, dtype_numpy
 
 __all__ = ["CompileError", "DramMatrix", "Buffer", "GemmPlan", "plan_gemm", "ALIGN"]
 
@@ -227,8 +227,8 @@ def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="
     out_mode = ActMode(out_mode)
     a_cfg, p_cfg = config.array, config.psum
     R, C = a_cfg.rows, a_cfg.cols
-    ea = np.dtype(a_cfg.moving_dtype).itemsize
-    ew = np.dtype(a_cfg.stationary_dtype).itemsize
+    ea = dtype_numpy(a_cfg.moving_dtype).itemsize
+    ew = dtype_numpy(a_cfg.stationary_dtype).itemsize
     ec = ACT_MODE_BYTES[out_mode]
     align = max(ALIGN, config.sbuf.word_bytes)
     budget = config.sbuf.partition_bytes - reserved

@@ -25,7 +25,7 @@ import numpy as np
 
 from systolica import isa
 from systolica.codes import ACT_MODE_BYTES, ActMode
-from systolica.config import TileConfig
+from systolica.config import TileConfig, dtype_numpy
 
 from .plan import CompileError, DramMatrix, GemmPlan, _ceil
 
@@ -166,8 +166,8 @@ def emit(config: TileConfig, stages, *, source=None, build_for=None):
     R, C = a_cfg.rows, a_cfg.cols
     pb = config.sbuf.partition_bytes
     bank_rows = config.psum.bank_rows
-    ea = np.dtype(a_cfg.moving_dtype).itemsize
-    ew = np.dtype(a_cfg.stationary_dtype).itemsize
+    ea = dtype_numpy(a_cfg.moving_dtype).itemsize
+    ew = dtype_numpy(a_cfg.stationary_dtype).itemsize
     loads, pe, act, stores = [], [], [], []
     queues = {"dma0": loads, "dma1": stores, "pe": pe, "act": act}
     source = DramSource() if source is None else source

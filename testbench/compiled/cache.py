@@ -168,8 +168,10 @@ def _link(link, key):
 
 def _runtime_dir(tc, trace):
     """Where the compiled objects of Verilator's runtime (verilated*.o, the same for every design
-    built with this toolchain and trace setting) are kept between builds."""
-    key = hashlib.sha256(repr((GLUE_VERSION, CXXFLAGS, tc.version, tc.cxx, trace)).encode())
+    built with this toolchain and trace setting) are kept between builds. The key includes the
+    toolchain's root: the objects' make dependencies name its headers by absolute path."""
+    key = hashlib.sha256(repr((GLUE_VERSION, CXXFLAGS, tc.version, tc.cxx, tc.root,
+                               trace)).encode())
     key = key.hexdigest()
     return cache_dir() / f"runtime-{key[:16]}"
 
