@@ -236,3 +236,10 @@ def test_execute_a_compiled_mesh_program_on_a_chip_device():
         Device(chip(2, 2, queues=2)).execute(compiled, a)
     with pytest.raises(TypeError, match="MeshCompiledProgram"):
         device.execute(object(), a)
+
+
+def test_a_floating_point_chip_is_refused_clearly():
+    from systolica.config import ArrayConfig, TileConfig
+    tile = TileConfig(array=ArrayConfig(moving_dtype="bfloat16", stationary_dtype="bfloat16"))
+    with pytest.raises(CompileError, match="integer tiles only"):
+        plan_mesh_gemm(ChipConfig(tile=tile), 4, 4, 4)

@@ -35,7 +35,8 @@ from systolica import isa
 from systolica.codes import ACT_MODE_BYTES, ActMode
 from systolica.config import ChipConfig
 
-from .layers import CompiledProgram, Linear, _act_spec, _check_weight, _MODE_DTYPE, _image_bytes
+from .layers import (OUT_DTYPES, CompiledProgram, Linear, _act_spec, _check_weight,
+                     _image_bytes)
 from .plan import CompileError, DramMatrix, GemmPlan, _align, _ceil, plan_gemm
 from .schedule import SEMAPHORE_NAMES, DramSource, Stage, emit, with_sync
 
@@ -50,6 +51,9 @@ MESH_SEMAPHORES = {name: len(SEMAPHORE_NAMES) + i
 #: Target NoC flits per forwarded piece of A (small pieces start the engines early; each costs
 #: a descriptor and two signals).
 PIECE_FLITS = 512
+
+#: The output dtype of each integer ACT mode (the mesh GEMM is integer-only).
+_MODE_DTYPE = {mode: np.dtype(name) for name, mode in OUT_DTYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,10 @@ def plan_mesh_gemm(chip: ChipConfig, m, k, n, *, out_mode=ActMode.INT32, **plan_
             raise CompileError(f"{name} must be a positive integer; got {value!r}")
     m, k, n = int(m), int(k), int(n)
     tile = chip.tile
+    if tile.array.is_float:
+        raise CompileError(f"the GEMM over the mesh supports integer tiles only; this chip's "
+                           f"tiles are {tile.array.moving_dtype} x {tile.array.stationary_dtype} "
+                           f"(run floating point on one tile: Device(chip.tile))")
     if tile.dma.queues < 2:
         raise CompileError(f"the compiler needs dma.queues >= 2; got {tile.dma.queues}")
     out_mode = ActMode(out_mode)
