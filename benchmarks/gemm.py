@@ -15,6 +15,13 @@ the other config options are then ignored unless given (``--sbuf-depth N`` overr
 
     python benchmarks/gemm.py --config configs/tile16x16.toml --m 256 --k 256 --n 256 \
         --backend verilator
+
+``--mesh XxY`` splits the GEMM over a chip of X x Y such tiles (``systolica.compiler.mesh``; the
+tiles get ``--dma-queues`` DMA queues, default 3 with a mesh: the A and B rings on their own
+queues; with ``--config``, at least 3) and adds ``mesh, tiles, speedup_vs_one_tile`` (one tile of the same config, both by the
+performance model on ``model``), ``tile_cycles``, ``forwarding``, ``noc_flits`` and
+``lost_flits`` (the chip model's accounting), ``dram_bytes`` (data + program images),
+``data_dram_bytes`` and ``min_dram_bytes``.
 """
 
 import argparse
@@ -26,13 +33,13 @@ import time
 import numpy as np
 
 from systolica.compiler import CompileError, compile_gemm
-from systolica.config import (ArrayConfig, ConfigError, DmaConfig, PsumConfig, SbufConfig,
-                              TileConfig, dtype_range, load_toml)
+from systolica.config import (ArrayConfig, ChipConfig, ConfigError, DmaConfig, NocConfig,
+                              PsumConfig, SbufConfig, TileConfig, dtype_range, load_toml)
 from systolica.runtime import Device
 
 
-def bench_config(rows, cols, depth, word_bytes=8, dtype="int8", sbuf_reads=None):
-    dma = DmaConfig(data_width=8 * word_bytes)
+def bench_config(rows, cols, depth, word_bytes=8, dtype="int8", sbuf_reads=None, dma_queues=2):
+    dma = DmaConfig(data_width=8 * word_bytes, queues=dma_queues)
     if sbuf_reads is not None:
         dma = dataclasses.replace(dma, sbuf_reads=sbuf_reads)
     return TileConfig(array=ArrayConfig(rows=rows, cols=cols, moving_dtype=dtype,
@@ -40,6 +47,16 @@ def bench_config(rows, cols, depth, word_bytes=8, dtype="int8", sbuf_reads=None)
                       sbuf=SbufConfig(partitions=max(rows, cols), depth=depth,
                                       word_bytes=word_bytes),
                       psum=PsumConfig(), dma=dma)
+
+
+def parse_mesh(text):
+    try:
+        x, y = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--mesh must be XxY (e.g. 4x4); got {text!r}") from None
+    if not (1 <= x <= 16 and 1 <= y <= 16):
+        raise argparse.ArgumentTypeError(f"--mesh sizes must be in 1..16; got {text!r}")
+    return x, y
 
 
 def with_depth(config, depth):
@@ -72,6 +89,10 @@ def main(argv=None):
                    help="dma.sbuf_reads: SBUF reads the DMA keeps in flight (default: config's)")
     p.add_argument("--config", metavar="F.toml", default=None,
                    help="take the tile config from this TOML file (e.g. configs/tile16x16.toml)")
+    p.add_argument("--mesh", type=parse_mesh, default=None,
+                   help="split the GEMM over an XxY chip of these tiles (e.g. 4x4)")
+    p.add_argument("--dma-queues", type=int, default=None,
+                   help="DMA queues per tile (default 2; 3 with --mesh)")
     args = p.parse_args(argv)
     if args.config:
         try:
@@ -88,18 +109,15 @@ def main(argv=None):
     else:
         base = bench_config(args.rows, args.cols, 256, args.word_bytes, args.dtype,
                             args.sbuf_reads)
+    queues = args.dma_queues or (max(3, base.dma.queues) if args.mesh else None)
+    if queues:
+        base = dataclasses.replace(base, dma=dataclasses.replace(base.dma, queues=queues))
     depth = (choose_depth(base, args.m, args.k, args.n)
              if args.sbuf_depth == "auto" else int(args.sbuf_depth))
     config = with_depth(base, depth)
-    rng = np.random.default_rng(args.seed)
-    lo, hi = dtype_range(args.dtype)
-    a = rng.integers(lo, hi + 1, (args.m, args.k))
-    b = rng.integers(lo, hi + 1, (args.k, args.n))
-    device = Device(config, backend=args.backend, progress=sys.stderr.isatty())
-    start = time.monotonic()
-    c = device.matmul(a, b)
-    wall = time.monotonic() - start
-    e = device.last
+    if args.mesh:
+        return bench_mesh(args, config, depth)
+    a, b, c, e, wall = run_gemm(args, config)
     plan = e.compiled.plans[0]
     print(json.dumps({
         "m": args.m, "k": args.k, "n": args.n, "rows": args.rows, "cols": args.cols,
@@ -113,6 +131,64 @@ def main(argv=None):
         "useful_macs": e.useful_macs, "utilization": round(e.utilization, 4),
         "engine_utilization": {q: round(u, 4) for q, u in e.engine_utilization().items()},
         "dram_bytes": e.compiled.dram_traffic, "min_dram_bytes": e.compiled.min_dram_bytes,
+        "instructions": e.compiled.instructions,
+        "bit_exact": bool(np.array_equal(c, a @ b)), "wall_seconds": round(wall, 2),
+        "plan": plan.to_dict(),
+    }, indent=2))
+
+
+def run_gemm(args, config):
+    """Random A and B of the benchmark's shape and dtype, multiplied on a device of ``config``
+    (a tile or a chip): ``(a, b, c, execution, wall seconds)``."""
+    rng = np.random.default_rng(args.seed)
+    lo, hi = dtype_range(args.dtype)
+    a = rng.integers(lo, hi + 1, (args.m, args.k))
+    b = rng.integers(lo, hi + 1, (args.k, args.n))
+    device = Device(config, backend=args.backend, progress=sys.stderr.isatty())
+    start = time.monotonic()
+    c = device.matmul(a, b)
+    return a, b, c, device.last, time.monotonic() - start
+
+
+def one_port_bound(compiled, tile):
+    """Cycles the chip's DRAM traffic needs through one AXI port of ``dma.data_width`` (reads
+    and writes on their own channels)."""
+    plan = compiled.plan
+    out_bytes = plan.m * plan.n * np.dtype(compiled.output_dtype).itemsize
+    writes = compiled.c_blocks and sum(c.nbytes for c in compiled.c_blocks.values())
+    reads = plan.dram_bytes - writes + compiled.program_bytes
+    bus = tile.dma.data_width // 8
+    return int(max(reads, writes, out_bytes) // bus)
+
+
+def bench_mesh(args, tile, depth):
+    chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
+    a, b, c, e, wall = run_gemm(args, chip)
+    one = compile_gemm(tile, args.m, args.k, args.n)
+    one_cycles = one.predict().cycles
+    plan = e.compiled.plan
+    timeline = e.extra["timeline"]
+    print(json.dumps({
+        "m": args.m, "k": args.k, "n": args.n, "rows": args.rows, "cols": args.cols,
+        "dtype": args.dtype, "backend": args.backend, "sbuf_depth": depth,
+        "dma_data_width": tile.dma.data_width, "dma_queues": tile.dma.queues,
+        "mesh": f"{args.mesh[0]}x{args.mesh[1]}", "tiles": e.tiles,
+        "cycles": e.cycles, "cycles_measured": e.measured,
+        "predicted_cycles": e.predicted_cycles,
+        "prediction_error": round(e.prediction_error, 4) if e.measured else None,
+        "one_tile_predicted_cycles": one_cycles,
+        "speedup_vs_one_tile": round(one_cycles / e.cycles, 3),
+        "useful_macs": e.useful_macs, "utilization": round(e.utilization, 4),
+        "tile_cycles": {f"{x},{y}": c for (x, y), c in e.tile_cycles.items()},
+        "forwarding": timeline.forwarding(),
+        "noc_flits": e.noc_flits, "lost_flits": e.lost_flits,
+        "dram_bytes": e.dram_bytes, "data_dram_bytes": plan.dram_bytes,
+        "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.min_dram_bytes,
+        "data_dram_ratio": round(plan.dram_bytes / plan.min_dram_bytes, 4),
+        # The model gives every tile its own DRAM bandwidth; behind ONE shared AXI port of the
+        # tile's width (the chip test bench's AxiRam), reads (data + program fetch) and writes
+        # cannot take fewer cycles than this:
+        "one_port_dram_bound_cycles": one_port_bound(e.compiled, tile),
         "instructions": e.compiled.instructions,
         "bit_exact": bool(np.array_equal(c, a @ b)), "wall_seconds": round(wall, 2),
         "plan": plan.to_dict(),

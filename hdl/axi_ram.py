@@ -21,7 +21,7 @@ from .axi import RESP_DECERR, RESP_OKAY, Axi4Signature
 from .lib import Queue
 
 
-__all__ = ["AxiRam", "Lfsr"]
+__all__ = ["AxiRam", "Lfsr", "lfsr_settings"]
 
 _CHANNELS = ("ar", "r", "aw", "w", "b")
 
@@ -29,8 +29,13 @@ _CHANNELS = ("ar", "r", "aw", "w", "b")
 class Lfsr(wiring.Component):
     """A 16-bit Fibonacci LFSR (taps 16, 14, 13, 11), advancing every cycle."""
 
+    @staticmethod
+    def initial(seed):
+        """The register's value in cycle 0 for ``seed`` (never 0, which would lock it)."""
+        return seed & 0xFFFF or 0xACE1
+
     def __init__(self, seed):
-        seed = seed & 0xFFFF or 0xACE1
+        seed = self.initial(seed)
         self._seed = seed
         super().__init__({"value": Out(16, init=seed)})
 
@@ -42,6 +47,27 @@ class Lfsr(wiring.Component):
         return m
 
 
+def lfsr_settings(*, stall=0.0, jitter=0, seed=1):
+    """How an :class:`AxiRam` draws its stalls and jitter (the C++ DRAM model of the compiled
+    backend draws the same ones): ``{channel: (LFSR value in cycle 0, threshold)}`` -- the channel
+    stalls in a cycle iff the LFSR's low 8 bits are below the threshold (0: never) -- and
+    ``"latency": (LFSR value in cycle 0, bits)``: the extra read latency is LFSR bits
+    ``4 .. 4 + bits - 1``."""
+    stalls = stall if isinstance(stall, dict) else {ch: stall for ch in _CHANNELS}
+    unknown = set(stalls) - set(_CHANNELS)
+    if unknown:
+        raise ValueError(f"AxiRam stall: unknown channel(s) {sorted(unknown)}")
+    for ch, p in stalls.items():
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"AxiRam stall[{ch!r}] must be in [0, 1); got {p!r}")
+    if not isinstance(jitter, int) or not 0 <= jitter <= 255:
+        raise ValueError(f"AxiRam jitter must be in [0, 255]; got {jitter!r}")
+    out = {ch: (Lfsr.initial(seed * 7919 + i * 104729), int(round(stalls.get(ch, 0.0) * 256)))
+           for i, ch in enumerate(_CHANNELS)}
+    out["latency"] = (Lfsr.initial(seed * 31 + 12345), jitter.bit_length())
+    return out
+
+
 class AxiRam(wiring.Component):
     def __init__(self, *, addr_width, data_width, id_width, depth, init=(), read_latency=1,
                  stall=0.0, jitter=0, seed=1, backdoor=False):
@@ -49,21 +75,10 @@ class AxiRam(wiring.Component):
             raise ValueError(f"AxiRam depth must be a positive integer; got {depth!r}")
         if not isinstance(read_latency, int) or not 1 <= read_latency <= 64:
             raise ValueError(f"AxiRam read_latency must be in [1, 64]; got {read_latency!r}")
-        if not isinstance(jitter, int) or not 0 <= jitter <= 255:
-            raise ValueError(f"AxiRam jitter must be in [0, 255]; got {jitter!r}")
-        stalls = stall if isinstance(stall, dict) else {ch: stall for ch in _CHANNELS}
-        unknown = set(stalls) - set(_CHANNELS)
-        if unknown:
-            raise ValueError(f"AxiRam stall: unknown channel(s) {sorted(unknown)}")
-        for ch, p in stalls.items():
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"AxiRam stall[{ch!r}] must be in [0, 1); got {p!r}")
-        self._stall = {ch: int(round(stalls.get(ch, 0.0) * 256)) for ch in _CHANNELS}
+        self._lfsrs = lfsr_settings(stall=stall, jitter=jitter, seed=seed)
         self._depth = depth
         self._init = list(init)
         self._latency = read_latency
-        self._jitter = jitter
-        self._seed = seed
         self._sig = Axi4Signature(addr_width=addr_width, data_width=data_width,
                                   id_width=id_width)
         members = {"axi": In(self._sig)}
@@ -91,15 +106,16 @@ class AxiRam(wiring.Component):
         wr = mem.write_port(granularity=8)
 
         stall = {}
-        for i, ch in enumerate(_CHANNELS):
-            if self._stall[ch]:
-                lfsr = m.submodules[f"lfsr_{ch}"] = Lfsr(self._seed * 7919 + i * 104729)
-                stall[ch] = lfsr.value[:8] < self._stall[ch]
+        for ch in _CHANNELS:
+            initial, threshold = self._lfsrs[ch]
+            if threshold:
+                lfsr = m.submodules[f"lfsr_{ch}"] = Lfsr(initial)
+                stall[ch] = lfsr.value[:8] < threshold
             else:
                 stall[ch] = C(0)
-        jitter_bits = self._jitter.bit_length()
+        initial, jitter_bits = self._lfsrs["latency"]
         if jitter_bits:
-            lfsr = m.submodules.lfsr_latency = Lfsr(self._seed * 31 + 12345)
+            lfsr = m.submodules.lfsr_latency = Lfsr(initial)
             jitter = lfsr.value[4:4 + jitter_bits]
         else:
             jitter = C(0, 1)

@@ -30,7 +30,8 @@ from amaranth.lib.wiring import In, Out
 
 from systolica.config import ArrayConfig, dtype_range
 from systolica.hdl.contracts import moving_layout, psum_tag_layout, result_layout, weight_row_layout
-from systolica.hdl.fp import add_to_fp32, exact_product, unpack_fp32
+from systolica.hdl.fp import (add_to_fp32, align_and_add, multiply, normalise_and_round,
+                              normalise_product, unpack_fp32)
 from systolica.hdl.lib import Queue, StickyFlags
 
 
@@ -38,6 +39,9 @@ __all__ = ["psum_bits", "carried_shape", "ProcessingElement", "TensorEngine"]
 
 #: fp32 -0.0: where every floating-point column sum starts (the additive identity).
 FP32_NEGATIVE_ZERO = 0x80000000
+#: Registers per partial-sum stage of a floating-point column: the fp32 adder is pipelined in
+#: two (docs/floating_point.md, "Cost and speed"); integer columns have one.
+PSUM_STAGES_FLOAT = 2
 
 
 def carried_shape(config: ArrayConfig):
@@ -116,12 +120,22 @@ class ProcessingElement(wiring.Component):
             a_operand = self._stage(m, a_operand, True, "a_operand")
             w_operand = self._stage(m, w_operand, True, "w_operand")
         if cfg.is_float:
-            # Exact product (normalised for the adder), then one fp32 rounding of the sum.
+            # Exact product: multiply | normalise (one register more than an integer PE when
+            # the multiplier is pipelined), then the fp32 sum.
             bits = cfg.moving_shape.width
-            product = exact_product(m, a_operand[:bits], cfg.moving_dtype, w_operand,
-                                    cfg.stationary_dtype, a_operand[bits])
-            product = self._stage(m, product, cfg.multiplier_stages >= 1, "product")
-            psum_next = add_to_fp32(m, unpack_fp32(m, self.psum_in, "psum_in_unpacked"), product)
+            raw = multiply(m, a_operand[:bits], cfg.moving_dtype, w_operand,
+                           cfg.stationary_dtype, a_operand[bits])
+            raw = self._stage(m, raw, cfg.multiplier_stages >= 1, "product")
+            product = self._stage(m, normalise_product(m, raw), cfg.multiplier_stages >= 1,
+                                  "normal_product")
+            psum_in = unpack_fp32(m, self.psum_in, "psum_in_unpacked")
+            if self._register_psum:
+                # Pipelined fp32 adder: align + add | normalise + round (PSUM_STAGES_FLOAT).
+                aligned = self._stage(m, align_and_add(m, psum_in, product, "sum"), True,
+                                      "aligned_sum")
+                psum_next = normalise_and_round(m, aligned, "sum")
+            else:
+                psum_next = add_to_fp32(m, psum_in, product)
         else:
             product = self._stage(m, a_operand * w_operand, cfg.multiplier_stages >= 1,
                                   "product")
@@ -176,7 +190,18 @@ class TensorEngine(wiring.Component):
     def row_skew(self, k):
         """Pipeline registers between the input register and PE row k (partial-sum registers
         above row k)."""
-        return k // self._config.rows_per_stage
+        return (k // self._config.rows_per_stage) * self.psum_stages
+
+    @property
+    def psum_stages(self):
+        """Registers in each registered row's partial-sum path (2: the pipelined fp32 adder)."""
+        return PSUM_STAGES_FLOAT if self._config.is_float else 1
+
+    def weight_delay(self, k):
+        """Extra delay of weight-row writes into PE row k: the row skew beyond one register per
+        stage (pipelined float adders), so that writes and reads of a bank keep the timing
+        that makes a reload right after a switch safe."""
+        return self.row_skew(k) - k // self._config.rows_per_stage
 
     def col_delay(self, c):
         """Pipeline registers between PE column 0 and column c on the moving-operand path."""
@@ -191,8 +216,9 @@ class TensorEngine(wiring.Component):
         """Cycles from a moving beat's acceptance to its result entering the output buffer
         (with no stalls); the result can be taken by the consumer one cycle later."""
         cfg = self._config
+        product_stages = cfg.multiplier_stages + (cfg.is_float and cfg.multiplier_stages >= 1)
         return (2 + self.row_skew(cfg.rows - 1) + self.col_delay(cfg.cols - 1)
-                + cfg.multiplier_stages)
+                + product_stages + self.psum_stages - 1)
 
     # ---------------------------------------------------------------------------------------------
 
@@ -258,7 +284,7 @@ class TensorEngine(wiring.Component):
         ]
 
         # --- weight-row write pipeline, delayed per column group like the moving data ----------
-        n_groups = self.col_delay(C - 1) + 1
+        n_groups = self.col_delay(C - 1) + 1 + self.weight_delay(R - 1)
         wl_valid = [Signal(name=f"wl_valid{g}") for g in range(n_groups)]
         wl_bank = [Signal(name=f"wl_bank{g}", reset_less=True) for g in range(n_groups)]
         wl_row = [Signal(range(R), name=f"wl_row{g}", reset_less=True) for g in range(n_groups)]
@@ -323,7 +349,7 @@ class TensorEngine(wiring.Component):
                 else:
                     left = dp.submodules[f"pe_{k}_{c - 1}"]
                     a_src, bank_src = left.a_out, left.bank_out
-                g = self.col_delay(c)
+                g = self.col_delay(c) + self.weight_delay(k)
                 dp.d.comb += [
                     pe.a_in.eq(a_src),
                     pe.bank_in.eq(bank_src),

@@ -8,7 +8,7 @@ device=...)`` compile and run on a tile (default: the instruction-level model); 
 __version__ = "0.1.0"
 
 
-def matmul(a, b, *, device=None, out_dtype="int32", **kwargs):
+def matmul(a, b, *, device=None, out_dtype=None, **kwargs):
     """``a @ b`` on a tile, bit-exact to NumPy: :func:`systolica.runtime.matmul`."""
     from .runtime import matmul as _matmul
     return _matmul(a, b, device=device, out_dtype=out_dtype, **kwargs)

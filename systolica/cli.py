@@ -287,6 +287,8 @@ def _cmd_demo(args, configs):
 #: Bounds of ``systolica gemm`` (documented in --help).
 MAX_GEMM_DIM = 1 << 16
 GEMM_BACKENDS = ("model", "amaranth", "verilator")
+GEMM_OUT_DTYPES = ("int32", "int8", "uint8", "int16", "float32", "bfloat16", "float8_e4m3",
+                   "float8_e5m2")
 
 
 def _add_gemm_parser(add_block_command):
@@ -299,34 +301,81 @@ def _add_gemm_parser(add_block_command):
     p.add_argument("--backend", choices=GEMM_BACKENDS, default="model",
                    help="model (default, fast; cycles estimated), amaranth or verilator (the "
                         "tile RTL; cycles measured)")
-    p.add_argument("--out-dtype", choices=("int32", "int8", "uint8", "int16"), default="int32",
-                   help="int32 accumulators (default) or requantised through the ACT unit "
-                        "(random per-channel scales, shift 8, ReLU)")
+    p.add_argument("--out-dtype", choices=GEMM_OUT_DTYPES, default=None,
+                   help="the accumulators (default: int32, or float32 on a floating-point "
+                        "tile: the fp32 PSUM words), or converted by the ACT unit (random "
+                        "per-channel scales, a shift, ReLU): int8/uint8/int16, and on a "
+                        "floating-point tile bfloat16/float8_e4m3/float8_e5m2/float32 "
+                        "(rounded once to nearest even, saturating)")
     p.add_argument("--trace", metavar="OUT.json",
                    help="write a Chrome trace of the engine timeline (open in ui.perfetto.dev)")
     p.add_argument("--plot", metavar="OUT.png", help="write a PNG engine timeline (matplotlib)")
     p.add_argument("--seed", type=_bounded(int, 0, MAX_SEED), default=0,
                    help="random seed of A and B, 0..2**64-1 (default 0)")
+    p.add_argument("--mesh", type=_mesh_size, default=None, metavar="XxY",
+                   help="split the GEMM over a chip of X x Y such tiles (1..16 each; model "
+                        "backend, or the chip RTL where its test bench is installed); give "
+                        "the tiles --queues 3 so the A and B rings have DMA queues of their own")
+
+
+def _mesh_size(text):
+    """``XxY`` -> (X, Y), each 1..16 (the NoC's limits)."""
+    try:
+        x, y = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected XxY (e.g. 4x4), got {text!r}") from None
+    if not (1 <= x <= 16 and 1 <= y <= 16):
+        raise argparse.ArgumentTypeError(f"each mesh size must be in [1, 16]; got {text}")
+    return x, y
 
 
 def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
-    """(Execution, bit exact) of a random GEMM on a Device."""
+    """(Execution, bit exact) of a random GEMM on a Device. Floating point: normal-distributed
+    operands, compared as bit patterns (NaN and signed zeros included)."""
     import numpy as np
     from .compiler import reference, Linear
     from .config import dtype_range
+    from .model.fp import to_dtype
     from .runtime import Device
     rng = np.random.default_rng(seed)
-    a_cfg = config.array
-    a = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.moving_dtype)), (m, k))
-    b = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.stationary_dtype)), (k, n))
+    tile = getattr(config, "tile", config)      # a ChipConfig: its tiles' config
+    a_cfg = tile.array
+    if a_cfg.is_float:
+        a = to_dtype(rng.standard_normal((m, k)) * 2, a_cfg.moving_dtype)
+        b = to_dtype(rng.standard_normal((k, n)) * 2, a_cfg.stationary_dtype)
+    else:
+        a = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.moving_dtype)),
+                         (m, k))
+        b = rng.integers(*(lambda lo, hi: (lo, hi + 1))(*dtype_range(a_cfg.stationary_dtype)),
+                         (k, n))
     kwargs = {}
-    if out_dtype != "int32":
-        kwargs = {"scale": rng.integers(1, 1 << min(8, config.act.scale_bits - 1), n),
-                  "shift": min(8 + (k.bit_length() + 1) // 2, config.act.max_shift), "relu": True}
+    if out_dtype not in (None, "int32", "float32"):
+        shift = 6 if a_cfg.is_float else 8 + (k.bit_length() + 1) // 2
+        kwargs = {"scale": rng.integers(1, 1 << min(8, tile.act.scale_bits - 1), n),
+                  "shift": min(shift, tile.act.max_shift), "relu": True}
     device = Device(config, backend=backend, seed=seed, progress=progress)
     c = device.matmul(a, b, out_dtype=out_dtype, **kwargs)
-    want = reference([Linear(b, out_dtype=out_dtype, **kwargs)], a, config)
-    return device.last, bool(np.array_equal(c, want))
+    want = reference([Linear(b, out_dtype=out_dtype, **kwargs)], a, tile)
+    if c.dtype != want.dtype:
+        return device.last, False
+    bits = f"u{c.dtype.itemsize}"
+    return device.last, bool(np.array_equal(c.view(bits), want.view(bits)))
+
+
+def _print_chip_execution(e, ok, indent="  "):
+    kind = "measured" if e.measured else "estimated (chip performance model)"
+    a = e.compiled.config.tile.array
+    print(f"{indent}cycles:            {e.cycles}  {kind}; per tile "
+          + ", ".join(f"({x},{y}) {c}" for (x, y), c in e.tile_cycles.items()))
+    fwd = e.extra["timeline"].forwarding()
+    print(f"{indent}forwarding:        {fwd['transfers']} remote copies, latency after the "
+          f"last flit left: mean {fwd['mean_latency']}, max {fwd['max_latency']} cycles")
+    print(f"{indent}utilisation:       {e.utilization:.3f}  ({e.useful_macs} MACs / {e.tiles} "
+          f"tiles x {a.rows * a.cols} PEs / {e.cycles} cycles)")
+    print(f"{indent}NoC:               {e.noc_flits} flits, {e.lost_flits} lost")
+    print(f"{indent}DRAM traffic:      {e.dram_bytes} bytes ({e.compiled.plan.dram_bytes} data, "
+          f"minimum {e.min_dram_bytes}; program images included)")
+    print(f"{indent}result vs NumPy:   {'bit-exact' if ok else 'MISMATCH'}")
 
 
 def _print_execution(e, ok, indent="  "):
@@ -354,14 +403,17 @@ def _cmd_gemm(args, configs):
     for path, flag in ((args.trace, "--trace"), (args.plot, "--plot")):
         if path:
             _check_output_file(path, flag)
+    if args.mesh:
+        return _gemm_on_chip(args, config)
     try:
         e, ok = _gemm_on_tile(config, args.m, args.k, args.n, args.backend, args.out_dtype,
                               args.seed, progress=sys.stderr.isatty())
     except (BackendUnavailable, DeviceError, TypeError) as error:
         raise ConfigError(str(error)) from None
     a = config.array
+    out = args.out_dtype or ("float32" if a.is_float else "int32")
     print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
-          f"-> {args.out_dtype} on a {a.rows}x{a.cols} tile, backend {args.backend}")
+          f"-> {out} on a {a.rows}x{a.cols} tile, backend {args.backend}")
     print("  " + e.compiled.summary().replace("\n", "\n  "))
     print(f"  program: {e.compiled.instructions} instructions")
     _print_execution(e, ok)
@@ -378,6 +430,34 @@ def _cmd_gemm(args, configs):
     return 0 if ok else 1
 
 
+def _gemm_on_chip(args, tile):
+    from .config import ChipConfig, NocConfig
+    from .runtime import BackendUnavailable, DeviceError
+    from .runtime.profile import plot_timeline, write_chrome_trace, Profile
+    chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
+    try:
+        e, ok = _gemm_on_tile(chip, args.m, args.k, args.n, args.backend, args.out_dtype,
+                              args.seed, progress=sys.stderr.isatty())
+    except (BackendUnavailable, DeviceError, TypeError) as error:
+        raise ConfigError(str(error)) from None
+    a = tile.array
+    print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
+          f"-> {args.out_dtype} on a {args.mesh[0]}x{args.mesh[1]} chip of {a.rows}x{a.cols} "
+          f"tiles, backend {args.backend}")
+    print("  " + e.compiled.summary().replace("\n", "\n  "))
+    print(f"  programs: {e.compiled.instructions} instructions on {e.tiles} tiles")
+    _print_chip_execution(e, ok)
+    profiles = [Profile.from_timeline(e.extra["timeline"])]
+    if args.trace:
+        write_chrome_trace(args.trace, profiles)
+        print(f"wrote {args.trace}")
+    if args.plot:
+        plot_timeline(args.plot, profiles, title=f"{args.m}x{args.k}x{args.n} on a "
+                      f"{args.mesh[0]}x{args.mesh[1]} chip, {args.backend}")
+        print(f"wrote {args.plot}")
+    return 0 if ok else 1
+
+
 def _demo_tile(args, configs, seed):
     """The whole tile: a requantised GEMM DRAM -> DMA -> engine -> PSUM -> ACT -> DMA -> DRAM,
     compiled, on the model and (unless --no-rtl) on the tile RTL."""
@@ -387,14 +467,17 @@ def _demo_tile(args, configs, seed):
     configs = dict(configs, sbuf=sb.replace(partitions=max(sb.partitions, a.rows, a.cols)))
     config = TileConfig.from_sections(configs)
     m, k, n = 2 * a.rows + 1, 2 * a.rows, 2 * a.cols
+    # Floating point: the ACT converts fp32 to the moving type (what a next layer would take).
+    out, act = ((a.moving_dtype, f"convert fp32 to {a.moving_dtype} with scale, ReLU")
+                if config.array.is_float else ("int8", "requantise, ReLU"))
     ok = True
     for backend in ("model",) + (() if args.no_rtl else ("amaranth",)):
         start = time.monotonic()
-        e, exact = _gemm_on_tile(config, m, k, n, backend, "int8", seed, progress=False)
+        e, exact = _gemm_on_tile(config, m, k, n, backend, out, seed, progress=False)
         where = ("instruction-level model" if backend == "model" else
                  "tile RTL, Amaranth simulator")
-        print(f"  whole tile, {where}: ({m}x{k}) @ ({k}x{n}) int8, DRAM -> DMA -> engine -> "
-              f"PSUM -> ACT (requantise, ReLU) -> DMA -> DRAM, {e.compiled.instructions} "
+        print(f"  whole tile, {where}: ({m}x{k}) @ ({k}x{n}) {out}, DRAM -> DMA -> engine -> "
+              f"PSUM -> ACT ({act}) -> DMA -> DRAM, {e.compiled.instructions} "
               f"instructions ({time.monotonic() - start:.1f} s)")
         _print_execution(e, exact, indent="    ")
         ok = ok and exact

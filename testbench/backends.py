@@ -70,8 +70,9 @@ _models = {}
 
 def compiled_model(component, *, memo_key=None, trace=None, **build_options):
     """The compiled model of ``component`` (built, or from the disk cache). ``memo_key`` (any
-    hashable that identifies the design, e.g. ``("TensorEngine", config)``) also skips the
-    Verilog generation on later calls in this process."""
+    hashable with a faithful repr that identifies the design, e.g. ``("TensorEngine",
+    config)``) also skips the Verilog generation on later calls in this process, and in later
+    processes while the sources are unchanged (``build(design_key=)``)."""
     from .compiled import build
     key = None
     if memo_key is not None:
@@ -82,7 +83,7 @@ def compiled_model(component, *, memo_key=None, trace=None, **build_options):
             # Not elaborated this time (the memoised model stands for it): no UnusedElaboratable.
             component._MustUse__silence = True
             return model
-    model = build(component, trace=trace, **build_options)
+    model = build(component, trace=trace, design_key=memo_key, **build_options)
     if key is not None:
         _models[key] = model
     return model

@@ -11,10 +11,10 @@
     run.dram, run.sbuf, run.psum, run.queues["pe"]["state"], run.semaphores
 
 Backends (``backend=``): ``"amaranth"`` (default; a Python test bench, host stalls possible) and
-``"verilator"`` (the same design Verilated: DRAM loaded and read through the AxiRam's backdoor
-word port, registers step-wise, the run itself in the C++ cycle loop until the tile's
-``running`` output falls; ``run.sbuf`` / ``run.psum`` are None there). Both give the same cycle
-counts for the same arguments.
+``"verilator"`` (the tile Verilated, its DRAM the C++ model of ``compiled.SharedDram`` with
+AxiRam's timing working in place on the DRAM image, registers step-wise, the run itself in the
+C++ cycle loop until the tile's ``running`` output falls; SBUF and PSUM read from the Verilated
+memories). Both give the same tile cycle counts for the same arguments, stalls included.
 """
 
 from dataclasses import dataclass, field
@@ -41,25 +41,20 @@ PROGRAM_BASE = 0
 
 
 class TileSystem(wiring.Component):
-    """A tile and its DRAM (``AxiRam``) in one design; ``host`` is the tile's AXI4-Lite port,
-    ``running`` the tile's; ``backdoor`` / ``backdoor_rdata`` the RAM's test port (with
-    ``backdoor=True``). ``command_stall`` / ``stall_seed`` go to :class:`Tile`."""
+    """A tile and its DRAM (``AxiRam``) in one design (the Amaranth simulator's); ``host`` is
+    the tile's AXI4-Lite port, ``running`` the tile's. ``command_stall`` / ``stall_seed`` go to
+    :class:`Tile`."""
 
-    def __init__(self, config: TileConfig, *, dram_words, init=(), backdoor=False,
-                 command_stall=0.0, stall_seed=1, **ram_kwargs):
+    def __init__(self, config: TileConfig, *, dram_words, init=(), command_stall=0.0,
+                 stall_seed=1, **ram_kwargs):
         self.tile = Tile(config=config, command_stall=command_stall, stall_seed=stall_seed)
         dma = config.dma
         self.ram = AxiRam(addr_width=dma.addr_width, data_width=dma.data_width,
-                          id_width=dma.id_width, depth=dram_words, init=init, backdoor=backdoor,
-                          **ram_kwargs)
+                          id_width=dma.id_width, depth=dram_words, init=init, **ram_kwargs)
         lite = self.tile.host.signature
         members = {"host": In(Axi4LiteSignature(addr_width=lite.addr_width,
                                                 data_width=lite.data_width)),
                    "running": Out(1)}
-        if backdoor:
-            members["backdoor"] = In(self.ram.backdoor.shape())
-            members["backdoor_rdata"] = Out(dma.data_width)
-        self._backdoor = backdoor
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -68,10 +63,25 @@ class TileSystem(wiring.Component):
         wiring.connect(m, self.tile.axi, self.ram.axi)
         wiring.connect(m, wiring.flipped(self.host), self.tile.host)
         m.d.comb += self.running.eq(self.tile.running)
-        if self._backdoor:
-            m.d.comb += [self.ram.backdoor.eq(self.backdoor),
-                         self.backdoor_rdata.eq(self.ram.backdoor_rdata)]
         return m
+
+
+def system_members(lite, running_bits, ram, backdoor):
+    """The signature members of a design + DRAM test system (``TileSystem``, ``ChipSystem``):
+    the host port like ``lite`` (an Axi4LiteSignature), ``running``, and with ``backdoor`` the
+    RAM's test port."""
+    members = {"host": In(Axi4LiteSignature(addr_width=lite.addr_width,
+                                            data_width=lite.data_width)),
+               "running": Out(running_bits)}
+    if backdoor:
+        members["backdoor"] = In(ram.backdoor.shape())
+        members["backdoor_rdata"] = Out(len(ram.backdoor_rdata))
+    return members
+
+
+def connect_backdoor(m, system, ram):
+    if system._backdoor:
+        m.d.comb += [ram.backdoor.eq(system.backdoor), system.backdoor_rdata.eq(ram.backdoor_rdata)]
 
 
 @dataclass
@@ -79,8 +89,7 @@ class TileRun:
     """What :func:`run_tile` returns. ``queues[name]``: ``state`` (EngineState), ``semaphore``,
     ``pc``, ``retired``, ``busy_cycles``, ``error`` (IsaError), ``dma`` (DmaError).
     ``sbuf``: the linear SBUF (uint8, partition after partition, as the model's ``sbuf``);
-    ``psum``: ``(banks * bank_rows, C)`` int64 (as the model's ``psum``); both None on
-    Verilator."""
+    ``psum``: ``(banks * bank_rows, C)`` int64 (as the model's ``psum``)."""
     cycles: int                  # simulated cycles in all
     tile_cycles: int             # CYCLES register: start to done
     status: dict
@@ -219,20 +228,21 @@ def _from_words(words, word_bytes):
                          np.uint8).copy()
 
 
-def _read_sbuf(ctx, config, memories):
+def _read_sbuf(ctx, config, memories, path=("tile",)):
+    """The linear SBUF of the tile at hierarchy ``path`` (read from its memories directly)."""
     s = config.sbuf
     parts = []
     for p in range(s.partitions):
-        data = memories[("tile", "datapath", "sbuf", f"partition{p}")]
+        data = memories[(*path, "datapath", "sbuf", f"partition{p}")]
         parts.append(_from_words([ctx.get(data[i]) for i in range(s.depth)], s.word_bytes))
     return np.concatenate(parts)
 
 
-def _read_psum(ctx, config, memories):
+def _read_psum(ctx, config, memories, path=("tile",)):
     p, cols, bits = config.psum, config.array.cols, config.array.acc_bits
     out = np.zeros((p.rows, cols), dtype=np.int64)
     for b in range(p.banks):
-        data = memories[("tile", "datapath", "psum", f"bank{b}")]
+        data = memories[(*path, "datapath", "psum", f"bank{b}")]
         for r in range(p.bank_rows):
             raw = ctx.get(data[r]).as_value().value
             for c in range(cols):

@@ -5,8 +5,7 @@ DRAM image and compare everything both can see.
     run, result = check_against_model(config, program, data={0: bytes}, dram_bytes=1 << 13,
                                       program_base=4096)
 
-Compared (bit-exactly): the final DRAM, SBUF and PSUM (SBUF and PSUM only where the backend
-reads them: the Amaranth simulator), every queue's final state, pc, error code and DMA detail,
+Compared (bit-exactly): the final DRAM, SBUF and PSUM (on both backends), every queue's final state, pc, error code and DMA detail,
 its retire sequence (the RTL retires in order, so ``RETIRED = n`` is the sequence ``0..n-1``),
 and the final semaphores (unless the host aborted: abort clears them). The model's states map
 to the registers as: DONE at END's pc = ``DONE`` with pc one past it (an empty queue: ``IDLE``),

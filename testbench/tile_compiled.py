@@ -1,36 +1,25 @@
-"""The Verilator half of :func:`systolica.testbench.tile.run_tile`: the same ``TileSystem``
-(with the AxiRam's backdoor port) Verilated once per design (cached), DRAM loaded and read back
-through the backdoor by a C++ model (``cxx/backdoor_model.cpp``, one word per cycle in the C++
-loop), registers written and read step-wise from Python, and the run itself in the C++ cycle
-loop until the tile's ``running`` output falls (no Python per cycle)."""
+"""The Verilator half of :func:`systolica.testbench.tile.run_tile`: the ``Tile`` alone Verilated
+once per design (cached), its AXI4 master served by the C++ DRAM model (``compiled.SharedDram``:
+the DRAM image is a NumPy array the model reads and writes in place, with AxiRam's timing, so
+nothing is loaded or read back cycle by cycle), registers written and read step-wise from
+Python with the Amaranth host's handshake timing, the run itself in the C++ cycle loop until
+the tile's ``running`` output falls (no Python per cycle), and the final SBUF and PSUM read
+from the Verilated memories."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 from systolica.hdl.axi import RESP_OKAY
+from systolica.hdl.tile import Tile
 from .axilite import AxiLiteError
 from .backends import compiled_model
-from .tile import TileRun, TileSystem, _queue_info
+from .compiled import AXI_DRAM_SOURCE, DramPort, SharedDram
+from .tile import TileRun, _queue_info
 
 
-__all__ = ["run_tile_compiled", "CompiledRegisterHost"]
-
-_BACKDOOR_MODEL = Path(__file__).parent / "cxx" / "backdoor_model.cpp"
-
-
-def _packer(layout):
-    """``pack(**fields) -> int`` for a StructLayout (fields at their offsets)."""
-    fields = {name: (f.offset, f.width) for name, f in layout}
-
-    def pack(**values):
-        word = 0
-        for name, value in values.items():
-            offset, width = fields[name]
-            word |= (int(value) & ((1 << width) - 1)) << offset
-        return word
-    return pack, fields
+__all__ = ["run_tile_compiled", "CompiledRegisterHost", "compiled_tile", "read_sbuf",
+           "read_psum"]
 
 
 class CompiledRegisterHost:
@@ -95,50 +84,63 @@ class CompiledRegisterHost:
         return self.map[name].decode(self.read(name))
 
 
-_MODELS = {}
+_TILES = {}
 
 
-def _model(config, dram_words, command_stall, stall_seed, ram_kwargs):
-    key = (config, dram_words, command_stall, stall_seed, tuple(sorted(ram_kwargs.items())))
-    if key not in _MODELS:
-        system = TileSystem(config, dram_words=dram_words, backdoor=True,
-                            command_stall=command_stall, stall_seed=stall_seed, **ram_kwargs)
-        _MODELS[key] = (system, compiled_model(system, extra_sources=[str(_BACKDOOR_MODEL)]))
-    return _MODELS[key]
+def compiled_tile(config, *, command_stall=0.0, stall_seed=1):
+    """``(Tile, CompiledModel)`` for ``config`` (built once, then from the disk cache; memoised
+    in this process). The DRAM model is part of every build; its settings are not (they are
+    run-time arguments), so one build serves every DRAM latency and stall."""
+    key = (config, command_stall, stall_seed)
+    if key not in _TILES:       # one Tile per design: a new one per call would go unelaborated
+        tile = Tile(config=config, command_stall=command_stall, stall_seed=stall_seed)
+        _TILES[key] = (tile, compiled_model(tile, memo_key=("Tile", *key),
+                                            extra_sources=[str(AXI_DRAM_SOURCE)]))
+    return _TILES[key]
+
+
+def read_sbuf(sim, config, prefix=""):
+    """The linear SBUF of a compiled tile (uint8, partition after partition, as the model's
+    ``sbuf``); ``prefix`` is the tile's path in the design (``"tile_0_1."``)."""
+    return np.concatenate([sim.memory(f"{prefix}datapath.sbuf.partition{p}").reshape(-1)
+                           for p in range(config.sbuf.partitions)])
+
+
+def read_psum(sim, config, prefix=""):
+    """PSUM of a compiled tile as ``(banks * bank_rows, C)`` int64 (as the model's ``psum``):
+    each row holds C accumulators of ``acc_bits``, two's complement, column 0 lowest."""
+    p, cols, bits = config.psum, config.array.cols, config.array.acc_bits
+    if bits >= 64:
+        raise ValueError(f"read_psum: acc_bits {bits} >= 64 is not supported")
+    rows = np.concatenate([sim.memory(f"{prefix}datapath.psum.bank{b}")
+                           for b in range(p.banks)])
+    lanes = np.unpackbits(rows, axis=1, bitorder="little")[:, :cols * bits]
+    lanes = lanes.reshape(len(rows), cols, bits).astype(np.int64)
+    values = lanes @ (np.int64(1) << np.arange(bits, dtype=np.int64))
+    return np.where(lanes[:, :, -1] == 1, values - (np.int64(1) << bits), values)
 
 
 def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, command_stall,
-                      stall_seed, **ram_kwargs):
-    wb = config.sbuf.word_bytes
-    words = mem.view(f"<u{wb}") if wb <= 8 else None
-    if words is None:
-        raise ValueError("run_tile(backend='verilator') needs sbuf.word_bytes <= 8")
-    system, model = _model(config, len(words), command_stall, stall_seed, ram_kwargs)
-    pack, _ = _packer(system.ram.backdoor.shape())
-    regmap = system.tile.register_map
-    port_words = (len(system.backdoor.as_value()) + 31) // 32
-    nonzero = np.flatnonzero(words)
-    rows = np.zeros((len(nonzero), port_words), dtype=np.uint32)
-    for r, i in enumerate(nonzero):
-        value = pack(addr=int(i), data=int(words[i]), we=1)
-        rows[r] = [(value >> (32 * j)) & 0xFFFFFFFF for j in range(port_words)]
+                      stall_seed, read_latency=1, stall=0.0, jitter=0, seed=1):
+    tile, model = compiled_tile(config, command_stall=command_stall, stall_seed=stall_seed)
+    regmap = tile.register_map
+    mem = np.ascontiguousarray(mem, dtype=np.uint8)
+    started = time.perf_counter()
     with model.open() as sim:
-        sim.add_model("backdoor", f"load backdoor {rows.ctypes.data} {len(rows)}")
-        sim.run(max_cycles=len(rows) + 2)
-        loaded = sim.cycle
-        host = CompiledRegisterHost(sim, regmap, system.host.signature.data_width)
+        SharedDram(sim, mem, [DramPort("axi", tile.axi.signature, read_latency=read_latency,
+                                       stall=stall, jitter=jitter, seed=seed)])
+        host = CompiledRegisterHost(sim, regmap, tile.host.signature.data_width)
         for reg, fields in setup:
             host.write(reg, **fields)
         host.write("CONTROL", start=1)
         sim.tick()
-        limit = loaded + max_cycles
-        started, start_cycle = time.perf_counter(), sim.cycle
+        run_started, start_cycle = time.perf_counter(), sim.cycle
         if abort_after is not None:
             sim.tick(abort_after)
             if sim.get("running"):
                 host.write("CONTROL", abort=1)
-        sim.run(max_cycles=limit, wait_while="running")
-        run_seconds, run_cycles = time.perf_counter() - started, sim.cycle - start_cycle
+        sim.run(max_cycles=max_cycles, wait_while="running")
+        run_seconds, run_cycles = time.perf_counter() - run_started, sim.cycle - start_cycle
         status = host.fields("STATUS")
         tile_cycles = host.read("CYCLES")
         queues = {}
@@ -148,12 +150,9 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
                 host.fields(f"{p}_STATE"), host.read(f"{p}_PC"), host.read(f"{p}_RETIRED"),
                 host.read(f"{p}_BUSY_CYCLES"), host.fields(f"{p}_ERROR"))
         semaphores = [host.read(r.name) for r in regmap if r.name.startswith("SEM")]
-        out = np.zeros(len(words), dtype=np.uint64)
-        sim.add_model("backdoor", f"read backdoor backdoor_rdata {out.ctypes.data} {len(out)}")
-        sim.run(max_cycles=sim.cycle + len(out) + 2)
+        sbuf, psum = read_sbuf(sim, config), read_psum(sim, config)
         cycles = sim.cycle
-        out = out.astype(f"<u{wb}")
     return TileRun(cycles=cycles, tile_cycles=tile_cycles, status=status, queues=queues,
-                   semaphores=semaphores, dram=out.view(np.uint8).copy(),
-                   extra={"load_cycles": loaded, "run_seconds": run_seconds,
-                          "run_cycles": run_cycles})
+                   semaphores=semaphores, dram=mem, sbuf=sbuf, psum=psum,
+                   extra={"run_seconds": run_seconds, "run_cycles": run_cycles,
+                          "seconds": time.perf_counter() - started})

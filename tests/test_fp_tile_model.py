@@ -8,7 +8,7 @@ import pytest
 from systolica.codes import ActMode, IsaError
 from systolica.config import ArrayConfig, PsumConfig, SbufConfig, TileConfig
 from systolica import isa
-from systolica.model.fp import act_convert_fp, matmul_fp, psum_accumulate_fp, to_dtype
+from systolica.model.fp import act_convert_fp, gemm_fp, matmul_fp, psum_accumulate_fp, to_dtype
 from systolica.model.programs import run_gemm
 from systolica.model.tile import TileModel
 
@@ -21,11 +21,13 @@ def fp_tile(moving="bfloat16", stationary="bfloat16"):
 
 
 def expected_gemm(a, b, rows):
-    """Tiles of K (rows at a time) summed in PSUM in order, each tile's column sum from -0."""
+    """Tiles of K (rows at a time) summed in PSUM in order, each tile's column sum from -0,
+    composed here from the block models (gemm_fp must agree)."""
     acc = None
     for k0 in range(0, a.shape[1], rows):
         part = matmul_fp(a[:, k0:k0 + rows], b[k0:k0 + rows])
         acc = part if acc is None else psum_accumulate_fp(acc, part)
+    assert np.array_equal(acc.view(np.uint32), gemm_fp(a, b, rows).view(np.uint32))
     return acc
 
 

@@ -1,12 +1,15 @@
 """The tile on the Verilator backend (``run_tile(backend="verilator")``): random race-free
-programs and the double-buffered GEMM against the model (final DRAM, every queue's registers,
-semaphores), under stalls everywhere, and the same tile cycle count as the Amaranth simulator.
-The tiny 4x4 config builds once (cached); the 8x8 GEMM is behind ``slow``."""
+programs and the double-buffered GEMM against the model (final DRAM, SBUF and PSUM, every
+queue's registers, semaphores), under stalls everywhere, SBUF words of 16 and 32 bytes (128- and
+256-bit DMA), and the same tile cycle count and final state as the Amaranth simulator, stalls
+included (the C++ DRAM draws AxiRam's stalls). The tiny 4x4 config builds once (cached); the 8x8
+GEMM and the 32-byte words are behind ``slow``."""
 
 import numpy as np
 import pytest
 
 from systolica.codes import ActMode
+from systolica.config import ArrayConfig, DmaConfig, PsumConfig, SbufConfig, TileConfig
 from systolica.model.programs import gemm_program
 from systolica.model.random_programs import random_program
 from systolica.testbench.backends import backend_available
@@ -35,16 +38,46 @@ def test_random_programs_on_verilator_match_the_model(seed, case):
     assert result.ok and run.status["done"]
 
 
-def test_gemm_same_cycles_on_both_backends(seed):
+@pytest.mark.parametrize("stalled", [False, True])
+def test_gemm_same_cycles_on_both_backends(seed, stalled):
     rng = np.random.default_rng(seed)
     program, _ = gemm_program(CFG, 24, 8, 8, a_addr=0, b_addr=512, c_addr=1024,
                               out=ActMode.INT32)
     data = _random_data(rng)
+    stalls = dict(stall=0.3, jitter=7, read_latency=3, seed=seed % 1000) if stalled else {}
     runs = [check_against_model(CFG, program, data=data, dram_bytes=DRAM, program_base=BASE,
-                                max_cycles=100_000, backend=b)[0]
+                                max_cycles=100_000, backend=b, **stalls)[0]
             for b in ("verilator", "amaranth")]
     assert runs[0].tile_cycles == runs[1].tile_cycles
-    assert np.array_equal(runs[0].dram, runs[1].dram)
+    for part in ("dram", "sbuf", "psum"):
+        assert np.array_equal(getattr(runs[0], part), getattr(runs[1], part)), part
+    assert np.any(runs[0].psum) and np.any(runs[0].sbuf)     # the comparison saw real data
+
+
+def _wide_config(word_bytes):
+    """The 4x4 test tile with ``word_bytes`` SBUF words and a DMA bus as wide (the same bytes
+    per partition)."""
+    return TileConfig(array=ArrayConfig(rows=4, cols=4),
+                      sbuf=SbufConfig(partitions=4, depth=512 // word_bytes,
+                                      word_bytes=word_bytes),
+                      psum=PsumConfig(banks=2, bank_rows=16),
+                      dma=DmaConfig(data_width=8 * word_bytes))
+
+
+@pytest.mark.parametrize("word_bytes", [16, pytest.param(32, marks=pytest.mark.slow)])
+def test_wide_sbuf_words_match_the_model(seed, word_bytes):
+    """A 128-bit (256-bit) DMA: random programs under DRAM stalls and jitter, and a GEMM, against
+    the model (DRAM, SBUF, PSUM, registers)."""
+    config = _wide_config(word_bytes)
+    rng = np.random.default_rng([seed, word_bytes])
+    program = random_program(config, rng, operations=40, dram_bytes=DATA)
+    run, result = _check(config, program, rng, stall=0.3, jitter=7, read_latency=3, seed=2)
+    assert result.ok and run.status["done"]
+    assert run.sbuf.shape == (config.sbuf.partitions * config.sbuf.partition_bytes,)
+    program, _ = gemm_program(config, 24, 8, 8, a_addr=0, b_addr=512, c_addr=1024,
+                              out=ActMode.INT32)
+    run, _ = _check(config, program, rng)
+    assert np.any(run.psum)
 
 
 @pytest.mark.slow

@@ -5,6 +5,13 @@ layout).
 (wrapped to 32 bits); ``int8``/``uint8``/``int16`` requantise with per-channel ``scale`` and
 ``shift`` (round half to even), optional ``relu`` (before the zero point) and ``zero_point``,
 saturating (docs/memories.md, "The rounding rule"; :func:`systolica.model.reference.requantize`).
+
+On a floating-point tile (bf16 / fp8 operands, fp32 accumulation; docs/floating_point.md) the
+operands are ``ml_dtypes`` arrays of the array's dtypes and ``out_dtype`` is ``float32`` (the
+fp32 PSUM words unchanged; with ``scale``, ``shift`` or ``relu`` the ACT's FP32 mode, which
+saturates), ``bfloat16``, ``float8_e4m3``, ``float8_e5m2`` (rounded once from
+``x * scale * 2**-shift``, saturating) or ``int8``/``uint8``/``int16``. ``out_dtype=None`` (the
+default) keeps the accumulators: int32 or float32.
 A sequence may also be written ``Linear(w), Requantize(scale, shift), ReLU(), Linear(w2) ...``:
 :func:`fuse` folds each Requantize and ReLU into the Linear before it.
 
@@ -18,8 +25,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from systolica import isa
-from systolica.codes import ACT_MODE_BYTES, ACT_MODE_RANGE, ActMode
-from systolica.config import TileConfig, dtype_range
+from systolica.codes import ACT_MODE_BYTES, ACT_MODE_FLOAT, ACT_MODE_RANGE, ActMode
+from systolica.config import TileConfig, dtype_numpy, dtype_range
+from systolica.model.fp import float_dtype_name
 
 from .plan import ALIGN, CompileError, DramMatrix, _align, _ceil, plan_gemm
 from .schedule import ActSpec, Stage, emit
@@ -27,19 +35,36 @@ from .schedule import ActSpec, Stage, emit
 __all__ = ["Linear", "Requantize", "ReLU", "fuse", "CompiledProgram", "compile_gemm",
            "compile_layers", "reference", "OUT_DTYPES"]
 
-#: Output dtypes and their ACT modes.
+#: Output dtypes of an integer tile and their ACT modes.
 OUT_DTYPES = {"int32": ActMode.INT32, "int8": ActMode.INT8, "uint8": ActMode.UINT8,
               "int16": ActMode.INT16}
-_MODE_DTYPE = {mode: np.dtype(name) for name, mode in OUT_DTYPES.items()}
+#: Output dtypes of a floating-point tile and their ACT modes (``float32`` without scale, shift
+#: or ReLU: INT32, the raw PSUM words).
+FLOAT_OUT_DTYPES = {"float32": ActMode.FP32, "bfloat16": ActMode.BF16,
+                    "float8_e4m3": ActMode.FP8_E4M3, "float8_e5m2": ActMode.FP8_E5M2,
+                    "int8": ActMode.INT8, "uint8": ActMode.UINT8, "int16": ActMode.INT16}
 
 
-def _dtype_name(dtype, what):
-    try:
-        name = np.dtype(dtype).name
-    except TypeError:
-        raise CompileError(f"{what} must be a NumPy integer dtype; got {dtype!r}") from None
-    if name not in OUT_DTYPES:
-        raise CompileError(f"{what} must be one of {', '.join(OUT_DTYPES)}; got {name}")
+def _dtype_name(dtype, what, is_float=False):
+    """The output dtype name of ``dtype`` (a name, a NumPy or ``ml_dtypes`` dtype); ``None``:
+    the accumulators (int32, or float32 on a floating-point tile)."""
+    allowed = FLOAT_OUT_DTYPES if is_float else OUT_DTYPES
+    if dtype is None:
+        return "float32" if is_float else "int32"
+    name = dtype if isinstance(dtype, str) else float_dtype_name(dtype)
+    if name is None:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            raise CompileError(f"{what} must be one of {', '.join(allowed)}; got "
+                               f"{dtype!r}") from None
+    if name not in allowed:
+        kind = "a floating-point" if is_float else "an integer"
+        hint = ("; float outputs need a floating-point tile (array.moving_dtype bfloat16 / "
+                "float8_*)" if not is_float and name in FLOAT_OUT_DTYPES else
+                "; a floating-point tile accumulates in float32" if name == "int32" else "")
+        raise CompileError(f"{what} on {kind} tile must be one of {', '.join(allowed)}; got "
+                           f"{name}{hint}")
     return name
 
 
@@ -66,7 +91,7 @@ class Linear:
     shift: object = None
     zero_point: int = 0
     relu: bool = False
-    out_dtype: str = "int32"
+    out_dtype: str = None
 
     @property
     def k(self):
@@ -103,13 +128,13 @@ def fuse(layers):
             raise CompileError(f"{where}: {type(layer).__name__} must follow a Linear")
         last = out[-1]
         if isinstance(layer, Requantize):
-            if last.out_dtype != "int32" or last.relu:
+            if not _keeps_accumulators(last) or last.relu:
                 raise CompileError(f"{where}: Requantize after a Linear that already "
                                    f"requantises or has a ReLU; one ACT per Linear")
             out[-1] = replace(last, scale=layer.scale, shift=layer.shift,
                               zero_point=layer.zero_point, out_dtype=layer.out_dtype)
         elif isinstance(layer, ReLU):
-            if last.out_dtype == "int32":
+            if _keeps_accumulators(last):
                 raise CompileError(f"{where}: ReLU needs a requantised output (the ACT passes "
                                    f"int32 accumulators through); put a Requantize before it")
             if last.zero_point:
@@ -124,6 +149,26 @@ def fuse(layers):
     return out
 
 
+def _keeps_accumulators(layer):
+    """The Linear passes its accumulators through (no ACT conversion asked for yet)."""
+    return (layer.out_dtype is None or isinstance(layer.out_dtype, str)
+            and layer.out_dtype in ("int32", "float32")) and layer.scale is None \
+        and layer.shift is None and not layer.relu
+
+
+def check_float_operand(x, where, dtype_name):
+    """Refuse ``x`` unless it is an array of the floating-point element type ``dtype_name``
+    (``ml_dtypes``): no silent conversion of float32/float64 data."""
+    want = dtype_numpy(dtype_name)
+    if x.dtype != want:
+        got = float_dtype_name(x.dtype) or x.dtype.name
+        hint = (" (ml_dtypes.float8_e4m3 has infinities; the tile's float8_e4m3 is "
+                "ml_dtypes.float8_e4m3fn)" if x.dtype.name == "float8_e4m3" else
+                f" (convert with .astype(ml_dtypes.{want.name}))")
+        raise CompileError(f"{where} must have dtype {dtype_name} (ml_dtypes.{want.name}, the "
+                           f"tile's); got {got}{hint}")
+
+
 def _check_weight(config, layer, index, k_expected):
     w = layer.weight
     where = f"layers[{index}].weight"
@@ -131,11 +176,14 @@ def _check_weight(config, layer, index, k_expected):
         raise CompileError(f"{where} must be a NumPy array; got {type(w).__name__}")
     if w.ndim != 2 or 0 in w.shape:
         raise CompileError(f"{where} must be a non-empty 2-D (k, n) array; got shape {w.shape}")
-    if w.dtype.kind not in "iu":
-        raise CompileError(f"{where} must have an integer dtype; got {w.dtype}")
     if k_expected is not None and w.shape[0] != k_expected:
         raise CompileError(f"{where} has {w.shape[0]} rows; the layer's input has "
                            f"{k_expected} columns")
+    if config.array.is_float:
+        check_float_operand(w, where, config.array.stationary_dtype)
+        return
+    if w.dtype.kind not in "iu":
+        raise CompileError(f"{where} must have an integer dtype; got {w.dtype}")
     lo, hi = dtype_range(config.array.stationary_dtype)
     if w.size and (w.min() < lo or w.max() > hi):
         raise CompileError(f"{where} values must be in [{lo}, {hi}] (array.stationary_dtype "
@@ -143,14 +191,20 @@ def _check_weight(config, layer, index, k_expected):
 
 
 def _act_spec(config, layer, index):
-    out = _dtype_name(layer.out_dtype, f"layers[{index}].out_dtype")
-    mode = OUT_DTYPES[out]
+    is_float = config.array.is_float
+    out = _dtype_name(layer.out_dtype, f"layers[{index}].out_dtype", is_float)
+    mode = (FLOAT_OUT_DTYPES if is_float else OUT_DTYPES)[out]
+    if mode == ActMode.FP32 and _keeps_accumulators(layer) and not layer.zero_point:
+        mode = ActMode.INT32                   # the fp32 PSUM words, unchanged
     if mode == ActMode.INT32:
         if layer.relu or layer.zero_point or layer.scale is not None or layer.shift is not None:
             raise CompileError(f"layers[{index}]: out_dtype int32 passes the accumulators "
                                f"through; scale, shift, zero_point and relu need int8, uint8 or "
                                f"int16")
         return ActSpec(mode)
+    if mode in ACT_MODE_FLOAT and layer.zero_point:
+        raise CompileError(f"layers[{index}].zero_point must be 0 for out_dtype {out} (float "
+                           f"outputs have no zero point); got {layer.zero_point}")
     n = layer.n
     sb = config.act.scale_bits
     scale = _per_channel(1 if layer.scale is None else layer.scale, n,
@@ -160,7 +214,7 @@ def _act_spec(config, layer, index):
     zp = layer.zero_point
     if not isinstance(zp, (int, np.integer)) or isinstance(zp, bool):
         raise CompileError(f"layers[{index}].zero_point must be an integer; got {zp!r}")
-    lo, hi = ACT_MODE_RANGE[mode]
+    lo, hi = ACT_MODE_RANGE.get(mode, (0, 0))
     if not lo <= zp <= hi:
         raise CompileError(f"layers[{index}].zero_point must be in [{lo}, {hi}] for {out}; "
                            f"got {zp}")
@@ -213,8 +267,16 @@ class CompiledProgram:
 
     @staticmethod
     def pack(matrix: DramMatrix, array):
-        """The bytes of ``array`` in ``matrix``'s DRAM layout."""
-        stored = np.asarray(array).astype(np.int64)
+        """The bytes of ``array`` in ``matrix``'s DRAM layout (floating-point arrays: their bit
+        patterns)."""
+        stored = np.asarray(array)
+        if stored.dtype.kind in "iub":
+            stored = stored.astype(np.int64)
+        elif stored.dtype.itemsize != matrix.elem_bytes:
+            raise ValueError(f"pack: {stored.dtype} elements in a matrix of {matrix.elem_bytes}"
+                             f"-byte elements")
+        else:
+            stored = stored.view(f"u{matrix.elem_bytes}")
         stored = stored.T if matrix.transposed else stored
         dtype = {1: np.int8, 2: np.int16, 4: np.int32}[matrix.elem_bytes]
         return np.ascontiguousarray(stored.astype(dtype)).tobytes()   # two's complement bits
@@ -245,8 +307,8 @@ def _image_bytes(instructions, queues):
 def _layout(config, linears, m, plans, resident, data_base):
     """DRAM matrices: x, weights, intermediates that go through DRAM, the output."""
     a_cfg = config.array
-    ea = np.dtype(a_cfg.moving_dtype).itemsize
-    ew = np.dtype(a_cfg.stationary_dtype).itemsize
+    ea = dtype_numpy(a_cfg.moving_dtype).itemsize
+    ew = dtype_numpy(a_cfg.stationary_dtype).itemsize
     at = data_base
     mats = {}
 
@@ -262,7 +324,7 @@ def _layout(config, linears, m, plans, resident, data_base):
         if not resident[i]:
             alloc(f"t{i}", m, layer.n, ea)
     last = linears[-1]
-    alloc("y", m, last.n, ACT_MODE_BYTES[OUT_DTYPES[last.out_dtype]])
+    alloc("y", m, last.n, ACT_MODE_BYTES[_act_spec(config, last, len(linears) - 1).mode])
     return mats, at
 
 
@@ -285,12 +347,14 @@ def compile_layers(config: TileConfig, layers, m, *, keep_in_sbuf=True, **plan_o
         specs.append(_act_spec(config, layer, i))
         k_prev = layer.n
     moving = config.array.moving_dtype
-    for i, spec in enumerate(specs[:-1]):
-        if _MODE_DTYPE[spec.mode].name != moving:
+    outs = [_dtype_name(layer.out_dtype, f"layers[{i}].out_dtype", config.array.is_float)
+            for i, layer in enumerate(linears)]
+    for i, out in enumerate(outs[:-1]):
+        if out != moving:
             raise CompileError(f"layers[{i}].out_dtype must be {moving} (array.moving_dtype: "
-                               f"the next layer's input); got {_MODE_DTYPE[spec.mode].name}")
+                               f"the next layer's input); got {out}")
     R, C = config.array.rows, config.array.cols
-    ea = np.dtype(moving).itemsize
+    ea = dtype_numpy(moving).itemsize
     align = max(ALIGN, config.sbuf.word_bytes)
     chain = keep_in_sbuf and R == C and len(linears) > 1
     plans = None
@@ -312,7 +376,7 @@ def compile_layers(config: TileConfig, layers, m, *, keep_in_sbuf=True, **plan_o
         plans = _plan_all(config, linears, specs, m, 0, resident, plan_options)
     pb = config.sbuf.partition_bytes
     x_regions = (pb - sizes[0], pb - sizes[0] - sizes[1]) if any(resident) else (None, None)
-    out_dtype = _MODE_DTYPE[specs[-1].mode]
+    out_dtype = dtype_numpy(outs[-1])
 
     def build(data_base, plans=plans):
         mats, end = _layout(config, linears, m, plans, resident, data_base)
@@ -384,7 +448,7 @@ def _plan_all(config, linears, specs, m, reserved, resident, options):
     return plans
 
 
-def compile_gemm(config: TileConfig, m, k, n, *, w=None, out_dtype="int32", scale=None,
+def compile_gemm(config: TileConfig, m, k, n, *, w=None, out_dtype=None, scale=None,
                  shift=None, zero_point=0, relu=False, **plan_options):
     """Compile ``C = A (m × k) @ W (k × n)``; ``w`` (the weights) may be given now or packed by
     the runtime later (a zero placeholder is used for the layout)."""
@@ -392,27 +456,55 @@ def compile_gemm(config: TileConfig, m, k, n, *, w=None, out_dtype="int32", scal
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise CompileError(f"{name} must be a positive integer; got {value!r}")
     if w is None:
-        w = np.zeros((int(k), int(n)), dtype=np.int64)
+        w = np.zeros((int(k), int(n)), dtype=dtype_numpy(config.array.stationary_dtype)
+                     if config.array.is_float else np.int64)
     layer = Linear(w, scale=scale, shift=shift, zero_point=zero_point, relu=relu,
                    out_dtype=out_dtype)
     return compile_layers(config, [layer], m, **plan_options)
 
 
 def reference(layers, x, config: TileConfig = None):
-    """The NumPy result of ``layers`` on ``x``: what every backend must return bit-exactly."""
+    """The NumPy result of ``layers`` on ``x``: what every backend must return bit-exactly.
+    Floating point (``ml_dtypes`` operands) needs ``config``: its rows fix the accumulation
+    order (:func:`systolica.model.fp.gemm_fp`)."""
     from systolica.model.reference import requantize, wrap_signed
+    linears = fuse(list(layers))
+    x = np.asarray(x)
+    if float_dtype_name(x.dtype) is not None:
+        return _reference_fp(linears, x, config)
     acc_bits = config.array.acc_bits if config is not None else 32
-    y = np.asarray(x).astype(np.int64)
-    for layer in fuse(list(layers)):
+    y = x.astype(np.int64)
+    for layer in linears:
         acc = wrap_signed(y @ np.asarray(layer.weight).astype(np.int64), acc_bits)
-        mode = OUT_DTYPES[np.dtype(layer.out_dtype).name]
+        mode = OUT_DTYPES[_dtype_name(layer.out_dtype, "out_dtype")]
         if mode == ActMode.INT32:
             y = wrap_signed(acc, 32)
         else:
-            n = layer.n
-            scale = np.broadcast_to(np.asarray(1 if layer.scale is None else layer.scale), (n,))
-            shift = np.broadcast_to(np.asarray(0 if layer.shift is None else layer.shift), (n,))
+            scale, shift = _scale_shift(layer)
             y = requantize(acc, scale, shift, zero_point=int(layer.zero_point),
                            relu=bool(layer.relu), mode=mode)
-    return y.astype(_MODE_DTYPE[OUT_DTYPES[np.dtype(fuse(list(layers))[-1].out_dtype).name]])
+    return y.astype(dtype_numpy(_dtype_name(linears[-1].out_dtype, "out_dtype")))
 
+
+def _scale_shift(layer):
+    n = layer.n
+    return (np.broadcast_to(np.asarray(1 if layer.scale is None else layer.scale), (n,)),
+            np.broadcast_to(np.asarray(0 if layer.shift is None else layer.shift), (n,)))
+
+
+def _reference_fp(linears, x, config):
+    from systolica.model.fp import act_convert_fp, gemm_fp
+    if config is None or not config.array.is_float:
+        raise CompileError("reference of a floating-point GEMM needs the floating-point "
+                           "TileConfig: its array rows fix the accumulation order")
+    y = x
+    for i, layer in enumerate(linears):
+        acc = gemm_fp(y, np.asarray(layer.weight), config.array.rows)
+        mode = _act_spec(config, layer, i).mode
+        if mode == ActMode.INT32:
+            y = acc
+        else:
+            scale, shift = _scale_shift(layer)
+            y = act_convert_fp(acc, scale, shift, mode=mode, relu=bool(layer.relu),
+                               zero_point=int(layer.zero_point))
+    return y

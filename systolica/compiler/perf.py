@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from systolica import isa
-from systolica.config import TileConfig
+from systolica.config import TileConfig, dtype_numpy
 from systolica.isa import Opcode
 
 __all__ = ["Costs", "Interval", "Timeline", "predict", "estimate_plan", "PredictionError"]
@@ -62,6 +62,8 @@ class Costs:
     @staticmethod
     def pe_latency(config):
         a = config.array
+        if a.is_float:      # pipelined fp32 adders (2 per row), product normalisation stage
+            return 2 * a.rows + a.cols + a.multiplier_stages + (a.multiplier_stages > 0) + 3
         return a.rows + a.cols + a.multiplier_stages + 3
 
     def sbuf_read_rate(self, config):
@@ -154,24 +156,6 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COSTS):
-    """The :class:`Timeline` of ``program`` on ``config`` (see the module docstring)."""
-    if not isinstance(config, TileConfig):
-        raise TypeError(f"predict config must be a TileConfig; got {config!r}")
-    if not isinstance(program, isa.Program):
-        raise TypeError(f"predict program must be an isa.Program; got {program!r}")
-    # Fetch and the DMA share the AXI read channel: a DMA read is stretched by the fetch beats
-    # that fall in its window, a fetch burst waits behind a DMA burst. Both depend on the
-    # schedule, so the program is timed again with the earlier passes' logs; damped, each pass
-    # sees the mean of the two previous passes' (a pass that was too fast packs fetch into the
-    # DMA's windows and makes the next one too slow, and back).
-    history = []
-    for _ in range(max(1, costs.passes)):
-        timeline, logs = _schedule(program, config, costs, history[-costs.memory:])
-        history.append(logs)
-    return timeline
-
-
 class _FetchLog:
     """When instruction fetch used the read channel: beats per cycle window, for a DMA read to
     look up how many beats it lost to fetch."""
@@ -216,100 +200,119 @@ class _DmaReadLog:
         return 0
 
 
-def _schedule(program, config, costs, previous):
-    """One pass of :func:`predict`: (Timeline, this pass's fetch and DMA read logs)."""
-    weight = 1 / len(previous) if previous else 0.0
-    log, dma_log = _FetchLog(), _DmaReadLog()
-    names = list(program.queues)
-    queues = {q: list(program.queues[q]) for q in names}
-    pc = {q: 0 for q in names}
-    slot_free = {q: 0 for q in names}       # when the queue may issue its next instruction
-    last_signal = {q: 0 for q in names}
-    issue_times = {q: [] for q in names}
-    units = [[] for _ in range(isa.SEMAPHORES)]   # signal times, in signal order
-    taken = [0] * isa.SEMAPHORES
-    res = {"dma": 0, "pe": 0, "load": 0, "act": 0, "fetch": 0}
-    shadow_ready = None
-    fetch_beats = _ceil(isa.WORD_BYTES, costs.bus_bytes(config))
-    fetched = {q: [] for q in names}
-    intervals = {q: [] for q in names}
-    end_time = 0
+class _TileTimer:
+    """The timing state of one tile's program (see :func:`predict`): every queue in order, the
+    shared resources (one DMA engine, the tensor engine and its weight loads, the ACT unit,
+    instruction fetch) and the semaphores' signal times. ``previous``: earlier passes'
+    ``(fetch log, DMA read log)`` pairs (the shared AXI read channel); this pass's own are
+    ``fetch_log`` and ``dma_log`` (:meth:`logs` once it has run)."""
 
-    depth = costs.fetch_depth
+    def __init__(self, program, config, costs, name=None, previous=()):
+        self.config, self.costs, self.name = config, costs, name
+        self.previous = list(previous)
+        self.weight = 1 / len(self.previous) if self.previous else 0.0
+        self.fetch_log, self.dma_log = _FetchLog(), _DmaReadLog()
+        self.names = list(program.queues)
+        self.queues = {q: list(program.queues[q]) for q in self.names}
+        self.pc = {q: 0 for q in self.names}
+        self.slot_free = {q: 0 for q in self.names}     # when the queue may issue again
+        self.last_signal = {q: 0 for q in self.names}
+        self.issue_times = {q: [] for q in self.names}
+        self.units = [[] for _ in range(isa.SEMAPHORES)]   # signal times, in signal order
+        self.taken = [0] * isa.SEMAPHORES
+        self.res = {"dma": 0, "pe": 0, "load": 0, "act": 0, "fetch": 0}
+        self.shadow_ready = None
+        self.fetch_beats = _ceil(isa.WORD_BYTES, costs.bus_bytes(config))
+        self.fetched = {q: [] for q in self.names}
+        self.intervals = {q: [] for q in self.names}
+        self.end_time = 0
 
-    def fetch_time(q, i):
+    def logs(self):
+        """This pass's ``(fetch log, DMA read log)``, for the next pass's ``previous``."""
+        return self.fetch_log.freeze(), self.dma_log.freeze()
+
+    def _fetch_time(self, q, i):
         """When instruction i of q is in its fetch FIFO: one burst in flight at a time, each
         for as many instructions as the FIFO has room for when it starts."""
-        while len(fetched[q]) <= i:
-            j = len(fetched[q])
-            done = issue_times[q]
-            start = max(res["fetch"], done[j - depth] if j >= depth else 0)
-            if previous:                                 # round-robin behind a DMA read burst
-                start += round(weight * sum(d.burst_at(start) for _, d in previous))
+        fetched, done, depth = self.fetched[q], self.issue_times[q], self.costs.fetch_depth
+        while len(fetched) <= i:
+            j = len(fetched)
+            start = max(self.res["fetch"], done[j - depth] if j >= depth else 0)
+            if self.previous:                            # round-robin behind a DMA read burst
+                start += round(self.weight * sum(d.burst_at(start) for _, d in self.previous))
             n = 1
-            while (n < depth and j + n < len(queues[q])
+            while (n < depth and j + n < len(self.queues[q])
                    and (j + n < depth or (j + n - depth < len(done)
                                           and done[j + n - depth] <= start))):
                 n += 1
-            first = start + costs.fetch_latency
-            res["fetch"] = first + n * fetch_beats
-            log.add(start, n * fetch_beats)
-            fetched[q].extend(first + (b + 1) * fetch_beats for b in range(n))
-        return fetched[q][i]
+            first = start + self.costs.fetch_latency
+            self.res["fetch"] = first + n * self.fetch_beats
+            self.fetch_log.add(start, n * self.fetch_beats)
+            fetched.extend(first + (b + 1) * self.fetch_beats for b in range(n))
+        return fetched[i]
 
-    def ready_time(q):
-        insn = queues[q][pc[q]]
-        t = slot_free[q]
+    def _ready_time(self, q):
+        """When q's next instruction's waits are met (None: not yet signalled)."""
+        insn = self.queues[q][self.pc[q]]
+        t = self.slot_free[q]
         for s, n in insn.waits:
             if n:
-                if taken[s] + n > len(units[s]):
+                if self.taken[s] + n > len(self.units[s]):
                     return None
-                t = max(t, units[s][taken[s] + n - 1])
+                t = max(t, self.units[s][self.taken[s] + n - 1])
         return t
 
-    while True:
+    def best(self):
+        """``(time, queue)`` of the next instruction that can issue earliest, or None."""
         best = None
-        for q in names:
-            if pc[q] >= len(queues[q]):
+        for q in self.names:
+            if self.pc[q] >= len(self.queues[q]):
                 continue
-            fetched_at = fetch_time(q, pc[q])     # fetch runs ahead of the waits
-            t = ready_time(q)
+            fetched_at = self._fetch_time(q, self.pc[q])     # fetch runs ahead of the waits
+            t = self._ready_time(q)
             if t is None:
                 continue
             t = max(t, fetched_at)
             if best is None or t < best[0]:
                 best = (t, q)
-        if best is None:
-            break
-        t, q = best
-        insn = queues[q][pc[q]]
+        return best
+
+    def signal(self, sem, count, time):
+        self.units[sem].extend([time] * count)
+
+    def execute(self, t, q):
+        """Issue queue ``q``'s next instruction at ``t``; returns ``(instruction, start,
+        done)``."""
+        costs, config, res = self.costs, self.config, self.res
+        insn = self.queues[q][self.pc[q]]
         for s, n in insn.waits:
             if n:
-                taken[s] += n
+                self.taken[s] += n
         op = insn.opcode
         start = t
         if op == Opcode.DMA_COPY:
             start = max(t, res["dma"])
             dur, r_beats, _ = _dma_cycles(config, costs, insn)
-            if r_beats and previous:
+            if r_beats and self.previous:
                 base = dur
                 for _ in range(4):      # fixed point: the stretched window holds more fetch
-                    lost = weight * sum(f.beats(start, start + dur) for f, _ in previous)
+                    lost = self.weight * sum(f.beats(start, start + dur)
+                                             for f, _ in self.previous)
                     dur = base + min(round(lost), base)   # fetch takes at most half
             done = start + dur
             if r_beats:
-                dma_log.add(start, done, _dma_burst(config, insn))
+                self.dma_log.add(start, done, _dma_burst(config, insn))
             res["dma"] = done
             nxt = done                      # one DMA_COPY in flight per queue
         elif op == Opcode.LOAD_STATIONARY:
             start = max(t, res["load"])
             done = start + insn.k
             res["load"] = done
-            shadow_ready = done
+            self.shadow_ready = done
             nxt = t + costs.issue
         elif op == Opcode.MULTIPLY_MOVING:
-            start = max(t, res["pe"], shadow_ready or 0)
-            shadow_ready = None
+            start = max(t, res["pe"], self.shadow_ready or 0)
+            self.shadow_ready = None
             busy = insn.m * insn.repeat + costs.pe_gap
             res["pe"] = start + busy
             done = start + busy + costs.pe_latency(config) + costs.psum_settle
@@ -322,24 +325,54 @@ def _schedule(program, config, costs, previous):
         else:
             done = t + 1
             nxt = t + 1
-        issue_times[q].append(t)
-        slot_free[q] = max(nxt, t + 1)
-        sig = max(done, last_signal[q])
-        last_signal[q] = sig
+        self.issue_times[q].append(t)
+        self.slot_free[q] = max(nxt, t + 1)
+        sig = max(done, self.last_signal[q])
+        self.last_signal[q] = sig
         for s, n in insn.signals:
             if n:
-                units[s].extend([sig] * n)
+                self.signal(s, n, sig)
         if op not in (Opcode.CHECK, Opcode.END, Opcode.NOP, Opcode.ACT_PARAM):
-            busy_start = start
             busy_end = res["pe"] if op == Opcode.MULTIPLY_MOVING else done
-            intervals[q].append(Interval(q, pc[q], op.name, t, busy_start, busy_end))
-        end_time = max(end_time, sig)
-        pc[q] += 1
-    stuck = [q for q in names if pc[q] < len(queues[q])]
+            self.intervals[q].append(Interval(q, self.pc[q], op.name, t, start, busy_end))
+        self.end_time = max(self.end_time, sig)
+        self.pc[q] += 1
+        return insn, start, done
+
+    def stuck(self):
+        return [q for q in self.names if self.pc[q] < len(self.queues[q])]
+
+
+def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COSTS):
+    """The :class:`Timeline` of ``program`` on ``config`` (see the module docstring)."""
+    if not isinstance(config, TileConfig):
+        raise TypeError(f"predict config must be a TileConfig; got {config!r}")
+    if not isinstance(program, isa.Program):
+        raise TypeError(f"predict program must be an isa.Program; got {program!r}")
+    # Fetch and the DMA share the AXI read channel: a DMA read is stretched by the fetch beats
+    # that fall in its window, a fetch burst waits behind a DMA burst. Both depend on the
+    # schedule, so the program is timed again with the earlier passes' logs; damped, each pass
+    # sees the mean of the two previous passes' (a pass that was too fast packs fetch into the
+    # DMA's windows and makes the next one too slow, and back).
+    history = []
+    for _ in range(max(1, costs.passes)):
+        timer = _TileTimer(program, config, costs, previous=history[-costs.memory:])
+        _run(timer)
+        history.append(timer.logs())
+    return Timeline(timer.end_time, timer.intervals)
+
+
+def _run(timer):
+    """Time ``timer``'s program to its end (PredictionError if it deadlocks)."""
+    while True:
+        best = timer.best()
+        if best is None:
+            break
+        timer.execute(*best)
+    stuck = timer.stuck()
     if stuck:
         raise PredictionError("program deadlocks in the performance model: "
-                              + ", ".join(f"{q} at pc {pc[q]}" for q in stuck))
-    return Timeline(end_time, intervals), (log.freeze(), dma_log.freeze())
+                              + ", ".join(f"{q} at pc {timer.pc[q]}" for q in stuck))
 
 
 def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
@@ -350,8 +383,8 @@ def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
     from systolica.codes import ACT_MODE_BYTES
     R, C = plan.rows, plan.cols
     a = config.array
-    ea = np.dtype(a.moving_dtype).itemsize
-    ew = np.dtype(a.stationary_dtype).itemsize
+    ea = dtype_numpy(a.moving_dtype).itemsize
+    ew = dtype_numpy(a.stationary_dtype).itemsize
     ec = ACT_MODE_BYTES[plan.out_mode]
     bw = costs.bus_bytes(config)
     pace = costs.sbuf_read_rate(config)

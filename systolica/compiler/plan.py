@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from systolica.codes import ACT_MODE_BYTES, ActMode
-from systolica.config import TileConfig
+from systolica.config import TileConfig, dtype_numpy
 
 __all__ = ["CompileError", "DramMatrix", "Buffer", "GemmPlan", "plan_gemm", "ALIGN"]
 
@@ -116,6 +116,7 @@ class GemmPlan:
     bound: str = ""             # the resource that bounds the estimate
     candidates: int = 0         # plans that fit and were compared
     notes: tuple = field(default=())
+    a_pieces: int = 1           # each A load in pieces of K tiles, each signalled on its own
 
     @property
     def m_blocks(self):
@@ -171,7 +172,7 @@ class GemmPlan:
             "sbuf_bytes_used": self.sbuf_bytes_used, "sbuf_bytes": self.sbuf_bytes,
             "dram_bytes": self.dram_bytes, "min_dram_bytes": self.min_dram_bytes,
             "predicted_cycles": self.predicted_cycles, "bound": self.bound,
-            "candidates": self.candidates, "notes": list(self.notes),
+            "candidates": self.candidates, "notes": list(self.notes), "a_pieces": self.a_pieces,
         }
 
     def __str__(self):
@@ -228,8 +229,8 @@ def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="
     out_mode = ActMode(out_mode)
     a_cfg, p_cfg = config.array, config.psum
     R, C = a_cfg.rows, a_cfg.cols
-    ea = np.dtype(a_cfg.moving_dtype).itemsize
-    ew = np.dtype(a_cfg.stationary_dtype).itemsize
+    ea = dtype_numpy(a_cfg.moving_dtype).itemsize
+    ew = dtype_numpy(a_cfg.stationary_dtype).itemsize
     ec = ACT_MODE_BYTES[out_mode]
     align = max(ALIGN, config.sbuf.word_bytes)
     budget = config.sbuf.partition_bytes - reserved

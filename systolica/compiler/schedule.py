@@ -25,11 +25,11 @@ import numpy as np
 
 from systolica import isa
 from systolica.codes import ACT_MODE_BYTES, ActMode
-from systolica.config import TileConfig
+from systolica.config import TileConfig, dtype_numpy
 
-from .plan import CompileError, DramMatrix, GemmPlan
+from .plan import CompileError, DramMatrix, GemmPlan, _ceil
 
-__all__ = ["ActSpec", "Stage", "emit", "SEMAPHORE_NAMES"]
+__all__ = ["ActSpec", "Stage", "emit", "with_sync", "DramSource", "SEMAPHORE_NAMES"]
 
 SEMAPHORE_NAMES = ("a_full", "a_free", "w_full", "w_free", "p_full", "p_free", "c_full", "c_free",
                    "pe_done", "act_done", "stored_dma", "stored_act")
@@ -122,8 +122,41 @@ class _ActParams:
         return e
 
 
-def emit(config: TileConfig, stages):
-    """The :class:`~systolica.isa.Program` of ``stages`` (see the module docstring)."""
+def with_sync(insns, waits, signals):
+    """``insns`` with ``waits`` on the first and ``signals`` on the last."""
+    insns = list(insns)
+    if waits:
+        insns[0] = insns[0].replace(waits=waits)
+    if signals:
+        insns[-1] = insns[-1].replace(signals=signals)
+    return insns
+
+
+class DramSource:
+    """Where a ring's operands come from: the default source copies them from DRAM on
+    ``queue`` (``dma0``), one use at a time: the first copy of a use waits FREE, the last copy
+    of every piece signals FULL. The mesh compiler gives each tile a source of its own
+    (operands forwarded over the NoC: :mod:`.mesh`)."""
+
+    def __init__(self, queue="dma0"):
+        self.queue = queue
+
+    def load(self, kind, use, ring, pieces, queues):
+        """Emit the loads of use ``use`` of ring ``kind`` (``"a"`` or ``"w"``): ``pieces`` is
+        a list of DRAM -> SBUF copy lists; the PE waits FULL once per piece."""
+        out = queues.setdefault(self.queue, [])
+        for p, descs in enumerate(pieces):
+            out += with_sync(descs, ring.wait_free(use) if p == 0 else [], ring.signal_full())
+
+    def finish(self, queues):
+        """Called once after the last stage (a source may have instructions left to emit)."""
+
+
+def emit(config: TileConfig, stages, *, source=None, build_for=None):
+    """The :class:`~systolica.isa.Program` of ``stages`` (see the module docstring).
+    ``source``: where A and W come from (default :class:`DramSource`); ``build_for``: the
+    config the program is built for (a :class:`~systolica.config.ChipConfig` for a chip's
+    tile; default ``config``)."""
     if not isinstance(config, TileConfig):
         raise TypeError(f"emit config must be a TileConfig; got {config!r}")
     if config.dma.queues < 2:
@@ -133,9 +166,11 @@ def emit(config: TileConfig, stages):
     R, C = a_cfg.rows, a_cfg.cols
     pb = config.sbuf.partition_bytes
     bank_rows = config.psum.bank_rows
-    ea = np.dtype(a_cfg.moving_dtype).itemsize
-    ew = np.dtype(a_cfg.stationary_dtype).itemsize
+    ea = dtype_numpy(a_cfg.moving_dtype).itemsize
+    ew = dtype_numpy(a_cfg.stationary_dtype).itemsize
     loads, pe, act, stores = [], [], [], []
+    queues = {"dma0": loads, "dma1": stores, "pe": pe, "act": act}
+    source = DramSource() if source is None else source
     params = _ActParams()
     s = _SEM
     for si, st in enumerate(stages):
@@ -184,14 +219,6 @@ def emit(config: TileConfig, stages):
                 out.append(isa.dma_copy(src, dst, ew))
             return out
 
-        def with_sync(insns, waits, signals):
-            insns = list(insns)
-            if waits:
-                insns[0] = insns[0].replace(waits=waits)
-            if signals:
-                insns[-1] = insns[-1].replace(signals=signals)
-            return insns
-
         if plan.w_resident:
             w_stride = k        # loaded one N tile at a time, each just before its first use
         else:
@@ -203,33 +230,42 @@ def emit(config: TileConfig, stages):
             k0, krows = t0 * R, min(k, t1 * R) - t0 * R
             j0, j1 = g * ng, min(plan.n_tiles, (g + 1) * ng)
             load_a = st.a is not None and new_a
+            piece_starts = ()
             if load_a:
                 _check_count("M block rows", mbi, config)
                 sr, sc = st.a.strides()
                 base = a_buf.slot(u_a)
-                descs = []
-                full, tail = (krows // R), krows % R
-                for tl0, count, kt in ((0, full, R), (full, 1 if tail else 0, tail)):
-                    if not count:
-                        continue
-                    src = isa.dram(st.a.at(m0, k0 + tl0 * R), (mbi, kt, count),
-                                   (sr, sc, R * sc))
-                    dst = isa.sbuf(base + tl0 * mb * ea, (mbi, kt, count), (ea, pb, mb * ea))
-                    descs.append(isa.dma_copy(src, dst, ea))
-                loads += with_sync(descs, a_ring.wait_free(u_a), a_ring.signal_full())
+                pieces = []
+                per_piece = _ceil(t1 - t0, max(1, min(plan.a_pieces, t1 - t0)))
+                for p0 in range(t0, t1, per_piece):
+                    p1 = min(t1, p0 + per_piece)
+                    prows = min(k, p1 * R) - p0 * R
+                    descs = []
+                    full, tail = (prows // R), prows % R
+                    for tl0, count, kt in ((0, full, R), (full, 1 if tail else 0, tail)):
+                        if not count:
+                            continue
+                        t_first = p0 - t0 + tl0
+                        src = isa.dram(st.a.at(m0, k0 + t_first * R), (mbi, kt, count),
+                                       (sr, sc, R * sc))
+                        dst = isa.sbuf(base + t_first * mb * ea, (mbi, kt, count),
+                                       (ea, pb, mb * ea))
+                        descs.append(isa.dma_copy(src, dst, ea))
+                    pieces.append(descs)
+                piece_starts = range(t0 + per_piece, t1, per_piece)
+                source.load("a", u_a, a_ring, pieces, queues)
             load_w = not plan.w_resident
             if load_w:
-                loads += with_sync(
-                    w_descriptors(k0, krows, j0, j1 - j0, w_buf.slot(u_w), w_stride),
-                    w_ring.wait_free(u_w), w_ring.signal_full())
-            # resident W: each N tile's piece signals on its own, so the engine starts on the
-            # first tile instead of waiting for all of W (the fill)
+                source.load("w", u_w, w_ring,
+                            [w_descriptors(k0, krows, j0, j1 - j0, w_buf.slot(u_w), w_stride)],
+                            queues)
+            # resident W: one piece per N tile, each signalling on its own, so the engine starts
+            # on the first tile instead of waiting for all of W (the fill)
             first_use = plan.w_resident and i == 0 and kc == 0
             if first_use:
-                for j in range(j0, j1):
-                    loads += with_sync(
-                        w_descriptors(0, k, j, 1, w_buf.offset + j * w_stride * ew, w_stride),
-                        [], w_ring.signal_full())
+                source.load("w", 0, w_ring,
+                            [w_descriptors(0, k, j, 1, w_buf.offset + j * w_stride * ew, w_stride)
+                             for j in range(j0, j1)], queues)
             # --- PE
             first_w_wait = w_ring.wait_full() if load_w else []
             first_a_wait = a_ring.wait_full() if load_a else []
@@ -266,9 +302,12 @@ def emit(config: TileConfig, stages):
                     sigs = list(p_ring.signal_full()) if tile_last else []
                     if last and releases_a:
                         sigs += a_ring.signal_free(u_a)
+                    mwaits = p_ring.wait_free(u) if tile_first else []
+                    if j == j0 and t in piece_starts:      # the next piece of A has arrived
+                        mwaits = mwaits + a_ring.wait_full()
                     pe.append(isa.multiply_moving(
                         a_offset(t), mbi, psum_row(u), accumulate=not tile_first,
-                        waits=p_ring.wait_free(u) if tile_first else [], signals=sigs))
+                        waits=mwaits, signals=sigs))
             if st.a is not None and releases_a:
                 u_a += 1
             if not plan.w_resident:
@@ -304,4 +343,5 @@ def emit(config: TileConfig, stages):
             act.append(isa.nop(signals=[(s["act_done"], 1)]))
             if st.c is not None:
                 stores.append(isa.nop(signals=[(s["stored_dma"], 1), (s["stored_act"], 1)]))
-    return isa.Program.build(config, {"dma0": loads, "dma1": stores, "pe": pe, "act": act})
+    source.finish(queues)
+    return isa.Program.build(config if build_for is None else build_for, queues)

@@ -24,13 +24,18 @@ __all__ = ["Access", "Race", "Deadlock", "VectorClocks", "RaceDetector"]
 
 @dataclass(frozen=True)
 class Access:
-    """One instruction of a run: its queue, pc and disassembly."""
+    """One instruction of a run: its queue, pc and disassembly (and on a chip its ``tile``
+    ``(x, y)``; ``via`` says how the access happened, e.g. a remote write's delivery)."""
     queue: str
     pc: int
     text: str
+    tile: tuple = None
+    via: str = ""
 
     def __str__(self):
-        return f"{self.queue}[{self.pc}] {self.text}"
+        where = f"tile({self.tile[0]},{self.tile[1]}) " if self.tile is not None else ""
+        via = f" ({self.via})" if self.via else ""
+        return f"{where}{self.queue}[{self.pc}] {self.text}{via}"
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,15 @@ class VectorClocks:
 class _Shadow:
     def __init__(self, name, size, nqueues):
         self.name = name
-        self.writer = np.full(size, -1, dtype=np.int8)
+        self.size = size
+        self.writer = np.full(size, -1, dtype=np.int16 if nqueues > 127 else np.int8)
         self.write_epoch = np.zeros(size, dtype=np.int32)
-        self.read_epoch = np.zeros((nqueues, size), dtype=np.int32)
+        self.read_epoch = {}      # queue -> epoch of its last read of every byte (made on first read)
+
+    def reads_of(self, q):
+        if q not in self.read_epoch:
+            self.read_epoch[q] = np.zeros(self.size, dtype=np.int32)
+        return self.read_epoch[q]
 
 
 class RaceDetector:
@@ -137,15 +148,16 @@ class RaceDetector:
                     self._report("write-write" if write else "write-read", space, idx, sel,
                                  int(oq), w_epoch, q, epoch)
         if write:
-            for oq in range(self.nqueues):
+            for oq, reads in sh.read_epoch.items():
                 if oq == q:
                     continue
-                r_epoch = sh.read_epoch[oq, idx]
+                r_epoch = reads[idx]
                 mask = r_epoch > vc[oq]
                 if mask.any():
                     self._report("read-write", space, idx, mask, oq, r_epoch, q, epoch)
             sh.writer[idx] = q
             sh.write_epoch[idx] = epoch
-            sh.read_epoch[:, idx] = 0
+            for reads in sh.read_epoch.values():
+                reads[idx] = 0
         else:
-            sh.read_epoch[q, idx] = epoch
+            sh.reads_of(q)[idx] = epoch

@@ -29,8 +29,8 @@ from systolica.model.reference import psum_replay
 
 
 __all__ = ["CANONICAL_NAN", "float_bits", "from_bits", "to_dtype", "add_fp32", "fma_fp32",
-           "matmul_fp", "psum_accumulate_fp", "psum_reference_fp", "act_convert_fp",
-           "max_finite"]
+           "matmul_fp", "gemm_fp", "psum_accumulate_fp", "psum_reference_fp", "act_convert_fp",
+           "max_finite", "float_dtype_name"]
 
 #: The NaN every floating-point unit produces, per output type (bit patterns).
 CANONICAL_NAN = {"float32": 0x7FC00000, "bfloat16": 0x7FC0, "float8_e4m3": 0x7F,
@@ -65,6 +65,20 @@ def to_dtype(values, dtype):
     target = _np_dtype(dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         return arr if arr.dtype == target else arr.astype(target)
+
+
+def float_dtype_name(dtype):
+    """The element-type name (``bfloat16``, ``float8_e4m3``, ``float8_e5m2``) of a NumPy dtype,
+    or ``None`` when it is none of them. ``ml_dtypes.float8_e4m3fn`` is ``float8_e4m3``;
+    ``ml_dtypes.float8_e4m3`` (the IEEE-like variant with infinities) is not supported."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        return None
+    for name in FLOAT_FORMATS:
+        if dt == dtype_numpy(name):
+            return name
+    return None
 
 
 def max_finite(dtype):
@@ -125,6 +139,24 @@ def matmul_fp(a, w):
         with np.errstate(invalid="ignore"):
             product = a64[:, k:k + 1] * w64[k:k + 1, :]
         acc = add_fp32(acc, product)
+    return acc
+
+
+def gemm_fp(a, w, rows):
+    """``a @ w`` as a tile computes it through the ISA (the compiler's schedule): K is split
+    into tiles of ``rows`` rows (k = 0..rows-1, rows..2*rows-1, ...); each tile's product is
+    formed by the array (:func:`matmul_fp`: column sums from ``-0.0``, row order) and written
+    to PSUM (the first tile) or added into it (``round(old + new)``, the later tiles, in
+    ascending k). Returns M x N float32."""
+    a, w = np.asarray(a), np.asarray(w)
+    if not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(f"gemm_fp: rows must be a positive integer; got {rows!r}")
+    if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
+        raise ValueError(f"gemm_fp: shapes {a.shape} and {w.shape} do not multiply")
+    acc = None
+    for k0 in range(0, a.shape[1], rows):
+        part = matmul_fp(a[:, k0:k0 + rows], w[k0:k0 + rows])
+        acc = part if acc is None else psum_accumulate_fp(acc, part)
     return acc
 
 

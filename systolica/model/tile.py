@@ -14,7 +14,6 @@ int64 accumulators (row = bank * bank_rows + row); ``dram`` is a uint8 array.
 """
 
 import random
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,70 +21,18 @@ from systolica import isa
 from systolica.codes import (ACT_MODE_BYTES, ACT_MODE_FLOAT, ACT_MODE_RANGE, ActMode, DmaError,
                              EngineState, IsaError)
 from systolica.config import TileConfig, dtype_numpy, is_float_dtype
-from systolica.isa import Engine, Opcode, Space
+from systolica.isa import Opcode, Space
 from systolica.model.checks import Access, Deadlock, RaceDetector, VectorClocks
 from systolica.model.dma import (DmaSide, DmaTransfer, dma_check_reference, dma_copy_reference,
                                  side_offsets, side_range)
 from systolica.model.fp import act_convert_fp, matmul_fp, psum_accumulate_fp
+from systolica.model.run import (ProgramMismatch, QueueResult, RemoteHook, RunContext,  # noqa: F401
+                                 RunResult, TileCheckError)
 from systolica.model.reference import requantize, wrap_signed
 
 
-__all__ = ["TileModel", "RunResult", "QueueResult", "ProgramMismatch", "TileCheckError"]
-
-
-class ProgramMismatch(ValueError):
-    """The program was built for another config (fingerprint) or names queues this tile lacks."""
-
-
-class TileCheckError(AssertionError):
-    """A run raced, deadlocked or halted (:meth:`RunResult.check`)."""
-
-
-@dataclass
-class QueueResult:
-    """The end of one queue: ``state`` (DONE, HALTED or WAITING), ``pc`` (the halted or waiting
-    instruction; for DONE the END's pc), ``error`` and ``detail`` (the DmaError of a DMA_ERROR),
-    and the pcs it retired, in order."""
-    name: str
-    engine: Engine
-    state: EngineState = EngineState.IDLE
-    pc: int = 0
-    error: IsaError = IsaError.OK
-    detail: DmaError = None
-    retired: list = field(default_factory=list)
-
-
-@dataclass
-class RunResult:
-    queues: dict
-    semaphores: list
-    races: list
-    deadlock: Deadlock
-    retire_log: list            # (queue, pc) in the order the model retired them
-
-    @property
-    def halted(self):
-        return {n: q for n, q in self.queues.items() if q.state == EngineState.HALTED}
-
-    @property
-    def ok(self):
-        return (not self.races and self.deadlock is None
-                and all(q.state == EngineState.DONE for q in self.queues.values()))
-
-    def problems(self):
-        out = [str(r) for r in self.races]
-        if self.deadlock is not None:
-            out.append(str(self.deadlock))
-        for name, q in self.halted.items():
-            detail = f" ({q.detail.name})" if q.detail is not None else ""
-            out.append(f"{name} halted at pc {q.pc}: {q.error.name}{detail}")
-        return out
-
-    def check(self):
-        """Raise :class:`TileCheckError` listing every race, the deadlock and every halt."""
-        if not self.ok:
-            raise TileCheckError("\n".join(self.problems()))
-        return self
+__all__ = ["TileModel", "RunResult", "QueueResult", "ProgramMismatch", "TileCheckError",
+           "RunContext", "RemoteHook"]
 
 
 #: SBUF element type of each ACT mode (floating-point outputs as their bit patterns).
@@ -126,12 +73,18 @@ class _Halt(Exception):
 
 
 class TileModel:
-    """One tile (``config``) with ``dram_bytes`` of DRAM (or the given ``dram`` array)."""
+    """One tile (``config``) with ``dram_bytes`` of DRAM (or the given ``dram`` array).
 
-    def __init__(self, config: TileConfig, *, dram_bytes=1 << 20, dram=None):
+    ``remote``: the hook of a chip's tile (:class:`RemoteHook`, given by
+    :class:`systolica.model.chip.ChipModel`): it names the tile, the chip's fingerprint and mesh,
+    and takes the tile's remote operations (REMOTE_SBUF copies, SIGNAL_REMOTE). Without it the
+    tile is standalone and remote operations halt with ``BAD_DMA_SPACE`` (docs/chip.md)."""
+
+    def __init__(self, config: TileConfig, *, dram_bytes=1 << 20, dram=None, remote=None):
         if not isinstance(config, TileConfig):
             raise TypeError(f"TileModel config must be a TileConfig; got {config!r}")
         self.config = config
+        self.remote = remote
         s, a, p = config.sbuf, config.array, config.psum
         self.dram = (np.zeros(dram_bytes, dtype=np.uint8) if dram is None
                      else np.asarray(dram, dtype=np.uint8))
@@ -141,7 +94,8 @@ class TileModel:
         # Integer engines: int64 accumulators; floating point: fp32 (docs/floating_point.md).
         self.psum = np.zeros((p.rows, a.cols), dtype=np.float32 if a.is_float else np.int64)
         self.queue_specs = isa.tile_queues(config)
-        self.fingerprint = isa.fingerprint(config)
+        self.fingerprint = isa.fingerprint(config) if remote is None else remote.fingerprint
+        self.tile = None if remote is None else remote.tile
         self._reset_control()
 
     # --- host-side helpers ----------------------------------------------------------------------
@@ -175,67 +129,94 @@ class TileModel:
         """Run a :class:`~systolica.isa.Program` or its binary image. ``seed``: random schedule
         (``None``: round robin). Raises :class:`ProgramMismatch` when the image's fingerprint is
         not this config's (unless ``check_header=False``: then the queues' CHECKs halt them)."""
+        self.start(program, check_header=check_header)
+        log = []
+        rng = random.Random(seed) if seed is not None else None
+        turn = 0
+        while True:
+            ready = self.ready_queues()
+            if not ready:
+                break
+            if rng is not None:
+                q = rng.choice(ready)
+            else:
+                q = min(ready, key=lambda x: (x.spec.index - turn) % len(self._queues))
+                turn = q.spec.index + 1
+            self.step(q, log)
+        return self.finish(log)
+
+    def start(self, program, *, check_header=True, context=None):
+        """Load ``program`` and reset the control state; the run is then driven by
+        :meth:`ready_queues`, :meth:`step` and :meth:`finish` (:meth:`run` does all of it; a
+        chip interleaves its tiles' steps). ``context``: the chip's shared happens-before state
+        (:class:`RunContext`); default: this tile's own."""
         if isinstance(program, isa.Program):
             fp = program.fingerprint
             words = {name: [isa.encode_word(i) for i in insns]
                      for name, insns in program.queues.items()}
         else:
             fp, words = isa.decode_words(bytes(program))
+        where = "" if self.tile is None else f"tile {self.tile}: "
         if check_header and fp != self.fingerprint:
-            raise ProgramMismatch(f"program built for config fingerprint 0x{fp:08x}; this tile's "
-                                  f"is 0x{self.fingerprint:08x}")
+            raise ProgramMismatch(f"{where}program built for config fingerprint 0x{fp:08x}; this "
+                                  f"tile's is 0x{self.fingerprint:08x}")
         known = {q.name: q for q in self.queue_specs}
         unknown = [n for n in words if n not in known]
         if unknown:
-            raise ProgramMismatch(f"program has queue(s) {', '.join(unknown)}; this tile has "
-                                  f"{', '.join(known)}")
+            raise ProgramMismatch(f"{where}program has queue(s) {', '.join(unknown)}; this tile "
+                                  f"has {', '.join(known)}")
         self._reset_control()
         queues = [_Queue(spec, words.get(spec.name, [])) for spec in self.queue_specs]
         for q in queues:
             if not q.words:
                 q.result.state = EngineState.DONE       # an empty queue is never started
         self._queues = queues
-        self._clocks = VectorClocks(len(queues), isa.SEMAPHORES)
-        spaces = {"dram": self.dram.size, "sbuf": self.sbuf.size, "psum": self.psum.size}
-        self._races = RaceDetector(spaces, len(queues), self._clocks, self._describe)
-        log = []
-        rng = random.Random(seed) if seed is not None else None
-        turn = 0
-        while True:
-            ready = [q for q in queues if q.active and self._can_start(q)]
-            if not ready:
-                break
-            if rng is not None:
-                q = rng.choice(ready)
-            else:
-                q = min(ready, key=lambda x: (x.spec.index - turn) % len(queues))
-                turn = q.spec.index + 1
-            self._step(q, log)
-        waiting = []
-        for q in queues:
+        if context is None:
+            clocks = VectorClocks(len(queues), isa.SEMAPHORES)
+            spaces = {"dram": self.dram.size, "sbuf": self.sbuf.size, "psum": self.psum.size}
+            context = RunContext(clocks, RaceDetector(spaces, len(queues), clocks,
+                                                      self._describe))
+        self._ctx = context
+        self._clocks = context.clocks
+
+    def ready_queues(self):
+        """The queues whose next instruction can start now (a bad one halts at once)."""
+        return [q for q in self._queues if q.active and self._can_start(q)]
+
+    def waiting(self):
+        """``[(Access, ((sem, count, value now), ...))]`` of every unfinished queue."""
+        out = []
+        for q in self._queues:
+            if q.active:
+                _, waits, _ = q.header()
+                out.append((self._access_of(q, q.pc),
+                            tuple((s, n, self.semaphores[s]) for s, n in waits if n)))
+        return out
+
+    def finish(self, log, *, races=True):
+        """The :class:`RunResult` once no queue can start (``races``: include this run's races;
+        a chip reports them for all its tiles at once)."""
+        waiting = self.waiting()
+        for q in self._queues:
             if q.active:
                 q.result.state = EngineState.WAITING
                 q.result.pc = q.pc
-                _, waits, _ = q.header()
-                waiting.append((self._access_of(q, q.pc),
-                                tuple((s, n, self.semaphores[s]) for s, n in waits if n)))
-        return RunResult({q.spec.name: q.result for q in queues}, list(self.semaphores),
-                         list(self._races.races), Deadlock(tuple(waiting)) if waiting else None,
-                         log)
+        return RunResult({q.spec.name: q.result for q in self._queues}, list(self.semaphores),
+                         list(self._ctx.races.races) if races else [],
+                         Deadlock(tuple(waiting)) if waiting and races else None, log)
 
     def _describe(self, qi, epoch):
         q = self._queues[qi]
         return self._access_of(q, q.epoch_pcs[epoch - 1])
 
-    @staticmethod
-    def _access_of(q, pc):
+    def _access_of(self, q, pc, via=""):
         if pc >= len(q.words):
-            return Access(q.spec.name, pc, "<past the end>")
+            return Access(q.spec.name, pc, "<past the end>", self.tile, via)
         try:
             text = isa.disassemble_instruction(isa.decode_word(q.words[pc]))
         except isa.IsaEncodingError as e:
             text = f"<{e}>"
-        return Access(q.spec.name, pc, text)
+        return Access(q.spec.name, pc, text, self.tile, via)
 
     @staticmethod
     def _bad_semaphores(waits, signals):
@@ -285,7 +266,8 @@ class TileModel:
         _, waits, _ = q.header()
         return all(self.semaphores[s] >= n for s, n in waits if n)
 
-    def _step(self, q, log):
+    def step(self, q, log):
+        """Execute the next instruction of ready queue ``q`` (one of :meth:`ready_queues`)."""
         result = q.result
         result.state = EngineState.RUNNING
         pc = q.pc
@@ -295,14 +277,15 @@ class TileModel:
                 raise halt
             code, waits, signals = q.header()
             opcode = Opcode(code)
-            qi = q.spec.index
+            ctx = self._ctx
+            qi = ctx.queue_base + q.spec.index
             self._epoch = self._clocks.tick(qi)
             q.epoch_pcs.append(pc)
             self._qi = qi
             for s, n in waits:
                 if n:
                     self.semaphores[s] -= n
-                    self._clocks.wait(qi, s, n)
+                    self._clocks.wait(qi, ctx.sem_base + s, n)
             insn = isa.decode_word(q.words[pc])
             getattr(self, f"_exec_{opcode.name.lower()}")(insn, q)
             added = {}
@@ -314,7 +297,7 @@ class TileModel:
             for s, n in signals:
                 if n:
                     self.semaphores[s] += n
-                    self._clocks.signal(qi, s, n)
+                    self._clocks.signal(qi, ctx.sem_base + s, n)
         except _Halt as halt:
             result.state, result.pc = EngineState.HALTED, pc
             result.error, result.detail = halt.code, halt.detail
@@ -327,8 +310,8 @@ class TileModel:
             result.state = EngineState.DONE
 
     def _access(self, space, idx, write):
-        self._races.access(self._qi, self._epoch, space, np.asarray(idx, dtype=np.int64).ravel(),
-                           write)
+        self._ctx.races.access(self._qi, self._epoch, self._ctx.spaces.get(space, space),
+                               np.asarray(idx, dtype=np.int64).ravel(), write)
 
     # --- instructions ---------------------------------------------------------------------------
 
@@ -340,24 +323,45 @@ class TileModel:
     def _dma_sides(self, insn):
         return [insn.side(name) for name in ("src", "dst")]
 
+    def _check_remote_tile(self, x, y):
+        """A remote operation's destination tile: BAD_DMA_SPACE outside a chip, BAD_REMOTE_TILE
+        outside the mesh (docs/chip.md, "Errors")."""
+        if self.remote is None:
+            raise _Halt(IsaError.BAD_DMA_SPACE)
+        width, height = self.remote.mesh
+        if x >= width or y >= height:
+            raise _Halt(IsaError.BAD_REMOTE_TILE)
+
     def _check_dma_copy(self, insn, q):
         dma = self.config.dma
-        sides = self._dma_sides(insn)
-        if any(side.space not in (Space.DRAM, Space.SBUF) for side in sides):
+        src, dst = self._dma_sides(insn)
+        if src.space not in (Space.DRAM, Space.SBUF) or \
+                dst.space not in (Space.DRAM, Space.SBUF, Space.REMOTE_SBUF):
             raise _Halt(IsaError.BAD_DMA_SPACE)
+        if dst.space == Space.REMOTE_SBUF:
+            self._check_remote_tile(insn.dst_tile_x, insn.dst_tile_y)
         lo, hi = -(1 << (dma.addr_width - 1)), (1 << (dma.addr_width - 1))
-        for side in sides:
+        for side in (src, dst):
             if (side.addr >= 1 << dma.addr_width or any(c >= 1 << dma.count_bits for c in side.counts)
                     or any(not lo <= st < hi for st in side.strides)):
                 raise _Halt(IsaError.DMA_FIELD_RANGE)
         if insn.elem_bytes >= 1 << dma.elem_bits:
             raise _Halt(IsaError.DMA_FIELD_RANGE)
 
+    def _check_signal_remote(self, insn, q):
+        self._check_remote_tile(insn.tile_x, insn.tile_y)
+        if insn.sem >= isa.SEMAPHORES:
+            raise _Halt(IsaError.BAD_SEMAPHORE)
+
     def _exec_dma_copy(self, insn, q):
-        """The DMA's own checks (docs/dma.md) come at execution, after the waits."""
+        """The DMA's own checks (docs/dma.md) come at execution, after the waits. A remote SBUF
+        destination is checked as a local SBUF (every tile has the same SBUF); its bytes go to
+        the chip as one message of WRITE flits, in the order the DMA writes them."""
         dma = self.config.dma
-        src, dst = (DmaSide("sbuf" if s.space == Space.SBUF else "dram", s.addr, tuple(s.counts),
-                            tuple(s.strides)) for s in self._dma_sides(insn))
+        sides = self._dma_sides(insn)
+        remote = sides[1].space == Space.REMOTE_SBUF
+        src, dst = (DmaSide("dram" if s.space == Space.DRAM else "sbuf", s.addr, tuple(s.counts),
+                            tuple(s.strides)) for s in sides)
         transfer = DmaTransfer(src, dst, insn.elem_bytes, config=dma)
         code = dma_check_reference(transfer, addr_width=dma.addr_width, sbuf_bytes=self.sbuf.size,
                                    semaphores=1)
@@ -366,9 +370,18 @@ class TileModel:
         for side, error in ((src, DmaError.AXI_READ_ERROR), (dst, DmaError.AXI_WRITE_ERROR)):
             if side.space == "dram" and side_range(side, insn.elem_bytes)[1] > self.dram.size:
                 raise _Halt(IsaError.DMA_ERROR, error)    # beyond the DRAM: DECERR, nothing written
-        self._access(src.space, side_offsets(src, insn.elem_bytes), False)
+        src_offsets = side_offsets(src, insn.elem_bytes)
+        self._access(src.space, src_offsets, False)
+        if remote:
+            values = (self.dram if src.space == "dram" else self.sbuf)[src_offsets]
+            self.remote.write(self, (insn.dst_tile_x, insn.dst_tile_y), dst, insn.elem_bytes,
+                              values)
+            return
         self._access(dst.space, side_offsets(dst, insn.elem_bytes), True)
         dma_copy_reference(transfer, self.dram, self.sbuf)
+
+    def _exec_signal_remote(self, insn, q):
+        self.remote.signal(self, (insn.tile_x, insn.tile_y), insn.sem, insn.count)
 
     def _partition_bytes(self, partitions, first_elem, count, elem_bytes):
         pb = self.config.sbuf.partition_bytes

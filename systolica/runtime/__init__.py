@@ -8,8 +8,9 @@ Imports the compiler and the model; the RTL backends import systolica.testbench 
 
 from .device import (BACKENDS, BackendUnavailable, Device, DeviceError, Execution, check_input,
                      matmul, run)
+from .chip import ChipExecution, run_chip_rtl
 from .profile import Profile, Segment, chrome_trace, plot_timeline, write_chrome_trace
 
-__all__ = ["BACKENDS", "BackendUnavailable", "Device", "DeviceError", "Execution", "check_input",
+__all__ = ["ChipExecution", "run_chip_rtl", "BACKENDS", "BackendUnavailable", "Device", "DeviceError", "Execution", "check_input",
            "matmul", "run", "Profile", "Segment", "chrome_trace", "plot_timeline",
            "write_chrome_trace"]

@@ -3,6 +3,7 @@ against simulation and hardware).
 
     dev = Device()                                   # model backend, default config
     c = dev.matmul(a, b)                             # int32 C = A @ B
+    c = systolica.matmul(a16, b16)                   # ml_dtypes bf16 / fp8: float32 C
     y = dev.run([Linear(w1, scale=s, shift=8, relu=True, out_dtype="int8"), Linear(w2)], x)
     dev.last                                         # the last Execution: cycles, plan, timeline
 
@@ -18,13 +19,18 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from systolica.compiler import CompileError, CompiledProgram, Linear, compile_layers, fuse
-from systolica.config import ArrayConfig, TileConfig, default_config, dtype_range
+from systolica.compiler.layers import check_float_operand
+from systolica.config import (FLOAT_FORMATS, ArrayConfig, ChipConfig, TileConfig, default_config,
+                              dtype_range, is_float_dtype)
+from systolica.model.fp import float_dtype_name
 
 __all__ = ["Device", "Execution", "BackendUnavailable", "DeviceError", "BACKENDS", "matmul",
            "run", "check_input"]
 
 BACKENDS = ("model", "amaranth", "verilator")
 INPUT_DTYPES = ("int8", "uint8", "int16")
+#: Floating-point operand types (``ml_dtypes``: bfloat16, float8_e4m3fn, float8_e5m2).
+FLOAT_INPUT_DTYPES = tuple(FLOAT_FORMATS)
 
 
 class BackendUnavailable(RuntimeError):
@@ -70,13 +76,27 @@ class Execution:
 
 
 def check_input(x, name, dtype_name):
-    """``x`` as an int64 array whose values fit ``dtype_name``; a clear error otherwise."""
+    """``x`` as an int64 array whose values fit ``dtype_name``, or for a floating-point
+    ``dtype_name`` the array itself, which must have exactly that type; a clear error
+    otherwise."""
     if not isinstance(x, np.ndarray):
-        if isinstance(x, (list, tuple)):
+        if isinstance(x, (list, tuple)) and not is_float_dtype(dtype_name):
             x = np.asarray(x)
         else:
             raise TypeError(f"{name} must be a NumPy array; got {type(x).__name__}")
+    if is_float_dtype(dtype_name):
+        if x.ndim != 2 or 0 in x.shape:
+            raise ValueError(f"{name} must be a non-empty 2-D array; got shape {x.shape}")
+        try:
+            check_float_operand(x, name, dtype_name)
+        except CompileError as e:
+            raise TypeError(f"{e} (the device's tile is floating point)") from None
+        return x
     if x.dtype.kind not in "iu":
+        if float_dtype_name(x.dtype) is not None:
+            raise TypeError(f"{name} is {float_dtype_name(x.dtype)} but the device's tile is "
+                            f"{dtype_name} (integer); use a device with a floating-point "
+                            f"config, or systolica.matmul without device=")
         raise TypeError(f"{name} must be an integer array ({', '.join(INPUT_DTYPES)}); got "
                         f"dtype {x.dtype}")
     if x.ndim != 2 or 0 in x.shape:
@@ -88,50 +108,73 @@ def check_input(x, name, dtype_name):
     return x.astype(np.int64)
 
 
+def element_dtype_name(dtype, name):
+    """The tile element type of an operand's NumPy dtype; TypeError for unsupported ones."""
+    dt = np.dtype(dtype)
+    found = float_dtype_name(dt) or (dt.name if dt.name in INPUT_DTYPES else None)
+    if found is None:
+        hint = (" (ml_dtypes.float8_e4m3 has infinities; the tile's float8_e4m3 is "
+                "ml_dtypes.float8_e4m3fn)" if dt.name == "float8_e4m3" else
+                " (convert to ml_dtypes.bfloat16 or an fp8 type first)" if dt.kind == "f" else "")
+        raise TypeError(f"{name} must have dtype {', '.join(INPUT_DTYPES + FLOAT_INPUT_DTYPES)} "
+                        f"(or pass a device whose config fixes the dtypes); got {dt.name}{hint}")
+    return found
+
+
 def _config_for(a_dtype, b_dtype):
     configs = default_config()
-    for name, dt in (("a", a_dtype), ("b", b_dtype)):
-        if np.dtype(dt).name not in INPUT_DTYPES:
-            raise TypeError(f"{name} must have dtype {', '.join(INPUT_DTYPES)} (or pass a device "
-                            f"whose config fixes the dtypes); got {np.dtype(dt).name}")
-    array = configs["array"].replace(moving_dtype=np.dtype(a_dtype).name,
-                                     stationary_dtype=np.dtype(b_dtype).name)
+    moving, stationary = element_dtype_name(a_dtype, "a"), element_dtype_name(b_dtype, "b")
+    if is_float_dtype(moving) != is_float_dtype(stationary):
+        raise TypeError(f"a is {moving} and b is {stationary}: both operands must be floating "
+                        f"point ({', '.join(FLOAT_INPUT_DTYPES)}, any pair) or both integers "
+                        f"({', '.join(INPUT_DTYPES)})")
+    array = configs["array"].replace(moving_dtype=moving, stationary_dtype=stationary)
     configs["array"] = array
     return TileConfig.from_sections(configs)
 
 
 class Device:
-    """A tile of ``config`` (default: the default config) on ``backend``. ``seed``: the model's
-    schedule seed (random interleaving) or the RTL's stall seed; ``progress``: show a progress
-    bar for RTL simulations; ``max_cycles``: the RTL watchdog (default from the prediction)."""
+    """A tile of ``config`` (default: the default config), or a chip (``config`` a
+    :class:`~systolica.config.ChipConfig`: GEMMs split over its mesh, :mod:`.chip`), on
+    ``backend``. ``seed``: the model's schedule seed (random interleaving) or the RTL's stall
+    seed; ``progress``: show a progress bar for RTL simulations; ``max_cycles``: the RTL
+    watchdog (default from the prediction)."""
 
     def __init__(self, config: TileConfig = None, *, backend="model", seed=0, progress=False,
                  max_cycles=None, trace=True):
         if config is None:
             config = TileConfig.from_sections(default_config())
-        if not isinstance(config, TileConfig):
-            raise TypeError(f"Device config must be a TileConfig; got {config!r}")
+        if not isinstance(config, (TileConfig, ChipConfig)):
+            raise TypeError(f"Device config must be a TileConfig or ChipConfig; got {config!r}")
         config.validate()
         if backend not in BACKENDS:
             raise ValueError(f"Device backend must be one of {', '.join(BACKENDS)}; got "
                              f"{backend!r}")
         self.config, self.backend = config, backend
+        self.is_chip = isinstance(config, ChipConfig)
+        self.tile_config = config.tile if self.is_chip else config
         self.seed, self.progress, self.max_cycles, self.trace = seed, progress, max_cycles, trace
         self.last = None
-        if backend == "verilator":
+        if self.is_chip and backend != "model":
+            from .chip import chip_rtl_available
+            chip_rtl_available()           # fail now, not after compiling
+        elif backend == "verilator":
             _verilator_run_tile()          # fail now, not after compiling
 
     def __repr__(self):
-        a = self.config.array
-        return (f"Device({a.rows}x{a.cols} {a.moving_dtype} x {a.stationary_dtype}, "
+        a = self.tile_config.array
+        where = f"{self.config.noc.width}x{self.config.noc.height} chip of " if self.is_chip \
+            else ""
+        return (f"Device({where}{a.rows}x{a.cols} {a.moving_dtype} x {a.stationary_dtype}, "
                 f"backend={self.backend!r})")
 
     # --- entry points ---------------------------------------------------------------------------
 
-    def matmul(self, a, b, *, out_dtype="int32", scale=None, shift=None, zero_point=0,
+    def matmul(self, a, b, *, out_dtype=None, scale=None, shift=None, zero_point=0,
                relu=False, **plan_options):
-        """``ACT(a @ b)``: int32 accumulators, or requantised (see :class:`Linear`)."""
-        arr = self.config.array
+        """``ACT(a @ b)``: the accumulators (int32, or float32 on a floating-point tile), or
+        converted by the ACT unit (see :class:`Linear`)."""
+        arr = self.tile_config.array
         b = check_input(b, "b", arr.stationary_dtype)
         a = check_input(a, "a", arr.moving_dtype)
         if a.shape[1] != b.shape[0]:
@@ -143,35 +186,71 @@ class Device:
 
     def run(self, layers, x, **plan_options):
         """The output of ``layers`` (Linear / Requantize / ReLU) on ``x`` (m × k)."""
-        arr = self.config.array
+        arr = self.tile_config.array
         x = check_input(x, "x", arr.moving_dtype)
         linears = fuse(list(layers))
         if x.shape[1] != linears[0].k:
             raise ValueError(f"x has {x.shape[1]} columns; layers[0].weight has "
                              f"{linears[0].k} rows")
+        if self.is_chip:
+            return self._run_chip(linears, x, plan_options)
         compiled = compile_layers(self.config, linears, x.shape[0], **plan_options)
         self.last = self.execute(compiled, x)
         return self.last.output
 
     def execute(self, compiled: CompiledProgram, x):
-        """Run a compiled program on input ``x``; returns the :class:`Execution`."""
+        """Run a compiled program on input ``x``; returns the :class:`Execution` (on a chip:
+        a :class:`~systolica.compiler.mesh.MeshCompiledProgram`, a :class:`.chip.ChipExecution`)."""
+        if self.is_chip:
+            return self._execute_chip(compiled, x)
         if not isinstance(compiled, CompiledProgram):
             raise TypeError(f"execute needs a CompiledProgram; got {type(compiled).__name__}")
         if compiled.config != self.config:
             raise ValueError("compiled program was built for another config (fingerprint "
                              f"0x{compiled.program.fingerprint:08x}); this device's is "
                              f"{self._fingerprint():#010x}")
-        x = check_input(x, "x", self.config.array.moving_dtype)
+        x = check_input(x, "x", self.tile_config.array.moving_dtype)
         expected = (compiled.inputs["x"].rows, compiled.inputs["x"].cols)
         if x.shape != expected:
             raise ValueError(f"x must have shape {expected} (the compiled program's); got "
                              f"{x.shape}")
-        data = compiled.data(x, np.int64)
+        data = compiled.data(x, x.dtype if self.tile_config.array.is_float else np.int64)
         timeline = compiled.predict()
         if self.backend == "model":
             return self._run_model(compiled, data, timeline)
         from .rtl import run_rtl
         return run_rtl(self, compiled, data, timeline)
+
+    def _run_chip(self, linears, x, plan_options):
+        from systolica.compiler import CompileError as _CompileError
+        from systolica.compiler.mesh import compile_mesh_gemm
+        from .chip import execute_on_chip
+        if len(linears) != 1:
+            raise _CompileError(f"a chip runs one GEMM at a time (layer sequences are compiled "
+                                f"for one tile); got {len(linears)} layers")
+        layer = linears[0]
+        compiled = compile_mesh_gemm(self.config, x.shape[0], layer.k, layer.n, w=layer.weight,
+                                     out_dtype=layer.out_dtype, scale=layer.scale,
+                                     shift=layer.shift, zero_point=layer.zero_point,
+                                     relu=layer.relu, **plan_options)
+        self.last = execute_on_chip(self, compiled, x)
+        return self.last.output
+
+    def _execute_chip(self, compiled, x):
+        from systolica.compiler.mesh import MeshCompiledProgram
+        from .chip import execute_on_chip
+        if not isinstance(compiled, MeshCompiledProgram):
+            raise TypeError(f"execute on a chip needs a MeshCompiledProgram; got "
+                            f"{type(compiled).__name__}")
+        if compiled.config != self.config:
+            raise ValueError("compiled program was built for another chip config")
+        x = check_input(x, "x", self.tile_config.array.moving_dtype)
+        plan = compiled.plan
+        if x.shape != (plan.m, plan.k):
+            raise ValueError(f"x must have shape {(plan.m, plan.k)} (the compiled program's); "
+                             f"got {x.shape}")
+        self.last = execute_on_chip(self, compiled, x)
+        return self.last
 
     def _fingerprint(self):
         from systolica import isa
@@ -222,7 +301,7 @@ def _device_for(device, a_dtype, b_dtype):
         if not isinstance(device, Device):
             raise TypeError(f"device must be a systolica.runtime.Device; got {device!r}")
         return device
-    key = (np.dtype(a_dtype).name, np.dtype(b_dtype).name)
+    key = (element_dtype_name(a_dtype, "a"), element_dtype_name(b_dtype, "b"))
     if key not in _DEFAULT_DEVICES:
         _DEFAULT_DEVICES[key] = Device(_config_for(a_dtype, b_dtype))
     return _DEFAULT_DEVICES[key]
@@ -231,17 +310,19 @@ def _device_for(device, a_dtype, b_dtype):
 def _array_dtype(x, name):
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array; got {type(x).__name__}")
-    if x.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array ({', '.join(INPUT_DTYPES)}); got "
-                        f"dtype {x.dtype}")
+    element_dtype_name(x.dtype, name)
     return x.dtype
 
 
-def matmul(a, b, *, device=None, out_dtype="int32", **kwargs):
-    """``a @ b`` on a tile, bit-exact to NumPy (int32 accumulators, or requantised with
-    ``scale``, ``shift``, ``zero_point``, ``relu`` and ``out_dtype`` int8/uint8/int16).
-    ``device``: a :class:`Device`; default: the model backend with a config whose array dtypes
-    are ``a``'s and ``b``'s (int8, uint8 or int16)."""
+def matmul(a, b, *, device=None, out_dtype=None, **kwargs):
+    """``a @ b`` on a tile, bit-exact to NumPy: int32 accumulators, or requantised with
+    ``scale``, ``shift``, ``zero_point``, ``relu`` and ``out_dtype`` int8/uint8/int16. With
+    ``ml_dtypes`` operands (bfloat16, float8_e4m3fn, float8_e5m2; any pair): float32 (the fp32
+    PSUM words, bit-exact to :func:`systolica.model.fp.gemm_fp`'s accumulation order), or
+    ``out_dtype`` bfloat16 / float8_e4m3 / float8_e5m2 / float32 / int8 / uint8 / int16 with
+    ``scale`` and ``shift`` (``x * scale * 2**-shift`` rounded once, saturating) and ``relu``
+    (docs/floating_point.md). ``device``: a :class:`Device`; default: the model backend with a
+    config whose array dtypes are ``a``'s and ``b``'s."""
     dev = _device_for(device, _array_dtype(a, "a"), _array_dtype(b, "b"))
     return dev.matmul(a, b, out_dtype=out_dtype, **kwargs)
 
@@ -259,4 +340,4 @@ def run(layers, x, *, device=None):
     return dev.run(layers, x)
 
 
-del ArrayConfig, replace, CompileError
+del ArrayConfig, replace

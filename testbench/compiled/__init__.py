@@ -15,11 +15,13 @@ design once.
 
 The package: :mod:`.toolchain` (finding Verilator and a compiler), :mod:`.cache` (building and the
 build cache), :mod:`.glue` (the generated C++ glue), :mod:`.codecs` (ports, streams, payload
-packing), :mod:`.run` (the loaded model and its run loop), :mod:`.errors`.
+packing), :mod:`.run` (the loaded model and its run loop), :mod:`.dram` (the shared
+multi-port AXI4 DRAM model), :mod:`.errors`.
 """
 
 from .cache import BuildInfo, build
 from .codecs import PayloadCodec, StreamPorts, stream_ports
+from .dram import AXI_DRAM_SOURCE, DramPort, SharedDram
 from .errors import BackendUnavailable, BuildError, ProtocolError
 from .run import CompiledModel, CompiledSim
 from .toolchain import Toolchain, cache_dir, find_toolchain, fst_supported
@@ -29,5 +31,5 @@ __all__ = [
     "BackendUnavailable", "BuildError", "ProtocolError", "find_toolchain", "fst_supported",
     "cache_dir",
     "CompiledModel", "CompiledSim", "build", "PayloadCodec", "stream_ports",
-    "BuildInfo", "StreamPorts", "Toolchain",
+    "BuildInfo", "StreamPorts", "Toolchain", "AXI_DRAM_SOURCE", "DramPort", "SharedDram",
 ]

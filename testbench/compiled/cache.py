@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +44,58 @@ class BuildInfo:
     toolchain: Toolchain
 
 
-def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, verilog=None):
+def _source_digest(component):
+    """A hash of everything a component's Verilog can depend on without being told: the
+    sources of systolica, its gateware and its Verilog export, the module that defines the
+    component's class, and the Amaranth version."""
+    import amaranth
+    import systolica
+    import systolica.hdl
+    import systolica.synth
+    h = hashlib.sha256(amaranth.__version__.encode())
+    files = set()
+    for pkg in (systolica, systolica.hdl, systolica.synth):
+        for root in pkg.__path__:
+            files.update(Path(root).rglob("*.py"))
+    module = sys.modules.get(type(component).__module__)
+    if getattr(module, "__file__", None):
+        files.add(Path(module.__file__))
+    for f in sorted(files):
+        h.update(str(f).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _mark_used(obj, seen=None):
+    """Mark ``obj`` and the elaboratables it holds as used: a design found through its design key
+    is not elaborated in this process, and must not warn about that."""
+    from amaranth.hdl import Elaboratable
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Elaboratable):
+        obj._MustUse__used = True
+        values = vars(obj).values()
+    elif isinstance(obj, (list, tuple)):
+        values = obj
+    elif isinstance(obj, dict):
+        values = obj.values()
+    else:
+        return
+    for v in values:
+        _mark_used(v, seen)
+
+
+def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, verilog=None,
+          design_key=None):
     """Verilate ``component`` with the generic harness into a shared library, or reuse the cached
     one. ``trace`` is ``None``, ``"fst"`` or ``"vcd"`` (waveform support costs build time and
     some speed, so it is a separate build); ``opt`` is the C++ optimisation of the model code;
-    ``extra_sources`` are C++ files with models (see ``cxx/systolica_harness.h``). Returns a
-    :class:`CompiledModel`."""
+    ``extra_sources`` are C++ files with models (see ``cxx/systolica_harness.h``).
+    ``design_key`` (a repr-able description that with the sources identifies the design, e.g.
+    ``("Tile", config)``) lets a later process find the build without generating the Verilog
+    again (the key also covers the sources of systolica and of the component's module, so an
+    edit rebuilds). Returns a :class:`CompiledModel`."""
     from systolica.synth.verilog import to_verilog
     if trace not in (None, "fst", "vcd"):
         raise ValueError(f"trace must be None, 'fst' or 'vcd'; got {trace!r}")
@@ -59,28 +106,41 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
         ok, reason = fst_supported(tc)
         if not ok:
             raise BackendUnavailable(reason)
-    if verilog is None:
-        verilog = to_verilog(component, "dut")
     ports = [("clk", "input", 1), ("rst", "input", 1)] + list(_flat_ports(component))
     extra_sources = [Path(p).resolve() for p in extra_sources]
     h = hashlib.sha256()
     for part in (GLUE_VERSION, CXXFLAGS, LDFLAGS, repr(VERILATOR_FLAGS), tc.version, tc.cxx,
-                 repr(trace), opt, repr(ports), verilog):
+                 repr(trace), opt, repr(ports)):
         h.update(part.encode() + b"\0")
     for name in HARNESS_FILES:
         h.update((CXX_DIR / name).read_bytes() + b"\0")
     for p in extra_sources:
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    key = h.hexdigest()[:24]
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
+    link = None
+    if design_key is not None and verilog is None:
+        d = h.copy()
+        d.update(f"{type(component).__qualname__}\0{design_key!r}\0".encode())
+        d.update(_source_digest(component).encode())
+        link = root / "designs" / d.hexdigest()[:24]
+        key = link.read_text().strip() if link.exists() else None
+        if key and (root / key / "libdut.so").exists():
+            _mark_used(component)
+            return CompiledModel(BuildInfo(root / key, key, True, 0.0, tc), component, ports)
+    if verilog is None:
+        verilog = to_verilog(component, "dut")
+    h.update(verilog.encode() + b"\0")
+    key = h.hexdigest()[:24]
     final = root / key
     lib = final / "libdut.so"
     if lib.exists():
+        _link(link, key)
         return CompiledModel(BuildInfo(final, key, True, 0.0, tc), component, ports)
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)       # another process may be building the same design
         if lib.exists():
+            _link(link, key)
             return CompiledModel(BuildInfo(final, key, True, 0.0, tc), component, ports)
         start = time.monotonic()
         work = root / f"{key}.tmp{os.getpid()}"
@@ -92,13 +152,26 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
         finally:
             shutil.rmtree(work, ignore_errors=True)
         seconds = time.monotonic() - start
+    _link(link, key)
     return CompiledModel(BuildInfo(final, key, False, seconds, tc), component, ports)
+
+
+def _link(link, key):
+    """Remember that the design behind ``link`` (a design-key file) is build ``key``."""
+    if link is None:
+        return
+    link.parent.mkdir(exist_ok=True)
+    tmp = link.with_name(f"{link.name}.tmp{os.getpid()}")
+    tmp.write_text(key + "\n")
+    os.replace(tmp, link)
 
 
 def _runtime_dir(tc, trace):
     """Where the compiled objects of Verilator's runtime (verilated*.o, the same for every design
-    built with this toolchain and trace setting) are kept between builds."""
-    key = hashlib.sha256(repr((GLUE_VERSION, CXXFLAGS, tc.version, tc.cxx, trace)).encode())
+    built with this toolchain and trace setting) are kept between builds. The key includes the
+    toolchain's root: the objects' make dependencies name its headers by absolute path."""
+    key = hashlib.sha256(repr((GLUE_VERSION, CXXFLAGS, tc.version, tc.cxx, tc.root,
+                               trace)).encode())
     key = key.hexdigest()
     return cache_dir() / f"runtime-{key[:16]}"
 
@@ -106,7 +179,7 @@ def _runtime_dir(tc, trace):
 def _save_runtime(obj, runtime):
     tmp = runtime.with_name(f"{runtime.name}.tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    for f in list(obj.glob("verilated*.o")) + list(obj.glob("verilated*.d")):
+    for f in obj.glob("verilated*.o"):      # not the .d files: they name this venv's sources
         shutil.copy2(f, tmp / f.name)
     try:
         os.rename(tmp, runtime)
@@ -139,12 +212,14 @@ def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs):
     with open(work / "build.log", "w") as log:
         _run(cmd, work, env, log, "verilator")
         header = (work / "obj" / "Vdut.h").read_text()
-        (work / "dut_glue.cpp").write_text(_glue_source(header, "Vdut", ports, trace))
+        root_header = (work / "obj" / "Vdut___024root.h").read_text()
+        (work / "dut_glue.cpp").write_text(_glue_source(header, "Vdut", ports, trace,
+                                                        root_header))
         jobs = jobs or os.cpu_count() or 1
         runtime = _runtime_dir(tc, trace)
         if runtime.is_dir():        # Verilator's own runtime, compiled by an earlier build
-            for f in runtime.iterdir():
-                shutil.copy(f, work / "obj" / f.name)   # newer than Vdut.mk: make skips them
+            for f in runtime.glob("verilated*.o"):   # newer than their sources: make skips them
+                shutil.copy(f, work / "obj" / f.name)
         _run([tc.make, "-C", "obj", "-f", "Vdut.mk", f"-j{jobs}", "CFG_CXXFLAGS_PCH_I=-include",
               f"OPT_FAST={opt}", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2", f"CXX={tc.cxx}"],
              work, env, log, "C++ build")

@@ -34,7 +34,7 @@ def _load(path):
             "sys_get": ([ctypes.c_void_p, ctypes.c_int, _U32P], None),
             "sys_cycle": ([ctypes.c_void_p], ctypes.c_int64),
             "sys_error": ([ctypes.c_void_p], ctypes.c_char_p),
-            "sys_tick": ([ctypes.c_void_p, ctypes.c_int64], None),
+            "sys_tick": ([ctypes.c_void_p, ctypes.c_int64], ctypes.c_int),
             "sys_add_source": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, _U32P,
                                 ctypes.c_int64, _U8P, ctypes.c_int64, _I64P], ctypes.c_int),
             "sys_add_sink": ([ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
@@ -47,6 +47,13 @@ def _load(path):
             "sys_set_mask": ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, _U8P, ctypes.c_int64,
                               ctypes.c_int], None),
             "sys_run": ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int], ctypes.c_int),
+            "sys_num_memories": ([], ctypes.c_int),
+            "sys_memory_name": ([ctypes.c_int], ctypes.c_char_p),
+            "sys_memory_width": ([ctypes.c_int], ctypes.c_int),
+            "sys_memory_depth": ([ctypes.c_int], ctypes.c_int),
+            "sys_memory_elem_bytes": ([ctypes.c_int], ctypes.c_int),
+            "sys_memory_ptr": ([ctypes.c_void_p, ctypes.c_int], ctypes.c_void_p),
+            "sys_memory_written": ([ctypes.c_void_p], None),
         }
         for name, (args, res) in sigs.items():
             fn = getattr(lib, name)
@@ -75,6 +82,13 @@ class CompiledModel:
         if {n: w for n, (_i, w, _o) in self.ports.items()} != expected:
             raise BuildError(f"cached build {info.path} does not match the component's ports")
         self.streams = stream_ports(component)
+        #: ``{dotted name: (index, width, depth, bytes per word in the model)}`` of the design's
+        #: memories (``"datapath.sbuf.partition0"``), for :meth:`CompiledSim.memory`.
+        self.memories = {}
+        for i in range(self.lib.sys_num_memories()):
+            self.memories[self.lib.sys_memory_name(i).decode()] = (
+                i, self.lib.sys_memory_width(i), self.lib.sys_memory_depth(i),
+                self.lib.sys_memory_elem_bytes(i))
 
     @property
     def build_seconds(self):
@@ -166,9 +180,40 @@ class CompiledSim:
         self.lib.sys_get(self.handle, index, buf)
         return int.from_bytes(bytes(buf), "little")
 
+    def _memory_view(self, name):
+        try:
+            index, width, depth, elem = self.model.memories[name]
+        except KeyError:
+            raise KeyError(f"no memory {name!r}; memories: "
+                           f"{', '.join(self.model.memories)}") from None
+        ptr = self.lib.sys_memory_ptr(self.handle, index)
+        raw = np.ctypeslib.as_array((ctypes.c_uint8 * (depth * elem)).from_address(ptr))
+        return raw.reshape(depth, elem), (width + 7) // 8
+
+    def memory(self, name):
+        """The words of memory ``name`` (a key of ``model.memories``) now: a ``(depth,
+        ceil(width / 8))`` uint8 array (a copy), word ``i``'s bytes little-endian in row
+        ``i``."""
+        raw, nbytes = self._memory_view(name)
+        return raw[:, :nbytes].copy()
+
+    def write_memory(self, name, words):
+        """Overwrite memory ``name`` with ``words`` (shaped as :meth:`memory` returns)."""
+        raw, nbytes = self._memory_view(name)
+        words = np.asarray(words, dtype=np.uint8)
+        if words.shape != (raw.shape[0], nbytes):
+            raise ValueError(f"memory {name!r} takes a {(raw.shape[0], nbytes)} uint8 array; "
+                             f"got shape {words.shape}")
+        raw[:, :nbytes] = words
+        width = self.model.memories[name][1]
+        if width % 8:               # the model keeps the bits above the width 0
+            raw[:, nbytes - 1] &= (1 << (width % 8)) - 1
+        self.lib.sys_memory_written(self.handle)
+
     def tick(self, n=1):
-        """``n`` clock edges."""
-        self.lib.sys_tick(self.handle, int(n))
+        """``n`` clock edges (the C++ models take part in each cycle, as in :meth:`run`)."""
+        if self.lib.sys_tick(self.handle, int(n)):
+            raise ProtocolError(self.lib.sys_error(self.handle).decode())
 
     def _stream(self, name, role):
         streams = self.model.streams

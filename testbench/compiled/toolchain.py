@@ -13,7 +13,7 @@ from .errors import BackendUnavailable
 CXX_DIR = Path(__file__).parent.parent / "cxx"
 HARNESS_FILES = ("harness.cpp", "systolica_harness.h")
 #: Bumped whenever the generated glue changes, so that old cached builds are not reused.
-GLUE_VERSION = "3"
+GLUE_VERSION = "4"
 #: Flags of every build (part of the cache key).
 CXXFLAGS = "-fPIC -std=c++20"
 LDFLAGS = "-shared"

@@ -30,6 +30,15 @@ struct PortDesc {
 };
 extern const PortDesc ports[];
 extern const int num_ports;
+struct MemoryDesc {
+  const char* name;
+  int width;
+  int depth;
+  int elem_bytes;      // bytes per word in the model (Verilator's CData .. VlWide<N>)
+  void* (*ptr)(void* dut);
+};
+extern const MemoryDesc memories[];
+extern const int num_memories;
 void* dut_new(bool trace);
 void dut_delete(void* dut);
 void dut_eval(void* dut);
@@ -87,6 +96,7 @@ struct Sim {
   std::vector<Source> sources;
   std::vector<Sink> sinks;
   std::vector<Model*> models;
+  bool models_driven;   // the models have driven the current cycle's inputs
   std::string error;
   std::vector<uint32_t> scratch;
 };
@@ -141,6 +151,25 @@ uint64_t port_get_u64(Sim* sim, int index) {
 }
 uint64_t current_cycle(Sim* sim) { return sim->cycle; }
 
+static void drive_models(Sim* sim) {
+  if (sim->models_driven) return;
+  for (Model* m : sim->models) m->drive(sim, sim->cycle);
+  sim->models_driven = true;
+}
+
+// The models' half of a cycle before its clock edge; false (and sim->error) on a model error.
+static bool sample_models(Sim* sim) {
+  for (Model* m : sim->models) {
+    m->sample(sim, sim->cycle);
+    std::string e = m->error();
+    if (!e.empty()) {
+      sim->error = e;
+      return false;
+    }
+  }
+  return true;
+}
+
 static void clock_edge(Sim* sim) {
   settle(sim);
   if (sim->tracing) glue::trace_dump(sim->dut, sim->cycle * kPeriodPs);
@@ -150,6 +179,7 @@ static void clock_edge(Sim* sim) {
   glue::dut_clock(sim->dut, 0);
   sim->dirty = true;
   sim->cycle++;
+  sim->models_driven = false;
 }
 
 }  // namespace systolica
@@ -163,6 +193,15 @@ const char* sys_port_name(int i) { return glue::ports[i].name; }
 int sys_port_width(int i) { return glue::ports[i].width; }
 int sys_port_is_output(int i) { return glue::ports[i].is_output; }
 int sys_trace_supported() { return glue::trace_supported(); }
+int sys_num_memories() { return glue::num_memories; }
+const char* sys_memory_name(int i) { return glue::memories[i].name; }
+int sys_memory_width(int i) { return glue::memories[i].width; }
+int sys_memory_depth(int i) { return glue::memories[i].depth; }
+int sys_memory_elem_bytes(int i) { return glue::memories[i].elem_bytes; }
+// Where memory i's words are (depth words of elem_bytes, little-endian, above-width bits 0).
+void* sys_memory_ptr(void* h, int i) { return glue::memories[i].ptr(((Sim*)h)->dut); }
+// After a write through sys_memory_ptr: combinational reads must be evaluated again.
+void sys_memory_written(void* h) { ((Sim*)h)->dirty = true; }
 
 void* sys_new(const char* trace_path) {
   bool trace = trace_path && trace_path[0];
@@ -172,6 +211,7 @@ void* sys_new(const char* trace_path) {
   sim->cycle = 0;
   sim->dirty = true;
   sim->tracing = false;
+  sim->models_driven = false;
   int max_words = 2;
   for (int i = 0; i < glue::num_ports; i++)
     if (words_of(glue::ports[i].width) > max_words) max_words = words_of(glue::ports[i].width);
@@ -205,8 +245,20 @@ void sys_get(void* h, int port, uint32_t* words) { port_get((Sim*)h, port, words
 int64_t sys_cycle(void* h) { return (int64_t)((Sim*)h)->cycle; }
 const char* sys_error(void* h) { return ((Sim*)h)->error.c_str(); }
 
-void sys_tick(void* h, int64_t n) {
-  for (int64_t i = 0; i < n; i++) clock_edge((Sim*)h);
+// n clock edges; the models take part in every cycle (drive, sample), as in sys_run. Returns 0,
+// or 2 on a model error (see sys_error; the edge of the failing cycle is not taken).
+int sys_tick(void* h, int64_t n) {
+  Sim* sim = (Sim*)h;
+  for (int64_t i = 0; i < n; i++) {
+    if (!sim->models.empty()) {
+      drive_models(sim);
+      settle(sim);
+      if (!sample_models(sim)) return 2;
+    }
+    clock_edge(sim);
+    if (!sim->models.empty()) drive_models(sim);
+  }
+  return 0;
 }
 
 static void init_end(Sim* sim, StreamEnd& e, int payload, int valid, int ready,
@@ -260,6 +312,8 @@ int sys_add_model(void* h, const char* name, const char* args) {
   Model* m = it->second(sim, args ? args : "");
   if (!m) return -2;
   sim->models.push_back(m);
+  if (sim->models_driven) m->drive(sim, sim->cycle);   // the others already drove this cycle
+  else drive_models(sim);
   return (int)sim->models.size() - 1;
 }
 
@@ -319,7 +373,7 @@ int sys_run(void* h, int64_t max_cycles, int wait_port) {
       if (s.ready >= 0 && (r != s.cur_ready || c == 0)) port_set(sim, s.ready, r ? one : zero);
       s.cur_ready = r;
     }
-    for (Model* m : sim->models) m->drive(sim, c);
+    drive_models(sim);
     settle(sim);
     // 2. done?
     bool done = true;
@@ -368,14 +422,7 @@ int sys_run(void* h, int64_t max_cycles, int wait_port) {
         s.cycles[s.received++] = (int64_t)(c - s.base);
       }
     }
-    for (Model* m : sim->models) {
-      m->sample(sim, c);
-      std::string e = m->error();
-      if (!e.empty()) {
-        sim->error = e;
-        return 2;
-      }
-    }
+    if (!sample_models(sim)) return 2;
     // 4. clock edge
     clock_edge(sim);
   }
