@@ -103,15 +103,27 @@ def predict_chip(programs, config: ChipConfig, costs: Costs = DEFAULT_COSTS):
     """The :class:`ChipTimeline` of ``programs`` (``{(x, y): Program}``) on ``config``."""
     if not isinstance(config, ChipConfig):
         raise TypeError(f"predict_chip config must be a ChipConfig; got {config!r}")
-    noc = config.noc
-    timers = {}
     for xy, program in programs.items():
         if not isinstance(program, isa.Program):
             raise TypeError(f"predict_chip programs[{xy}] must be an isa.Program")
-        # One pass per tile: the tiles' timers are interleaved through the NoC, so predict's
-        # re-timing with earlier passes' fetch/DMA-read logs (the shared AXI read channel) is
-        # not done here; the fetch FIFO and burst model still apply.
-        timers[xy] = _TileTimer(program, config.tile, costs, xy)
+    # as predict: each tile's fetch and DMA share its AXI read channel, so the chip is timed
+    # costs.passes times, every tile's timer seeing its own earlier passes' logs
+    history = {xy: [] for xy in programs}
+    for _ in range(max(1, costs.passes)):
+        timers, transfers, flits, signals = _chip_pass(programs, config, costs, history)
+        for xy, timer in timers.items():
+            history[xy].append(timer.logs())
+    tiles = {xy: Timeline(timer.end_time, timer.intervals) for xy, timer in timers.items()}
+    return ChipTimeline(max((t.cycles for t in tiles.values()), default=0), tiles, transfers,
+                        flits, signals)
+
+
+def _chip_pass(programs, config, costs, history):
+    """One pass of :func:`predict_chip`: ``(timers, transfers, flits, signals)``."""
+    noc = config.noc
+    timers = {xy: _TileTimer(program, config.tile, costs, xy,
+                             previous=history[xy][-costs.memory:])
+              for xy, program in programs.items()}
     per_hop = 2 + noc.link_stages
     eject_free = {xy: 0 for xy in timers}
     channel_last = {}
@@ -154,6 +166,4 @@ def predict_chip(programs, config: ChipConfig, costs: Costs = DEFAULT_COSTS):
     if stuck:
         raise PredictionError("programs deadlock in the chip performance model: " + ", ".join(
             f"tile {xy} {q} at pc {timers[xy].pc[q]}" for xy, qs in stuck.items() for q in qs))
-    tiles = {xy: Timeline(timer.end_time, timer.intervals) for xy, timer in timers.items()}
-    return ChipTimeline(max((t.cycles for t in tiles.values()), default=0), tiles, transfers,
-                        flits, signals)
+    return timers, transfers, flits, signals
