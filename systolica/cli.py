@@ -286,7 +286,7 @@ def _cmd_demo(args, configs):
 
 #: Bounds of ``systolica gemm`` (documented in --help).
 MAX_GEMM_DIM = 1 << 16
-GEMM_BACKENDS = ("model", "amaranth", "verilator")
+GEMM_BACKENDS = ("model", "amaranth", "verilator", "board")
 
 
 def _add_gemm_parser(add_block_command):
@@ -298,7 +298,12 @@ def _add_gemm_parser(add_block_command):
                        help=f"{name.upper()}, 1..{MAX_GEMM_DIM}")
     p.add_argument("--backend", choices=GEMM_BACKENDS, default="model",
                    help="model (default, fast; cycles estimated), amaranth or verilator (the "
-                        "tile RTL; cycles measured)")
+                        "tile RTL; cycles measured), board (an FPGA board, --port)")
+    p.add_argument("--port", default=None,
+                   help="--backend board: the board's serial port (/dev/ttyUSB0), or 'sim' for "
+                        "the board design in Verilator (docs/fpga.md)")
+    p.add_argument("--baud", type=_bounded(int, 1200, 3_000_000), default=115200,
+                   help="--backend board: UART baud rate of the bitstream (default 115200)")
     p.add_argument("--out-dtype", choices=("int32", "int8", "uint8", "int16"), default="int32",
                    help="int32 accumulators (default) or requantised through the ACT unit "
                         "(random per-channel scales, shift 8, ReLU)")
@@ -309,7 +314,7 @@ def _add_gemm_parser(add_block_command):
                    help="random seed of A and B, 0..2**64-1 (default 0)")
 
 
-def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
+def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress, **device_options):
     """(Execution, bit exact) of a random GEMM on a Device."""
     import numpy as np
     from .compiler import reference, Linear
@@ -323,7 +328,7 @@ def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
     if out_dtype != "int32":
         kwargs = {"scale": rng.integers(1, 1 << min(8, config.act.scale_bits - 1), n),
                   "shift": min(8 + (k.bit_length() + 1) // 2, config.act.max_shift), "relu": True}
-    device = Device(config, backend=backend, seed=seed, progress=progress)
+    device = Device(config, backend=backend, seed=seed, progress=progress, **device_options)
     c = device.matmul(a, b, out_dtype=out_dtype, **kwargs)
     want = reference([Linear(b, out_dtype=out_dtype, **kwargs)], a, config)
     return device.last, bool(np.array_equal(c, want))
@@ -354,11 +359,24 @@ def _cmd_gemm(args, configs):
     for path, flag in ((args.trace, "--trace"), (args.plot, "--plot")):
         if path:
             _check_output_file(path, flag)
+    board = {}
+    if args.backend == "board":
+        if not args.port:
+            raise ConfigError("--backend board needs --port (a serial device such as "
+                              "/dev/ttyUSB0, or 'sim')")
+        board = {"port": args.port, "baudrate": args.baud}
+    elif args.port:
+        raise ConfigError(f"--port is for --backend board; got --backend {args.backend}")
     try:
         e, ok = _gemm_on_tile(config, args.m, args.k, args.n, args.backend, args.out_dtype,
-                              args.seed, progress=sys.stderr.isatty())
+                              args.seed, progress=sys.stderr.isatty(), **board)
     except (BackendUnavailable, DeviceError, TypeError) as error:
         raise ConfigError(str(error)) from None
+    except (OSError, ImportError, RuntimeError) as error:     # serial port, pyserial, BoardError
+        if args.backend != "board":
+            raise
+        raise ConfigError(f"--backend board --port {args.port}: "
+                          f"{str(error).splitlines()[0]}") from None
     a = config.array
     print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
           f"-> {args.out_dtype} on a {a.rows}x{a.cols} tile, backend {args.backend}")

@@ -9,7 +9,9 @@ against simulation and hardware).
 Backends: ``model`` (the instruction-level model with its race/deadlock/capacity checks; cycles
 come from the performance model), ``amaranth`` (the tile RTL in the Amaranth simulator, cycles
 from its CYCLES register), ``verilator`` (the same RTL compiled by Verilator, through
-``systolica.testbench.tile.run_tile(..., backend="verilator")``).
+``systolica.testbench.tile.run_tile(..., backend="verilator")``), ``board`` (an FPGA board through
+its UART bridge: ``Device(config, backend="board", port="/dev/ttyUSB0")``, or
+``matmul(a, b, device=Board(port, config=config))``; see :mod:`.board` and docs/fpga.md).
 """
 
 import inspect
@@ -23,7 +25,7 @@ from systolica.config import ArrayConfig, TileConfig, default_config, dtype_rang
 __all__ = ["Device", "Execution", "BackendUnavailable", "DeviceError", "BACKENDS", "matmul",
            "run", "check_input"]
 
-BACKENDS = ("model", "amaranth", "verilator")
+BACKENDS = ("model", "amaranth", "verilator", "board")
 INPUT_DTYPES = ("int8", "uint8", "int16")
 
 
@@ -103,10 +105,14 @@ def _config_for(a_dtype, b_dtype):
 class Device:
     """A tile of ``config`` (default: the default config) on ``backend``. ``seed``: the model's
     schedule seed (random interleaving) or the RTL's stall seed; ``progress``: show a progress
-    bar for RTL simulations; ``max_cycles``: the RTL watchdog (default from the prediction)."""
+    bar for RTL simulations; ``max_cycles``: the RTL watchdog (default from the prediction).
+    ``port``, ``baudrate``, ``timeout_seconds``: the ``board`` backend's serial port (a device
+    name, a serial-like object or a :class:`systolica.board.Board`), line rate and run watchdog.
+    """
 
     def __init__(self, config: TileConfig = None, *, backend="model", seed=0, progress=False,
-                 max_cycles=None, trace=True):
+                 max_cycles=None, trace=True, port=None, baudrate=115200,
+                 timeout_seconds=60.0):
         if config is None:
             config = TileConfig.from_sections(default_config())
         if not isinstance(config, TileConfig):
@@ -118,8 +124,14 @@ class Device:
         self.config, self.backend = config, backend
         self.seed, self.progress, self.max_cycles, self.trace = seed, progress, max_cycles, trace
         self.last = None
+        self.board, self.timeout_seconds = None, timeout_seconds
         if backend == "verilator":
             _verilator_run_tile()          # fail now, not after compiling
+        if backend == "board":
+            from .board import open_board
+            self.board = open_board(config, port, baudrate)
+        elif port is not None:
+            raise ValueError(f"Device port= is for backend='board'; got backend={backend!r}")
 
     def __repr__(self):
         a = self.config.array
@@ -170,6 +182,9 @@ class Device:
         timeline = compiled.predict()
         if self.backend == "model":
             return self._run_model(compiled, data, timeline)
+        if self.backend == "board":
+            from .board import run_board
+            return run_board(self, compiled, data, timeline)
         from .rtl import run_rtl
         return run_rtl(self, compiled, data, timeline)
 
@@ -220,7 +235,13 @@ _DEFAULT_DEVICES = {}
 def _device_for(device, a_dtype, b_dtype):
     if device is not None:
         if not isinstance(device, Device):
-            raise TypeError(f"device must be a systolica.runtime.Device; got {device!r}")
+            from systolica.board import Board
+            if isinstance(device, Board):          # one Device per board, kept on it
+                if getattr(device, "device", None) is None:
+                    device.device = Device(device.config, backend="board", port=device)
+                return device.device
+            raise TypeError(f"device must be a systolica.runtime.Device or a "
+                            f"systolica.board.Board; got {device!r}")
         return device
     key = (np.dtype(a_dtype).name, np.dtype(b_dtype).name)
     if key not in _DEFAULT_DEVICES:
@@ -240,7 +261,7 @@ def _array_dtype(x, name):
 def matmul(a, b, *, device=None, out_dtype="int32", **kwargs):
     """``a @ b`` on a tile, bit-exact to NumPy (int32 accumulators, or requantised with
     ``scale``, ``shift``, ``zero_point``, ``relu`` and ``out_dtype`` int8/uint8/int16).
-    ``device``: a :class:`Device`; default: the model backend with a config whose array dtypes
+    ``device``: a :class:`Device` or a :class:`systolica.board.Board`; default: the model backend with a config whose array dtypes
     are ``a``'s and ``b``'s (int8, uint8 or int16)."""
     dev = _device_for(device, _array_dtype(a, "a"), _array_dtype(b, "b"))
     return dev.matmul(a, b, out_dtype=out_dtype, **kwargs)
