@@ -98,9 +98,7 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
 def _runtime_dir(tc, trace):
     """Where the compiled objects of Verilator's runtime (verilated*.o, the same for every design
     built with this toolchain and trace setting) are kept between builds."""
-    # tc.root too: the saved .d files name its include directory (another venv's may be gone)
-    key = hashlib.sha256(repr((GLUE_VERSION, CXXFLAGS, tc.version, tc.cxx, tc.root,
-                               trace)).encode())
+    key = hashlib.sha256(repr((GLUE_VERSION, CXXFLAGS, tc.version, tc.cxx, trace)).encode())
     key = key.hexdigest()
     return cache_dir() / f"runtime-{key[:16]}"
 
