@@ -2,12 +2,14 @@
 ``systolica.model.programs.gemm_program`` at once, all from one shared DRAM (the test bench's
 arbiter tree in front of one AxiRam), checked bit-exactly against NumPy; prints one JSON object.
 
-    python benchmarks/chip.py --mesh 2x2 --rows 4 --cols 4 --m 16 --k 16 --n 16
+    python benchmarks/chip.py --mesh 2x2 --rows 4 --cols 4 --m 16 --k 16 --n 16 \
+        [--dram-model axiram|ports]
 
 Figures: ``cycles`` (the chip's: start to the last tile done, from the slowest tile's CYCLES
 register), ``tile_cycles`` per tile, ``alone_cycles`` (the same GEMM on tile (0, 0) of the same
 chip with every other tile idle), ``dram_slowdown`` = slowest tile together / alone (what
-sharing one DRAM port costs), ``sim_cycles_per_s`` (chip cycles simulated / wall time of the
+sharing the DRAM costs: with ``--dram-model axiram`` every tile shares one AxiRam port, with
+``ports`` each has its own port on the same memory), ``sim_cycles_per_s`` (chip cycles simulated / wall time of the
 together run, DRAM load and readback included), ``bit_exact``.
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from systolica.config import ArrayConfig, ChipConfig, NocConfig, PsumConfig, SbufConfig, TileConfig
 from systolica.model.programs import gemm_program
-from systolica.testbench.chip import chip_program, run_chip
+from systolica.testbench.chip import DRAM_MODELS, chip_program, run_chip
 
 REGION = 0x4000          # DRAM bytes per tile's operands and result
 
@@ -42,6 +44,7 @@ def main(argv=None):
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dram-model", choices=DRAM_MODELS, default="axiram")
     args = parser.parse_args(argv)
     (width, height), rows, cols = args.mesh, args.rows, args.cols
     tile = TileConfig(array=ArrayConfig(rows=rows, cols=cols),
@@ -67,12 +70,12 @@ def main(argv=None):
     dram_bytes = REGION * (len(positions) + 1)
     started = time.perf_counter()
     run = run_chip(chip, programs, dram=data, dram_bytes=dram_bytes, max_cycles=2_000_000,
-                   read_semaphores=False)
+                   read_semaphores=False, dram_model=args.dram_model)
     wall = time.perf_counter() - started
     exact = all(np.array_equal(np.frombuffer(run.dram[c:c + e.nbytes].tobytes(), np.int32)
                                .reshape(e.shape), e) for c, e in expected.values())
     alone = run_chip(chip, {(0, 0): programs[(0, 0)]}, dram=data, dram_bytes=dram_bytes,
-                     max_cycles=2_000_000, read_semaphores=False)
+                     max_cycles=2_000_000, read_semaphores=False, dram_model=args.dram_model)
     c0, e0 = expected[(0, 0)]
     exact = exact and np.array_equal(
         np.frombuffer(alone.dram[c0:c0 + e0.nbytes].tobytes(), np.int32).reshape(e0.shape), e0)
@@ -81,6 +84,7 @@ def main(argv=None):
     alone_cycles = alone.tiles[(0, 0)].tile_cycles
     print(json.dumps({
         "mesh": f"{width}x{height}", "tiles": len(positions), "array": f"{rows}x{cols}",
+        "dram_model": args.dram_model,
         "gemm": [m, k, n], "cycles": slowest, "tile_cycles": tile_cycles,
         "alone_cycles": alone_cycles, "dram_slowdown": round(slowest / alone_cycles, 3),
         "done_bitmap": run.chip["DONE"], "sim_cycles_per_s": round(run.cycles / wall, 1),
