@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """HostWindows, the chip's host decoder, alone: random accesses from a stalling host into
 windows whose targets stall every channel and answer late, against a Python model of the
 windows (DECERR beyond the last window, the target's own answer inside, the broadcast write

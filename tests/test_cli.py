@@ -288,7 +288,7 @@ def test_manifest_gives_every_struct_field(block):
         # the leaves tile the port: no bit is left out, none is counted twice
         leaves = [f for f in port["fields"] if f["name"] not in parents]
         assert sum(f["width"] for f in leaves) == shape.size or isinstance(shape, data.UnionLayout)
-    assert structured > 0
+    assert structured > 0 or block == "chip"     # the chip top's ports are flat AMBA names
 
 
 def test_manifest_field_offsets_of_the_moving_payload(tmp_path):
