@@ -77,16 +77,19 @@ def _find_yosys():
 VERILOG_SCRIPT = ("proc -norom", "memory_collect", "write_verilog")
 
 
-def to_verilog(component, top):
-    """Verilog text of ``component`` with top module ``top`` (see the module docstring)."""
-    rtlil_text = to_rtlil(component, top)
+def to_verilog(component, top, platform=None):
+    """Verilog text of ``component`` with top module ``top`` (see the module docstring);
+    ``platform`` as in :func:`to_rtlil`."""
+    rtlil_text = to_rtlil(component, top, platform)
     script = [f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", *VERILOG_SCRIPT]
     # Yosys warns that some processes cannot be written as Verilog; none are left after proc.
     return _find_yosys().run(["-q", "-"], "\n".join(script), ignore_warnings=True)
 
 
-def to_rtlil(component, top):
-    return rtlil.convert(component, name=top, emit_src=False)
+def to_rtlil(component, top, platform=None):
+    """RTLIL text of ``component``; ``platform`` is what its ``elaborate`` receives (the
+    synthesis flow passes one naming the FPGA family, so gateware can instantiate primitives)."""
+    return rtlil.convert(component, name=top, platform=platform, emit_src=False)
 
 
 def port_manifest(component, top, block, configs):
