@@ -17,7 +17,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["is_ecp5", "product_shape", "lut_multiply", "Ecp5RegisteredMultiplier"]
+__all__ = ["is_ecp5", "product_shape", "fits_ecp5_dsp", "lut_multiply", "Ecp5RegisteredMultiplier",
+           "registered_multiply", "pipelined_multiply", "PIPELINED_MULTIPLY_LATENCY"]
 
 #: MULT18X18D operand width (signed or unsigned per operand).
 ECP5_DSP_OPERAND_BITS = 18
@@ -121,3 +122,51 @@ class Ecp5RegisteredMultiplier(wiring.Component):
             **ports)
         m.d.comb += self.product.eq(p[:len(self.product)])
         return m
+
+
+def _enabled_register(m, value, enable, name):
+    value = Value.cast(value)
+    reg = Signal(value.shape(), name=name, reset_less=True)
+    with m.If(enable):
+        m.d.sync += reg.eq(value)
+    return reg
+
+
+def registered_multiply(m, a, b, enable, platform, name):
+    """``a * b`` two enabled cycles later: operands registered, product registered (reset-less,
+    clock enable ``enable``). For an ECP5 platform with operands of at most 18 bits the three
+    registers are the MULT18X18D's own (:class:`Ecp5RegisteredMultiplier`)."""
+    a, b = Value.cast(a), Value.cast(b)
+    if is_ecp5(platform) and fits_ecp5_dsp(a.shape(), b.shape()):
+        dsp = m.submodules[name] = Ecp5RegisteredMultiplier(a.shape(), b.shape())
+        m.d.comb += [dsp.a.eq(a), dsp.b.eq(b), dsp.a_enable.eq(enable),
+                     dsp.b_enable.eq(enable), dsp.p_enable.eq(enable)]
+        return dsp.product
+    a_reg = _enabled_register(m, a, enable, f"{name}_a")
+    b_reg = _enabled_register(m, b, enable, f"{name}_b")
+    return _enabled_register(m, a_reg * b_reg, enable, f"{name}_product")
+
+
+#: Latency of :func:`pipelined_multiply` in enabled cycles.
+PIPELINED_MULTIPLY_LATENCY = 3
+
+
+def pipelined_multiply(m, a, b, enable, platform, name):
+    """The exact ``a * b`` three enabled cycles later, for a wide ``a``: ``a`` is cut into
+    17-bit unsigned pieces (the top piece keeps the sign, up to 18 bits), each piece times ``b``
+    is a :func:`registered_multiply` (one DSP each on an ECP5), and the shifted partial products
+    are summed into a register. Every adder and multiplier sits between registers."""
+    a, b = Value.cast(a), Value.cast(b)
+    shape = product_shape(a.shape(), b.shape())
+    piece = ECP5_DSP_OPERAND_BITS - 1
+    pieces, lo = [], 0
+    while lo < len(a):
+        hi = len(a) if len(a) - lo <= ECP5_DSP_OPERAND_BITS else lo + piece
+        chunk = a[lo:hi]
+        pieces.append((lo, chunk.as_signed() if hi == len(a) and a.shape().signed else chunk))
+        lo = hi
+    partial = [registered_multiply(m, chunk, b, enable, platform, f"{name}_part{i}") << lo
+               for i, (lo, chunk) in enumerate(pieces)]
+    total = _tree_sum(partial)[:shape.width]
+    return _enabled_register(m, total.as_signed() if shape.signed else total, enable,
+                             f"{name}_sum")

@@ -15,7 +15,8 @@ address ``addr`` (the tensor engine's result tag) = ``bank * bank_rows + row``.
   data when the rows match. Back-to-back accumulation into one row runs at one beat per cycle with
   no stall. ``tag.last`` is not used by PSUM.
 * ``read`` (``PsumReadSignature``, flipped; the ACT unit's port): ``request {addr}`` ->
-  in-order ``response {data}``; up to one row per cycle.
+  in-order ``response {data}``; up to one row per cycle, each entering the response queue two
+  cycles after its request (a register after the bank multiplexer, behind the block RAM).
 
 Each bank has one synchronous read port (shared by the two paths) and one write port (the
 accumulator's). The result stream and the ACT reads conflict only when they address the same bank
@@ -92,12 +93,15 @@ class Psum(wiring.Component):
         rd_bank, rd_row = split(rq.addr)
         rd_in_range = Signal()
         m.d.comb += rd_in_range.eq(rq.addr < cfg.rows)
-        resp_depth = 3
+        # Two cycles from an accepted read to the FIFO (block RAM, then the bank-multiplexed row
+        # in a register: the RAM's slow clock-to-output is followed by one LUT and a flip-flop),
+        # so 4 entries keep one read per cycle.
+        resp_depth = 4
         resp_fifo = m.submodules.read_response = Queue(shape=psum_read_response_layout(arr),
                                                        depth=resp_depth)
-        rd_inflight = Signal()
+        rd_inflight, rd_staged = Signal(), Signal()
         rd_credit = Signal()
-        m.d.comb += rd_credit.eq(resp_fifo.level + rd_inflight < resp_depth)
+        m.d.comb += rd_credit.eq(resp_fifo.level + rd_inflight + rd_staged < resp_depth)
 
         res_wants = self.result.valid & res_in_range
         rd_wants = self.read.request.valid & rd_in_range & rd_credit
@@ -177,10 +181,13 @@ class Psum(wiring.Component):
             rd_zero.eq(~rd_in_range),
             rd_bank_q.eq(rd_bank),
         ]
+        rd_staged_data = Signal(row_layout)
+        m.d.sync += [rd_staged.eq(rd_inflight),
+                     rd_staged_data.eq(Mux(rd_zero, 0, rdata[rd_bank_q]))]
         m.d.comb += [
             # Never refused: `rd_credit` reserved the space when the request was accepted.
-            resp_fifo.i.valid.eq(rd_inflight),
-            resp_fifo.i.payload.eq(Mux(rd_zero, 0, rdata[rd_bank_q])),
+            resp_fifo.i.valid.eq(rd_staged),
+            resp_fifo.i.payload.data.eq(rd_staged_data),
         ]
         wiring.connect(m, resp_fifo.o, wiring.flipped(self.read.response))
         return m
