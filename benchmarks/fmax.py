@@ -8,9 +8,9 @@ fmax_median, seeds, fmax_by_seed, critical_path}}``.
     python benchmarks/fmax.py --markdown docs/fmax.json   # the docs/synthesis.md table
 
 Blocks: every registered block at its default config (``systolica blocks``), and the variants
-in ``VARIANTS``: ``sequencer`` (hdl/sequencer, not a registered block), ``router_pipelined``
-(``noc.pipelined = true``) and ``tensor_engine_16x16`` (16x16 int8 with ``max_dsps = 156``, the
-MULT18X18D count of an LFE5U-85F; the other 100 multipliers in LUTs).
+in ``VARIANTS``: ``sequencer`` (hdl/sequencer, not a registered block) and
+``tensor_engine_16x16`` (16x16 int8 with ``max_dsps = 156``, the MULT18X18D count of an
+LFE5U-85F; the other 100 multipliers in LUTs).
 
 ``fmax_mhz`` is the median over the seeds (= ``fmax_median``), ``fmax_min`` the lowest;
 ``critical_path`` is nextpnr's slowest path of the slowest seed (``systolica.synth.flow.
@@ -36,11 +36,6 @@ def _sequencer(configs):
     return Sequencer(config=TileConfig.from_sections(configs))
 
 
-def _router_pipelined(configs):
-    noc = dataclasses.replace(configs["noc"], pipelined=True)
-    return get_block("router").factory(noc)
-
-
 def _tensor_engine_16x16(configs):
     array = dataclasses.replace(configs["array"], rows=16, cols=16, max_dsps=156)
     return get_block("tensor_engine").factory(array)
@@ -49,13 +44,12 @@ def _tensor_engine_16x16(configs):
 #: Measured beside the registered blocks: name -> (Verilog top, factory of {section: config}).
 VARIANTS = {
     "sequencer": ("systolica_sequencer", _sequencer),
-    "router_pipelined": ("systolica_router", _router_pipelined),
     "tensor_engine_16x16": ("systolica_tensor_engine", _tensor_engine_16x16),
 }
 
 #: The default order: the tile's blocks, the NoC, the engines, the whole tile last (slowest).
-DEFAULT_BLOCKS = ("dma", "act", "psum", "sbuf", "sequencer", "router", "router_pipelined",
-                  "mesh", "tensor_engine", "tensor_engine_16x16", "tile_datapath", "tile")
+DEFAULT_BLOCKS = ("dma", "act", "psum", "sbuf", "sequencer", "router", "mesh", "tensor_engine",
+                  "tensor_engine_16x16", "tile_datapath", "tile")
 
 
 def known_blocks():
