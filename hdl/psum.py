@@ -152,11 +152,12 @@ class Psum(wiring.Component):
         ]
         # This beat's read (issued two cycles ago) saw, through the transparent port, every write
         # up to that cycle; it missed only the previous beat's write, which sits in `fwd`.
-        fwd_valid = Signal()
-        fwd_bank = Signal(range(B))
-        fwd_row = Signal(row_bits)
         fwd_data = Signal(row_layout)
-        hit = fwd_valid & (fwd_bank == s2_bank) & (fwd_row == s2_row)
+        # Whether it did (`fwd` holds the row this beat reads) is known a cycle early: the beat
+        # now in stage 1 follows the one in stage 2. Registered, it is one flip-flop in front of
+        # the old-row multiplexer instead of two comparisons.
+        hit = Signal()
+        m.d.sync += hit.eq(s2_valid & (s2_bank == s1_bank) & (s2_row == s1_row))
         old = Signal(row_layout)
         total = Signal(row_layout)
         m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), s2_old.as_value()))
@@ -164,14 +165,15 @@ class Psum(wiring.Component):
             if arr.is_float:     # fp32: one rounding to nearest even (docs/floating_point.md)
                 added = add_to_fp32(m, unpack_fp32(m, old[c], f"old{c}"),
                                     unpack_fp32(m, s2_data[c], f"new{c}"), f"sum{c}")
+                m.d.comb += total[c].eq(Mux(s2_acc, added, s2_data[c]))
             else:
-                added = (old[c] + s2_data[c])[:arr.acc_bits]
-            m.d.comb += total[c].eq(Mux(s2_acc, added, s2_data[c]))
+                # Overwrite = add to zero: the accumulate bit masks the old row (one LUT with the
+                # hit multiplexer), and the adder's output goes straight to the write port.
+                m.d.comb += total[c].eq((Mux(s2_acc, old[c], 0) + s2_data[c])[:arr.acc_bits])
         for b in range(B):
             m.d.comb += [wports[b].addr.eq(s2_row), wports[b].data.eq(total),
                          wports[b].en.eq(s2_valid & (s2_bank == b))]
-        m.d.sync += [fwd_valid.eq(s2_valid), fwd_bank.eq(s2_bank), fwd_row.eq(s2_row),
-                     fwd_data.eq(total)]
+        m.d.sync += fwd_data.eq(total)
 
         # --- read path -------------------------------------------------------------------------
         rd_zero = Signal()
