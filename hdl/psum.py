@@ -16,7 +16,7 @@ address ``addr`` (the tensor engine's result tag) = ``bank * bank_rows + row``.
   no stall. ``tag.last`` is not used by PSUM.
 * ``read`` (``PsumReadSignature``, flipped; the ACT unit's port): ``request {addr}`` ->
   in-order ``response {data}``; up to one row per cycle, each entering the response queue two
-  cycles after its request (a register after the bank multiplexer, behind the block RAM).
+  cycles after its request (the block RAM's word is registered before the bank multiplexer).
 
 Each bank has one synchronous read port (shared by the two paths) and one write port (the
 accumulator's). The result stream and the ACT reads conflict only when they address the same bank
@@ -74,7 +74,12 @@ class Psum(wiring.Component):
             m.submodules[f"bank{b}"] = mem
             wports.append(mem.write_port())
             rports.append(mem.read_port(transparent_for=(wports[-1],)))   # forwards the RMW sum
-        rdata = Array(rp.data.as_value() for rp in rports)
+        # Every bank's read data is registered straight from the block RAM (its clock-to-output
+        # is about 6 ns on an ECP5) and multiplexed by bank in the next cycle, by whichever path
+        # read it: a bank's port serves one of them per cycle.
+        bank_words = [Signal(row_layout, name=f"bank{b}_word") for b in range(B)]
+        m.d.sync += [bank_words[b].eq(rports[b].data) for b in range(B)]
+        bank_word = Array(w.as_value() for w in bank_words)
 
         errors = m.submodules.errors = StickyFlags(psum_errors_layout())
         err_set = errors.set
@@ -93,9 +98,8 @@ class Psum(wiring.Component):
         rd_bank, rd_row = split(rq.addr)
         rd_in_range = Signal()
         m.d.comb += rd_in_range.eq(rq.addr < cfg.rows)
-        # Two cycles from an accepted read to the FIFO (block RAM, then the bank-multiplexed row
-        # in a register: the RAM's slow clock-to-output is followed by one LUT and a flip-flop),
-        # so 4 entries keep one read per cycle.
+        # Two cycles from an accepted read to the FIFO (block RAM, then its registered word), so
+        # 4 entries keep one read per cycle.
         resp_depth = 4
         resp_fifo = m.submodules.read_response = Queue(shape=psum_read_response_layout(arr),
                                                        depth=resp_depth)
@@ -145,10 +149,9 @@ class Psum(wiring.Component):
         s2_bank = Signal(range(B))
         s2_row = Signal(row_bits)
         s2_data = Signal(row_layout)
-        s2_old = Signal(row_layout)
         m.d.sync += [
             s2_valid.eq(s1_valid), s2_acc.eq(s1_acc), s2_bank.eq(s1_bank), s2_row.eq(s1_row),
-            s2_data.eq(s1_data), s2_old.eq(rdata[s1_bank]),
+            s2_data.eq(s1_data),
         ]
         # This beat's read (issued two cycles ago) saw, through the transparent port, every write
         # up to that cycle; it missed only the previous beat's write, which sits in `fwd`.
@@ -160,7 +163,7 @@ class Psum(wiring.Component):
         m.d.sync += hit.eq(s2_valid & (s2_bank == s1_bank) & (s2_row == s1_row))
         old = Signal(row_layout)
         total = Signal(row_layout)
-        m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), s2_old.as_value()))
+        m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), bank_word[s2_bank]))
         for c in range(C):
             if arr.is_float:     # fp32: one rounding to nearest even (docs/floating_point.md)
                 added = add_to_fp32(m, unpack_fp32(m, old[c], f"old{c}"),
@@ -176,20 +179,18 @@ class Psum(wiring.Component):
         m.d.sync += fwd_data.eq(total)
 
         # --- read path -------------------------------------------------------------------------
-        rd_zero = Signal()
-        rd_bank_q = Signal(range(B))
+        rd_zero, rd_zero_q = Signal(), Signal()
+        rd_bank_q, rd_bank_qq = Signal(range(B)), Signal(range(B))
         m.d.sync += [
             rd_inflight.eq(self.read.request.valid & self.read.request.ready),
             rd_zero.eq(~rd_in_range),
             rd_bank_q.eq(rd_bank),
         ]
-        rd_staged_data = Signal(row_layout)
-        m.d.sync += [rd_staged.eq(rd_inflight),
-                     rd_staged_data.eq(Mux(rd_zero, 0, rdata[rd_bank_q]))]
+        m.d.sync += [rd_staged.eq(rd_inflight), rd_zero_q.eq(rd_zero), rd_bank_qq.eq(rd_bank_q)]
         m.d.comb += [
             # Never refused: `rd_credit` reserved the space when the request was accepted.
             resp_fifo.i.valid.eq(rd_staged),
-            resp_fifo.i.payload.data.eq(rd_staged_data),
+            resp_fifo.i.payload.data.eq(Mux(rd_zero_q, 0, bank_word[rd_bank_qq])),
         ]
         wiring.connect(m, resp_fifo.o, wiring.flipped(self.read.response))
         return m
