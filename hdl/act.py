@@ -26,12 +26,12 @@ Row i's C-vector goes to the SBUF (``sbuf``, the SBUF's ``vector_write``) at ele
 output of a layer is directly the moving operand of the next. ``scale`` and ``shift`` are
 per-column ports held by the sequencer (keep them stable while ``busy``).
 
-Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then seven register stages, all
+Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then eight register stages, all
 enabled by one ``advance`` = output empty or accepted: one row per cycle. Stages 1-3 are the
 product (operands, 17-bit partial products, their sum: ``hdl/multiplier.py``; on an ECP5 the first
-two are the DSPs' own registers), 4 the rounding shift, 5 the rounding, 6 ReLU / zero point /
-saturation, 7 the placement in the SBUF word (the output register): each one adder, shifter or
-comparison deep.
+two are the DSPs' own registers), 4 the rounding shift, 5 the rounding, 6 ReLU and the zero
+point, 7 saturation, 8 the placement in the SBUF word (the output register): each one adder,
+shifter or comparison deep.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``shift`` (a shift > max_shift was
 used: it is clamped to max_shift), ``addr`` (a row's SBUF word is beyond the partition: that row is
@@ -126,9 +126,9 @@ class Act(wiring.Component):
                 cur.relu.eq(cmd.relu), cur.zero_point.eq(cmd.zero_point),
             ]
 
-        # --- datapath: seven stages under one enable ------------------------------------------
+        # --- datapath: eight stages under one enable ------------------------------------------
         # 1-3 product (operands, partial products in DSPs, their sum); 4 rounding shift; 5 round;
-        # 6 ReLU / zero point / saturation; 7 placement in the SBUF word (the output register).
+        # 6 ReLU and zero point; 7 saturation; 8 placement in the SBUF word (output register).
         # Each stage is one adder, shifter or comparison deep.
         out_valid = Signal()
         advance = Signal()
@@ -241,36 +241,39 @@ class Act(wiring.Component):
         s5_word, s5_lane, s5_size_mask = (stage(s4_word, "s5_word"), stage(s4_lane, "s5_lane"),
                                           stage(s4_size_mask, "s5_size_mask"))
 
-        # Stage 6: ReLU, zero point, saturate.
-        s6_sat = []
+        # Stage 6: ReLU and the zero point. Stage 7: saturation to the mode's range.
+        s7_sat = []
+        s6_meta = stage(s5_meta, "s6_meta")
         for c in range(min(C, P)):
             rounded = s5_rounded[c]
             v = Signal(signed(NARROW + 1), name=f"v{c}")
-            y = Signal(signed(NARROW + 2), name=f"y{c}")
+            m.d.comb += v.eq(Mux(s5_meta.relu & (rounded < 0), 0, rounded))
+            y = stage(v + s5_meta.zero_point, f"s6_y{c}")
+            raw = stage(s5_raw[c], f"s6_raw{c}")
+            fp_out = stage(s5_float[c], f"s6_float{c}") if arr.is_float else None
             sat = Signal(signed(33), name=f"sat{c}")
-            m.d.comb += [
-                v.eq(Mux(s5_meta.relu & (rounded < 0), 0, rounded)),
-                y.eq(v + s5_meta.zero_point),
-            ]
-            with m.Switch(s5_meta.mode):
+            with m.Switch(s6_meta.mode):
                 for act_mode, (lo, hi) in ACT_MODE_RANGE.items():
                     with m.Case(act_mode):
                         m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
                 if arr.is_float:
                     with m.Case(*ACT_MODE_FLOAT):
-                        m.d.comb += sat.eq(s5_float[c])
+                        m.d.comb += sat.eq(fp_out)
                 with m.Default():
-                    m.d.comb += sat.eq(s5_raw[c])
-            s6_sat.append(stage(sat[:32], f"s6_value{c}"))
+                    m.d.comb += sat.eq(raw)
+            s7_sat.append(stage(sat[:32], f"s7_value{c}"))
         s6_valid = stage(s5_valid, "s6_valid", reset=True)
-        s6_cols = stage(s5_meta.cols, "s6_cols")
         s6_word, s6_lane, s6_size_mask = (stage(s5_word, "s6_word"), stage(s5_lane, "s6_lane"),
                                           stage(s5_size_mask, "s6_size_mask"))
+        s7_valid = stage(s6_valid, "s7_valid", reset=True)
+        s7_cols = stage(s6_meta.cols, "s7_cols")
+        s7_word, s7_lane, s7_size_mask = (stage(s6_word, "s7_word"), stage(s6_lane, "s7_lane"),
+                                          stage(s6_size_mask, "s7_size_mask"))
 
-        # Stage 7 (the output register): place each value in its partition's word.
+        # Stage 8 (the output register): place each value in its partition's word.
         out = self.sbuf.payload
         with m.If(advance):
-            m.d.sync += [out_valid.eq(s6_valid), out.addr.eq(s6_word)]
+            m.d.sync += [out_valid.eq(s7_valid), out.addr.eq(s7_word)]
         for c in range(P):
             if c >= C:
                 with m.If(advance):
@@ -278,8 +281,8 @@ class Act(wiring.Component):
                 continue
             with m.If(advance):
                 m.d.sync += [
-                    out.data[c].eq((s6_sat[c] << (s6_lane * 8))[:8 * WB]),
-                    out.byte_enable[c].eq(Mux(c < s6_cols, s6_size_mask << s6_lane, 0)),
+                    out.data[c].eq((s7_sat[c] << (s7_lane * 8))[:8 * WB]),
+                    out.byte_enable[c].eq(Mux(c < s7_cols, s7_size_mask << s7_lane, 0)),
                 ]
         m.d.comb += self.sbuf.valid.eq(out_valid)
         m.d.comb += self.busy.eq(active | meta_fifo.o.valid | Cat(*valid_regs).any() | out_valid)
