@@ -6,6 +6,7 @@ fmax_median, seeds, fmax_by_seed, critical_path}}``.
     python benchmarks/fmax.py                          # every block below, seeds 1,2,3
     python benchmarks/fmax.py --blocks dma,router --seeds 1
     python benchmarks/fmax.py --markdown docs/fmax.json   # the docs/synthesis.md table
+    python benchmarks/fmax.py --merge a.json b.json       # separate runs (seeds) as one result
 
 Blocks: every registered block at its default config (``systolica blocks``), and the variants
 in ``VARIANTS``: ``sequencer`` (hdl/sequencer, not a registered block) and
@@ -52,6 +53,9 @@ DEFAULT_BLOCKS = ("dma", "act", "psum", "sbuf", "sequencer", "router", "mesh", "
                   "tensor_engine_16x16", "tile_datapath", "tile")
 
 
+AREA_KEYS = ("luts", "ffs", "dsps", "brams", "carries", "lutrams")
+
+
 def known_blocks():
     return [*BLOCKS, *VARIANTS]
 
@@ -72,15 +76,35 @@ def measure(name, seeds, freq_mhz):
         top, component = build(name, configs)
         results.append(synthesize(component, top, "ecp5", pnr=True, freq_mhz=freq_mhz,
                                   seed=seed))
-    fmax = [r["fmax_mhz"] for r in results if r["fmax_mhz"] is not None]
-    slowest = min(results, key=lambda r: r["fmax_mhz"] if r["fmax_mhz"] is not None else -1)
-    first = results[0]
+    return {**{k: results[0][k] for k in AREA_KEYS},
+            **summarise([(seed, r["fmax_mhz"], r["critical_path"])
+                         for seed, r in zip(seeds, results)])}
+
+
+def summarise(runs):
+    """One block's entry from ``runs``: [(seed, fmax, critical_path)] and the area of the first."""
+    fmax = [f for _, f, _ in runs if f is not None]
     median = round(statistics.median(fmax), 2) if fmax else None
-    return {"luts": first["luts"], "ffs": first["ffs"], "dsps": first["dsps"],
-            "brams": first["brams"], "carries": first["carries"], "lutrams": first["lutrams"],
-            "fmax_mhz": median, "fmax_min": min(fmax) if fmax else None, "fmax_median": median,
-            "seeds": list(seeds), "fmax_by_seed": [r["fmax_mhz"] for r in results],
-            "critical_path": slowest["critical_path"]}
+    slowest = min(runs, key=lambda r: r[1] if r[1] is not None else -1)
+    return {"fmax_mhz": median, "fmax_min": min(fmax) if fmax else None, "fmax_median": median,
+            "seeds": [seed for seed, _, _ in runs], "fmax_by_seed": [f for _, f, _ in runs],
+            "critical_path": slowest[2]}
+
+
+def merge(results):
+    """Results of separate runs (fmax.py outputs; or ``systolica synth --pnr --json`` reports,
+    which carry their ``seed``) combined per block: every seed's Fmax, the area of the first."""
+    runs, areas = {}, {}
+    for result in results:
+        if "target" in result:                      # a `systolica synth --json` report
+            result = {result["block"]: {**result, "seeds": [result["seed"]],
+                                        "fmax_by_seed": [result["fmax_mhz"]]}}
+        for name, r in result.items():
+            areas.setdefault(name, {k: r[k] for k in AREA_KEYS})
+            for seed, fmax in zip(r["seeds"], r["fmax_by_seed"]):
+                runs.setdefault(name, []).append((seed, fmax, r["critical_path"]))
+    return {name: {**areas[name], **summarise(sorted(runs[name], key=lambda r: r[0]))}
+            for name in runs}
 
 
 def markdown_table(results):
@@ -109,14 +133,22 @@ def main(argv=None):
     p.add_argument("--freq", type=float, default=100.0, help="nextpnr target clock (MHz)")
     p.add_argument("--markdown", metavar="RESULT.json",
                    help="print the Markdown table of a saved result instead of measuring")
+    p.add_argument("--merge", nargs="+", metavar="RESULT.json",
+                   help="print the results of separate runs (other seeds or blocks; fmax.py "
+                        "outputs or `systolica synth --pnr --json` reports) as one result")
     args = p.parse_args(argv)
-    if args.markdown:
-        try:
-            with open(args.markdown) as f:
-                results = json.load(f)
-        except (OSError, ValueError) as e:
-            p.error(f"--markdown: cannot read {args.markdown!r}: {e}")
-        print(markdown_table(results), end="")
+    if args.markdown or args.merge:
+        loaded = []
+        for path in ([args.markdown] if args.markdown else args.merge):
+            try:
+                with open(path) as f:
+                    loaded.append(json.load(f))
+            except (OSError, ValueError) as e:
+                p.error(f"cannot read {path!r}: {e}")
+        if args.markdown:
+            print(markdown_table(loaded[0]), end="")
+        else:
+            print(json.dumps(merge(loaded), indent=1))
         return
     try:
         seeds = [int(s) for s in args.seeds.split(",")]

@@ -106,7 +106,7 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
     Keys: target, top, luts, ffs, dsps, brams, carries, lutrams, cells (every cell type),
     fmax_mhz (None without ``pnr``), seconds (synthesis), pnr_seconds, wrapper_ffs (flip-flops
     of the scan wrapper used for iCE40 place-and-route, included in ``ffs``), critical_path
-    (:func:`critical_path`; None without ``pnr``), workdir (if kept).
+    (:func:`critical_path`; None without ``pnr``), seed (with ``pnr``), workdir (if kept).
     ``seed`` is nextpnr's placement seed.
     """
     if target not in TARGETS:
@@ -170,6 +170,7 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
         "wrapper_ffs": wrapper_ffs,
     }
     if pnr:
+        report["seed"] = seed
         report.update(_place_and_route(tgt, top, workdir, netlist, freq_mhz, seed))
     if keep:
         report["workdir"] = workdir

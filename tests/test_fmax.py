@@ -74,3 +74,20 @@ def test_router_run_prints_the_documented_keys(capsys):
     assert result["luts"] > 0 and result["fmax_mhz"] > 10
     assert result["critical_path"]["delay_ns"] > 0
     assert result["critical_path"]["block"].startswith("systolica_router")
+
+
+def test_merge_combines_seeds_of_separate_runs(tmp_path, capsys):
+    path = {"from": "a", "to": "b", "delay_ns": 8.0, "logic_levels": 3, "block": "t"}
+    slow = {**path, "delay_ns": 9.5}
+    area = {"luts": 10, "ffs": 20, "dsps": 1, "brams": 0, "carries": 2, "lutrams": 0}
+    seed1 = {**area, "target": "ecp5", "block": "tensor_engine", "seed": 1, "fmax_mhz": 125.0,
+             "critical_path": path}                        # a `systolica synth --json` report
+    seeds23 = {"tensor_engine": {**area, "seeds": [2, 3], "fmax_by_seed": [105.3, 130.0],
+                                 "critical_path": slow}}
+    (tmp_path / "a.json").write_text(json.dumps(seed1))
+    (tmp_path / "b.json").write_text(json.dumps(seeds23))
+    load_fmax().main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    merged = json.loads(capsys.readouterr().out)["tensor_engine"]
+    assert merged["seeds"] == [1, 2, 3] and merged["fmax_by_seed"] == [125.0, 105.3, 130.0]
+    assert merged["fmax_min"] == 105.3 and merged["fmax_median"] == merged["fmax_mhz"] == 125.0
+    assert merged["critical_path"] == slow and merged["luts"] == 10
