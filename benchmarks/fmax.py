@@ -108,7 +108,8 @@ def merge(results):
 
 
 def markdown_table(results):
-    """The docs/synthesis.md table of a fmax.py JSON result."""
+    """The docs/synthesis.md table of a fmax.py JSON result (an entry's optional ``note``, added
+    by hand, follows its name)."""
     lines = ["| block | LUT4 | FF | DSP | BRAM | LUT RAM | Fmax min / median (MHz) | seeds "
              "| critical path (slowest seed): from → to | ns | levels | in |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -116,8 +117,9 @@ def markdown_table(results):
         path = r.get("critical_path") or {}
         fmax = "–" if r["fmax_min"] is None else f"{r['fmax_min']:.1f} / {r['fmax_median']:.1f}"
         seeds = ",".join(map(str, r["seeds"]))
+        label = f"{name} ({r['note']})" if r.get("note") else name
         lines.append(
-            f"| {name} | {r['luts']:,} | {r['ffs']:,} | {r['dsps']} | {r['brams']} | "
+            f"| {label} | {r['luts']:,} | {r['ffs']:,} | {r['dsps']} | {r['brams']} | "
             f"{r['lutrams']} | {fmax} | {seeds} | `{path.get('from', '–')}` → "
             f"`{path.get('to', '–')}` | {path.get('delay_ns', '–')} | "
             f"{path.get('logic_levels', '–')} | `{path.get('block', '–')}` |")
