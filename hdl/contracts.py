@@ -33,7 +33,7 @@ __all__ = [
     # NoC network interface
     "send_layout", "recv_layout",
     # chip: remote operations between tiles
-    "remote_flit_layout",
+    "remote_flit_layout", "remote_tile_layout", "remote_write_layout", "remote_signal_layout",
 ]
 
 
@@ -222,13 +222,19 @@ def dma_side_layout(dma: DmaConfig):
     })
 
 
-def dma_descriptor_layout(dma: DmaConfig):
-    return data.StructLayout({
+def dma_descriptor_layout(dma: DmaConfig, noc: NocConfig = None):
+    """A DMA descriptor. A chip's tile (``noc`` given) adds ``remote``: ``valid`` sends every SBUF
+    word write of the destination (``dst.sbuf`` = 1, range-checked as a local SBUF) to the SBUF
+    of tile (``x``, ``y``) as one remote WRITE flit instead (docs/chip.md)."""
+    fields = {
         "src": dma_side_layout(dma),
         "dst": dma_side_layout(dma),
         "elem_bytes": unsigned(dma.elem_bits),
         "semaphore": unsigned(index_bits(dma.semaphores)),
-    })
+    }
+    if noc is not None:
+        fields["remote"] = remote_tile_layout(noc, valid=True)
+    return data.StructLayout(fields)
 
 
 def dma_done_layout(dma: DmaConfig):
@@ -289,3 +295,28 @@ def remote_flit_layout(chip: ChipConfig):
     })
     assert layout.size == chip.remote_flit_bits, "ChipConfig.remote_flit_bits is out of date"
     return layout
+
+
+def remote_tile_layout(noc: NocConfig, valid=False):
+    """A tile of the mesh (``x``, ``y``; with ``valid`` first when asked)."""
+    fields = {"valid": 1} if valid else {}
+    fields.update({"x": unsigned(index_bits(noc.width)), "y": unsigned(index_bits(noc.height))})
+    return data.StructLayout(fields)
+
+
+def remote_write_layout(chip: ChipConfig):
+    """DMA -> remote interface: one SBUF word write for tile (``x``, ``y``), the ``write`` body
+    of :func:`remote_flit_layout`."""
+    return data.StructLayout({
+        "tile": remote_tile_layout(chip.noc),
+        "write": remote_flit_layout(chip).members["body"].members["write"],
+    })
+
+
+def remote_signal_layout(chip: ChipConfig):
+    """Sequencer (a SIGNAL_REMOTE) -> remote interface: the ``signal`` body of
+    :func:`remote_flit_layout` for tile (``x``, ``y``)."""
+    return data.StructLayout({
+        "tile": remote_tile_layout(chip.noc),
+        "signal": remote_flit_layout(chip).members["body"].members["signal"],
+    })

@@ -17,6 +17,10 @@ strided descriptors taken from descriptor queues. docs/dma.md is the user's refe
   ``done_count``, ``error_count``, sticky ``error`` and ``last_error`` (``clear_errors``).
 * An AXI error response on a read *poisons* the rest of the descriptor: its remaining writes go
   out with all byte enables / strobes low, so nothing wrong is written.
+* On a chip's tile (``config`` a :class:`ChipConfig`) a descriptor with ``remote.valid`` (its
+  destination is checked and walked as an SBUF one) sends each SBUF word write as one
+  ``remote`` beat (:func:`~.contracts.remote_write_layout`, for tile ``remote.x, remote.y``)
+  instead; it completes when the last one has been accepted.
 """
 
 from amaranth.hdl import *
@@ -24,10 +28,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.codes import DmaError
-from systolica.config import TileConfig
+from systolica.config import ChipConfig, TileConfig
 from .axi import Axi4Signature
 from .contracts import (SbufPortSignature, dma_descriptor_layout, dma_done_layout,
-                        sem_sub_layout)
+                        remote_write_layout, sem_sub_layout)
 from .dma_check import DmaDescriptorCheck
 from .dma_completion import DmaCompletion
 from .dma_dram import DmaDramReader, DmaDramWriter
@@ -62,12 +66,16 @@ class Dma(wiring.Component):
     """The DMA engine (see the module docstring and docs/dma.md)."""
 
     def __init__(self, *, config: TileConfig):
+        self._chip = config if isinstance(config, ChipConfig) else None
+        if self._chip is not None:
+            config = config.tile
         if not isinstance(config, TileConfig):
-            raise TypeError(f"Dma config must be a TileConfig; got {config!r}")
+            raise TypeError(f"Dma config must be a TileConfig or ChipConfig; got {config!r}")
         self._config = config
         dma = config.dma
-        super().__init__({
-            "queues": In(stream.Signature(dma_descriptor_layout(dma))).array(dma.queues),
+        self._layout = dma_descriptor_layout(dma, self._chip and self._chip.noc)
+        members = {
+            "queues": In(stream.Signature(self._layout)).array(dma.queues),
             "axi": Out(Axi4Signature(addr_width=dma.addr_width, data_width=dma.data_width,
                                      id_width=dma.id_width)),
             "sbuf": Out(SbufPortSignature(config.sbuf)),
@@ -82,23 +90,31 @@ class Dma(wiring.Component):
             "error": Out(1),
             "last_error": Out(DmaError),
             "clear_errors": In(1),
-        })
+        }
+        if self._chip is not None:
+            members["remote"] = Out(stream.Signature(remote_write_layout(self._chip)))
+        super().__init__(members)
 
     @property
     def config(self):
         return self._config
 
+    @property
+    def chip(self):
+        return self._chip
+
     def elaborate(self, platform):
         m = Module()
         dma = self._config.dma
-        desc = Signal(dma_descriptor_layout(dma))
+        desc = Signal(self._layout)
         queue = Signal(range(dma.queues))
         take = Signal()             # in IDLE: load the arbiter's pick into `desc`
         start = Signal()            # the checks passed: start both walkers
         finish = Signal()
         verdict = Signal(DmaError)  # the checks' verdict, kept while the transfer runs
         m.submodules.check = check = DmaDescriptorCheck(config=self._config)
-        m.d.comb += check.descriptor.eq(desc)
+        # (the remote fields come last: the check sees the local descriptor's bits)
+        m.d.comb += check.descriptor.eq(desc.as_value()[:len(check.descriptor.as_value())])
 
         any_queued = self._pick(m, desc, queue, take)
         reader_done, writer_done, poison, read_error, write_error = \
@@ -154,7 +170,7 @@ class Dma(wiring.Component):
         arbiter = m.submodules.queue_arbiter = RoundRobinArbiter(dma.queues)
         buffers = []
         for q in range(dma.queues):
-            buffer = Queue(shape=dma_descriptor_layout(dma), depth=dma.queue_depth)
+            buffer = Queue(shape=self._layout, depth=dma.queue_depth)
             m.submodules[f"queue{q}"] = buffer
             wiring.connect(m, wiring.flipped(self.queues[q]), buffer.i)
             m.d.comb += [arbiter.requests[q].eq(buffer.o.valid),
@@ -181,7 +197,11 @@ class Dma(wiring.Component):
                          walker.count.eq(side.count), walker.stride.eq(side.stride)]
         reader = m.submodules.dram_reader = DmaDramReader(config=dma)
         writer = m.submodules.dram_writer = DmaDramWriter(config=dma)
-        sbuf = m.submodules.sbuf_access = DmaSbufAccess(config=tile)
+        sbuf = m.submodules.sbuf_access = DmaSbufAccess(config=self._chip or tile)
+        if self._chip is not None:
+            # (`start` only passes checked descriptors, so a refused one never reaches here)
+            m.d.comb += sbuf.remote.eq(desc.remote)
+            wiring.connect(m, sbuf.remote_write, wiring.flipped(self.remote))
         realigner = m.submodules.realigner = DmaRealigner(W)
         axi = self.axi
         wiring.connect(m, reader.ar, wiring.flipped(axi.ar))

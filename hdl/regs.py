@@ -6,21 +6,27 @@ last value written, ``pulse`` fields are high for the one cycle after a write of
 read-only ones (the gateware drives them; the host reads them). ``bus`` is the AXI4-Lite slave.
 
 Protocol: AW and W are accepted independently (each is held until the other arrives), then the
-write takes effect and B answers OKAY, or DECERR for an address no register occupies; write
-strobes select bytes. A read answers in the cycle after AR with the register's value (DECERR and 0
-for an unmapped address). One write and one read may be in progress at once; ``valid`` is never
-withdrawn and BREADY/RREADY backpressure holds the response.
+write takes effect and B answers OKAY; write strobes select bytes. A read answers in the cycle
+after AR with the register's value. The *window* it decodes is ``window`` bytes (default
+:func:`~systolica.chip_registers.window_bytes`: ``2 ** ceil_log2`` of the end of the last
+register; docs/chip.md): an address inside the window that no
+register occupies (a hole) answers SLVERR, one beyond the window DECERR, a write to a read-only
+register SLVERR; a refused access changes nothing and reads return 0. One write and one read may
+be in progress at once; ``valid`` is never withdrawn and BREADY/RREADY backpressure holds the
+response.
 """
 
 from amaranth.hdl import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
+from systolica.chip_registers import window_bytes
 from systolica.registers import RegisterMap
-from .axi import RESP_DECERR, RESP_OKAY, Axi4LiteSignature
+from .axi import RESP_DECERR, RESP_OKAY, RESP_SLVERR, Axi4LiteSignature
 
 
-__all__ = ["RegisterFile", "register_layout"]
+__all__ = ["RegisterFile", "register_layout", "window_bytes"]
 
 
 def register_layout(reg):
@@ -29,10 +35,16 @@ def register_layout(reg):
 
 
 class RegisterFile(wiring.Component):
-    def __init__(self, regmap: RegisterMap):
+    def __init__(self, regmap: RegisterMap, *, window=None):
         if not isinstance(regmap, RegisterMap):
             raise TypeError(f"RegisterFile regmap must be a RegisterMap; got {regmap!r}")
-        self._map = regmap
+        smallest = window_bytes(regmap)
+        window = smallest if window is None else window
+        if (not isinstance(window, int) or window < smallest or window & (window - 1)
+                or window > 1 << regmap.addr_width):
+            raise ValueError(f"RegisterFile window must be a power of two in [{smallest}, "
+                             f"2**{regmap.addr_width}] bytes; got {window!r}")
+        self._map, self._window = regmap, window
         members = {"bus": In(Axi4LiteSignature(addr_width=regmap.addr_width,
                                                data_width=regmap.data_width))}
         for reg in regmap:
@@ -52,8 +64,15 @@ class RegisterFile(wiring.Component):
         wb = regmap.word_bytes
         low = (wb - 1).bit_length()
 
+        window_bits = ceil_log2(self._window)
+
         def word_index(addr):
             return addr[low:]
+
+        def response(addr, hit):
+            """OKAY on a hit, SLVERR inside the window, DECERR beyond it."""
+            inside = (addr[window_bits:] == 0) if window_bits < regmap.addr_width else C(1)
+            return Mux(hit, RESP_OKAY, Mux(inside, RESP_SLVERR, RESP_DECERR))
 
         # --- write channel -----------------------------------------------------------------------
         aw_held = Signal()
@@ -88,9 +107,10 @@ class RegisterFile(wiring.Component):
                     with m.If(hit):
                         m.d.sync += value.eq((value & ~en) | (new & en))
         with m.If(do_write):
-            mapped = Cat(word_index(aw_addr) == reg.offset // wb for reg in regmap).any()
+            writable = Cat(word_index(aw_addr) == reg.offset // wb for reg in regmap
+                           if reg.access != "ro").any()
             m.d.sync += [aw_held.eq(0), w_held.eq(0), bus.b.valid.eq(1),
-                         bus.b.payload.resp.eq(Mux(mapped, RESP_OKAY, RESP_DECERR))]
+                         bus.b.payload.resp.eq(response(aw_addr, writable))]
 
         # --- read channel ------------------------------------------------------------------------
         m.d.comb += bus.ar.ready.eq(~bus.r.valid)
@@ -98,7 +118,8 @@ class RegisterFile(wiring.Component):
             m.d.sync += bus.r.valid.eq(0)
         with m.If(bus.ar.valid & bus.ar.ready):
             index = word_index(bus.ar.payload.addr)
-            m.d.sync += [bus.r.valid.eq(1), bus.r.payload.resp.eq(RESP_DECERR),
+            m.d.sync += [bus.r.valid.eq(1), bus.r.payload.resp.eq(response(bus.ar.payload.addr,
+                                                                            C(0))),
                          bus.r.payload.data.eq(0)]
             with m.Switch(index):
                 for reg in regmap:

@@ -6,6 +6,10 @@ docs/registers.md). docs/tile.md describes the whole.
   read address channel (round-robin, held until accepted); R beats are routed back by RID. Only the
   DMA writes.
 * ``host`` (in): AXI4-Lite slave of :func:`systolica.registers.tile_register_map`.
+* A chip's tile (``Tile(config=ChipConfig, x=, y=)``) adds ``noc_send`` / ``noc_recv`` (the
+  streams of its network interface) and ``noc_refused`` (in: that interface's refused-packet
+  counter, read back in ``NOC_REFUSED``; tie it to 0 where there is none) and a
+  :class:`~.remote.RemoteInterface` between them and the DMA, the SBUF and the semaphores.
 
 Completion events the sequencer needs are taken from the streams between the blocks: a weight load
 is complete when its ``last`` row enters the engine; a multiply when its last result (``tag.last``)
@@ -27,6 +31,7 @@ from .axi import Axi4LiteSignature, Axi4Signature
 from .axi_ram import Lfsr
 from .dma import Dma
 from .regs import RegisterFile
+from .remote import RemoteInterface, SbufPortShare
 from .sequencer import FETCH_AXI_ID, Sequencer
 from .tensor_engine import TensorEngine
 from .tile_datapath import TileDatapath
@@ -75,7 +80,7 @@ class Tile(wiring.Component):
         self._config, self._chip, self._x, self._y = config, chip, x, y
         self._fetch_depth = fetch_depth
         self._stall, self._stall_seed = command_stall, stall_seed
-        self._map = tile_register_map(config)
+        self._map = tile_register_map(chip or config)
         host = chip.host if chip is not None else HostConfig()
         dma = config.dma
         members = {
@@ -88,6 +93,7 @@ class Tile(wiring.Component):
         if chip is not None:
             members["noc_send"] = Out(stream.Signature(send_layout(chip.noc)))
             members["noc_recv"] = In(stream.Signature(recv_layout(chip.noc)))
+            members["noc_refused"] = In(chip.noc.error_counter_bits)
         super().__init__(members)
         self._datapath = TileDatapath(config=config, engine=False)
 
@@ -121,14 +127,17 @@ class Tile(wiring.Component):
                                                  fetch_depth=self._fetch_depth)
         dp = m.submodules.datapath = self._datapath
         engine = m.submodules.engine = TensorEngine(config=cfg.array)
-        dma = m.submodules.dma = Dma(config=cfg)
+        dma = m.submodules.dma = Dma(config=chip or cfg)
         wiring.connect(m, wiring.flipped(self.host), regs.bus)
 
         # datapath, engine, DMA
         wiring.connect(m, dp.moving, engine.moving)
         wiring.connect(m, dp.weights, engine.weights)
         wiring.connect(m, engine.result, dp.result)
-        wiring.connect(m, dma.sbuf, dp.dma)
+        if chip is None:
+            wiring.connect(m, dma.sbuf, dp.dma)
+        else:
+            self._remote(m, regs, seq, dma, dp)
         streams = [("weights_cmd", seq.weights_cmd, dp.weights_cmd),
                    ("moving_cmd", seq.moving_cmd, dp.moving_cmd),
                    ("act_cmd", seq.act_cmd, dp.act_cmd)]
@@ -216,7 +225,31 @@ class Tile(wiring.Component):
             ]
         for s in range(len(seq.sem_values)):
             m.d.comb += getattr(regs, f"sem{s}").value.eq(seq.sem_values[s])
-        if chip is not None:
-            # Skeleton until remote DMA lands: nothing sent, arrivals dropped.
-            m.d.comb += [self.noc_send.valid.eq(0), self.noc_recv.ready.eq(1)]
         return m
+
+    def _remote(self, m, regs, seq, dma, dp):
+        """A chip's tile: the remote interface between the NoC ports, the DMA, the sequencer's
+        SIGNAL_REMOTEs and remote semaphore port, and the SBUF word port (shared with the DMA)."""
+        chip = self._chip
+        remote = m.submodules.remote = RemoteInterface(config=chip)
+        share = m.submodules.sbuf_share = SbufPortShare(config=self._config)
+        wiring.connect(m, dma.sbuf, share.dma)
+        wiring.connect(m, remote.sbuf_write, share.remote)
+        wiring.connect(m, share.sbuf, dp.dma)
+        wiring.connect(m, dma.remote, remote.write)
+        for q in range(self._config.dma.queues):
+            wiring.connect(m, seq.remote_signal[q], remote.signal[q])
+        wiring.connect(m, remote.send, wiring.flipped(self.noc_send))
+        wiring.connect(m, wiring.flipped(self.noc_recv), remote.recv)
+        m.d.comb += [
+            seq.remote_sem.eq(remote.sem), remote.sem_overflow.eq(seq.remote_overflow),
+            remote.clear_errors.eq(regs.control.clear_errors),
+            regs.tile_position.x.eq(self._x), regs.tile_position.y.eq(self._y),
+            regs.tile_position.width.eq(chip.noc.width),
+            regs.tile_position.height.eq(chip.noc.height),
+            regs.remote_errors.semaphore_overflow.eq(remote.semaphore_overflow),
+            regs.remote_errors.bad_signal.eq(remote.bad_signal),
+            regs.remote_flits_sent.count.eq(remote.flits_sent),
+            regs.remote_flits_received.count.eq(remote.flits_received),
+            regs.noc_refused.count.eq(self.noc_refused),
+        ]

@@ -19,6 +19,7 @@ Yosys' short names; every port and named signal keeps its name.
 import enum
 import json
 import os
+import re
 
 from amaranth.back import rtlil
 from amaranth.hdl import Shape, Value
@@ -77,12 +78,39 @@ def _find_yosys():
 VERILOG_SCRIPT = ("proc -norom", "memory_collect", "write_verilog")
 
 
+def _with_attributes(text, top, attributes):
+    """``text`` with string ``attributes`` ({port: {name: value}}) written before the
+    declarations of ``top``'s ports (Amaranth has no port attributes and the builtin Yosys no
+    ``setattr``)."""
+    if not attributes:
+        return text
+    begin = text.index(f"module {top}(")
+    end = text.index("endmodule", begin)
+    body = text[begin:end]
+    for port, attrs in attributes.items():
+        for name, value in attrs.items():
+            if '"' in value or "\\" in value:
+                raise ValueError(f"Verilog attribute {name} of {port}: no quotes or "
+                                 f"backslashes; got {value!r}")
+        found = re.search(rf"^([ \t]*)(?:input|output)\s+(?:\[[^\]]*\]\s*)?{re.escape(port)};",
+                          body, re.MULTILINE)
+        if found is None:
+            raise ValueError(f"Verilog attributes: {top} has no port {port!r}")
+        attrs_text = "".join(f'{found.group(1)}(* {name} = "{value}" *)\n'
+                             for name, value in attrs.items())
+        body = body[:found.start()] + attrs_text + body[found.start():]
+    return text[:begin] + body + text[end:]
+
+
 def to_verilog(component, top):
-    """Verilog text of ``component`` with top module ``top`` (see the module docstring)."""
+    """Verilog text of ``component`` with top module ``top`` (see the module docstring). A
+    component with a ``verilog_attributes`` property (``{port: {name: value}}``) gets those
+    string attributes on its top-level ports (e.g. Xilinx's ``X_INTERFACE_INFO``)."""
     rtlil_text = to_rtlil(component, top)
     script = [f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", *VERILOG_SCRIPT]
     # Yosys warns that some processes cannot be written as Verilog; none are left after proc.
-    return _find_yosys().run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+    text = _find_yosys().run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+    return _with_attributes(text, top, getattr(component, "verilog_attributes", None))
 
 
 def to_rtlil(component, top):
@@ -90,7 +118,9 @@ def to_rtlil(component, top):
 
 
 def port_manifest(component, top, block, configs):
-    return {
+    """The manifest; a component with a ``manifest_extra()`` method (the chip: its register
+    map) adds its keys."""
+    manifest = {
         "block": block,
         "top": top,
         "config": {name: cfg.to_dict() for name, cfg in configs.items()},
@@ -98,6 +128,10 @@ def port_manifest(component, top, block, configs):
                   {"name": "rst", "direction": "input", "width": 1}]
                  + [_manifest_port(n, d, w, f) for n, d, w, f in _ports_with_fields(component)],
     }
+    extra = getattr(component, "manifest_extra", None)
+    if extra is not None:
+        manifest.update(extra())
+    return manifest
 
 
 def _ports_with_fields(component):

@@ -149,3 +149,22 @@ def _tile_datapath(config):
 def _tile(config):
     from systolica.hdl.tile import Tile
     return Tile(config=config)
+
+
+@register_block("chip_tile", top="systolica_chip_tile", sections=("noc",),
+                description="one tile of a chip (tile (0, 0) of the mesh): the tile plus its "
+                            "NoC ports and remote operations (hdl/tile.py, hdl/remote.py)",
+                composite="chip")
+def _chip_tile(config):
+    from systolica.hdl.tile import Tile
+    return Tile(config=config, x=0, y=0)
+
+
+@register_block("chip", top="systolica_chip", sections=("noc", "host"),
+                description="the chip: X x Y tiles on the mesh NoC, one AXI4 master per tile "
+                            "(m_axi_x{X}y{Y}_*), the AXI4-Lite host port (s_axil_*) with the "
+                            "chip and tile register windows (hdl/chip.py, hdl/chip_top.py)",
+                composite="chip")
+def _chip(config):
+    from systolica.hdl.chip_top import ChipTop
+    return ChipTop(config=config)

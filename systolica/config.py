@@ -507,6 +507,20 @@ class ChipConfig(CompositeConfig):
             raise ConfigError(f"a chip needs noc.in_order = true and deterministic routing (xy or "
                               f"yx): a remote semaphore signal must follow its data on one path; "
                               f"got in_order={noc.in_order}, routing={noc.routing!r}")
+        # the host port: window 0 (chip registers) and one window per tile (docs/chip.md)
+        from systolica.chip_registers import window_bytes
+        from systolica.registers import tile_register_map
+        host = self.host
+        if host.data_width != 32:
+            raise ConfigError(f"host.data_width must be 32 for a chip (the tile and chip "
+                              f"registers are 32-bit); got {host.data_width}")
+        window = window_bytes(tile_register_map(self.tile))
+        needed = ((1 + self.tiles) * window - 1).bit_length()
+        if host.addr_width < needed:
+            raise ConfigError(f"host.addr_width must be >= {needed} for a {noc.width}x"
+                              f"{noc.height} chip ({1 + self.tiles} host windows of {window} "
+                              f"bytes: the chip registers and one per tile); got "
+                              f"{host.addr_width}")
 
 
 def config_reference_markdown():

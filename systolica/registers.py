@@ -226,12 +226,20 @@ class RegisterMap:
 
 def tile_register_map(config=None):
     """The host register map of one tile for ``config`` (a TileConfig; default one if None): one
-    register block per instruction queue of :func:`systolica.isa.tile_queues`."""
-    from systolica.config import HostConfig, TileConfig
+    register block per instruction queue of :func:`systolica.isa.tile_queues`. A
+    :class:`~systolica.config.ChipConfig` gives the map of each of the chip's tiles: the same,
+    plus the ``chip tile`` group (position, remote errors and flit counters) at 0x500."""
+    from systolica.config import ChipConfig, HostConfig, TileConfig
     from systolica.isa import SEMAPHORE_BITS, SEMAPHORES, tile_queues
     config = TileConfig() if config is None else config
+    chip = config if isinstance(config, ChipConfig) else None
+    if chip is not None:
+        config = chip.tile
+    if not isinstance(config, TileConfig):
+        raise TypeError(f"tile_register_map config must be a TileConfig or ChipConfig; "
+                        f"got {config!r}")
     semaphores = SEMAPHORES
-    host = HostConfig()
+    host = chip.host if chip is not None else HostConfig()
     regs = RegisterMap("systolica_tile", data_width=host.data_width, addr_width=host.addr_width,
                        doc="The control and status registers of one tile (AXI4-Lite slave "
                            "`host` of `Tile`). The host writes each engine's program base and "
@@ -250,7 +258,8 @@ def tile_register_map(config=None):
                                    "program base (ignored while running)"),
         Field("abort", 1, "pulse", "stop every engine, drop its queued instructions, clear the "
                                    "semaphores; engines go idle (waiters are released)"),
-        Field("clear_errors", 1, "pulse", "clear the sticky datapath and DMA error flags"),
+        Field("clear_errors", 1, "pulse", "clear the sticky datapath and DMA error flags (and "
+                                          "a chip tile's REMOTE_ERRORS)"),
     ], "Control pulses.", group="tile")
     regs.add("STATUS", [
         Field("running", 1, "ro", "some engine is fetching, executing or waiting"),
@@ -311,7 +320,42 @@ def tile_register_map(config=None):
     for s in range(semaphores):
         regs.add(f"SEM{s}", [Field("value", SEMAPHORE_BITS, "ro", "counter value")],
                  f"Semaphore {s}.", offset=0x400 + 4 * s, group="semaphores")
+    if chip is not None:
+        _chip_tile_registers(regs, chip)
     return regs
+
+
+def _chip_tile_registers(regs, chip):
+    """The registers only a chip's tile has (docs/chip.md)."""
+    group = "chip tile (a tile of a chip only)"
+    noc = chip.noc
+    regs.add("TILE_POSITION", [
+        Field("x", 8, "ro", f"the tile's column in the mesh (0..{noc.width - 1})"),
+        Field("y", 8, "ro", f"the tile's row in the mesh (0..{noc.height - 1})"),
+        Field("width", 8, "ro", "X: tiles per row of the chip"),
+        Field("height", 8, "ro", "Y: tiles per column of the chip"),
+    ], "Where this tile sits in the chip's mesh.", offset=0x500, group=group)
+    regs.add("REMOTE_ERRORS", [
+        Field("semaphore_overflow", 1, "ro", "a remote SIGNAL would have taken a semaphore past "
+                                             "SEMAPHORE_MAX: it was dropped"),
+        Field("bad_signal", 1, "ro", "a remote SIGNAL named a semaphore id >= SEMAPHORES: it "
+                                     "was dropped (a source tile checks this, so only a "
+                                     "foreign sender can cause it)"),
+    ], "Sticky errors of arriving remote operations (cleared by CONTROL.clear_errors).",
+        offset=0x504, group=group)
+    regs.add("REMOTE_FLITS_SENT", [Field("count", 32, "ro", "remote flits (WRITE and SIGNAL) "
+                                                            "this tile's network interface "
+                                                            "accepted, from reset (wraps)")],
+             "Remote flits sent.", offset=0x508, group=group)
+    regs.add("REMOTE_FLITS_RECEIVED", [Field("count", 32, "ro", "remote flits that arrived at "
+                                                                "this tile, from reset (wraps)")],
+             "Remote flits received.", offset=0x50C, group=group)
+    regs.add("NOC_REFUSED", [Field("count", noc.error_counter_bits, "ro",
+                                   "packets the network interface refused for a destination "
+                                   "outside the mesh (saturating; remote operations are checked "
+                                   "before they are sent, so it stays 0 unless the chip's "
+                                   "integrator drives the network interface otherwise)")],
+             "The network interface's refused-packet counter.", offset=0x510, group=group)
 
 
 def main(argv=None):
@@ -321,8 +365,15 @@ def main(argv=None):
     group.add_argument("--markdown", action="store_true", help="docs/registers.md")
     group.add_argument("--c-header", action="store_true", help="a C header")
     args = parser.parse_args(argv)
-    regs = tile_register_map()
-    sys.stdout.write(regs.markdown("Tile register map") if args.markdown else regs.c_header())
+    from systolica.config import ChipConfig
+    # The map of a chip's tile: the standalone tile's map and the chip tile group.
+    regs = tile_register_map(ChipConfig())
+    if args.markdown:
+        # docs/registers.md: this map, then the chip's host address space.
+        from systolica.chip_registers import registers_markdown
+        sys.stdout.write(registers_markdown())
+    else:
+        sys.stdout.write(regs.c_header())
 
 
 if __name__ == "__main__":

@@ -87,23 +87,25 @@ class AxiLiteHost:
 
 
 class RegisterHost:
-    """Register accesses by name through a :class:`~systolica.registers.RegisterMap`; any
-    response other than OKAY raises :class:`AxiLiteError`."""
+    """Register accesses by name through a :class:`~systolica.registers.RegisterMap` whose
+    registers sit at ``base`` + their offset (a window of a chip's host port); any response
+    other than OKAY raises :class:`AxiLiteError`."""
 
-    def __init__(self, bus, regmap, **kwargs):
+    def __init__(self, bus, regmap, *, base=0, **kwargs):
         self.axil = AxiLiteHost(bus, **kwargs)
         self.map = regmap
+        self.base = base
 
     async def write(self, ctx, name, value=None, **fields):
         reg = self.map[name]
         word = reg.encode(**fields) if value is None else value
-        resp = await self.axil.write(ctx, reg.offset, word)
+        resp = await self.axil.write(ctx, self.base + reg.offset, word)
         if resp != RESP_OKAY:
             raise AxiLiteError(f"write {name}: response {resp}")
 
     async def read(self, ctx, name):
         reg = self.map[name]
-        value, resp = await self.axil.read(ctx, reg.offset)
+        value, resp = await self.axil.read(ctx, self.base + reg.offset)
         if resp != RESP_OKAY:
             raise AxiLiteError(f"read {name}: response {resp}")
         return value

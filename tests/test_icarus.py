@@ -13,8 +13,9 @@ import subprocess
 
 import pytest
 
-from systolica.blocks import BLOCKS
 from systolica.cli import main
+
+from test_cli import BLOCK_PARAMS      # the default chip only with -m slow
 
 #: Cycles held in reset, then cycles checked after reset.
 RESET_CYCLES = 4
@@ -86,7 +87,7 @@ def generated(tmp_path_factory):
 
 
 @pytest.mark.parametrize("standard", ["2005", "2012"])
-@pytest.mark.parametrize("block", sorted(BLOCKS))
+@pytest.mark.parametrize("block", BLOCK_PARAMS)
 def test_x_free_from_reset(generated, block, standard, capsys):
     iverilog, vvp = icarus()
     out, manifest = generated(block)

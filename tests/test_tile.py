@@ -115,6 +115,7 @@ BAD = [
     ("dma0", isa.check(isa.fingerprint(CFG), 2), IsaError.QUEUE_MISMATCH),
     ("dma0", isa.dma_copy(isa.dram(0), isa.DmaEndpoint(isa.Space.REMOTE_SBUF, 0)),
      IsaError.BAD_DMA_SPACE),
+    ("dma1", isa.signal_remote((0, 0), 1), IsaError.BAD_DMA_SPACE),    # not in a chip
 ]
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from systolica.codes import EngineState, IsaError
-from systolica.hdl.axi import RESP_DECERR, RESP_OKAY
-from systolica.hdl.regs import RegisterFile
+from systolica.hdl.axi import RESP_DECERR, RESP_OKAY, RESP_SLVERR
+from systolica.hdl.regs import RegisterFile, window_bytes
+from systolica.config import ChipConfig, NocConfig
 from systolica.registers import Field, RegisterMap, tile_register_map
 from systolica.testbench.axilite import AxiLiteHost
 from systolica.testbench.sim import run_simulation
@@ -46,6 +47,11 @@ def test_declaration_rules():
         regs["CTRL"].encode(mode=8)
 
 
+def test_window_bytes():
+    assert window_bytes(small_map()) == 0x80            # last register ends at 0x44
+    assert window_bytes(tile_register_map()) == 0x800   # SEM31 ends at 0x480
+
+
 def test_tile_map_contents():
     regs = tile_register_map()
     for engine in ("DMA0", "DMA1", "PE", "ACT"):
@@ -59,10 +65,30 @@ def test_tile_map_contents():
     assert header.count("#ifndef") == 1
 
 
+def test_chip_tile_map_adds_its_group():
+    chip = ChipConfig(noc=NocConfig(width=3, height=2))
+    regs, plain = tile_register_map(chip), tile_register_map(chip.tile)
+    extra = [r.name for r in regs if r.name not in plain]
+    assert extra == ["TILE_POSITION", "REMOTE_ERRORS", "REMOTE_FLITS_SENT",
+                     "REMOTE_FLITS_RECEIVED", "NOC_REFUSED"]
+    for r in plain:
+        assert regs[r.name].offset == r.offset and regs[r.name].fields == r.fields
+    assert all(regs[name].access == "ro" for name in extra)
+    assert regs["TILE_POSITION"].decode(2 | 1 << 8 | 3 << 16 | 2 << 24) == {
+        "x": 2, "y": 1, "width": 3, "height": 2}
+    assert regs["NOC_REFUSED"].field("count")[0].width == chip.noc.error_counter_bits
+    with pytest.raises(TypeError, match="TileConfig or ChipConfig"):
+        tile_register_map(chip.noc)
+
+
 def test_registers_md_is_current():
-    expected = tile_register_map().markdown("Tile register map")
-    assert (DOCS / "registers.md").read_text() == expected, \
-        "docs/registers.md is stale: python -m systolica.registers --markdown > docs/registers.md"
+    # the tile map first, then the chip's host address space (systolica/chip_registers.py)
+    from systolica.chip_registers import registers_markdown
+    text = (DOCS / "registers.md").read_text()
+    assert text.startswith(tile_register_map(ChipConfig()).markdown("Tile register map"))
+    assert text == registers_markdown(), ("docs/registers.md is stale: "
+                                          "python -m systolica.registers --markdown > "
+                                          "docs/registers.md")
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
@@ -90,10 +116,15 @@ def test_register_file(stall):
         # byte strobes: only byte 1 (level) is written
         assert await host.write(ctx, 0x0, (0x11 << 8) | (7 << 1), strb=0b0010) == RESP_OKAY
         assert ctx.get(dut.ctrl.mode) == 2 and ctx.get(dut.ctrl.level) == 0x11
-        assert await host.write(ctx, 0x4, 0) == RESP_OKAY              # read-only: ignored
+        assert await host.write(ctx, 0x4, 0) == RESP_SLVERR            # read-only: refused
         assert await host.read(ctx, 0x4) == ((0x1234 << 16) | 1, RESP_OKAY)
-        assert await host.write(ctx, 0x8, 1) == RESP_DECERR            # unmapped
-        assert (await host.read(ctx, 0x3C))[1] == RESP_DECERR
+        assert await host.write(ctx, 0x8, 1) == RESP_SLVERR            # a hole in the window
+        assert await host.read(ctx, 0x3C) == (0, RESP_SLVERR)
+        assert await host.write(ctx, 0x80, 1) == RESP_DECERR           # beyond the window
+        assert await host.read(ctx, 0xFFFC) == (0, RESP_DECERR)
+        # a refused write changed nothing
+        assert ctx.get(dut.ctrl.mode) == 2 and ctx.get(dut.ctrl.level) == 0x11
+        assert await host.read(ctx, 0x40) == (0xDEADBEEF, RESP_OKAY)
         assert await host.write(ctx, 0x40, 0x01020304) == RESP_OKAY
         assert await host.read(ctx, 0x40) == (0x01020304, RESP_OKAY)
 

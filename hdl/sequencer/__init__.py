@@ -4,6 +4,10 @@ and the ACT parameter table (docs/tile.md).
 Queues are :func:`systolica.isa.tile_queues` of the config: ``dma0..`` (each feeding one DMA
 descriptor queue), ``pe`` (the SBUF's ``weights_cmd`` / ``moving_cmd``) and ``act`` (``act_cmd``
 plus the per-column ``scale`` / ``shift`` from parameter-table entry of the running command).
+
+A chip's tile (``config`` a :class:`ChipConfig`) also has ``remote_signal[q]`` (the SIGNAL_REMOTE
+flits of DMA queue q), ``remote_sem`` (a remote SIGNAL to apply: the semaphore file's last
+signal port, after every engine's) and ``remote_overflow`` (it would overflow: not applied).
 """
 
 from amaranth.hdl import *
@@ -14,12 +18,13 @@ from systolica.codes import EngineState
 from systolica.config import ChipConfig, TileConfig
 from systolica.hdl.axi import axi4_addr_layout, axi4_r_layout
 from systolica.hdl.contracts import (act_command_layout, dma_descriptor_layout, dma_done_layout,
-                                     moving_command_layout, weights_command_layout)
+                                     moving_command_layout, remote_signal_layout,
+                                     weights_command_layout)
 from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOUT, SEMAPHORES,
                            SEMAPHORE_BITS, Engine, fingerprint, tile_queues)
 from .engine import QueueEngine, engine_status_layout
 from .fetch import Fetch
-from .semaphores import SemaphoreFile
+from .semaphores import SemaphoreFile, semaphore_request_layout
 
 
 __all__ = ["Sequencer", "FETCH_AXI_ID"]
@@ -32,6 +37,7 @@ class Sequencer(wiring.Component):
     def __init__(self, *, config: TileConfig, fetch_depth=4, scoreboard_depth=8):
         # A chip's tile checks programs against the chip's fingerprint.
         self._fingerprint_config = config
+        self._chip = config if isinstance(config, ChipConfig) else None
         if isinstance(config, ChipConfig):
             config = config.tile
         if not isinstance(config, TileConfig):
@@ -42,7 +48,8 @@ class Sequencer(wiring.Component):
         dma, arr, act = config.dma, config.array, config.act
         n = len(self._queues)
         shift_bits = max(1, act.max_shift.bit_length())
-        super().__init__({
+        chip = self._chip
+        members = {
             "ar": Out(stream.Signature(axi4_addr_layout(dma.addr_width, dma.id_width))),
             "r": In(stream.Signature(axi4_r_layout(dma.data_width, dma.id_width))),
             "base": In(unsigned(dma.addr_width)).array(n),
@@ -51,7 +58,8 @@ class Sequencer(wiring.Component):
             "status": Out(engine_status_layout()).array(n),
             "sem_values": Out(data.ArrayLayout(unsigned(SEMAPHORE_BITS), SEMAPHORES)),
             "running": Out(1), "done": Out(1),
-            "dma_desc": Out(stream.Signature(dma_descriptor_layout(dma))).array(dma.queues),
+            "dma_desc": Out(stream.Signature(dma_descriptor_layout(
+                dma, chip and chip.noc))).array(dma.queues),
             "dma_done": In(1), "dma_done_info": In(dma_done_layout(dma)),
             "weights_cmd": Out(stream.Signature(weights_command_layout(config.sbuf, arr))),
             "moving_cmd": Out(stream.Signature(moving_command_layout(config.sbuf, arr))),
@@ -60,7 +68,15 @@ class Sequencer(wiring.Component):
             "act_written": In(1),
             "scale": Out(data.ArrayLayout(signed(act.scale_bits), arr.cols)),
             "shift": Out(data.ArrayLayout(unsigned(shift_bits), arr.cols)),
-        })
+        }
+        if chip is not None:
+            members.update({
+                "remote_signal": Out(stream.Signature(
+                    remote_signal_layout(chip))).array(dma.queues),
+                "remote_sem": In(semaphore_request_layout(SEMAPHORES, SEMAPHORE_BITS)),
+                "remote_overflow": Out(1),
+            })
+        super().__init__(members)
 
     @property
     def queues(self):
@@ -76,8 +92,13 @@ class Sequencer(wiring.Component):
             engines=n, instr_bits=INSTRUCTION_LAYOUT.size, addr_width=dma.addr_width,
             data_width=dma.data_width, id_width=dma.id_width, axi_id=FETCH_AXI_ID,
             queue_depth=self._fetch_depth)
+        chip = self._chip
+        # A chip's tile: remote SIGNALs take one more signal port (an engine that never waits).
         sems = m.submodules.semaphores = SemaphoreFile(count=SEMAPHORES, bits=SEMAPHORE_BITS,
-                                                       engines=n)
+                                                       engines=n + (chip is not None))
+        if chip is not None:
+            m.d.comb += [sems.signal[n][0].eq(self.remote_sem),
+                         self.remote_overflow.eq(sems.overflow[n])]
         wiring.connect(m, wiring.flipped(self.ar), fetch.ar)
         wiring.connect(m, wiring.flipped(self.r), fetch.r)
         running = Signal()
@@ -87,7 +108,7 @@ class Sequencer(wiring.Component):
                      self.sem_values.eq(sems.values)]
         engines = []
         for i, q in enumerate(self._queues):
-            e = QueueEngine(config=cfg, queue=q, fingerprint=fp,
+            e = QueueEngine(config=chip or cfg, queue=q, fingerprint=fp,
                             scoreboard_depth=self._board_depth)
             m.submodules[f"engine_{q.name}"] = e
             engines.append(e)
@@ -102,6 +123,9 @@ class Sequencer(wiring.Component):
                 wiring.connect(m, e.desc, wiring.flipped(self.dma_desc[q.index]))
                 m.d.comb += [e.dma_done.eq(self.dma_done & (self.dma_done_info.queue == q.index)),
                              e.dma_error.eq(self.dma_done_info.error)]
+                if chip is not None:
+                    wiring.connect(m, e.remote_signal,
+                                   wiring.flipped(self.remote_signal[q.index]))
             elif q.engine == Engine.PE:
                 wiring.connect(m, e.weights_cmd, wiring.flipped(self.weights_cmd))
                 wiring.connect(m, e.moving_cmd, wiring.flipped(self.moving_cmd))

@@ -15,6 +15,13 @@ its signals would overflow (``overflow``): the queue halts at that scoreboard en
 nothing after it signals or retires. DMA_COPY waits and issues only with nothing in flight, ACT
 issues one at a time, so a DMA error halts the queue before anything after it started.
 ``abort`` drops the slot, lets issued commands drain without signalling, then stops.
+
+On a chip's tile a DMA queue also takes REMOTE_SBUF destinations (checked: BAD_DMA_SPACE for a
+remote source, BAD_REMOTE_TILE outside the mesh; the DMA checks the SBUF range) and
+SIGNAL_REMOTE (BAD_REMOTE_TILE, BAD_SEMAPHORE), which waits and issues, like DMA_COPY, only with
+nothing in flight, shows its flit on ``remote_signal`` (kept shown until accepted, also
+through an abort) and retires once the flit is accepted. A standalone tile halts on either with
+BAD_DMA_SPACE.
 """
 
 from amaranth.hdl import *
@@ -22,8 +29,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.codes import ACT_MODE_BYTES, ActMode, DmaError, EngineState, IsaError
-from systolica.config import DTYPES, TileConfig
-from systolica.hdl.contracts import (dma_descriptor_layout, index_bits)
+from systolica.config import DTYPES, ChipConfig, TileConfig
+from systolica.hdl.contracts import dma_descriptor_layout, index_bits, remote_signal_layout
 from systolica.hdl.lib import Queue
 from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOUT, SEMAPHORES,
                            SEMAPHORE_BITS, Engine, Opcode, OPCODE_ENGINES, Space)
@@ -56,11 +63,17 @@ def act_param_write_layout(config: TileConfig):
 
 class QueueEngine(wiring.Component):
     """The front end of queue ``queue`` (a :class:`systolica.isa.Queue`) of a tile with
-    ``config``; ``fingerprint`` is :func:`systolica.isa.fingerprint` of the config."""
+    ``config`` (a :class:`TileConfig`, or a :class:`ChipConfig` for a chip's tile: its DMA
+    queues then take remote copies and SIGNAL_REMOTE, whose flit leaves on ``remote_signal``);
+    ``fingerprint`` is :func:`systolica.isa.fingerprint` of the config."""
 
     def __init__(self, *, config: TileConfig, queue, fingerprint, scoreboard_depth=8):
+        self._chip = config if isinstance(config, ChipConfig) else None
+        if self._chip is not None:
+            config = config.tile
         if not isinstance(config, TileConfig):
-            raise TypeError(f"QueueEngine config must be a TileConfig; got {config!r}")
+            raise TypeError(f"QueueEngine config must be a TileConfig or ChipConfig; "
+                            f"got {config!r}")
         self._config, self._queue, self._fingerprint = config, queue, fingerprint
         self._depth = scoreboard_depth
         sem_id = index_bits(SEMAPHORES)
@@ -77,9 +90,13 @@ class QueueEngine(wiring.Component):
         self._sem_id = sem_id
         kind = queue.engine
         if kind == Engine.DMA:
+            noc = self._chip and self._chip.noc
             members.update({
-                "desc": Out(stream.Signature(dma_descriptor_layout(config.dma))),
+                "desc": Out(stream.Signature(dma_descriptor_layout(config.dma, noc))),
                 "dma_done": In(1), "dma_error": In(DmaError)})
+            if self._chip is not None:
+                members["remote_signal"] = Out(stream.Signature(
+                    remote_signal_layout(self._chip)))
         elif kind == Engine.PE:
             from systolica.hdl.contracts import moving_command_layout, weights_command_layout
             members.update({
@@ -160,8 +177,17 @@ class QueueEngine(wiring.Component):
         else:
             d = slot.body.dma_copy
             dc = cfg.dma
-            good_space = Cat(*(((s.space == Space.DRAM) | (s.space == Space.SBUF))
-                               for s in (d.src, d.dst))).all()
+            local = [(s.space == Space.DRAM) | (s.space == Space.SBUF) for s in (d.src, d.dst)]
+            remote_dst = d.dst.space == Space.REMOTE_SBUF
+            chip = self._chip
+            # A remote destination exists only on a chip's tile; it must lie inside the mesh.
+            good_space = local[0] & (local[1] | (remote_dst if chip is not None else C(0)))
+
+            def outside(x, y):
+                if chip is None:
+                    return C(0)
+                return (x >= chip.noc.width) | (y >= chip.noc.height)
+            sr = slot.body.signal_remote
 
             def beyond(value, bits, signed=False):
                 """``value`` does not fit ``bits`` (the DMA's field): never truncated."""
@@ -178,8 +204,17 @@ class QueueEngine(wiring.Component):
             with m.If(op == Opcode.DMA_COPY):
                 with m.If(~good_space):
                     m.d.comb += body.eq(IsaError.BAD_DMA_SPACE)
+                with m.Elif(remote_dst & outside(d.dst_tile_x, d.dst_tile_y)):
+                    m.d.comb += body.eq(IsaError.BAD_REMOTE_TILE)
                 with m.Elif(too_wide):
                     m.d.comb += body.eq(IsaError.DMA_FIELD_RANGE)
+            with m.Elif(op == Opcode.SIGNAL_REMOTE):
+                with m.If(C(chip is None)):
+                    m.d.comb += body.eq(IsaError.BAD_DMA_SPACE)
+                with m.Elif(outside(sr.tile_x, sr.tile_y)):
+                    m.d.comb += body.eq(IsaError.BAD_REMOTE_TILE)
+                with m.Elif(sr.sem >= SEMAPHORES):
+                    m.d.comb += body.eq(IsaError.BAD_SEMAPHORE)
         with m.If(fetch_error):
             m.d.comb += [code.eq(IsaError.DMA_ERROR), detail.eq(DmaError.AXI_READ_ERROR)]
         with m.Elif(~known):
@@ -218,6 +253,9 @@ class QueueEngine(wiring.Component):
         aborting = Signal()
         halt_code = Signal(IsaError)
         halt_detail = Signal(DmaError)
+        # a SIGNAL_REMOTE flit shown and not yet accepted: kept shown (stream rule), also
+        # through an abort, and the slot is not refilled under it
+        signal_held = Signal()
         running = st.state == EngineState.RUNNING
         waiting = st.state == EngineState.WAITING
         live = running | waiting
@@ -280,7 +318,8 @@ class QueueEngine(wiring.Component):
         # --- the slot: take, check, wait, issue --------------------------------------------------
         static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded,
                                                         new_load)
-        take = live & ~slot_valid & ~ended & ~halting & ~aborting & (pc < self.length)
+        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & \
+            (pc < self.length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
         with m.If(take & self.instr.valid):
@@ -392,13 +431,31 @@ class QueueEngine(wiring.Component):
             m.d.comb += is_cmd.eq(op == Opcode.DMA_COPY)
             for name in ("src", "dst"):
                 side, out = getattr(d, name), getattr(desc.payload, name)
-                m.d.comb += [out.sbuf.eq(side.space == Space.SBUF), out.addr.eq(side.addr)]
+                # (a remote destination is checked and walked as an SBUF one)
+                m.d.comb += [out.sbuf.eq((side.space == Space.SBUF) |
+                                         (side.space == Space.REMOTE_SBUF)),
+                             out.addr.eq(side.addr)]
                 m.d.comb += [out.count[i].eq(side.count[i]) for i in range(3)]
                 m.d.comb += [out.stride[i].eq(side.stride[i]) for i in range(3)]
             m.d.comb += [desc.payload.elem_bytes.eq(d.elem_bytes),
                          desc.payload.semaphore.eq(q.index % cfg.dma.semaphores),
-                         desc.valid.eq(can_issue & is_cmd & empty),
-                         issue_ok.eq(empty & (~is_cmd | desc.ready))]   # fully serial
+                         desc.valid.eq(can_issue & is_cmd & empty)]
+            if self._chip is None:
+                m.d.comb += issue_ok.eq(empty & (~is_cmd | desc.ready))   # fully serial
+            else:
+                # SIGNAL_REMOTE: one flit, sent once everything before it completed (a remote
+                # copy completes when its last flit was accepted), retired when accepted.
+                rs, sr = self.remote_signal, slot.body.signal_remote
+                is_signal = op == Opcode.SIGNAL_REMOTE
+                m.d.comb += [
+                    desc.payload.remote.valid.eq(d.dst.space == Space.REMOTE_SBUF),
+                    desc.payload.remote.x.eq(d.dst_tile_x), desc.payload.remote.y.eq(d.dst_tile_y),
+                    rs.payload.tile.x.eq(sr.tile_x), rs.payload.tile.y.eq(sr.tile_y),
+                    rs.payload.signal.sem.eq(sr.sem), rs.payload.signal.count.eq(sr.count),
+                    rs.valid.eq((can_issue & is_signal & empty) | signal_held),
+                    issue_ok.eq(empty & Mux(is_cmd, desc.ready, ~is_signal | rs.ready)),
+                ]
+                m.d.sync += signal_held.eq(rs.valid & ~rs.ready)
         elif kind == Engine.PE:
             ls, mm = slot.body.load_stationary, slot.body.multiply_moving
             wc, mc = self.weights_cmd, self.moving_cmd
@@ -477,5 +534,5 @@ class QueueEngine(wiring.Component):
                                          EngineState.IDLE)),
                          loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),
                          slot_valid.eq(0), dma_error_seen.eq(DmaError.OK), failed.eq(0)]
-        m.d.comb += self.active.eq(live | aborting | in_flight)
+        m.d.comb += self.active.eq(live | aborting | in_flight | signal_held)
         return m

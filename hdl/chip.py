@@ -1,0 +1,134 @@
+"""The chip: an X x Y mesh of tiles (docs/chip.md, "Chip top").
+
+``Chip(config=ChipConfig)``. Ports:
+
+* ``axi_{x}_{y}`` (Out, ``Axi4Signature`` of the tile's DMA config): tile (x, y)'s AXI4 master
+  (instruction fetch and DMA); the integrator connects every master to one shared DRAM.
+* ``host`` (In, ``Axi4LiteSignature(host.addr_width, host.data_width)``): the host port, cut into
+  windows (:class:`systolica.chip_registers.HostMap`): window 0 the chip registers, tile (x, y)
+  window ``1 + y * X + x`` with the tile's own register map.
+* ``running`` (Out, X*Y bits): bit ``y * X + x`` is tile (x, y)'s ``running``.
+
+Inside: one :class:`~systolica.hdl.tile.Tile` per mesh position, the
+:class:`~systolica.hdl.noc.mesh.Mesh` (each tile's ``noc_send`` / ``noc_recv`` on its router's
+network interface), a :class:`~systolica.hdl.host_bus.HostWindows` decoder and the chip's
+:class:`~systolica.hdl.regs.RegisterFile`. A write to the chip's ``CONTROL`` is broadcast by the
+decoder to every tile's ``CONTROL`` in the same cycle, so start, abort and clear-errors reach
+every tile at once.
+"""
+
+from amaranth.hdl import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from systolica.chip_registers import CHIP_MAGIC, CHIP_MAP_VERSION, HostMap
+from systolica.config import ChipConfig
+from systolica.isa import ISA_VERSION, fingerprint
+from .axi import Axi4LiteSignature, Axi4Signature
+from .host_bus import HostWindows
+from .noc.mesh import Mesh
+from .regs import RegisterFile
+from .tile import Tile
+
+
+__all__ = ["Chip"]
+
+
+class _ChipTile(Tile):
+    """A chip's :class:`Tile` with its ``STATUS.done`` and ``STATUS.halted`` also on signals
+    ``done`` / ``halted`` (for the chip's bitmaps), taken from the tile's register file."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        x, y = self.position
+        self.done = Signal(name=f"tile_{x}_{y}_done")
+        self.halted = Signal(name=f"tile_{x}_{y}_halted")
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        status = m.submodules.regs.status
+        m.d.comb += [self.done.eq(status.done), self.halted.eq(status.halted)]
+        return m
+
+
+class Chip(wiring.Component):
+    def __init__(self, *, config: ChipConfig, command_stall=0.0):
+        if not isinstance(config, ChipConfig):
+            raise TypeError(f"Chip config must be a ChipConfig; got {config!r}")
+        self._config = config
+        self._host_map = HostMap(config)
+        noc, dma, host = config.noc, config.tile.dma, config.host
+        self.tiles = {(x, y): _ChipTile(config=config, x=x, y=y, command_stall=command_stall,
+                                        stall_seed=1 + y * noc.width + x)
+                      for y in range(noc.height) for x in range(noc.width)}
+        members = {f"axi_{x}_{y}": Out(Axi4Signature(addr_width=dma.addr_width,
+                                                     data_width=dma.data_width,
+                                                     id_width=dma.id_width))
+                   for (x, y) in self.tiles}
+        members["host"] = In(Axi4LiteSignature(addr_width=host.addr_width,
+                                               data_width=host.data_width))
+        members["running"] = Out(config.tiles)
+        super().__init__(members)
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def host_map(self):
+        """The host address space (:class:`systolica.chip_registers.HostMap`)."""
+        return self._host_map
+
+    def axi(self, x, y):
+        return getattr(self, f"axi_{x}_{y}")
+
+    def tile(self, x, y):
+        return self.tiles[(x, y)]
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, hmap = self._config, self._host_map
+        noc = cfg.noc
+        order = [(x, y) for y in range(noc.height) for x in range(noc.width)]   # bit y*X+x
+        mesh = m.submodules.mesh = Mesh(config=noc)
+        for (x, y) in order:
+            tile = m.submodules[f"tile_{x}_{y}"] = self.tiles[(x, y)]
+            wiring.connect(m, tile.axi, wiring.flipped(self.axi(x, y)))
+            wiring.connect(m, tile.noc_send, mesh.send(x, y))
+            wiring.connect(m, mesh.recv(x, y), tile.noc_recv)
+
+        chip_map = hmap.chip.map
+        regs = m.submodules.regs = RegisterFile(chip_map, window=hmap.window_bytes)
+        tiles = [self.tiles[p] for p in order]
+        control = chip_map["CONTROL"].offset
+        windows = m.submodules.windows = HostWindows(
+            addr_width=cfg.host.addr_width, data_width=cfg.host.data_width,
+            window_bits=hmap.window_bits,
+            targets=[chip_map.addr_width] + [t.host.signature.addr_width for t in tiles],
+            broadcast=(control, hmap.tile(0, 0).map["CONTROL"].offset))
+        wiring.connect(m, wiring.flipped(self.host), windows.bus)
+        wiring.connect(m, windows.window(0), regs.bus)
+        for i, tile in enumerate(tiles):
+            wiring.connect(m, windows.window(1 + i), tile.host)
+
+        running = Cat(t.running for t in tiles)
+        done = Cat(t.done for t in tiles)
+        halted = Cat(t.halted for t in tiles)
+        refused = Cat(mesh.refused(x, y) != 0 for (x, y) in order).any()
+        m.d.comb += [
+            self.running.eq(running),
+            regs.id.magic.eq(CHIP_MAGIC),
+            regs.version.registers.eq(CHIP_MAP_VERSION), regs.version.isa.eq(ISA_VERSION),
+            regs.fingerprint.value.eq(fingerprint(cfg)),
+            regs.mesh.width.eq(noc.width), regs.mesh.height.eq(noc.height),
+            regs.tiles.count.eq(cfg.tiles),
+            regs.window.log2_bytes.eq(hmap.window_bits),
+            regs.status.running.eq(running.any()), regs.status.done.eq(done.all()),
+            regs.status.halted.eq(halted.any()),
+            regs.noc_status.overflow.eq(mesh.overflow), regs.noc_status.refused.eq(refused),
+        ]
+        for name, bits in (("running", running), ("done", done), ("halted", halted)):
+            for i in range(-(-cfg.tiles // 32)):
+                port = getattr(regs, f"{name}{i}")
+                m.d.comb += port.tiles.eq(bits[32 * i:32 * i + len(port.tiles)])
+        return m
