@@ -97,8 +97,7 @@ class TileRun:
     """What :func:`run_tile` returns. ``queues[name]``: ``state`` (EngineState), ``semaphore``,
     ``pc``, ``retired``, ``busy_cycles``, ``error`` (IsaError), ``dma`` (DmaError).
     ``sbuf``: the linear SBUF (uint8, partition after partition, as the model's ``sbuf``);
-    ``psum``: ``(banks * bank_rows, C)`` int64 (as the model's ``psum``); both None on
-    Verilator."""
+    ``psum``: ``(banks * bank_rows, C)`` int64 (as the model's ``psum``)."""
     cycles: int                  # simulated cycles in all
     tile_cycles: int             # CYCLES register: start to done
     status: dict
