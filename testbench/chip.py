@@ -15,9 +15,11 @@
     run = run_chip(chip, {(0, 0): program, (1, 0): other}, dram={addr: bytes})
     run.dram, run.tiles[(1, 0)].queues["pe"]["state"], run.chip["DONE"], run.cycles
 
-Backends (``backend=``): ``"amaranth"`` (this module). ``"verilator"`` is the place for the
-compiled backend: it takes the same prepared DRAM image and register setup
-(:class:`ChipSetup`) and returns the same :class:`ChipRun`.
+Backends (``backend=``): ``"amaranth"`` (this module) and ``"verilator"``
+(:mod:`.chip_compiled`: the ``Chip`` Verilated, every tile's AXI4 master on its own port of one
+shared C++ DRAM, the run in the C++ cycle loop). Both take the same prepared DRAM image and
+register setup (:class:`ChipSetup`) and return the same :class:`ChipRun` (results equal; cycle
+counts differ, as the DRAMs differ: one AxiRam behind arbiters here, one port per tile there).
 """
 
 from dataclasses import dataclass, field
@@ -93,7 +95,7 @@ class ChipSystem(wiring.Component):
 class ChipRun:
     """What :func:`run_chip` returns (every backend). ``tiles[(x, y)]``: a
     :class:`~systolica.testbench.tile.TileRun` per tile (its ``cycles`` and ``dram`` are the
-    chip's; ``sbuf`` / ``psum`` read from the memories on the Amaranth simulator, else None).
+    chip's; ``sbuf`` / ``psum`` read from the memories on both backends).
     ``chip``: the chip registers after the run, ``{"STATUS": {...}, "NOC_STATUS": {...},
     "RUNNING": bitmap, "DONE": bitmap, "HALTED": bitmap}`` (bit ``y * X + x``)."""
     cycles: int                  # simulated cycles in all
@@ -211,7 +213,7 @@ DRAM_MODELS = ("axiram", "ports")
 def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, program_bases=None,
              max_cycles=400_000, backend="amaranth", abort_after=None, lengths=None,
              host_stall=0.0, command_stall=0.0, seed=0, read_semaphores=True,
-             dram_model="axiram", **ram_kwargs):
+             dram_model="axiram", dram_ports=None, **ram_kwargs):
     """Run ``programs`` (``{(x, y): Program}``, built for ``config``: see :func:`chip_program`)
     on a chip of ``config`` with one shared DRAM, all tiles started at once; returns a
     :class:`ChipRun`. Tiles without a program have every queue length 0 (they are done at
@@ -221,10 +223,13 @@ def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, pro
     (random valid/ready stalls), ``command_stall`` every tile's command streams, ``ram_kwargs``
     go to the :class:`~systolica.hdl.axi_ram.AxiRam` (``read_latency``, ``stall``,
     ``jitter``, ``seed``); ``read_semaphores=False`` skips reading the 32 semaphores per tile.
-    ``max_cycles`` is the watchdog. ``dram_model`` (:data:`DRAM_MODELS`): ``"axiram"`` (one
-    shared port: the tiles contend for it) or ``"ports"`` (a port per tile on one memory;
+    ``max_cycles`` is the watchdog. Amaranth: ``dram_model`` (:data:`DRAM_MODELS`): ``"axiram"``
+    (one shared port: the tiles contend for it) or ``"ports"`` (a port per tile on one memory;
     ``ram_kwargs`` then go to :class:`~systolica.testbench.dram.AxiDram`: ``read_latency``,
-    ``write_latency``, ``stall``, ``max_reads``, ``max_writes``)."""
+    ``write_latency``, ``stall``, ``max_reads``, ``max_writes``). Verilator: always a port per
+    tile on one shared C++ DRAM; ``ram_kwargs`` set every tile's port (each port's LFSRs seeded
+    ``seed + y * X + x``) and ``dram_ports`` (``{(x, y): {setting: value}}``) overrides single
+    tiles' ports; ``host_stall`` is Amaranth only."""
     if not isinstance(config, ChipConfig):
         raise TypeError(f"run_chip config must be a ChipConfig; got {config!r}")
     if backend not in ("amaranth", "verilator"):
@@ -236,8 +241,18 @@ def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, pro
         config, programs, dram=dram, dram_bytes=dram_bytes, program_bases=program_bases),
         lengths)
     if backend == "verilator":
-        raise NotImplementedError("run_chip: the verilator backend is not written yet (it takes "
-                                  "a ChipSetup and returns a ChipRun, as _run_amaranth)")
+        if host_stall:
+            raise ValueError("run_chip host_stall is not supported on the verilator backend")
+        from .chip_compiled import run_chip_compiled
+        cycles, mem, tiles, chip_regs, extra = run_chip_compiled(
+            config, setup, max_cycles=max_cycles, abort_after=abort_after,
+            command_stall=command_stall, read_semaphores=read_semaphores,
+            dram_ports=dram_ports, **ram_kwargs)
+        return ChipRun(cycles=cycles, dram=mem, tiles=tiles, chip=chip_regs,
+                       program_bases=setup.program_bases, extra=extra)
+    if dram_ports:
+        raise ValueError("run_chip dram_ports needs backend='verilator' (the Amaranth chip "
+                         "has one AxiRam behind arbiters)")
     return _run_amaranth(config, setup, max_cycles=max_cycles, abort_after=abort_after,
                          host_stall=host_stall, command_stall=command_stall, seed=seed,
                          read_semaphores=read_semaphores, dram_model=dram_model, **ram_kwargs)

@@ -34,6 +34,27 @@ def _c(run, c_addr, expected):
     return np.frombuffer(raw, np.int32).reshape(expected.shape)
 
 
+def check_gemms(run, programs, data, expected):
+    """Every tile's GEMM result, its registers and the chip registers of a run in which every
+    tile ran a GEMM to the end; nothing else in the DRAM was written."""
+    for pos, (c_addr, c) in expected.items():
+        assert np.array_equal(_c(run, c_addr, c), c), pos
+        tile = run.tiles[pos]
+        assert tile.status == {"running": 0, "done": 1, "halted": 0, "datapath_error": 0}, pos
+        for name, q in tile.queues.items():
+            assert (q["state"], q["error"]) == (EngineState.DONE, IsaError.OK), (pos, name)
+            assert q["retired"] == len(programs[pos].queues[name]), (pos, name)
+        assert 0 < tile.tile_cycles < run.cycles
+    assert run.chip["DONE"] == 0b1111 and run.chip["RUNNING"] == 0 and run.chip["HALTED"] == 0
+    assert run.chip["STATUS"] == {"running": 0, "done": 1, "halted": 0}
+    assert run.chip["NOC_STATUS"] == {"overflow": 0, "refused": 0}
+    # the tiles share the DRAM: nothing outside the data, programs and results was written
+    mem, _ = chip_dram_image(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES)
+    for c_addr, c in expected.values():
+        mem[c_addr:c_addr + c.nbytes] = np.frombuffer(c.tobytes(), np.uint8)
+    assert np.array_equal(run.dram, mem)
+
+
 def test_a_standalone_program_is_rebuilt_for_the_chip():
     program, _ = gemm_program(TILE, 4, 4, 4, a_addr=0x4000, b_addr=0x4400, c_addr=0x4800)
     rebuilt = chip_program(CHIP, program)
@@ -84,22 +105,7 @@ def test_gemm_on_every_tile_at_once(dram_model):
     run = run_chip(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES, max_cycles=40_000,
                    host_stall=0.2, command_stall=0.2, seed=seed, read_semaphores=False,
                    dram_model=dram_model, **dram_options)
-    for pos, (c_addr, c) in expected.items():
-        assert np.array_equal(_c(run, c_addr, c), c), pos
-        tile = run.tiles[pos]
-        assert tile.status == {"running": 0, "done": 1, "halted": 0, "datapath_error": 0}, pos
-        for name, q in tile.queues.items():
-            assert (q["state"], q["error"]) == (EngineState.DONE, IsaError.OK), (pos, name)
-            assert q["retired"] == len(programs[pos].queues[name]), (pos, name)
-        assert 0 < tile.tile_cycles < run.cycles
-    assert run.chip["DONE"] == 0b1111 and run.chip["RUNNING"] == 0 and run.chip["HALTED"] == 0
-    assert run.chip["STATUS"] == {"running": 0, "done": 1, "halted": 0}
-    assert run.chip["NOC_STATUS"] == {"overflow": 0, "refused": 0}
-    # the tiles share the DRAM: nothing outside the data, programs and results was written
-    mem, _ = chip_dram_image(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES)
-    for c_addr, c in expected.values():
-        mem[c_addr:c_addr + c.nbytes] = np.frombuffer(c.tobytes(), np.uint8)
-    assert np.array_equal(run.dram, mem)
+    check_gemms(run, programs, data, expected)
 
 
 def test_chip_wide_abort_and_a_bad_instruction():
