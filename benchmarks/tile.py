@@ -9,13 +9,21 @@ DRAM) and C comes back as C^T (N x M int32), for the same reason. The SBUF depth
 whole-bank M block (``--sbuf-depth`` overrides), PSUM has 2 banks of max(16, M) rows (at most
 128). Figures: ``cycles`` (the CYCLES register, start to done), ``utilization`` = useful MACs /
 (R * C * cycles), ``busy`` (each queue's BUSY_CYCLES / cycles: cycles with a command in flight),
-``sim_cycles_per_s`` (tile cycles / wall time of run_tile, DRAM load and readback included, the
-Verilator build not), ``run_cycles_per_s`` (Verilator: the C++ cycle loop alone),
+``sim_cycles_per_s`` (tile cycles -- the CYCLES register, start to done -- / wall time of the
+whole run_tile call: the DRAM image, register programming, the run, reading every register,
+the final DRAM, SBUF and PSUM; the Verilator build or cache lookup is done by an earlier
+warm-up call and not included; ``simulated_cycles`` also counts the register accesses before
+and after), ``run_cycles_per_s`` (Verilator: the C++ cycle loop of
+the run alone), ``sim_seconds`` (that wall time), ``load_average`` (the machine's 1-minute load
+average at the end: the rates depend on it), ``cpu_cycles_per_s`` (tile cycles / the CPU
+seconds this process spent in the run_tile call: what the call gets from one core it has to
+itself, about, on a machine too loaded for wall time to say),
 ``dram_bytes`` (operands, result and program image).
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -65,10 +73,10 @@ def main(argv=None):
     if args.backend == "verilator":      # build (or load the cached build) outside the timing
         run_tile(cfg, program, data=data, dram_bytes=dram_bytes, max_cycles=max_cycles,
                  backend="verilator", lengths={q: 0 for q in program.queues})
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     run = run_tile(cfg, program, data=data, dram_bytes=dram_bytes, max_cycles=max_cycles,
                    backend=args.backend)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     c = run.dram[c_addr:c_addr + 4 * m * n].view(np.int32).reshape(n, m).T
     exact = bool(np.array_equal(c, a.astype(np.int32) @ w.astype(np.int32)))
     model = TileModel(cfg, dram_bytes=dram_bytes)
@@ -87,7 +95,9 @@ def main(argv=None):
         "utilization": round(macs / (R * C * cycles), 4),
         "bit_exact": exact and done and same_as_model,
         "busy": {name: round(q["busy_cycles"] / cycles, 3) for name, q in run.queues.items()},
-        "sim_cycles_per_s": round(cycles / seconds, 1),
+        "sim_cycles_per_s": round(cycles / seconds, 1), "simulated_cycles": run.cycles,
+        "sim_seconds": round(seconds, 3), "load_average": round(os.getloadavg()[0], 2),
+        "cpu_cycles_per_s": round(cycles / cpu_seconds, 1),
         "instructions": program.instructions,
         "dram_bytes": m * k + k * n + 4 * m * n + len(program.encode()),
     }

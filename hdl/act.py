@@ -26,9 +26,12 @@ Row i's C-vector goes to the SBUF (``sbuf``, the SBUF's ``vector_write``) at ele
 output of a layer is directly the moving operand of the next. ``scale`` and ``shift`` are
 per-column ports held by the sequencer (keep them stable while ``busy``).
 
-Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then three register stages
-(product; rounding shift; ReLU/zero point/saturation/placement, the output register), all enabled
-by one ``advance`` = output empty or accepted: one row per cycle.
+Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then eight register stages, all
+enabled by one ``advance`` = output empty or accepted: one row per cycle. Stages 1-3 are the
+product (operands, 17-bit partial products, their sum: ``hdl/multiplier.py``; on an ECP5 the first
+two are the DSPs' own registers), 4 the rounding shift, 5 the rounding, 6 ReLU and the zero
+point, 7 saturation, 8 the placement in the SBUF word (the output register): each one adder,
+shifter or comparison deep.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``shift`` (a shift > max_shift was
 used: it is clamped to max_shift), ``addr`` (a row's SBUF word is beyond the partition: that row is
@@ -45,6 +48,7 @@ from systolica.hdl.contracts import (ZERO_POINT_BITS, PsumReadSignature, act_com
                                      act_errors_layout, vector_write_layout)
 from systolica.hdl.fp import round_scaled, scale_fp32
 from systolica.hdl.lib import Queue, StickyFlags
+from systolica.hdl.multiplier import PIPELINED_MULTIPLY_LATENCY, pipelined_multiply
 
 
 __all__ = ["Act"]
@@ -122,8 +126,11 @@ class Act(wiring.Component):
                 cur.relu.eq(cmd.relu), cur.zero_point.eq(cmd.zero_point),
             ]
 
-        # --- datapath: three stages under one enable -------------------------------------------
-        s2_valid, out_valid = Signal(), Signal()
+        # --- datapath: eight stages under one enable ------------------------------------------
+        # 1-3 product (operands, partial products in DSPs, their sum); 4 rounding shift; 5 round;
+        # 6 ReLU and zero point; 7 saturation; 8 placement in the SBUF word (output register).
+        # Each stage is one adder, shifter or comparison deep.
+        out_valid = Signal()
         advance = Signal()
         m.d.comb += [
             advance.eq(~out_valid | self.sbuf.ready),
@@ -131,33 +138,46 @@ class Act(wiring.Component):
             # A response always has its placement queued (it was pushed with the request).
             meta_fifo.o.ready.eq(advance & self.psum.response.valid),
         ]
+
+        valid_regs = []         # every stage's valid bit (busy)
+
+        def stage(value, name, n=1, reset=False):
+            """``value`` through ``n`` pipeline registers enabled by ``advance`` (valid bits:
+            ``reset``, and counted in ``busy``)."""
+            for i in range(n):
+                shape = value.shape() if isinstance(value, data.View) else \
+                    Value.cast(value).shape()
+                reg = Signal(shape, name=f"{name}_{i}" if n > 1 else name, reset_less=not reset)
+                with m.If(advance):
+                    m.d.sync += reg.eq(value)
+                if reset:
+                    valid_regs.append(reg)
+                value = reg
+            return value
+
         prod_shape = signed(arr.acc_bits + cfg.scale_bits)
-        shift_shape = self.shift.shape().elem_shape
-        s1_valid = Signal()
-        s1_meta = Signal(meta_layout)
-        s1_prod = [Signal(prod_shape, name=f"s1_prod{c}") for c in range(C)]
-        s1_raw = [Signal(arr.acc_shape, name=f"s1_raw{c}") for c in range(C)]
-        s1_shift = [Signal(shift_shape, name=f"s1_shift{c}") for c in range(C)]
         bad_shift = Signal()
         m.d.comb += bad_shift.eq(Cat(self.shift[c] > cfg.max_shift for c in range(C)).any())
         m.d.comb += err_set.shift.eq(advance & self.psum.response.valid & bad_shift)
         resp = self.psum.response.payload
-        s1_float = []                     # per column: (sign, sig, exp, nan, inf)
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.psum.response.valid), s1_meta.eq(meta_fifo.o.payload)]
-            for c in range(C):
-                shift = Mux(self.shift[c] > cfg.max_shift, cfg.max_shift, self.shift[c])
-                m.d.sync += [s1_raw[c].eq(resp.data[c]), s1_shift[c].eq(shift)]
-                if arr.is_float:
-                    parts = scale_fp32(m, resp.data[c], self.scale[c], shift, f"scaled{c}")
-                    regs = [Signal.like(Value.cast(p), name=f"s1_f{c}_{n}") for p, n in
-                            zip(parts, ("sign", "sig", "exp", "nan", "inf"))]
-                    m.d.sync += [r.eq(p) for r, p in zip(regs, parts)]
-                    s1_float.append(regs)
-                else:
-                    m.d.sync += s1_prod[c].eq(resp.data[c] * self.scale[c])
+        mul_stages = PIPELINED_MULTIPLY_LATENCY
+        s1_valid = stage(self.psum.response.valid, "s1_valid", mul_stages, reset=True)
+        s1_meta = stage(meta_fifo.o.payload, "s1_meta", mul_stages)
+        s1_prod, s1_raw, s1_shift, s1_float = [], [], [], []
+        for c in range(C):
+            shift = Mux(self.shift[c] > cfg.max_shift, cfg.max_shift, self.shift[c])
+            s1_raw.append(stage(resp.data[c], f"s1_raw{c}", mul_stages))
+            s1_shift.append(stage(shift, f"s1_shift{c}", mul_stages))
+            if arr.is_float:
+                # (sign, sig, exp, nan, inf) of the scaled value, computed in the first stage.
+                parts = scale_fp32(m, resp.data[c], self.scale[c], shift, f"scaled{c}")
+                s1_float.append([stage(p, f"s1_f{c}_{n}", mul_stages) for p, n in
+                                 zip(parts, ("sign", "sig", "exp", "nan", "inf"))])
+            else:
+                s1_prod.append(pipelined_multiply(m, resp.data[c], self.scale[c], advance,
+                                                  platform, f"prod{c}"))
 
-        # Stage 2: round (and find the SBUF word and lane).
+        # Stage 4: the rounding shift (q, guard and sticky bits); find the SBUF word and lane.
         mode = s1_meta.mode
         size_log2 = Signal(2)
         with m.Switch(mode):
@@ -170,25 +190,21 @@ class Act(wiring.Component):
         in_range = Signal()
         m.d.comb += in_range.eq((byte_offset >> wb_log2) < sb.depth)
         m.d.comb += err_set.addr.eq(advance & s1_valid & ~in_range)
+        s4_valid = stage(s1_valid & in_range, "s4_valid", reset=True)
+        s4_meta = stage(s1_meta, "s4_meta")
+        s4_word = stage((byte_offset >> wb_log2)[:len(self.sbuf.payload.addr)], "s4_word")
+        s4_lane = stage(byte_offset[:wb_log2] if wb_log2 else Const(0, 1), "s4_lane")
+        s4_size_mask = stage(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111)),
+                             "s4_size_mask")
 
         W = prod_shape.width
-        s2_meta = Signal(meta_layout)
-        s2_word = Signal(len(self.sbuf.payload.addr))
-        s2_lane = Signal(max(1, wb_log2))
-        s2_size_mask = Signal(4)
         # The rounded value is kept in NARROW bits: beyond +-2**(NARROW-1) every saturating mode
         # saturates whatever the zero point (|zero_point| <= 2**16, outputs within +-2**16), so
-        # clamping there changes no result and keeps stage 3's adder and comparators short.
+        # clamping there changes no result and keeps the later adder and comparators short.
         NARROW = min(ZERO_POINT_BITS + 2, W)
-        s2_rounded = [Signal(signed(NARROW + 1), name=f"s2_rounded{c}") for c in range(C)]
-        s2_raw = [Signal(arr.acc_shape, name=f"s2_raw{c}") for c in range(C)]
-        s2_float = [Signal(32, name=f"s2_float{c}") for c in range(C)]
-        with m.If(advance):
-            m.d.sync += [
-                s2_valid.eq(s1_valid & in_range), s2_meta.eq(s1_meta),
-                s2_word.eq(byte_offset >> wb_log2), s2_lane.eq(byte_offset[:wb_log2]),
-                s2_size_mask.eq(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111))),
-            ]
+        s5_rounded = [Signal(signed(NARROW + 1), name=f"s5_rounded{c}") for c in range(C)]
+        s5_raw = [stage(s1_raw[c], f"s5_raw{c}", 2) for c in range(C)]
+        s5_float = [Signal(32, name=f"s5_float{c}") for c in range(C)]
         for c in range(C):
             if arr.is_float:
                 integer, floats = round_scaled(m, *s1_float[c], s1_meta.relu, NARROW - 1,
@@ -198,22 +214,18 @@ class Act(wiring.Component):
                     for act_mode, value in floats.items():
                         with m.Case(act_mode):
                             m.d.comb += picked.eq(value)
-                with m.If(advance):
-                    m.d.sync += [s2_rounded[c].eq(integer), s2_raw[c].eq(s1_raw[c]),
-                                 s2_float[c].eq(picked)]
+                m.d.comb += [s5_rounded[c].eq(stage(integer, f"s4_integer{c}", 2)),
+                             s5_float[c].eq(stage(picked, f"s4_float{c}", 2))]
                 continue
             p, sh = s1_prod[c], s1_shift[c]
             sh_m1 = (sh - 1)[:len(sh)]
-            q = Signal(prod_shape, name=f"q{c}")
-            guard = Signal(name=f"guard{c}")
             low_mask = Signal(W, name=f"low_mask{c}")
-            sticky = Signal(name=f"sticky{c}")
-            m.d.comb += [
-                q.eq(p >> sh),
-                guard.eq((p >> sh_m1)[0]),
-                low_mask.eq((Const(1, 1) << sh_m1) - 1),
-                sticky.eq((p.as_unsigned() & low_mask) != 0),
-            ]
+            m.d.comb += low_mask.eq((Const(1, 1) << sh_m1) - 1)
+            q = stage(p >> sh, f"s4_q{c}")
+            guard = stage((p >> sh_m1)[0], f"s4_guard{c}")
+            sticky = stage((p.as_unsigned() & low_mask) != 0, f"s4_sticky{c}")
+            shifted = stage(sh != 0, f"s4_shifted{c}")
+            # Stage 5: clamp to NARROW bits, round half to even.
             q_narrow = Signal(signed(NARROW), name=f"q_narrow{c}")
             if NARROW < W:
                 top = q[NARROW - 1:]
@@ -223,43 +235,55 @@ class Act(wiring.Component):
             else:
                 m.d.comb += q_narrow.eq(q)
             with m.If(advance):
-                m.d.sync += [
-                    s2_rounded[c].eq(q_narrow + ((sh != 0) & guard & (sticky | q[0]))),
-                    s2_raw[c].eq(s1_raw[c]),
-                ]
+                m.d.sync += s5_rounded[c].eq(q_narrow + (shifted & guard & (sticky | q[0])))
+        s5_valid = stage(s4_valid, "s5_valid", reset=True)
+        s5_meta = stage(s4_meta, "s5_meta")
+        s5_word, s5_lane, s5_size_mask = (stage(s4_word, "s5_word"), stage(s4_lane, "s5_lane"),
+                                          stage(s4_size_mask, "s5_size_mask"))
 
-        # Stage 3 (the output register): ReLU, zero point, saturate, place in the word.
-        out = self.sbuf.payload
-        with m.If(advance):
-            m.d.sync += [out_valid.eq(s2_valid), out.addr.eq(s2_word)]
-        for c in range(P):
-            if c >= C:
-                with m.If(advance):
-                    m.d.sync += out.byte_enable[c].eq(0)
-                continue
-            rounded = s2_rounded[c]
+        # Stage 6: ReLU and the zero point. Stage 7: saturation to the mode's range.
+        s7_sat = []
+        s6_meta = stage(s5_meta, "s6_meta")
+        for c in range(min(C, P)):
+            rounded = s5_rounded[c]
             v = Signal(signed(NARROW + 1), name=f"v{c}")
-            y = Signal(signed(NARROW + 2), name=f"y{c}")
+            m.d.comb += v.eq(Mux(s5_meta.relu & (rounded < 0), 0, rounded))
+            y = stage(v + s5_meta.zero_point, f"s6_y{c}")
+            raw = stage(s5_raw[c], f"s6_raw{c}")
+            fp_out = stage(s5_float[c], f"s6_float{c}") if arr.is_float else None
             sat = Signal(signed(33), name=f"sat{c}")
-            m.d.comb += [
-                v.eq(Mux(s2_meta.relu & (rounded < 0), 0, rounded)),
-                y.eq(v + s2_meta.zero_point),
-            ]
-            with m.Switch(s2_meta.mode):
+            with m.Switch(s6_meta.mode):
                 for act_mode, (lo, hi) in ACT_MODE_RANGE.items():
                     with m.Case(act_mode):
                         m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
                 if arr.is_float:
                     with m.Case(*ACT_MODE_FLOAT):
-                        m.d.comb += sat.eq(s2_float[c])
+                        m.d.comb += sat.eq(fp_out)
                 with m.Default():
-                    m.d.comb += sat.eq(s2_raw[c])
-            value = sat[:32]
+                    m.d.comb += sat.eq(raw)
+            s7_sat.append(stage(sat[:32], f"s7_value{c}"))
+        s6_valid = stage(s5_valid, "s6_valid", reset=True)
+        s6_word, s6_lane, s6_size_mask = (stage(s5_word, "s6_word"), stage(s5_lane, "s6_lane"),
+                                          stage(s5_size_mask, "s6_size_mask"))
+        s7_valid = stage(s6_valid, "s7_valid", reset=True)
+        s7_cols = stage(s6_meta.cols, "s7_cols")
+        s7_word, s7_lane, s7_size_mask = (stage(s6_word, "s7_word"), stage(s6_lane, "s7_lane"),
+                                          stage(s6_size_mask, "s7_size_mask"))
+
+        # Stage 8 (the output register): place each value in its partition's word.
+        out = self.sbuf.payload
+        with m.If(advance):
+            m.d.sync += [out_valid.eq(s7_valid), out.addr.eq(s7_word)]
+        for c in range(P):
+            if c >= C:
+                with m.If(advance):
+                    m.d.sync += out.byte_enable[c].eq(0)
+                continue
             with m.If(advance):
                 m.d.sync += [
-                    out.data[c].eq((value << (s2_lane * 8))[:8 * WB]),
-                    out.byte_enable[c].eq(Mux(c < s2_meta.cols, s2_size_mask << s2_lane, 0)),
+                    out.data[c].eq((s7_sat[c] << (s7_lane * 8))[:8 * WB]),
+                    out.byte_enable[c].eq(Mux(c < s7_cols, s7_size_mask << s7_lane, 0)),
                 ]
         m.d.comb += self.sbuf.valid.eq(out_valid)
-        m.d.comb += self.busy.eq(active | meta_fifo.o.valid | s1_valid | s2_valid | out_valid)
+        m.d.comb += self.busy.eq(active | meta_fifo.o.valid | Cat(*valid_regs).any() | out_valid)
         return m

@@ -34,23 +34,6 @@ from .tile import Tile
 __all__ = ["Chip"]
 
 
-class _ChipTile(Tile):
-    """A chip's :class:`Tile` with its ``STATUS.done`` and ``STATUS.halted`` also on signals
-    ``done`` / ``halted`` (for the chip's bitmaps), taken from the tile's register file."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        x, y = self.position
-        self.done = Signal(name=f"tile_{x}_{y}_done")
-        self.halted = Signal(name=f"tile_{x}_{y}_halted")
-
-    def elaborate(self, platform):
-        m = super().elaborate(platform)
-        status = m.submodules.regs.status
-        m.d.comb += [self.done.eq(status.done), self.halted.eq(status.halted)]
-        return m
-
-
 class Chip(wiring.Component):
     def __init__(self, *, config: ChipConfig, command_stall=0.0):
         if not isinstance(config, ChipConfig):
@@ -58,7 +41,7 @@ class Chip(wiring.Component):
         self._config = config
         self._host_map = HostMap(config)
         noc, dma, host = config.noc, config.tile.dma, config.host
-        self.tiles = {(x, y): _ChipTile(config=config, x=x, y=y, command_stall=command_stall,
+        self.tiles = {(x, y): Tile(config=config, x=x, y=y, command_stall=command_stall,
                                         stall_seed=1 + y * noc.width + x)
                       for y in range(noc.height) for x in range(noc.width)}
         members = {f"axi_{x}_{y}": Out(Axi4Signature(addr_width=dma.addr_width,
@@ -96,6 +79,7 @@ class Chip(wiring.Component):
             wiring.connect(m, tile.axi, wiring.flipped(self.axi(x, y)))
             wiring.connect(m, tile.noc_send, mesh.send(x, y))
             wiring.connect(m, mesh.recv(x, y), tile.noc_recv)
+            m.d.comb += tile.noc_refused.eq(mesh.refused(x, y))
 
         chip_map = hmap.chip.map
         regs = m.submodules.regs = RegisterFile(chip_map, window=hmap.window_bytes)

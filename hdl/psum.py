@@ -15,7 +15,8 @@ address ``addr`` (the tensor engine's result tag) = ``bank * bank_rows + row``.
   data when the rows match. Back-to-back accumulation into one row runs at one beat per cycle with
   no stall. ``tag.last`` is not used by PSUM.
 * ``read`` (``PsumReadSignature``, flipped; the ACT unit's port): ``request {addr}`` ->
-  in-order ``response {data}``; up to one row per cycle.
+  in-order ``response {data}``; up to one row per cycle, each entering the response queue two
+  cycles after its request (the block RAM's word is registered before the bank multiplexer).
 
 Each bank has one synchronous read port (shared by the two paths) and one write port (the
 accumulator's). The result stream and the ACT reads conflict only when they address the same bank
@@ -73,7 +74,12 @@ class Psum(wiring.Component):
             m.submodules[f"bank{b}"] = mem
             wports.append(mem.write_port())
             rports.append(mem.read_port(transparent_for=(wports[-1],)))   # forwards the RMW sum
-        rdata = Array(rp.data.as_value() for rp in rports)
+        # Every bank's read data is registered straight from the block RAM (its clock-to-output
+        # is about 6 ns on an ECP5) and multiplexed by bank in the next cycle, by whichever path
+        # read it: a bank's port serves one of them per cycle.
+        bank_words = [Signal(row_layout, name=f"bank{b}_word") for b in range(B)]
+        m.d.sync += [bank_words[b].eq(rports[b].data) for b in range(B)]
+        bank_word = Array(w.as_value() for w in bank_words)
 
         errors = m.submodules.errors = StickyFlags(psum_errors_layout())
         err_set = errors.set
@@ -92,12 +98,14 @@ class Psum(wiring.Component):
         rd_bank, rd_row = split(rq.addr)
         rd_in_range = Signal()
         m.d.comb += rd_in_range.eq(rq.addr < cfg.rows)
-        resp_depth = 3
+        # Two cycles from an accepted read to the FIFO (block RAM, then its registered word), so
+        # 4 entries keep one read per cycle.
+        resp_depth = 4
         resp_fifo = m.submodules.read_response = Queue(shape=psum_read_response_layout(arr),
                                                        depth=resp_depth)
-        rd_inflight = Signal()
+        rd_inflight, rd_staged = Signal(), Signal()
         rd_credit = Signal()
-        m.d.comb += rd_credit.eq(resp_fifo.level + rd_inflight < resp_depth)
+        m.d.comb += rd_credit.eq(resp_fifo.level + rd_inflight + rd_staged < resp_depth)
 
         res_wants = self.result.valid & res_in_range
         rd_wants = self.read.request.valid & rd_in_range & rd_credit
@@ -141,46 +149,48 @@ class Psum(wiring.Component):
         s2_bank = Signal(range(B))
         s2_row = Signal(row_bits)
         s2_data = Signal(row_layout)
-        s2_old = Signal(row_layout)
         m.d.sync += [
             s2_valid.eq(s1_valid), s2_acc.eq(s1_acc), s2_bank.eq(s1_bank), s2_row.eq(s1_row),
-            s2_data.eq(s1_data), s2_old.eq(rdata[s1_bank]),
+            s2_data.eq(s1_data),
         ]
         # This beat's read (issued two cycles ago) saw, through the transparent port, every write
         # up to that cycle; it missed only the previous beat's write, which sits in `fwd`.
-        fwd_valid = Signal()
-        fwd_bank = Signal(range(B))
-        fwd_row = Signal(row_bits)
         fwd_data = Signal(row_layout)
-        hit = fwd_valid & (fwd_bank == s2_bank) & (fwd_row == s2_row)
+        # Whether it did (`fwd` holds the row this beat reads) is known a cycle early: the beat
+        # now in stage 1 follows the one in stage 2. Registered, it is one flip-flop in front of
+        # the old-row multiplexer instead of two comparisons.
+        hit = Signal()
+        m.d.sync += hit.eq(s2_valid & (s2_bank == s1_bank) & (s2_row == s1_row))
         old = Signal(row_layout)
         total = Signal(row_layout)
-        m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), s2_old.as_value()))
+        m.d.comb += old.eq(Mux(hit, fwd_data.as_value(), bank_word[s2_bank]))
         for c in range(C):
             if arr.is_float:     # fp32: one rounding to nearest even (docs/floating_point.md)
                 added = add_to_fp32(m, unpack_fp32(m, old[c], f"old{c}"),
                                     unpack_fp32(m, s2_data[c], f"new{c}"), f"sum{c}")
+                m.d.comb += total[c].eq(Mux(s2_acc, added, s2_data[c]))
             else:
-                added = (old[c] + s2_data[c])[:arr.acc_bits]
-            m.d.comb += total[c].eq(Mux(s2_acc, added, s2_data[c]))
+                # Overwrite = add to zero: the accumulate bit masks the old row (one LUT with the
+                # hit multiplexer), and the adder's output goes straight to the write port.
+                m.d.comb += total[c].eq((Mux(s2_acc, old[c], 0) + s2_data[c])[:arr.acc_bits])
         for b in range(B):
             m.d.comb += [wports[b].addr.eq(s2_row), wports[b].data.eq(total),
                          wports[b].en.eq(s2_valid & (s2_bank == b))]
-        m.d.sync += [fwd_valid.eq(s2_valid), fwd_bank.eq(s2_bank), fwd_row.eq(s2_row),
-                     fwd_data.eq(total)]
+        m.d.sync += fwd_data.eq(total)
 
         # --- read path -------------------------------------------------------------------------
-        rd_zero = Signal()
-        rd_bank_q = Signal(range(B))
+        rd_zero, rd_zero_q = Signal(), Signal()
+        rd_bank_q, rd_bank_qq = Signal(range(B)), Signal(range(B))
         m.d.sync += [
             rd_inflight.eq(self.read.request.valid & self.read.request.ready),
             rd_zero.eq(~rd_in_range),
             rd_bank_q.eq(rd_bank),
         ]
+        m.d.sync += [rd_staged.eq(rd_inflight), rd_zero_q.eq(rd_zero), rd_bank_qq.eq(rd_bank_q)]
         m.d.comb += [
             # Never refused: `rd_credit` reserved the space when the request was accepted.
-            resp_fifo.i.valid.eq(rd_inflight),
-            resp_fifo.i.payload.eq(Mux(rd_zero, 0, rdata[rd_bank_q])),
+            resp_fifo.i.valid.eq(rd_staged),
+            resp_fifo.i.payload.data.eq(Mux(rd_zero_q, 0, bank_word[rd_bank_qq])),
         ]
         wiring.connect(m, resp_fifo.o, wiring.flipped(self.read.response))
         return m

@@ -19,8 +19,8 @@ column group by the same amount as the moving data, which is what makes reloadin
 was just switched away from safe in the very next cycle (the argument is in the docs).
 
 Backpressure: the whole datapath shares one clock enable, ``advance``, which is low only when the
-2-entry output buffer is full and the last pipeline stage holds a result. The enable is computed
-from registers only, so ``result.ready`` has no combinational path into the array.
+2-entry output buffer is full and the last pipeline stage holds a result. The enable is itself a
+register (computed a cycle ahead), so ``result.ready`` has no combinational path into the array.
 """
 
 from amaranth.hdl import *
@@ -33,6 +33,8 @@ from systolica.hdl.contracts import moving_layout, psum_tag_layout, result_layou
 from systolica.hdl.fp import (add_to_fp32, align_and_add, multiply, normalise_and_round,
                               normalise_product, unpack_fp32)
 from systolica.hdl.lib import Queue, StickyFlags
+from systolica.hdl.multiplier import (Ecp5RegisteredMultiplier, fits_ecp5_dsp, is_ecp5,
+                                      lut_multiply)
 
 
 __all__ = ["psum_bits", "carried_shape", "ProcessingElement", "TensorEngine"]
@@ -70,21 +72,34 @@ def psum_bits(config: ArrayConfig, n_rows):
 
 
 class ProcessingElement(wiring.Component):
-    """One MAC cell: two weight registers (banks), ``psum_out = psum_in + a_in * w[bank_in]``.
+    """One MAC cell: ``psum_out = psum_in + a_in * weight``.
+
+    Weights are double-buffered as a *shadow* register (written by ``w_we``) and the *active*
+    weight, which takes the shadow's value when the bank bit travelling with the moving element
+    changes (``bank_in`` differs from the previous element's): the switch to the next W sweeps
+    through the array with the data, and the shadow may be rewritten from that cycle on.
 
     ``register_moving`` / ``register_psum`` put a pipeline register on the moving-operand output
     (to the right) / the partial-sum output (downwards); the engine sets them per PE from
     ``cols_per_stage`` / ``rows_per_stage``. ``multiplier_stages`` registers the product (1),
-    and also the multiplier's operands (2). ``psum_in_bits`` / ``psum_out_bits`` (default
-    ``acc_bits``) narrow the partial sums where they cannot overflow (see ``psum_bits``).
+    and also the moving operand (2; the active weight is a register already). ``psum_in_bits`` /
+    ``psum_out_bits`` (default ``acc_bits``) narrow the partial sums where they cannot overflow
+    (see ``psum_bits``). ``lut_multiplier`` builds an integer product from LUT logic
+    (``hdl/multiplier.py``) rather than a ``*`` that synthesis maps to a DSP.
+
+    Elaborated for an ECP5 (``platform.family == "ecp5"``) with ``multiplier_stages = 2``, an
+    integer PE puts its operand, active-weight and product registers into one MULT18X18D (they
+    are the DSP's A, B and output registers); ``advance`` must then be the datapath's clock
+    enable, since the DSP's registers are outside ``EnableInserter``'s reach.
     """
 
     def __init__(self, config: ArrayConfig, *, register_moving=True, register_psum=True,
-                 psum_in_bits=None, psum_out_bits=None):
+                 psum_in_bits=None, psum_out_bits=None, lut_multiplier=False):
         self._config = config
         self._register_moving = register_moving
         self._register_psum = register_psum
         self._psum_out_bits = psum_out_bits or config.acc_bits
+        self._lut_multiplier = lut_multiplier and not config.is_float
         psum_shape = unsigned if config.is_float else signed
         super().__init__({
             "a_in": In(carried_shape(config)),
@@ -95,39 +110,63 @@ class ProcessingElement(wiring.Component):
             "psum_out": Out(psum_shape(self._psum_out_bits)),
             "w_data": In(config.stationary_shape),
             "w_we": In(1),
-            "w_bank": In(1),
+            "advance": In(1, init=1),
         })
+
+    def uses_dsp_registers(self, platform):
+        cfg = self._config
+        return (is_ecp5(platform) and cfg.multiplier_stages == 2 and not cfg.is_float
+                and not self._lut_multiplier
+                and fits_ecp5_dsp(cfg.moving_shape, cfg.stationary_shape))
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
 
         # Pipeline registers carry no reset (data flushes through them), but the weights do:
-        # rows >= K of a bank never written are multiplied (by a zero moving element), and
+        # rows >= K of a W never written are multiplied (by a zero moving element), and
         # 0 * X is X in a 4-state simulator; a reset register holds 0, never X, whatever the
         # simulator did before reset (e.g. Icarus -g2012 clocking unevaluated `always @*` logic).
-        weight = [Signal(cfg.stationary_shape, name=f"weight{b}") for b in range(2)]
+        shadow = Signal(cfg.stationary_shape, name="shadow_weight")
         with m.If(self.w_we):
-            with m.If(self.w_bank):
-                m.d.sync += weight[1].eq(self.w_data)
-            with m.Else():
-                m.d.sync += weight[0].eq(self.w_data)
+            m.d.sync += shadow.eq(self.w_data)
+        bank_seen = Signal(name="bank_seen", reset_less=True)    # the previous element's bank
+        switch = Signal()
+        m.d.sync += bank_seen.eq(self.bank_in)
+        m.d.comb += switch.eq(self.bank_in != bank_seen)
 
-        # The weight is picked by the bank bit travelling with the moving element.
-        a_operand = self.a_in
-        w_operand = Mux(self.bank_in, weight[1], weight[0])
-        if cfg.multiplier_stages >= 2:
-            a_operand = self._stage(m, a_operand, True, "a_operand")
-            w_operand = self._stage(m, w_operand, True, "w_operand")
+        if self.uses_dsp_registers(platform):
+            dsp = m.submodules.multiplier = Ecp5RegisteredMultiplier(cfg.moving_shape,
+                                                                     cfg.stationary_shape)
+            m.d.comb += [dsp.a.eq(self.a_in), dsp.b.eq(shadow), dsp.a_enable.eq(self.advance),
+                         dsp.b_enable.eq(self.advance & switch),
+                         dsp.p_enable.eq(self.advance)]
+            product = dsp.product
+        else:
+            active = Signal(cfg.stationary_shape, name="active_weight")
+            with m.If(switch):
+                m.d.sync += active.eq(shadow)
+            a_operand = self.a_in
+            if cfg.multiplier_stages >= 2:
+                # The active weight register is the multiplier's other operand register.
+                a_operand = self._stage(m, a_operand, True, "a_operand")
+                w_operand = active
+            else:
+                w_operand = Mux(switch, shadow, active)
+            if cfg.is_float:
+                # Exact product: multiply | normalise (one register more than an integer PE when
+                # the multiplier is pipelined), then the fp32 sum.
+                bits = cfg.moving_shape.width
+                raw = multiply(m, a_operand[:bits], cfg.moving_dtype, w_operand,
+                               cfg.stationary_dtype, a_operand[bits])
+                raw = self._stage(m, raw, cfg.multiplier_stages >= 1, "product")
+                product = self._stage(m, normalise_product(m, raw), cfg.multiplier_stages >= 1,
+                                      "normal_product")
+            else:
+                product = (lut_multiply(a_operand, w_operand) if self._lut_multiplier
+                           else a_operand * w_operand)
+                product = self._stage(m, product, cfg.multiplier_stages >= 1, "product")
         if cfg.is_float:
-            # Exact product: multiply | normalise (one register more than an integer PE when
-            # the multiplier is pipelined), then the fp32 sum.
-            bits = cfg.moving_shape.width
-            raw = multiply(m, a_operand[:bits], cfg.moving_dtype, w_operand,
-                           cfg.stationary_dtype, a_operand[bits])
-            raw = self._stage(m, raw, cfg.multiplier_stages >= 1, "product")
-            product = self._stage(m, normalise_product(m, raw), cfg.multiplier_stages >= 1,
-                                  "normal_product")
             psum_in = unpack_fp32(m, self.psum_in, "psum_in_unpacked")
             if self._register_psum:
                 # Pipelined fp32 adder: align + add | normalise + round (PSUM_STAGES_FLOAT).
@@ -137,8 +176,6 @@ class ProcessingElement(wiring.Component):
             else:
                 psum_next = add_to_fp32(m, psum_in, product)
         else:
-            product = self._stage(m, a_operand * w_operand, cfg.multiplier_stages >= 1,
-                                  "product")
             # Truncation is exact below acc_bits (the sum fits) and the two's-complement
             # wraparound at acc_bits.
             psum_next = (self.psum_in + product)[:self._psum_out_bits].as_signed()
@@ -207,6 +244,12 @@ class TensorEngine(wiring.Component):
         """Pipeline registers between PE column 0 and column c on the moving-operand path."""
         return c // self._config.cols_per_stage
 
+    def uses_dsp(self, k, c):
+        """PE(k, c) multiplies with ``*`` (a DSP where the part has one): the first ``max_dsps``
+        PEs in column order, all of them when ``max_dsps`` is 0; the rest use LUT logic."""
+        limit = self._config.max_dsps
+        return limit == 0 or c * self._config.rows + k < limit
+
     def psum_bits(self, n_rows):
         """See :func:`psum_bits`."""
         return psum_bits(self._config, n_rows)
@@ -229,7 +272,7 @@ class TensorEngine(wiring.Component):
 
         # The datapath: every register in it is enabled by `advance`.
         dp = Module()
-        advance = Signal()
+        advance = Signal(init=1)
         m.submodules.datapath = EnableInserter(advance)(dp)
 
         # --- output buffer (2 entries) and the global enable ---------------------------------
@@ -237,7 +280,6 @@ class TensorEngine(wiring.Component):
         out_valid = Signal()
         out_payload = out_buffer.i.payload
         m.d.comb += [
-            advance.eq(out_buffer.i.ready | ~out_valid),
             out_buffer.i.valid.eq(out_valid),
         ]
         wiring.connect(m, out_buffer.o, wiring.flipped(self.result))
@@ -286,18 +328,16 @@ class TensorEngine(wiring.Component):
         # --- weight-row write pipeline, delayed per column group like the moving data ----------
         n_groups = self.col_delay(C - 1) + 1 + self.weight_delay(R - 1)
         wl_valid = [Signal(name=f"wl_valid{g}") for g in range(n_groups)]
-        wl_bank = [Signal(name=f"wl_bank{g}", reset_less=True) for g in range(n_groups)]
         wl_row = [Signal(range(R), name=f"wl_row{g}", reset_less=True) for g in range(n_groups)]
         wl_data = [Signal(data.ArrayLayout(cfg.stationary_shape, C), name=f"wl_data{g}",
                           reset_less=True) for g in range(n_groups)]
         dp.d.sync += [
             wl_valid[0].eq(load_fire & (load_row != R)),
-            wl_bank[0].eq(load_bank),
             wl_row[0].eq(load_row),
             wl_data[0].eq(self.weights.payload.data),
         ]
         for g in range(1, n_groups):
-            dp.d.sync += [wl_valid[g].eq(wl_valid[g - 1]), wl_bank[g].eq(wl_bank[g - 1]),
+            dp.d.sync += [wl_valid[g].eq(wl_valid[g - 1]),
                           wl_row[g].eq(wl_row[g - 1]), wl_data[g].eq(wl_data[g - 1])]
 
         # --- input register: mask rows >= K, tag the bank --------------------------------------
@@ -342,7 +382,8 @@ class TensorEngine(wiring.Component):
                     register_psum=(k % cfg.rows_per_stage == cfg.rows_per_stage - 1
                                    or k == R - 1),
                     psum_in_bits=self.psum_bits(k) if k or cfg.is_float else 1,
-                    psum_out_bits=self.psum_bits(k + 1))
+                    psum_out_bits=self.psum_bits(k + 1),
+                    lut_multiplier=not self.uses_dsp(k, c))
                 dp.submodules[f"pe_{k}_{c}"] = pe
                 if c == 0:
                     a_src, bank_src = row_a[k], row_bank[k]
@@ -355,7 +396,7 @@ class TensorEngine(wiring.Component):
                     pe.bank_in.eq(bank_src),
                     pe.psum_in.eq(psum),
                     pe.w_data.eq(wl_data[g][c]),
-                    pe.w_bank.eq(wl_bank[g]),
+                    pe.advance.eq(advance),
                     pe.w_we.eq(wl_valid[g] & (wl_row[g] == k)),
                 ]
                 psum = pe.psum_out
@@ -368,6 +409,15 @@ class TensorEngine(wiring.Component):
                 delay(dp.d.sync, psum_bottom[c], last_col_delay - self.col_delay(c), f"deskew{c}"))
         meta_delay = self.latency - 1
         valid_taps = delay_line(dp.d.sync, in_valid, meta_delay, "valid", reset_less=False)
+        # `advance` = the output buffer can take the last stage's result (not full, or nothing
+        # to give), kept in a register: the next cycle's level and last-stage valid are computed
+        # here, so the enable of every datapath register and DSP comes straight from a
+        # flip-flop, not from the buffer's level through logic.
+        push = out_buffer.i.valid & out_buffer.i.ready
+        pop = out_buffer.o.valid & out_buffer.o.ready
+        next_level = out_buffer.level + push - pop
+        next_out_valid = Mux(advance, valid_taps[-2], valid_taps[-1])
+        m.d.sync += advance.eq(~(next_out_valid & (next_level == out_buffer.depth)))
         dp.d.comb += [
             out_valid.eq(valid_taps[-1]),
             out_payload.tag.eq(delay(dp.d.sync, in_tag, meta_delay, "tag")),

@@ -8,7 +8,8 @@ docs/registers.md). docs/tile.md describes the whole.
 * ``host`` (in): AXI4-Lite slave of :func:`systolica.registers.tile_register_map`.
 * A chip's tile (``Tile(config=ChipConfig, x=, y=)``) adds ``noc_send`` / ``noc_recv`` (the
   streams of its network interface) and ``noc_refused`` (in: that interface's refused-packet
-  counter, read back in ``NOC_REFUSED``; tie it to 0 where there is none) and a
+  counter, read back in ``NOC_REFUSED``; tie it to 0 where there is none), ``done`` /
+  ``halted`` (out: STATUS.done / STATUS.halted, for the chip's bitmaps) and a
   :class:`~.remote.RemoteInterface` between them and the DMA, the SBUF and the semaphores.
 
 Completion events the sequencer needs are taken from the streams between the blocks: a weight load
@@ -94,6 +95,8 @@ class Tile(wiring.Component):
             members["noc_send"] = Out(stream.Signature(send_layout(chip.noc)))
             members["noc_recv"] = In(stream.Signature(recv_layout(chip.noc)))
             members["noc_refused"] = In(chip.noc.error_counter_bits)
+            members["done"] = Out(1)        # STATUS.done / STATUS.halted, for the chip's bitmaps
+            members["halted"] = Out(1)
         super().__init__(members)
         self._datapath = TileDatapath(config=config, engine=False)
 
@@ -185,6 +188,9 @@ class Tile(wiring.Component):
 
         # host registers
         errors = dp.errors
+        halted = Cat(s.state == EngineState.HALTED for s in seq.status).any()
+        if chip is not None:
+            m.d.comb += [self.done.eq(seq.done), self.halted.eq(halted)]
         m.d.comb += [
             regs.id.magic.eq(TILE_MAGIC), regs.fingerprint.value.eq(fingerprint(chip or cfg)),
             seq.start.eq(regs.control.start), seq.abort.eq(regs.control.abort),
@@ -192,7 +198,7 @@ class Tile(wiring.Component):
             dma.clear_errors.eq(regs.control.clear_errors),
             regs.status.running.eq(seq.running), regs.status.done.eq(seq.done),
             self.running.eq(seq.running),
-            regs.status.halted.eq(Cat(s.state == EngineState.HALTED for s in seq.status).any()),
+            regs.status.halted.eq(halted),
             regs.status.datapath_error.eq(errors.as_value().any() | dma.error),
             regs.datapath_errors.sbuf.eq(errors.sbuf), regs.datapath_errors.psum.eq(errors.psum),
             regs.datapath_errors.act.eq(errors.act),

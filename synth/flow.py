@@ -21,11 +21,19 @@ from dataclasses import dataclass
 from .verilog import to_rtlil
 
 
-__all__ = ["TARGETS", "SynthError", "synthesize", "format_report"]
+__all__ = ["TARGETS", "SynthError", "synthesize", "critical_path", "format_report"]
 
 
 class SynthError(RuntimeError):
     """yosys or nextpnr failed; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class FamilyPlatform:
+    """The platform a block is elaborated for in this flow: only its FPGA ``family`` (as in
+    Amaranth's vendor platforms), so gateware may use the family's primitives (the tensor
+    engine puts its multiplier registers into ECP5 DSPs, hdl/multiplier.py)."""
+    family: str
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Target:
     lutrams: tuple = ()
     nodsp_flag: str = ""
     description: str = ""
+    family: str = None              # the platform family the block is elaborated for
 
 
 TARGETS = {
@@ -47,7 +56,7 @@ TARGETS = {
         "ecp5", "synth_ecp5 -top {top} -json {json}",
         luts=("LUT4",), ffs=("TRELLIS_FF",), dsps=("MULT18X18D", "ALU54B"),
         brams=("DP16KD", "PDPW16KD"), carries=("CCU2C",), lutrams=("TRELLIS_DPR16X4",),
-        nodsp_flag=" -nodsp",
+        nodsp_flag=" -nodsp", family="ecp5",
         description="Lattice ECP5 (LFE5U-85F, CABGA381, speed 6 for place-and-route)"),
     "ice40": Target(
         "ice40", "synth_ice40 -top {top} -dsp -json {json}",
@@ -96,7 +105,8 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
 
     Keys: target, top, luts, ffs, dsps, brams, carries, lutrams, cells (every cell type),
     fmax_mhz (None without ``pnr``), seconds (synthesis), pnr_seconds, wrapper_ffs (flip-flops
-    of the scan wrapper used for iCE40 place-and-route, included in ``ffs``), workdir (if kept).
+    of the scan wrapper used for iCE40 place-and-route, included in ``ffs``), critical_path
+    (:func:`critical_path`; None without ``pnr``), seed (with ``pnr``), workdir (if kept).
     ``seed`` is nextpnr's placement seed.
     """
     if target not in TARGETS:
@@ -115,7 +125,8 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
     workdir = workdir or tempfile.mkdtemp(prefix=f"systolica-synth-{top}-")
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, f"{top}.il"), "w") as f:
-        f.write(to_rtlil(component, top))
+        platform = FamilyPlatform(tgt.family) if tgt.family and dsp else None
+        f.write(to_rtlil(component, top, platform))
 
     netlist = f"{top}.json"
     synth_cmd = tgt.synth_command.format(top=top, json=netlist)
@@ -155,9 +166,11 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
         "fmax_mhz": None,
         "seconds": round(seconds, 2),
         "pnr_seconds": None,
+        "critical_path": None,
         "wrapper_ffs": wrapper_ffs,
     }
     if pnr:
+        report["seed"] = seed
         report.update(_place_and_route(tgt, top, workdir, netlist, freq_mhz, seed))
     if keep:
         report["workdir"] = workdir
@@ -190,7 +203,39 @@ def _place_and_route(tgt, top, workdir, netlist, freq_mhz, seed):
             found = re.findall(r"Max frequency for clock\s+'[^']*':\s*([0-9.]+)\s*MHz", f.read())
         fmax = min(map(float, found)) if found else None
     return {"fmax_mhz": round(fmax, 2) if fmax is not None else None,
-            "pnr_seconds": round(pnr_seconds, 2)}
+            "pnr_seconds": round(pnr_seconds, 2),
+            "critical_path": critical_path(report_path, top)}
+
+
+def _module_path(cell):
+    """The hierarchy of a flattened cell name: ``datapath.pe_5_3.product_reg_TRELLIS_FF_Q_1`` ->
+    ``datapath.pe_5_3`` (yosys' flatten joins instance names with dots)."""
+    return cell.rpartition(".")[0]
+
+
+def critical_path(report_path, top):
+    """nextpnr's slowest path (report.json ``critical_paths[0]``) as ``{from, to, delay_ns,
+    logic_levels, block}``, or None: start and end cells, total delay, the logic steps of more
+    than 0.1 ns (so the links of a carry chain do not count), and ``block``, the innermost
+    module holding both ends (``top``, or ``top.sub.module``)."""
+    if not os.path.exists(report_path):
+        return None
+    with open(report_path) as f:
+        paths = json.load(f).get("critical_paths", [])
+    if not paths or not paths[0].get("path"):
+        return None
+    steps = paths[0]["path"]
+    start, end = steps[0]["from"]["cell"], steps[-1]["to"]["cell"]
+    common = []
+    for a, b in zip(_module_path(start).split("."), _module_path(end).split(".")):
+        if a != b or not a:
+            break
+        common.append(a)
+    return {"from": start, "to": end,
+            "delay_ns": round(sum(step["delay"] for step in steps), 2),
+            "logic_levels": sum(1 for step in steps
+                                if step["type"] == "logic" and step["delay"] > 0.1),
+            "block": ".".join([top, *common])}
 
 
 def format_report(report):
@@ -204,5 +249,10 @@ def format_report(report):
             ("synthesis (s)", report["seconds"])]
     if report.get("pnr_seconds") is not None:
         rows.append(("place & route (s)", report["pnr_seconds"]))
+    path = report.get("critical_path")
+    if path:
+        rows += [("critical path from", path["from"]), ("critical path to", path["to"]),
+                 ("critical path (ns)", path["delay_ns"]),
+                 ("logic levels", path["logic_levels"]), ("critical path block", path["block"])]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

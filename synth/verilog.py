@@ -102,19 +102,22 @@ def _with_attributes(text, top, attributes):
     return text[:begin] + body + text[end:]
 
 
-def to_verilog(component, top):
-    """Verilog text of ``component`` with top module ``top`` (see the module docstring). A
-    component with a ``verilog_attributes`` property (``{port: {name: value}}``) gets those
-    string attributes on its top-level ports (e.g. Xilinx's ``X_INTERFACE_INFO``)."""
-    rtlil_text = to_rtlil(component, top)
+def to_verilog(component, top, platform=None):
+    """Verilog text of ``component`` with top module ``top`` (see the module docstring);
+    ``platform`` as in :func:`to_rtlil`. A component with a ``verilog_attributes`` property
+    (``{port: {name: value}}``) gets those string attributes on its top-level ports (e.g.
+    Xilinx's ``X_INTERFACE_INFO``)."""
+    rtlil_text = to_rtlil(component, top, platform)
     script = [f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil", *VERILOG_SCRIPT]
     # Yosys warns that some processes cannot be written as Verilog; none are left after proc.
     text = _find_yosys().run(["-q", "-"], "\n".join(script), ignore_warnings=True)
     return _with_attributes(text, top, getattr(component, "verilog_attributes", None))
 
 
-def to_rtlil(component, top):
-    return rtlil.convert(component, name=top, emit_src=False)
+def to_rtlil(component, top, platform=None):
+    """RTLIL text of ``component``; ``platform`` is what its ``elaborate`` receives (the
+    synthesis flow passes one naming the FPGA family, so gateware can instantiate primitives)."""
+    return rtlil.convert(component, name=top, platform=platform, emit_src=False)
 
 
 def port_manifest(component, top, block, configs):

@@ -286,7 +286,7 @@ def _cmd_demo(args, configs):
 
 #: Bounds of ``systolica gemm`` (documented in --help).
 MAX_GEMM_DIM = 1 << 16
-GEMM_BACKENDS = ("model", "amaranth", "verilator")
+GEMM_BACKENDS = ("model", "amaranth", "verilator", "board")
 GEMM_OUT_DTYPES = ("int32", "int8", "uint8", "int16", "float32", "bfloat16", "float8_e4m3",
                    "float8_e5m2")
 
@@ -300,7 +300,12 @@ def _add_gemm_parser(add_block_command):
                        help=f"{name.upper()}, 1..{MAX_GEMM_DIM}")
     p.add_argument("--backend", choices=GEMM_BACKENDS, default="model",
                    help="model (default, fast; cycles estimated), amaranth or verilator (the "
-                        "tile RTL; cycles measured)")
+                        "tile RTL; cycles measured), board (an FPGA board, --port)")
+    p.add_argument("--port", default=None,
+                   help="--backend board: the board's serial port (/dev/ttyUSB0), or 'sim' for "
+                        "the board design in Verilator (docs/fpga.md)")
+    p.add_argument("--baud", type=_bounded(int, 1200, 3_000_000), default=115200,
+                   help="--backend board: UART baud rate of the bitstream (default 115200)")
     p.add_argument("--out-dtype", choices=GEMM_OUT_DTYPES, default=None,
                    help="the accumulators (default: int32, or float32 on a floating-point "
                         "tile: the fp32 PSUM words), or converted by the ACT unit (random "
@@ -329,7 +334,7 @@ def _mesh_size(text):
     return x, y
 
 
-def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
+def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress, **device_options):
     """(Execution, bit exact) of a random GEMM on a Device. Floating point: normal-distributed
     operands, compared as bit patterns (NaN and signed zeros included)."""
     import numpy as np
@@ -353,7 +358,7 @@ def _gemm_on_tile(config, m, k, n, backend, out_dtype, seed, progress):
         shift = 6 if a_cfg.is_float else 8 + (k.bit_length() + 1) // 2
         kwargs = {"scale": rng.integers(1, 1 << min(8, tile.act.scale_bits - 1), n),
                   "shift": min(shift, tile.act.max_shift), "relu": True}
-    device = Device(config, backend=backend, seed=seed, progress=progress)
+    device = Device(config, backend=backend, seed=seed, progress=progress, **device_options)
     c = device.matmul(a, b, out_dtype=out_dtype, **kwargs)
     want = reference([Linear(b, out_dtype=out_dtype, **kwargs)], a, tile)
     if c.dtype != want.dtype:
@@ -403,13 +408,29 @@ def _cmd_gemm(args, configs):
     for path, flag in ((args.trace, "--trace"), (args.plot, "--plot")):
         if path:
             _check_output_file(path, flag)
+    board = {}
+    if args.backend == "board":
+        if not args.port:
+            raise ConfigError("--backend board needs --port (a serial device such as "
+                              "/dev/ttyUSB0, or 'sim')")
+        if args.mesh:
+            raise ConfigError("--backend board runs a tile; --mesh needs --backend model, "
+                              "amaranth or verilator")
+        board = {"port": args.port, "baudrate": args.baud}
+    elif args.port:
+        raise ConfigError(f"--port is for --backend board; got --backend {args.backend}")
     if args.mesh:
         return _gemm_on_chip(args, config)
     try:
         e, ok = _gemm_on_tile(config, args.m, args.k, args.n, args.backend, args.out_dtype,
-                              args.seed, progress=sys.stderr.isatty())
+                              args.seed, progress=sys.stderr.isatty(), **board)
     except (BackendUnavailable, DeviceError, TypeError) as error:
         raise ConfigError(str(error)) from None
+    except (OSError, ImportError, RuntimeError) as error:     # serial port, pyserial, BoardError
+        if args.backend != "board":
+            raise
+        raise ConfigError(f"--backend board --port {args.port}: "
+                          f"{str(error).splitlines()[0]}") from None
     a = config.array
     out = args.out_dtype or ("float32" if a.is_float else "int32")
     print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
@@ -442,7 +463,7 @@ def _gemm_on_chip(args, tile):
         raise ConfigError(str(error)) from None
     a = tile.array
     print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
-          f"-> {args.out_dtype} on a {args.mesh[0]}x{args.mesh[1]} chip of {a.rows}x{a.cols} "
+          f"-> {args.out_dtype or 'int32'} on a {args.mesh[0]}x{args.mesh[1]} chip of {a.rows}x{a.cols} "
           f"tiles, backend {args.backend}")
     print("  " + e.compiled.summary().replace("\n", "\n  "))
     print(f"  programs: {e.compiled.instructions} instructions on {e.tiles} tiles")

@@ -194,6 +194,10 @@ class ArrayConfig(ConfigBase):
     multiplier_stages: int = param(2, "pipeline registers in each multiplier: 0 none, 1 after "
                                       "the product, 2 also before it (each: +1 cycle latency, "
                                       "higher Fmax)", range=(0, 2))
+    max_dsps: int = param(0, "most PE multipliers written as a product that synthesis maps to a "
+                             "DSP block (0: all); the others (the last columns) are built in LUT "
+                             "logic, e.g. 156 for a 16x16 array on an ECP5-85F (156 MULT18X18D)",
+                          range=(0, 65536))
     result_addr_bits: int = param(10, "width of the destination-row (PSUM address) field "
                                       "carried with each moving vector", range=(1, 32))
 

@@ -2,8 +2,10 @@
 :func:`run_chip`, the chip's counterpart of :func:`systolica.testbench.tile.run_tile`:
 
 1. puts every tile's program image (at its ``program_bases`` entry) and ``dram`` into one DRAM
-   that every tile's AXI4 master addresses (the masters are merged by a tree of
-   :class:`~systolica.hdl.board.AxiArbiter` in front of one :class:`~systolica.hdl.axi_ram.AxiRam`),
+   that every tile's AXI4 master addresses (``dram_model="axiram"``: the masters are merged by a
+   tree of :class:`~systolica.hdl.board.AxiArbiter` in front of one
+   :class:`~systolica.hdl.axi_ram.AxiRam`, so they share its one port; ``"ports"``: one
+   :class:`~systolica.testbench.dram.AxiDram` per master over one shared NumPy array),
 2. programs every tile's queue bases and lengths through the chip's host port (the tile windows),
 3. starts every tile at once (the chip's ``CONTROL.start``), waits for the chip's
    ``STATUS.done`` under the cycle watchdog (``abort_after``: the chip's ``CONTROL.abort`` that
@@ -13,9 +15,11 @@
     run = run_chip(chip, {(0, 0): program, (1, 0): other}, dram={addr: bytes})
     run.dram, run.tiles[(1, 0)].queues["pe"]["state"], run.chip["DONE"], run.cycles
 
-Backends (``backend=``): ``"amaranth"`` (this module). ``"verilator"`` is the place for the
-compiled backend: it takes the same prepared DRAM image and register setup
-(:class:`ChipSetup`) and returns the same :class:`ChipRun`.
+Backends (``backend=``): ``"amaranth"`` (this module) and ``"verilator"``
+(:mod:`.chip_compiled`: the ``Chip`` Verilated, every tile's AXI4 master on its own port of one
+shared C++ DRAM, the run in the C++ cycle loop). Both take the same prepared DRAM image and
+register setup (:class:`ChipSetup`) and return the same :class:`ChipRun` (results equal; cycle
+counts differ, as the DRAMs differ: one AxiRam behind arbiters here, one port per tile there).
 """
 
 from dataclasses import dataclass, field
@@ -36,7 +40,8 @@ from .tile import (TileRun, _from_words, _memories, _queue_info, _read_psum, _re
                    connect_backdoor, system_members)
 
 
-__all__ = ["ChipSystem", "ChipRun", "ChipSetup", "run_chip", "chip_dram_image", "chip_program"]
+__all__ = ["ChipSystem", "ChipRun", "ChipSetup", "DRAM_MODELS", "run_chip", "chip_dram_image",
+           "chip_program"]
 
 
 class ChipSystem(wiring.Component):
@@ -90,7 +95,7 @@ class ChipSystem(wiring.Component):
 class ChipRun:
     """What :func:`run_chip` returns (every backend). ``tiles[(x, y)]``: a
     :class:`~systolica.testbench.tile.TileRun` per tile (its ``cycles`` and ``dram`` are the
-    chip's; ``sbuf`` / ``psum`` read from the memories on the Amaranth simulator, else None).
+    chip's; ``sbuf`` / ``psum`` read from the memories on both backends).
     ``chip``: the chip registers after the run, ``{"STATUS": {...}, "NOC_STATUS": {...},
     "RUNNING": bitmap, "DONE": bitmap, "HALTED": bitmap}`` (bit ``y * X + x``)."""
     cycles: int                  # simulated cycles in all
@@ -199,9 +204,16 @@ def _setup(config, programs, mem_bases, lengths):
     return ChipSetup(mem, writes, bases)
 
 
+#: DRAM models of :func:`run_chip`: one synthesizable AxiRam port behind an arbiter tree (what
+#: a compiled backend can simulate too), or one Python AxiDram per tile over one shared array
+#: (each master gets a full port: no contention; protocol-checked; Amaranth simulator only).
+DRAM_MODELS = ("axiram", "ports")
+
+
 def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, program_bases=None,
              max_cycles=400_000, backend="amaranth", abort_after=None, lengths=None,
-             host_stall=0.0, command_stall=0.0, seed=0, read_semaphores=True, **ram_kwargs):
+             host_stall=0.0, command_stall=0.0, seed=0, read_semaphores=True,
+             dram_model="axiram", dram_ports=None, **ram_kwargs):
     """Run ``programs`` (``{(x, y): Program}``, built for ``config``: see :func:`chip_program`)
     on a chip of ``config`` with one shared DRAM, all tiles started at once; returns a
     :class:`ChipRun`. Tiles without a program have every queue length 0 (they are done at
@@ -211,31 +223,68 @@ def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, pro
     (random valid/ready stalls), ``command_stall`` every tile's command streams, ``ram_kwargs``
     go to the :class:`~systolica.hdl.axi_ram.AxiRam` (``read_latency``, ``stall``,
     ``jitter``, ``seed``); ``read_semaphores=False`` skips reading the 32 semaphores per tile.
-    ``max_cycles`` is the watchdog."""
+    ``max_cycles`` is the watchdog. Amaranth: ``dram_model`` (:data:`DRAM_MODELS`): ``"axiram"``
+    (one shared port: the tiles contend for it) or ``"ports"`` (a port per tile on one memory;
+    ``ram_kwargs`` then go to :class:`~systolica.testbench.dram.AxiDram`: ``read_latency``,
+    ``write_latency``, ``stall``, ``max_reads``, ``max_writes``). Verilator: always a port per
+    tile on one shared C++ DRAM; ``ram_kwargs`` set every tile's port (each port's LFSRs seeded
+    ``seed + y * X + x``) and ``dram_ports`` (``{(x, y): {setting: value}}``) overrides single
+    tiles' ports; ``host_stall`` is Amaranth only."""
     if not isinstance(config, ChipConfig):
         raise TypeError(f"run_chip config must be a ChipConfig; got {config!r}")
     if backend not in ("amaranth", "verilator"):
         raise ValueError(f"run_chip backend must be 'amaranth' or 'verilator'; got {backend!r}")
+    if dram_model not in DRAM_MODELS:
+        raise ValueError(f"run_chip dram_model must be one of {', '.join(DRAM_MODELS)}; got "
+                         f"{dram_model!r}")
     setup = _setup(config, programs, chip_dram_image(
         config, programs, dram=dram, dram_bytes=dram_bytes, program_bases=program_bases),
         lengths)
     if backend == "verilator":
-        raise NotImplementedError("run_chip: the verilator backend is not written yet (it takes "
-                                  "a ChipSetup and returns a ChipRun, as _run_amaranth)")
+        if host_stall:
+            raise ValueError("run_chip host_stall is not supported on the verilator backend")
+        from .chip_compiled import run_chip_compiled
+        cycles, mem, tiles, chip_regs, extra = run_chip_compiled(
+            config, setup, max_cycles=max_cycles, abort_after=abort_after,
+            command_stall=command_stall, read_semaphores=read_semaphores,
+            dram_ports=dram_ports, **ram_kwargs)
+        return ChipRun(cycles=cycles, dram=mem, tiles=tiles, chip=chip_regs,
+                       program_bases=setup.program_bases, extra=extra)
+    if dram_ports:
+        raise ValueError("run_chip dram_ports needs backend='verilator' (the Amaranth chip "
+                         "has one AxiRam behind arbiters)")
     return _run_amaranth(config, setup, max_cycles=max_cycles, abort_after=abort_after,
                          host_stall=host_stall, command_stall=command_stall, seed=seed,
-                         read_semaphores=read_semaphores, **ram_kwargs)
+                         read_semaphores=read_semaphores, dram_model=dram_model, **ram_kwargs)
 
 
 def _run_amaranth(config, setup, *, max_cycles, abort_after, host_stall, command_stall, seed,
-                  read_semaphores, **ram_kwargs):
+                  read_semaphores, dram_model, **ram_kwargs):
     wb = config.tile.sbuf.word_bytes
-    system = ChipSystem(config, dram_words=len(setup.mem) // wb, init=_words(setup.mem, wb),
-                        command_stall=command_stall, **ram_kwargs)
-    hmap = system.chip.host_map
+    processes = []
+    if dram_model == "axiram":
+        system = ChipSystem(config, dram_words=len(setup.mem) // wb, init=_words(setup.mem, wb),
+                            command_stall=command_stall, **ram_kwargs)
+        chip, bus, prefix = system.chip, system.host, ("chip",)
+
+        def read_dram(ctx):
+            ram = system.ram.mem.data
+            return _from_words([ctx.get(ram[i]) for i in range(system.ram.depth)], wb)
+    else:
+        from .dram import AxiDram
+        system = chip = Chip(config=config, command_stall=command_stall)
+        bus, prefix = chip.host, ()
+        mem = setup.mem.copy()
+        for i, (x, y) in enumerate(sorted(chip.tiles, key=lambda p: p[::-1])):
+            processes += AxiDram(chip.axi(x, y), mem=mem, rng=np.random.default_rng(seed + 1 + i),
+                                 name=f"dram port of tile ({x}, {y})", **ram_kwargs).processes()
+
+        def read_dram(ctx):
+            return mem.copy()
+    hmap = chip.host_map
     rng = np.random.default_rng(seed)
-    chip_host = RegisterHost(system.host, hmap.chip.map, rng=rng, stall=host_stall)
-    hosts = {win.tile: RegisterHost(system.host, win.map, base=win.base, rng=rng,
+    chip_host = RegisterHost(bus, hmap.chip.map, rng=rng, stall=host_stall)
+    hosts = {win.tile: RegisterHost(bus, win.map, base=win.base, rng=rng,
                                     stall=host_stall) for win in hmap.windows[1:]}
     names = [q.name for q in tile_queues(config)]
     fragment = Fragment.get(system, None)
@@ -276,7 +325,7 @@ def _run_amaranth(config, setup, *, max_cycles, abort_after, host_stall, command
                     await host.read(ctx, f"{p}_BUSY_CYCLES"), await host.fields(ctx, f"{p}_ERROR"))
             semaphores = [await host.read(ctx, r.name) for r in host.map
                           if r.name.startswith("SEM")] if read_semaphores else None
-            path = ("chip", f"tile_{pos[0]}_{pos[1]}")
+            path = (*prefix, f"tile_{pos[0]}_{pos[1]}")
             tiles[pos] = dict(status=await host.fields(ctx, "STATUS"),
                               tile_cycles=await host.read(ctx, "CYCLES"), queues=queues,
                               semaphores=semaphores,
@@ -286,10 +335,9 @@ def _run_amaranth(config, setup, *, max_cycles, abort_after, host_stall, command
                               sbuf=_read_sbuf(ctx, config.tile, memories, path),
                               psum=_read_psum(ctx, config.tile, memories, path))
         result["tiles"] = tiles
-        ram = system.ram.mem.data
-        result["dram"] = _from_words([ctx.get(ram[i]) for i in range(system.ram.depth)], wb)
+        result["dram"] = read_dram(ctx)
 
-    cycles = run_simulation(fragment, [bench], max_cycles=max_cycles)
+    cycles = run_simulation(fragment, [bench], processes=processes, max_cycles=max_cycles)
     dram = result["dram"]
     tiles = {pos: TileRun(cycles=cycles, dram=dram, **info)
              for pos, info in sorted(result["tiles"].items(), key=lambda kv: kv[0][::-1])}

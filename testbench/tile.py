@@ -41,20 +41,25 @@ PROGRAM_BASE = 0
 
 
 class TileSystem(wiring.Component):
-    """A tile and its DRAM (``AxiRam``) in one design (the Amaranth simulator's); ``host`` is
-    the tile's AXI4-Lite port, ``running`` the tile's. ``command_stall`` / ``stall_seed`` go to
-    :class:`Tile`."""
+    """A tile and its DRAM (``AxiRam``) in one design; ``host`` is the tile's AXI4-Lite port,
+    ``running`` the tile's; ``backdoor`` / ``backdoor_rdata`` the RAM's test port (with
+    ``backdoor=True``). ``command_stall`` / ``stall_seed`` go to :class:`Tile`."""
 
-    def __init__(self, config: TileConfig, *, dram_words, init=(), command_stall=0.0,
-                 stall_seed=1, **ram_kwargs):
+    def __init__(self, config: TileConfig, *, dram_words, init=(), backdoor=False,
+                 command_stall=0.0, stall_seed=1, **ram_kwargs):
         self.tile = Tile(config=config, command_stall=command_stall, stall_seed=stall_seed)
         dma = config.dma
         self.ram = AxiRam(addr_width=dma.addr_width, data_width=dma.data_width,
-                          id_width=dma.id_width, depth=dram_words, init=init, **ram_kwargs)
+                          id_width=dma.id_width, depth=dram_words, init=init, backdoor=backdoor,
+                          **ram_kwargs)
         lite = self.tile.host.signature
         members = {"host": In(Axi4LiteSignature(addr_width=lite.addr_width,
                                                 data_width=lite.data_width)),
                    "running": Out(1)}
+        if backdoor:
+            members["backdoor"] = In(self.ram.backdoor.shape())
+            members["backdoor_rdata"] = Out(dma.data_width)
+        self._backdoor = backdoor
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -63,6 +68,9 @@ class TileSystem(wiring.Component):
         wiring.connect(m, self.tile.axi, self.ram.axi)
         wiring.connect(m, wiring.flipped(self.host), self.tile.host)
         m.d.comb += self.running.eq(self.tile.running)
+        if self._backdoor:
+            m.d.comb += [self.ram.backdoor.eq(self.backdoor),
+                         self.backdoor_rdata.eq(self.ram.backdoor_rdata)]
         return m
 
 

@@ -19,60 +19,62 @@ from .tile import TileRun, _queue_info
 
 
 __all__ = ["run_tile_compiled", "CompiledRegisterHost", "compiled_tile", "read_sbuf",
-           "read_psum"]
+           "read_psum", "read_tile_registers", "start_and_run"]
 
 
 class CompiledRegisterHost:
-    """AXI4-Lite register reads and writes by name on a compiled ``TileSystem`` (step-wise,
-    the same handshakes as :class:`~systolica.testbench.axilite.AxiLiteHost` without stalls)."""
+    """AXI4-Lite register reads and writes by name on a compiled design's AXI4-Lite port
+    ``port`` (step-wise, the same handshakes and cycles as
+    :class:`~systolica.testbench.axilite.AxiLiteHost` without stalls); ``base`` is added to
+    every register offset (a window of a larger map)."""
 
-    def __init__(self, sim, regmap, data_width):
-        self.sim, self.map, self.dw = sim, regmap, data_width
+    def __init__(self, sim, regmap, data_width, *, port="host", base=0):
+        self.sim, self.map, self.dw, self.port, self.base = sim, regmap, data_width, port, base
 
     def _handshake(self, name):
         sim = self.sim
-        sim.set(f"host__{name}__valid", 1)
-        while not sim.get(f"host__{name}__ready"):
+        sim.set(f"{self.port}__{name}__valid", 1)
+        while not sim.get(f"{self.port}__{name}__ready"):
             sim.tick()
         sim.tick()
-        sim.set(f"host__{name}__valid", 0)
+        sim.set(f"{self.port}__{name}__valid", 0)
 
     def _response(self, name):
         sim = self.sim
-        sim.set(f"host__{name}__ready", 1)
-        while not sim.get(f"host__{name}__valid"):
+        sim.set(f"{self.port}__{name}__ready", 1)
+        while not sim.get(f"{self.port}__{name}__valid"):
             sim.tick()
-        payload = sim.get(f"host__{name}__payload")
+        payload = sim.get(f"{self.port}__{name}__payload")
         sim.tick()
-        sim.set(f"host__{name}__ready", 0)
+        sim.set(f"{self.port}__{name}__ready", 0)
         return payload
 
     def write(self, name, value=None, **fields):
         reg = self.map[name]
         word = reg.encode(**fields) if value is None else value
-        sim = self.sim
-        sim.set("host__aw__payload", reg.offset)
-        sim.set("host__w__payload", word | (((1 << (self.dw // 8)) - 1) << self.dw))
-        sim.set("host__aw__valid", 1)
-        sim.set("host__w__valid", 1)
+        sim, port = self.sim, self.port
+        sim.set(f"{port}__aw__payload", self.base + reg.offset)
+        sim.set(f"{port}__w__payload", word | (((1 << (self.dw // 8)) - 1) << self.dw))
+        sim.set(f"{port}__aw__valid", 1)
+        sim.set(f"{port}__w__valid", 1)
         aw = w = True
         while aw or w:
-            aw_fire = aw and sim.get("host__aw__ready")
-            w_fire = w and sim.get("host__w__ready")
+            aw_fire = aw and sim.get(f"{port}__aw__ready")
+            w_fire = w and sim.get(f"{port}__w__ready")
             sim.tick()
             if aw_fire:
                 aw = False
-                sim.set("host__aw__valid", 0)
+                sim.set(f"{port}__aw__valid", 0)
             if w_fire:
                 w = False
-                sim.set("host__w__valid", 0)
+                sim.set(f"{port}__w__valid", 0)
         resp = self._response("b") & 3
         if resp != RESP_OKAY:
             raise AxiLiteError(f"write {name}: response {resp}")
 
     def read(self, name):
         reg = self.map[name]
-        self.sim.set("host__ar__payload", reg.offset)
+        self.sim.set(f"{self.port}__ar__payload", self.base + reg.offset)
         self._handshake("ar")
         payload = self._response("r")
         resp = payload >> self.dw
@@ -132,27 +134,41 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
         host = CompiledRegisterHost(sim, regmap, tile.host.signature.data_width)
         for reg, fields in setup:
             host.write(reg, **fields)
-        host.write("CONTROL", start=1)
-        sim.tick()
-        run_started, start_cycle = time.perf_counter(), sim.cycle
-        if abort_after is not None:
-            sim.tick(abort_after)
-            if sim.get("running"):
-                host.write("CONTROL", abort=1)
-        sim.run(max_cycles=max_cycles, wait_while="running")
-        run_seconds, run_cycles = time.perf_counter() - run_started, sim.cycle - start_cycle
-        status = host.fields("STATUS")
-        tile_cycles = host.read("CYCLES")
-        queues = {}
-        for name in names:
-            p = name.upper()
-            queues[name] = _queue_info(
-                host.fields(f"{p}_STATE"), host.read(f"{p}_PC"), host.read(f"{p}_RETIRED"),
-                host.read(f"{p}_BUSY_CYCLES"), host.fields(f"{p}_ERROR"))
-        semaphores = [host.read(r.name) for r in regmap if r.name.startswith("SEM")]
+        run_seconds, run_cycles = start_and_run(sim, host, max_cycles, abort_after)
+        regs = read_tile_registers(host, names)
         sbuf, psum = read_sbuf(sim, config), read_psum(sim, config)
         cycles = sim.cycle
-    return TileRun(cycles=cycles, tile_cycles=tile_cycles, status=status, queues=queues,
-                   semaphores=semaphores, dram=mem, sbuf=sbuf, psum=psum,
+    return TileRun(cycles=cycles, dram=mem, sbuf=sbuf, psum=psum, **regs,
                    extra={"run_seconds": run_seconds, "run_cycles": run_cycles,
                           "seconds": time.perf_counter() - started})
+
+
+def start_and_run(sim, host, max_cycles, abort_after=None):
+    """``CONTROL.start`` through ``host`` (a tile's or the chip's), then the C++ loop until the
+    design's ``running`` output is 0 (``abort_after``: ``CONTROL.abort`` that many cycles after
+    start first, if still running); the watchdog counts from cycle 0. Returns the wall seconds
+    and cycles of the run from the start."""
+    host.write("CONTROL", start=1)
+    sim.tick()
+    started, start_cycle = time.perf_counter(), sim.cycle
+    if abort_after is not None:
+        sim.tick(abort_after)
+        if sim.get("running"):
+            host.write("CONTROL", abort=1)
+    sim.run(max_cycles=max_cycles, wait_while="running")
+    return time.perf_counter() - started, sim.cycle - start_cycle
+
+
+def read_tile_registers(host, names, semaphores=True):
+    """A tile's ``status``, ``tile_cycles``, ``queues`` and ``semaphores`` (the :class:`TileRun`
+    fields) read through ``host`` (a :class:`CompiledRegisterHost` on its register map)."""
+    queues = {}
+    for name in names:
+        p = name.upper()
+        queues[name] = _queue_info(
+            host.fields(f"{p}_STATE"), host.read(f"{p}_PC"), host.read(f"{p}_RETIRED"),
+            host.read(f"{p}_BUSY_CYCLES"), host.fields(f"{p}_ERROR"))
+    return {"status": host.fields("STATUS"), "tile_cycles": host.read("CYCLES"),
+            "queues": queues,
+            "semaphores": [host.read(r.name) for r in host.map if r.name.startswith("SEM")]
+            if semaphores else None}

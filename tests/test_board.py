@@ -7,14 +7,18 @@ kept by the test."""
 import numpy as np
 import pytest
 
-from systolica.board import Board, BoardError, SimulatedSerial, Status
+import systolica
+
+from systolica.board import Board, BoardError, Status, simulated_board_line
 from systolica.board.protocol import (
     MAX_PAYLOAD, REQUEST_SYNC, Command, encode_request, pack_arguments)
+from systolica.cli import main
 from systolica.codes import EngineState, IsaError
+from systolica.compiler import Linear, reference
 from systolica.config import ArrayConfig, PsumConfig, SbufConfig, TileConfig
-from systolica.hdl.board import BoardSystem
-from systolica.isa import fingerprint
+from systolica.isa import fingerprint, tile_queues
 from systolica.model.programs import gemm_program
+from systolica.runtime import Device, DeviceError
 from systolica.testbench.backends import backend_available
 
 pytestmark = pytest.mark.skipif(not backend_available("verilator")[0],
@@ -28,10 +32,8 @@ RAM = dict(stall=0.2, jitter=3, read_latency=2, seed=5)
 
 
 def open_line(**kwargs):
-    system = BoardSystem(config=CFG, dram_bytes=DRAM_BYTES, clock_hz=CLOCK_HZ, baud=BAUD,
-                         ram_kwargs=RAM)
-    return SimulatedSerial(system, memo_key=("BoardSystem", CFG, DRAM_BYTES, CLOCK_HZ, BAUD,
-                                             tuple(sorted(RAM.items()))), **kwargs)
+    return simulated_board_line(CFG, dram_bytes=DRAM_BYTES, clock_hz=CLOCK_HZ, baud=BAUD,
+                                ram_kwargs=RAM, **kwargs)
 
 
 @pytest.fixture
@@ -191,3 +193,64 @@ def test_no_reply_and_truncated_frames_are_clear_errors_not_hangs():
             board.info()
         assert refused.value.status is Status.BAD_LENGTH
         assert board.info().refused == 1                     # and the line has recovered
+
+
+# --- the runtime's board backend: compile -> Board.run -> UART -> bridge -> tile -> back -------
+
+def test_runtime_matmul_on_the_board_is_bit_exact(line):
+    seed = 12
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    board = Board(line, config=CFG)
+    a = rng.integers(-128, 128, (10, 12), dtype=np.int8)        # tiled: 3 x 3 x 2 blocks
+    b = rng.integers(-128, 128, (12, 6), dtype=np.int8)
+    a[0], b[:, 0] = -128, -128                                    # the largest products
+    c = systolica.matmul(a, b, device=board)
+    assert c.dtype == np.int32
+    assert np.array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
+    run = board.device.last
+    assert run.backend == "board" and run.measured and run.cycles > 0
+    assert set(run.busy_cycles) == {q.name for q in tile_queues(CFG)}
+    # requantised through the ACT unit, on a Device of the same board
+    dev = Device(CFG, backend="board", port=board)
+    scale = rng.integers(1, 128, 6)
+    y = dev.matmul(a, b, out_dtype="int8", scale=scale, shift=9, relu=True)
+    want = reference([Linear(b, out_dtype="int8", scale=scale, shift=9, relu=True)], a, CFG)
+    assert y.dtype == np.int8 and np.array_equal(y, want)
+    # back to back on the same board, another shape
+    a2 = rng.integers(-128, 128, (3, 5), dtype=np.int8)
+    b2 = rng.integers(-128, 128, (5, 9), dtype=np.int8)
+    assert np.array_equal(dev.matmul(a2, b2), a2.astype(np.int64) @ b2.astype(np.int64))
+
+
+def test_runtime_board_refusals(line):
+    other = TileConfig(array=ArrayConfig(rows=4, cols=4), sbuf=SbufConfig(partitions=4, depth=128),
+                       psum=PsumConfig(banks=2, bank_rows=16))
+    with pytest.raises(DeviceError, match="fingerprint"):       # built for another config
+        Device(other, backend="board", port=line)
+    with pytest.raises(ValueError, match="port="):
+        Device(CFG, backend="board")
+    with pytest.raises(ValueError, match="backend='board'"):
+        Device(CFG, backend="model", port=line)
+    dev = Device(CFG, backend="board", port=line)
+    big = np.ones((64, 64), dtype=np.int8)                       # > the 16 KiB DRAM
+    with pytest.raises(DeviceError, match="bytes of DRAM"):
+        dev.matmul(big, big)
+
+
+def test_cli_gemm_on_the_board(line, monkeypatch, capsys):
+    monkeypatch.setattr("systolica.board.host.simulated_board_line", lambda config: line)
+    options = ["--rows", "4", "--cols", "4", "--partitions", "4", "--depth", "64",
+               "--bank_rows", "16"]
+    status = main(["gemm", "--m", "9", "--k", "8", "--n", "7", "--backend", "board",
+                   "--port", "sim", *options])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "backend board" in out and "bit-exact" in out
+    for argv, message in ((["--backend", "board"], "needs --port"),
+                          (["--port", "sim"], "--port is for --backend board"),
+                          (["--backend", "board", "--port", "/dev/no-such-port"],
+                           "no-such-port")):
+        status = main(["gemm", "--m", "4", "--k", "4", "--n", "4", *argv, *options])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -35,6 +35,19 @@ def test_build_writes_a_bitstream_and_a_report(board, tmp_path, capsys):
     assert f"wrote {bit}" in printed.out
 
 
+@pytest.mark.slow
+def test_default_build_meets_its_clock(tmp_path, capsys):
+    """What the README promises: the default 8x8 config on the ULX3S at the default clock, no
+    --allow-timing-fail (hours on a loaded 2-core machine)."""
+    out = tmp_path / "default"
+    status = main(["build", "--board", "ulx3s-85f", "-o", str(out)])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    report = json.loads((out / "systolica_ulx3s_85f.json").read_text())
+    assert report["timing_met"] and report["fmax_mhz"] >= report["clock_mhz"] == 40.0
+    assert report["dsps"] <= 156 and report["luts"] <= 83_640 and report["brams"] <= 208
+
+
 def test_board_on_a_missing_port_is_a_clear_error():
     serial = pytest.importorskip("serial")
     with pytest.raises(serial.SerialException, match="no-such-port"):

@@ -252,3 +252,43 @@ def test_board_system_verilog_is_lint_clean(tmp_path):
     proc = subprocess.run([verilator, "--lint-only", "-Wno-fatal", "--top-module", "board",
                            str(path)], capture_output=True, text=True)
     assert proc.returncode == 0 and "%Error" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("fmax, allow, status", [(52.5, False, 0), (31.2, False, 2),
+                                                 (31.2, True, 0)])
+def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_path, capsys,
+                                                     monkeypatch):
+    """The report and the timing decision, with the tools replaced by a stand-in that writes
+    what nextpnr and ecppack would (its Fmax is the parameter); the real build is slow."""
+    import json
+
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    def fake_build(platform, top, *, name, build_dir, **kwargs):
+        assert "--timing-allow-fail" in kwargs["nextpnr_opts"]      # so Fmax is always reported
+        for design in (top, top.system):        # not elaborated here: no "never used" warning
+            design._MustUse__used = True
+        report = {"fmax": {"sync_clk": {"achieved": fmax, "constraint": 40.0}},
+                  "utilization": {cell: {"used": used, "available": 1000}
+                                  for cell, used in (("TRELLIS_COMB", 900), ("TRELLIS_FF", 800),
+                                                     ("DP16KD", 7), ("MULT18X18D", 6))}}
+        (tmp_path / "out" / "build" / f"{name}.report.json").write_text(json.dumps(report))
+        (tmp_path / "out" / "build" / f"{name}.bit").write_bytes(b"\xff" * 64)
+
+    monkeypatch.setattr(ULX3S_85F_Platform, "build", fake_build)
+    out = tmp_path / "out"
+    argv = ["build", "--board", "ulx3s-85f", "--rows", "2", "--cols", "2", "--partitions", "2",
+            "--depth", "64", "--bank_rows", "16", "--freq", "40", "-o", str(out)]
+    assert main(argv + (["--allow-timing-fail"] if allow else [])) == status
+    captured = capsys.readouterr()
+    report = json.loads((out / "systolica_ulx3s_85f.json").read_text())   # written in any case
+    assert (report["board"], report["luts"], report["ffs"], report["brams"], report["dsps"]) == \
+        ("ulx3s-85f", 900, 800, 7, 6)
+    assert report["fmax_mhz"] == fmax and report["clock_mhz"] == 40.0
+    assert report["timing_met"] is (fmax >= 40.0) and report["seconds"] >= 0
+    assert (out / "systolica_ulx3s_85f.bit").exists() is (status == 0)
+    if status:
+        assert captured.err.count("\n") == 1 and "timing not met" in captured.err
+        assert "--allow-timing-fail" in captured.err
+    else:
+        assert "wrote" in captured.out and ("NOT MET" in captured.out) is (fmax < 40.0)

@@ -10,7 +10,7 @@ from systolica import isa
 from systolica.codes import EngineState, IsaError
 from systolica.config import ArrayConfig, ChipConfig, PsumConfig, SbufConfig, TileConfig
 from systolica.model.programs import gemm_program
-from systolica.testbench.chip import chip_dram_image, chip_program, run_chip
+from systolica.testbench.chip import DRAM_MODELS, chip_dram_image, chip_program, run_chip
 
 TILE = TileConfig(array=ArrayConfig(rows=4, cols=4), sbuf=SbufConfig(partitions=4, depth=64),
                   psum=PsumConfig(banks=2, bank_rows=16))
@@ -32,6 +32,27 @@ def _gemm(rng, shape, base):
 def _c(run, c_addr, expected):
     raw = run.dram[c_addr:c_addr + expected.nbytes].tobytes()
     return np.frombuffer(raw, np.int32).reshape(expected.shape)
+
+
+def check_gemms(run, programs, data, expected):
+    """Every tile's GEMM result, its registers and the chip registers of a run in which every
+    tile ran a GEMM to the end; nothing else in the DRAM was written."""
+    for pos, (c_addr, c) in expected.items():
+        assert np.array_equal(_c(run, c_addr, c), c), pos
+        tile = run.tiles[pos]
+        assert tile.status == {"running": 0, "done": 1, "halted": 0, "datapath_error": 0}, pos
+        for name, q in tile.queues.items():
+            assert (q["state"], q["error"]) == (EngineState.DONE, IsaError.OK), (pos, name)
+            assert q["retired"] == len(programs[pos].queues[name]), (pos, name)
+        assert 0 < tile.tile_cycles < run.cycles
+    assert run.chip["DONE"] == 0b1111 and run.chip["RUNNING"] == 0 and run.chip["HALTED"] == 0
+    assert run.chip["STATUS"] == {"running": 0, "done": 1, "halted": 0}
+    assert run.chip["NOC_STATUS"] == {"overflow": 0, "refused": 0}
+    # the tiles share the DRAM: nothing outside the data, programs and results was written
+    mem, _ = chip_dram_image(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES)
+    for c_addr, c in expected.values():
+        mem[c_addr:c_addr + c.nbytes] = np.frombuffer(c.tobytes(), np.uint8)
+    assert np.array_equal(run.dram, mem)
 
 
 def test_a_standalone_program_is_rebuilt_for_the_chip():
@@ -61,9 +82,12 @@ def test_dram_image_places_every_program_and_refuses_overlaps():
         chip_dram_image(CHIP, {(2, 0): p0}, dram_bytes=DRAM_BYTES)
     with pytest.raises(ValueError, match="backend must be"):
         run_chip(CHIP, {(0, 0): p0}, backend="cxxrtl")
+    with pytest.raises(ValueError, match="dram_model must be one of axiram, ports"):
+        run_chip(CHIP, {(0, 0): p0}, dram_model="hbm")
 
 
-def test_gemm_on_every_tile_at_once():
+@pytest.mark.parametrize("dram_model", DRAM_MODELS)
+def test_gemm_on_every_tile_at_once(dram_model):
     seed = 5
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
@@ -73,25 +97,15 @@ def test_gemm_on_every_tile_at_once():
     for i, (pos, shape) in enumerate(shapes.items()):
         programs[pos], d, expected[pos] = _gemm(rng, shape, 0x4000 + i * 0x1000)
         data.update(d)
+    dram_options = {"stall": 0.2, "read_latency": 4}
+    if dram_model == "axiram":
+        dram_options["jitter"] = 3
+    else:
+        dram_options["max_reads"] = 4
     run = run_chip(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES, max_cycles=40_000,
-                   host_stall=0.2, command_stall=0.2, stall=0.2, jitter=3, read_latency=4,
-                   seed=seed, read_semaphores=False)
-    for pos, (c_addr, c) in expected.items():
-        assert np.array_equal(_c(run, c_addr, c), c), pos
-        tile = run.tiles[pos]
-        assert tile.status == {"running": 0, "done": 1, "halted": 0, "datapath_error": 0}, pos
-        for name, q in tile.queues.items():
-            assert (q["state"], q["error"]) == (EngineState.DONE, IsaError.OK), (pos, name)
-            assert q["retired"] == len(programs[pos].queues[name]), (pos, name)
-        assert 0 < tile.tile_cycles < run.cycles
-    assert run.chip["DONE"] == 0b1111 and run.chip["RUNNING"] == 0 and run.chip["HALTED"] == 0
-    assert run.chip["STATUS"] == {"running": 0, "done": 1, "halted": 0}
-    assert run.chip["NOC_STATUS"] == {"overflow": 0, "refused": 0}
-    # the tiles share the DRAM: nothing outside the data, programs and results was written
-    mem, _ = chip_dram_image(CHIP, programs, dram=data, dram_bytes=DRAM_BYTES)
-    for c_addr, c in expected.values():
-        mem[c_addr:c_addr + c.nbytes] = np.frombuffer(c.tobytes(), np.uint8)
-    assert np.array_equal(run.dram, mem)
+                   host_stall=0.2, command_stall=0.2, seed=seed, read_semaphores=False,
+                   dram_model=dram_model, **dram_options)
+    check_gemms(run, programs, data, expected)
 
 
 def test_chip_wide_abort_and_a_bad_instruction():

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The chip's host address space: the declaration (windows, chip registers, config rules, C
 header) and the gateware's answers on the host port — every chip register read (reset values)
 and written, every tile window reached, unmapped accesses (DECERR / SLVERR) changing nothing,

@@ -5,7 +5,7 @@ the same host code against the board design in Verilator, and the bitstream buil
 
 from .host import PROGRAM_BASE, Board, BoardError, BoardRun
 from .protocol import BoardInfo, Command, Status
-from .simulated import SimulatedSerial
+from .simulated import SIMULATED_PORT, SimulatedSerial, simulated_board_line
 
 __all__ = ["Board", "BoardError", "BoardRun", "BoardInfo", "Command", "Status",
-           "SimulatedSerial", "PROGRAM_BASE"]
+           "SimulatedSerial", "PROGRAM_BASE", "SIMULATED_PORT", "simulated_board_line"]

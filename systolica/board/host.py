@@ -18,6 +18,7 @@ from systolica.config import TileConfig
 from .protocol import (
     BOUNDARY_BYTES, CRC_BYTES, HEADER_BYTES, MAX_DATA, REPLY_SYNC, Command, Status, crc16,
     encode_request, pack_arguments, unpack_info)
+from .simulated import SIMULATED_PORT, simulated_board_line
 
 
 __all__ = ["Board", "BoardError", "BoardRun", "PROGRAM_BASE"]
@@ -49,8 +50,9 @@ class BoardRun:
 class Board:
     """A systolica board on a serial port.
 
-    ``port``: a device name (``"/dev/ttyUSB0"``, opened with pyserial at ``baudrate``) or an
-    open serial-like object. ``config``: the TileConfig the bitstream was built for (register
+    ``port``: a device name (``"/dev/ttyUSB0"``, opened with pyserial at ``baudrate``), an
+    open serial-like object, or ``"sim"``: the board design of ``config`` in Verilator
+    (:func:`~systolica.board.simulated.simulated_board_line`, 64 KiB of DRAM). ``config``: the TileConfig the bitstream was built for (register
     map, fingerprint check in :meth:`check`). ``retries``: resend a request refused for a line
     error (BAD_CRC, TIMEOUT, or a corrupt reply) this many times; requests are idempotent.
     """
@@ -67,7 +69,9 @@ class Board:
         self.map = tile_register_map(config)
         self.retries = retries
         self._owned = isinstance(port, str)
-        if self._owned:
+        if port == SIMULATED_PORT:              # the board design in Verilator (no hardware)
+            self.line = simulated_board_line(config)
+        elif self._owned:
             try:
                 import serial
             except ImportError:
@@ -76,6 +80,7 @@ class Board:
         else:
             self.line = port
         self._info = None
+        self.device = None              # the runtime Device of matmul(..., device=board)
 
     def close(self):
         if self._owned:

@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 
-__all__ = ["SimulatedSerial", "UART_LINE_SOURCE"]
+__all__ = ["SIMULATED_PORT", "SimulatedSerial", "UART_LINE_SOURCE", "simulated_board_line"]
+
+#: The ``--port`` name (``systolica gemm --backend board --port sim``) of a simulated board.
+SIMULATED_PORT = "sim"
 
 UART_LINE_SOURCE = Path(__file__).parent / "cxx" / "uart_line.cpp"
 
@@ -120,3 +123,16 @@ class SimulatedSerial:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def simulated_board_line(config, *, dram_bytes=1 << 16, clock_hz=1_000_000, baud=125_000,
+                         ram_kwargs=None, **line_kwargs):
+    """A :class:`SimulatedSerial` on the board design of ``config`` (a ``TileConfig``) with
+    ``dram_bytes`` of DRAM (``ram_kwargs``: ``AxiRam`` stalls, as in the tests); the UART runs
+    at 8 clocks per bit by default. The Verilator build is cached per design."""
+    from systolica.hdl.board import BoardSystem
+    ram_kwargs = dict(ram_kwargs or {})
+    system = BoardSystem(config=config, dram_bytes=dram_bytes, clock_hz=clock_hz, baud=baud,
+                         ram_kwargs=ram_kwargs)
+    key = ("BoardSystem", config, dram_bytes, clock_hz, baud, tuple(sorted(ram_kwargs.items())))
+    return SimulatedSerial(system, memo_key=key, **line_kwargs)

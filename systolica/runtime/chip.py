@@ -77,9 +77,12 @@ def run_chip_rtl(config, compiled, dram, *, backend, seed=0, max_cycles):
     run_chip = chip_rtl_available()
     wb = config.tile.sbuf.word_bytes
     dram_bytes = max(1 << max(12, (len(dram) - 1).bit_length()), wb)
+    # Every tile's master gets its own DRAM port (on Verilator always; on Amaranth the "ports"
+    # model), as the chip's integrator gives each tile a memory channel.
+    ports = {"dram_model": "ports"} if backend == "amaranth" else {}
     run = run_chip(config, compiled.programs, dram=dram, dram_bytes=dram_bytes,
                    program_bases=compiled.program_bases, max_cycles=max_cycles,
-                   backend=backend, seed=seed)
+                   backend=backend, seed=seed, **ports)
     bad = []
     for xy, tile_run in run.tiles.items():
         for name, q in tile_run.queues.items():

@@ -10,7 +10,9 @@ against simulation and hardware).
 Backends: ``model`` (the instruction-level model with its race/deadlock/capacity checks; cycles
 come from the performance model), ``amaranth`` (the tile RTL in the Amaranth simulator, cycles
 from its CYCLES register), ``verilator`` (the same RTL compiled by Verilator, through
-``systolica.testbench.tile.run_tile(..., backend="verilator")``).
+``systolica.testbench.tile.run_tile(..., backend="verilator")``), ``board`` (an FPGA board through
+its UART bridge: ``Device(config, backend="board", port="/dev/ttyUSB0")``, or
+``matmul(a, b, device=Board(port, config=config))``; see :mod:`.board` and docs/fpga.md).
 """
 
 import inspect
@@ -27,7 +29,7 @@ from systolica.model.fp import float_dtype_name
 __all__ = ["Device", "Execution", "BackendUnavailable", "DeviceError", "BACKENDS", "matmul",
            "run", "check_input"]
 
-BACKENDS = ("model", "amaranth", "verilator")
+BACKENDS = ("model", "amaranth", "verilator", "board")
 INPUT_DTYPES = ("int8", "uint8", "int16")
 #: Floating-point operand types (``ml_dtypes``: bfloat16, float8_e4m3fn, float8_e5m2).
 FLOAT_INPUT_DTYPES = tuple(FLOAT_FORMATS)
@@ -138,10 +140,14 @@ class Device:
     :class:`~systolica.config.ChipConfig`: GEMMs split over its mesh, :mod:`.chip`), on
     ``backend``. ``seed``: the model's schedule seed (random interleaving) or the RTL's stall
     seed; ``progress``: show a progress bar for RTL simulations; ``max_cycles``: the RTL
-    watchdog (default from the prediction)."""
+    watchdog (default from the prediction). ``port``, ``baudrate``, ``timeout_seconds``: the
+    ``board`` backend's serial port (a device name, a serial-like object or a
+    :class:`systolica.board.Board`), line rate and run watchdog (a tile, not a chip).
+    """
 
     def __init__(self, config: TileConfig = None, *, backend="model", seed=0, progress=False,
-                 max_cycles=None, trace=True):
+                 max_cycles=None, trace=True, port=None, baudrate=115200,
+                 timeout_seconds=60.0):
         if config is None:
             config = TileConfig.from_sections(default_config())
         if not isinstance(config, (TileConfig, ChipConfig)):
@@ -155,11 +161,20 @@ class Device:
         self.tile_config = config.tile if self.is_chip else config
         self.seed, self.progress, self.max_cycles, self.trace = seed, progress, max_cycles, trace
         self.last = None
+        self.board, self.timeout_seconds = None, timeout_seconds
+        if self.is_chip and backend == "board":
+            raise ValueError("Device backend='board' runs a tile; a ChipConfig runs on the "
+                             "model, amaranth or verilator backend")
         if self.is_chip and backend != "model":
             from .chip import chip_rtl_available
             chip_rtl_available()           # fail now, not after compiling
         elif backend == "verilator":
             _verilator_run_tile()          # fail now, not after compiling
+        if backend == "board":
+            from .board import open_board
+            self.board = open_board(config, port, baudrate)
+        elif port is not None:
+            raise ValueError(f"Device port= is for backend='board'; got backend={backend!r}")
 
     def __repr__(self):
         a = self.tile_config.array
@@ -218,6 +233,9 @@ class Device:
         timeline = compiled.predict()
         if self.backend == "model":
             return self._run_model(compiled, data, timeline)
+        if self.backend == "board":
+            from .board import run_board
+            return run_board(self, compiled, data, timeline)
         from .rtl import run_rtl
         return run_rtl(self, compiled, data, timeline)
 
@@ -299,7 +317,13 @@ _DEFAULT_DEVICES = {}
 def _device_for(device, a_dtype, b_dtype):
     if device is not None:
         if not isinstance(device, Device):
-            raise TypeError(f"device must be a systolica.runtime.Device; got {device!r}")
+            from systolica.board import Board
+            if isinstance(device, Board):          # one Device per board, kept on it
+                if getattr(device, "device", None) is None:
+                    device.device = Device(device.config, backend="board", port=device)
+                return device.device
+            raise TypeError(f"device must be a systolica.runtime.Device or a "
+                            f"systolica.board.Board; got {device!r}")
         return device
     key = (element_dtype_name(a_dtype, "a"), element_dtype_name(b_dtype, "b"))
     if key not in _DEFAULT_DEVICES:
@@ -321,7 +345,7 @@ def matmul(a, b, *, device=None, out_dtype=None, **kwargs):
     PSUM words, bit-exact to :func:`systolica.model.fp.gemm_fp`'s accumulation order), or
     ``out_dtype`` bfloat16 / float8_e4m3 / float8_e5m2 / float32 / int8 / uint8 / int16 with
     ``scale`` and ``shift`` (``x * scale * 2**-shift`` rounded once, saturating) and ``relu``
-    (docs/floating_point.md). ``device``: a :class:`Device`; default: the model backend with a
+    (docs/floating_point.md). ``device``: a :class:`Device` or a :class:`systolica.board.Board`; default: the model backend with a
     config whose array dtypes are ``a``'s and ``b``'s."""
     dev = _device_for(device, _array_dtype(a, "a"), _array_dtype(b, "b"))
     return dev.matmul(a, b, out_dtype=out_dtype, **kwargs)

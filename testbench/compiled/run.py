@@ -305,6 +305,8 @@ class CompiledSim:
         if max_cycles <= 0:
             raise ValueError(f"max_cycles must be positive; got {max_cycles}")
         wait = self._port(wait_while)[0] if wait_while else -1
+        if wait_while and self._port(wait_while)[1] > 64:
+            raise ValueError(f"wait_while port {wait_while!r} is wider than 64 bits")
         status = self.lib.sys_run(self.handle, int(max_cycles), wait)
         while status == 3:
             self._extend_masks()

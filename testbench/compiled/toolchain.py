@@ -19,7 +19,7 @@ CXXFLAGS = "-fPIC -std=c++20"
 LDFLAGS = "-shared"
 VERILATOR_FLAGS = ("--no-timing", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    "--x-assign", "0", "--x-initial", "0")
-BUILD_TIMEOUT_S = 900
+BUILD_TIMEOUT_S = 3600       # a chip of big tiles on a loaded 2-core machine takes that long
 
 
 # --- toolchain -----------------------------------------------------------------------------------
