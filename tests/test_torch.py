@@ -215,6 +215,9 @@ def test_bad_options():
     with pytest.raises(Exception, match="unknown systolica option.*colour"):
         torch.compile(mlp(), backend="systolica", options={"colour": 1})(torch.randn(2, 16))
     with pytest.raises(ValueError, match="options\\['device'\\] must be"):
+        st.SystolicaBackend(device="tpu")(None, [])
+    # a board needs its serial port: give a Device(backend="board", port=...) instead
+    with pytest.raises(ValueError, match="backend='board' needs port="):
         st.SystolicaBackend(device="board")(None, [])
     from systolica.config import TileConfig, default_config
     from systolica.runtime import Device

@@ -48,7 +48,7 @@ def _device(device, config):
     else:
         raise TypeError(f"options['device'] must be a Device or a backend name; got "
                         f"{device!r}")
-    arr = dev.config.array
+    arr = dev.tile_config.array
     for what, dtype in (("moving", arr.moving_dtype), ("stationary", arr.stationary_dtype)):
         lo, hi = dtype_range(dtype)
         if lo > -QMAX or hi < QMAX:
