@@ -36,7 +36,7 @@ from systolica.hdl.chip import Chip
 from systolica.isa import Program, tile_queues
 from .axilite import RegisterHost
 from .sim import run_simulation
-from .tile import (TileRun, _from_words, _memories, _queue_info, _read_psum, _read_sbuf, _words,
+from .tile import (TileRun, _from_words, _memories, _read_psum, _read_sbuf, _words, read_queues,
                    connect_backdoor, system_members)
 
 
@@ -316,13 +316,7 @@ def _run_amaranth(config, setup, *, max_cycles, abort_after, host_stall, command
         result["chip"] = chip_regs
         tiles = {}
         for pos, host in hosts.items():
-            queues = {}
-            for name in names:
-                p = name.upper()
-                queues[name] = _queue_info(
-                    await host.fields(ctx, f"{p}_STATE"), await host.read(ctx, f"{p}_PC"),
-                    await host.read(ctx, f"{p}_RETIRED"),
-                    await host.read(ctx, f"{p}_BUSY_CYCLES"), await host.fields(ctx, f"{p}_ERROR"))
+            queues = await read_queues(ctx, host, names)
             semaphores = [await host.read(ctx, r.name) for r in host.map
                           if r.name.startswith("SEM")] if read_semaphores else None
             path = (*prefix, f"tile_{pos[0]}_{pos[1]}")

@@ -27,7 +27,7 @@ from systolica.hdl.tile import Tile, _connect_stalled
 from systolica.isa import tile_queues
 from .axilite import RegisterHost
 from .sim import run_simulation
-from .tile import _from_words, _memories, _queue_info, _words, dram_image
+from .tile import _from_words, _memories, _words, dram_image, read_queues
 
 
 __all__ = ["TileGroup", "TileGroupRun", "run_tiles"]
@@ -153,14 +153,7 @@ def run_tiles(chip: ChipConfig, programs, *, data=None, sbuf_init=None, dram_byt
             waited += 16 + 8 * len(pending)
         for i, p in enumerate(positions):
             host = hosts[i]
-            queues = {}
-            for name in names:
-                n = name.upper()
-                queues[name] = _queue_info(
-                    await host.fields(ctx, f"{n}_STATE"), await host.read(ctx, f"{n}_PC"),
-                    await host.read(ctx, f"{n}_RETIRED"),
-                    await host.read(ctx, f"{n}_BUSY_CYCLES"),
-                    await host.fields(ctx, f"{n}_ERROR"))
+            queues = await read_queues(ctx, host, names)
             remote = {"position": await host.fields(ctx, "TILE_POSITION"),
                       "errors": await host.fields(ctx, "REMOTE_ERRORS"),
                       "sent": await host.read(ctx, "REMOTE_FLITS_SENT"),

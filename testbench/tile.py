@@ -145,6 +145,18 @@ def _memories(fragment, path=()):
     return found
 
 
+async def read_queues(ctx, host, names):
+    """``{queue: info}`` of every queue in ``names``, read through ``host`` (a RegisterHost)."""
+    queues = {}
+    for name in names:
+        p = name.upper()
+        queues[name] = _queue_info(
+            await host.fields(ctx, f"{p}_STATE"), await host.read(ctx, f"{p}_PC"),
+            await host.read(ctx, f"{p}_RETIRED"), await host.read(ctx, f"{p}_BUSY_CYCLES"),
+            await host.fields(ctx, f"{p}_ERROR"))
+    return queues
+
+
 def _queue_info(fields, pc, retired, busy, err):
     info = dict(fields)
     info.update(pc=pc, retired=retired, busy_cycles=busy, error=err["code"], dma=err["dma"])
@@ -212,14 +224,7 @@ def run_tile(config: TileConfig, program: Program, *, data=None, dram_bytes=1 <<
             waited += 20
         result["status"] = status
         result["tile_cycles"] = await host.read(ctx, "CYCLES")
-        queues = {}
-        for name in names:
-            p = name.upper()
-            queues[name] = _queue_info(
-                await host.fields(ctx, f"{p}_STATE"), await host.read(ctx, f"{p}_PC"),
-                await host.read(ctx, f"{p}_RETIRED"), await host.read(ctx, f"{p}_BUSY_CYCLES"),
-                await host.fields(ctx, f"{p}_ERROR"))
-        result["queues"] = queues
+        result["queues"] = await read_queues(ctx, host, names)
         result["semaphores"] = [await host.read(ctx, r.name) for r in tile.register_map
                                 if r.name.startswith("SEM")]
         ram = system.ram.mem.data

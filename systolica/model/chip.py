@@ -34,7 +34,8 @@ from systolica.codes import EngineState
 from systolica.config import ChipConfig
 from systolica.model.checks import Access, Deadlock, RaceDetector, VectorClocks
 from systolica.model.dma import side_offsets
-from systolica.model.tile import RemoteHook, RunContext, TileCheckError, TileModel
+from systolica.model.tile import (RemoteHook, RunContext, TileCheckError, TileModel, read_bytes,
+                                  write_bytes)
 
 
 __all__ = ["ChipModel", "ChipRunResult", "ChipCheckError", "sbuf_word_writes"]
@@ -197,14 +198,10 @@ class ChipModel:
         self._channels = {}
 
     def write_dram(self, addr, array):
-        raw = np.ascontiguousarray(array).view(np.uint8).ravel()
-        self.dram[addr:addr + raw.size] = raw
-        return addr + raw.size
+        return write_bytes(self.dram, addr, array)
 
     def read_dram(self, addr, shape, dtype):
-        dtype = np.dtype(dtype)
-        size = int(np.prod(shape)) * dtype.itemsize
-        return self.dram[addr:addr + size].copy().view(dtype).reshape(shape)
+        return read_bytes(self.dram, addr, shape, dtype)
 
     # --- running --------------------------------------------------------------------------------
 

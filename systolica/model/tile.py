@@ -72,6 +72,20 @@ class _Halt(Exception):
         self.code, self.detail = code, detail
 
 
+def write_bytes(memory, addr, array):
+    """Store ``array``'s bytes in the byte array ``memory`` at ``addr``; the end address."""
+    raw = np.ascontiguousarray(array).view(np.uint8).ravel()
+    memory[addr:addr + raw.size] = raw
+    return addr + raw.size
+
+
+def read_bytes(memory, addr, shape, dtype):
+    """A copy of ``shape`` elements of ``dtype`` from the byte array ``memory`` at ``addr``."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    return memory[addr:addr + size].copy().view(dtype).reshape(shape)
+
+
 class TileModel:
     """One tile (``config``) with ``dram_bytes`` of DRAM (or the given ``dram`` array).
 
@@ -106,14 +120,10 @@ class TileModel:
         return self.sbuf.reshape(s.partitions, s.partition_bytes).view(np.dtype(dtype))
 
     def write_dram(self, addr, array):
-        raw = np.ascontiguousarray(array).view(np.uint8).ravel()
-        self.dram[addr:addr + raw.size] = raw
-        return addr + raw.size
+        return write_bytes(self.dram, addr, array)
 
     def read_dram(self, addr, shape, dtype):
-        dtype = np.dtype(dtype)
-        size = int(np.prod(shape)) * dtype.itemsize
-        return self.dram[addr:addr + size].copy().view(dtype).reshape(shape)
+        return read_bytes(self.dram, addr, shape, dtype)
 
     def _reset_control(self):
         c = self.config.array.cols
