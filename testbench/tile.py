@@ -20,8 +20,7 @@ memories). Both give the same tile cycle counts for the same arguments, stalls i
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Fragment, Module
-from amaranth.hdl._mem import MemoryInstance
+from amaranth.hdl import Fragment, MemoryInstance, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
