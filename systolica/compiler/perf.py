@@ -41,7 +41,7 @@ class PredictionError(RuntimeError):
 class Costs:
     """Cycle costs (see the module docstring), fitted to cycle-level traces of the tile RTL
     (every instruction's retire cycle and every AR/R handshake, Amaranth simulator)."""
-    issue: int = 3              # cycles an instruction spends in its queue's slot (check/wait/issue)
+    issue: int = 3              # cycles from entering the queue's slot to issue (check/wait/issue)
     dma_setup: int = 20         # per descriptor: pick, check pipeline, decision, finish
     dma_run: int = 1            # per contiguous run read from DRAM (its own AXI burst)
     dma_write_run: int = 3      # per contiguous run written to DRAM (AW, W beats, B response)
@@ -52,6 +52,9 @@ class Costs:
     psum_settle: int = 3        # PSUM read-modify-write after the last result
     fetch_latency: int = 4      # instruction fetch: AR to first beat
     fetch_depth: int = 4        # instructions per queue's fetch FIFO (Tile's fetch_depth)
+    dma_first_read: int = 14    # DMA: descriptor taken to its first AR (pick, check, walk)
+    dram_read_queue: int = 2    # AR requests the DRAM (AxiRam) queues besides the burst it serves
+    reader_words: int = 2       # SBUF column reader: words buffered ahead of the engine
     passes: int = 4             # passes over the program to settle the shared AXI read channel
     memory: int = 2             # a pass uses the mean of this many previous passes' logs
 
@@ -184,19 +187,24 @@ class _DmaReadLog:
 
     def __init__(self):
         self.windows = []
+        self.starts = []
 
     def add(self, start, end, burst):
+        """A read from ``start`` to ``end`` (the DMA engine runs one at a time, in order)."""
         self.windows.append((start, end, burst))
+        self.starts.append(start)
 
     def freeze(self):
-        self.windows.sort()
-        self.starts = [w[0] for w in self.windows]
         return self
 
-    def burst_at(self, t):
+    def wait_at(self, t, queued):
+        """Cycles a fetch request at ``t`` waits for the DMA: while the DMA streams a read, the
+        DRAM holds ``queued`` of its bursts besides the one it serves, and the AR arbiter is
+        locked on the DMA's next one, so the fetch burst is served after about
+        ``queued + 1`` DMA bursts (never after the DMA read ends)."""
         i = bisect.bisect_right(self.starts, t) - 1
         if i >= 0 and self.windows[i][0] <= t < self.windows[i][1]:
-            return self.windows[i][2]
+            return min((queued + 1) * self.windows[i][2], self.windows[i][1] - t)
         return 0
 
 
@@ -215,15 +223,21 @@ class _TileTimer:
         self.names = list(program.queues)
         self.queues = {q: list(program.queues[q]) for q in self.names}
         self.pc = {q: 0 for q in self.names}
-        self.slot_free = {q: 0 for q in self.names}     # when the queue may issue again
+        self.slot_free = {q: 0 for q in self.names}     # when the next instruction may enter
+        self.issue_ready = {q: 0 for q in self.names}   # ... and issue at the earliest
         self.last_signal = {q: 0 for q in self.names}
-        self.issue_times = {q: [] for q in self.names}
         self.units = [[] for _ in range(isa.SEMAPHORES)]   # signal times, in signal order
         self.taken = [0] * isa.SEMAPHORES
         self.res = {"dma": 0, "pe": 0, "load": 0, "act": 0, "fetch": 0}
         self.shadow_ready = None
+        self.moving_free = 0            # when the SBUF's moving reader takes the next multiply
+        word_elems = config.sbuf.word_bytes // dtype_numpy(config.array.moving_dtype).itemsize
+        self.reader_ahead = costs.reader_words * max(1, word_elems)
         self.fetch_beats = _ceil(isa.WORD_BYTES, costs.bus_bytes(config))
-        self.fetched = {q: [] for q in self.names}
+        self.fetched = {q: [] for q in self.names}      # when each instruction is in its FIFO
+        self.entered = {q: [] for q in self.names}      # when each one entered the queue's slot
+        self.rr_last = len(self.names) - 1
+        self.max_burst = min(costs.fetch_depth, 256 // self.fetch_beats)
         self.intervals = {q: [] for q in self.names}
         self.end_time = 0
 
@@ -231,30 +245,60 @@ class _TileTimer:
         """This pass's ``(fetch log, DMA read log)``, for the next pass's ``previous``."""
         return self.fetch_log.freeze(), self.dma_log.freeze()
 
-    def _fetch_time(self, q, i):
-        """When instruction i of q is in its fetch FIFO: one burst in flight at a time, each
-        for as many instructions as the FIFO has room for when it starts."""
-        fetched, done, depth = self.fetched[q], self.issue_times[q], self.costs.fetch_depth
-        while len(fetched) <= i:
-            j = len(fetched)
-            start = max(self.res["fetch"], done[j - depth] if j >= depth else 0)
-            if self.previous:                            # round-robin behind a DMA read burst
-                start += round(self.weight * sum(d.burst_at(start) for _, d in self.previous))
-            n = 1
-            while (n < depth and j + n < len(self.queues[q])
-                   and (j + n < depth or (j + n - depth < len(done)
-                                          and done[j + n - depth] <= start))):
-                n += 1
-            first = start + self.costs.fetch_latency
-            self.res["fetch"] = first + n * self.fetch_beats
-            self.fetch_log.add(start, n * self.fetch_beats)
-            fetched.extend(first + (b + 1) * self.fetch_beats for b in range(n))
-        return fetched[i]
+    def _room_time(self, q):
+        """When q's fetch FIFO has room for its next unfetched instruction j (instruction
+        j - fetch_depth has left the FIFO for the queue's slot), or None: not known yet, or
+        nothing left to fetch."""
+        j, depth = len(self.fetched[q]), self.costs.fetch_depth
+        if j >= len(self.queues[q]):
+            return None
+        if j < depth:
+            return 0
+        entered = self.entered[q]
+        return entered[j - depth] if j - depth < len(entered) else None
+
+    def _next_fetch(self):
+        """``(time, queue)`` of the fetch unit's next burst: one burst at a time, as soon as a
+        queue's FIFO has room for one instruction, round robin among the queues that want one
+        then (hdl/sequencer/fetch.py); None while no queue has room."""
+        rooms = {q: self._room_time(q) for q in self.names}
+        wanting = [r for r in rooms.values() if r is not None]
+        if not wanting:
+            return None
+        when = max(self.res["fetch"], min(wanting))
+        n = len(self.names)
+        for step in range(1, n + 1):
+            q = self.names[(self.rr_last + step) % n]
+            if rooms[q] is not None and rooms[q] <= when:
+                return when, q
+        return None
+
+    def _fetch(self, when, q):
+        """Issue q's fetch burst decided at ``when``: as many instructions as its FIFO has room
+        for then; the burst waits behind the DMA's queued read bursts (earlier passes' logs)."""
+        fetched, entered, depth = self.fetched[q], self.entered[q], self.costs.fetch_depth
+        j = len(fetched)
+        left_fifo = bisect.bisect_right(entered, when)
+        n = max(1, min(depth - (j - left_fifo), len(self.queues[q]) - j, self.max_burst))
+        start = when + self.dma_log.wait_at(when, self.costs.dram_read_queue)
+        first = start + self.costs.fetch_latency
+        self.res["fetch"] = first + n * self.fetch_beats
+        self.fetch_log.add(start, n * self.fetch_beats)
+        fetched.extend(first + (b + 1) * self.fetch_beats for b in range(n))
+        self.rr_last = self.names.index(q)
+        self._enter(q)
+
+    def _enter(self, q):
+        """q's next instruction enters the queue's slot once the slot is free and it is
+        fetched (it then waits there for its semaphores)."""
+        i = self.pc[q]
+        if len(self.entered[q]) == i and i < len(self.fetched[q]):
+            self.entered[q].append(max(self.slot_free[q], self.fetched[q][i]))
 
     def _ready_time(self, q):
         """When q's next instruction's waits are met (None: not yet signalled)."""
         insn = self.queues[q][self.pc[q]]
-        t = self.slot_free[q]
+        t = max(self.entered[q][self.pc[q]] + self.costs.issue, self.issue_ready[q])
         for s, n in insn.waits:
             if n:
                 if self.taken[s] + n > len(self.units[s]):
@@ -263,19 +307,24 @@ class _TileTimer:
         return t
 
     def best(self):
-        """``(time, queue)`` of the next instruction that can issue earliest, or None."""
-        best = None
-        for q in self.names:
-            if self.pc[q] >= len(self.queues[q]):
-                continue
-            fetched_at = self._fetch_time(q, self.pc[q])     # fetch runs ahead of the waits
-            t = self._ready_time(q)
-            if t is None:
-                continue
-            t = max(t, fetched_at)
-            if best is None or t < best[0]:
-                best = (t, q)
-        return best
+        """``(time, queue)`` of the next instruction that can issue earliest, or None. Fetch
+        bursts decided before then are issued first (their times do not depend on later
+        events)."""
+        while True:
+            best = None
+            for q in self.names:
+                i = self.pc[q]
+                if i >= len(self.queues[q]) or len(self.entered[q]) <= i:
+                    continue
+                t = self._ready_time(q)
+                if t is None:
+                    continue
+                if best is None or t < best[0]:
+                    best = (t, q)
+            burst = self._next_fetch()
+            if burst is None or (best is not None and burst[0] > best[0]):
+                return best
+            self._fetch(*burst)
 
     def signal(self, sem, count, time):
         self.units[sem].extend([time] * count)
@@ -301,32 +350,39 @@ class _TileTimer:
                     dur = base + min(round(lost), base)   # fetch takes at most half
             done = start + dur
             if r_beats:
-                self.dma_log.add(start, done, _dma_burst(config, insn))
+                self.dma_log.add(start + costs.dma_first_read, done, _dma_burst(config, insn))
             res["dma"] = done
-            nxt = done                      # one DMA_COPY in flight per queue
+            leave, nxt = t + 1, done        # one DMA_COPY in flight per queue
         elif op == Opcode.LOAD_STATIONARY:
             start = max(t, res["load"])
             done = start + insn.k
             res["load"] = done
             self.shadow_ready = done
-            nxt = t + costs.issue
+            leave = nxt = t + 1
         elif op == Opcode.MULTIPLY_MOVING:
-            start = max(t, res["pe"], self.shadow_ready or 0)
+            # the SBUF's moving reader takes a command once the previous one has
+            # reader_ahead beats left to stream: the queue's slot waits for it
+            accept = max(t, self.moving_free)
+            start = max(accept, res["pe"], self.shadow_ready or 0)
             self.shadow_ready = None
             busy = insn.m * insn.repeat + costs.pe_gap
             res["pe"] = start + busy
+            last_accept = max(accept, start + busy - insn.m - self.reader_ahead) \
+                if insn.repeat > 1 else accept
+            self.moving_free = max(last_accept + 1, start + busy - self.reader_ahead)
             done = start + busy + costs.pe_latency(config) + costs.psum_settle
-            nxt = t + costs.issue
+            leave = nxt = last_accept + 1
         elif op == Opcode.ACT:
             start = max(t, res["act"])
             done = start + costs.act_setup + insn.rows * insn.repeat
             res["act"] = done
-            nxt = done                      # one ACT command at a time
+            leave, nxt = t + 1, done        # one ACT command at a time
         else:
-            done = t + 1
-            nxt = t + 1
-        self.issue_times[q].append(t)
-        self.slot_free[q] = max(nxt, t + 1)
+            done = leave = nxt = t + 1
+        # the next instruction enters the slot when this one leaves it, and issues `issue`
+        # cycles later at the earliest (DMA and ACT: once this one has completed)
+        self.slot_free[q] = leave
+        self.issue_ready[q] = nxt
         sig = max(done, self.last_signal[q])
         self.last_signal[q] = sig
         for s, n in insn.signals:
@@ -337,6 +393,7 @@ class _TileTimer:
             self.intervals[q].append(Interval(q, self.pc[q], op.name, t, start, busy_end))
         self.end_time = max(self.end_time, sig)
         self.pc[q] += 1
+        self._enter(q)
         return insn, start, done
 
     def stuck(self):
