@@ -120,8 +120,10 @@ def _dma_cycles(config, costs, insn):
     if contiguous:
         beats = runs * _ceil(src.counts[0] * eb, bw)
         if src.space == isa.Space.SBUF:
+            # paced by the SBUF reads in flight, or by the AXI writes (their AW and B
+            # handshakes overlap the slower SBUF reads)
             pace = costs.sbuf_read_rate(config) / (2 if dst.space == isa.Space.SBUF else 1)
-            transfer = int(beats / pace) + runs * run_cost
+            transfer = max(int(beats / pace), beats + runs * run_cost)
         else:
             transfer = beats + runs * run_cost
     else:
@@ -142,14 +144,16 @@ def _dma_burst(config, insn):
 class _Run:
     """A timed DMA copy or ACT command whose end may still move. ``busy_from``..``done``: when
     it uses the shared resource (a DMA read: the R channel; an SBUF write: the write port);
-    ``burst``: a DMA read's typical burst; ``slots``: ``(semaphore, index)`` of the signals it
+    ``burst``: a DMA read's typical burst; ``paced``: it reads the SBUF (and loses a cycle to
+    each word the engine's moving reader reads); ``slots``: ``(semaphore, index)`` of the signals it
     made; ``interval``: index of its Interval in its queue's list."""
-    __slots__ = ("q", "start", "busy_from", "done", "reads", "to_sbuf", "burst", "slots",
-                 "interval")
+    __slots__ = ("q", "start", "busy_from", "done", "reads", "to_sbuf", "burst", "paced",
+                 "slots", "interval")
 
-    def __init__(self, q, start, busy_from, done, reads=False, to_sbuf=False, burst=0):
+    def __init__(self, q, start, busy_from, done, reads=False, to_sbuf=False, burst=0,
+                 paced=False):
         self.q, self.start, self.busy_from, self.done = q, start, busy_from, done
-        self.reads, self.to_sbuf, self.burst = reads, to_sbuf, burst
+        self.reads, self.to_sbuf, self.burst, self.paced = reads, to_sbuf, burst, paced
         self.slots, self.interval = [], None
 
     def overlap(self, lo, hi):
@@ -179,7 +183,8 @@ class _TileTimer:
         self.shadow_ready = None
         self.moving_free = 0            # when the SBUF's moving reader takes the next multiply
         word_elems = config.sbuf.word_bytes // dtype_numpy(config.array.moving_dtype).itemsize
-        self.reader_ahead = costs.reader_words * max(1, word_elems)
+        self.moving_per_word = max(1, word_elems)
+        self.reader_ahead = costs.reader_words * self.moving_per_word
         self.fetch_beats = _ceil(isa.WORD_BYTES, costs.bus_bytes(config))
         self.max_burst = min(costs.fetch_depth, 256 // self.fetch_beats)
         self.fetched = {q: [] for q in self.names}      # when each instruction is in its FIFO
@@ -187,6 +192,7 @@ class _TileTimer:
         self.rr_last = len(self.names) - 1
         self.dma_runs = []              # DMA copies not yet over, in the engine's order
         self.act_runs = []              # ACT commands not yet over
+        self.pe_streams = []            # (start, end) of the engine's multiplies not yet over
         self.fetch_bursts = []          # (decided, first beat, beats), for profiles and tests
         self.intervals = {q: [] for q in self.names}
         self.end_time = 0
@@ -234,7 +240,7 @@ class _TileTimer:
         left_fifo = bisect.bisect_right(self.entered[q], when)
         n = max(1, min(depth - (j - left_fifo), len(self.queues[q]) - j, self.max_burst))
         beats = n * self.fetch_beats
-        reading = self._dma_reading(when)
+        reading = self._dma_reading(when + 1)      # its AR goes out the next cycle
         wait = self._dma_wait(reading, when) if reading else 0
         first = when + wait + self.costs.fetch_latency
         self.res["fetch"] = first + beats
@@ -244,6 +250,11 @@ class _TileTimer:
         self._enter(q)
         if reading and wait < self._read_end(reading) - when:
             self._extend(reading, beats)    # served before the DMA's last bursts
+        elif not reading:                   # a DMA read starting while this burst is served
+            later = next((r for r in self.dma_runs if r.reads and r.busy_from > when + 1),
+                         None)
+            if later is not None and later.busy_from < first + beats:
+                self._extend(later, first + beats - later.busy_from)
 
     def _read_end(self, run):
         return run.done - self.costs.dma_read_tail
@@ -313,9 +324,16 @@ class _TileTimer:
                 self._extend(other, shared // 2)
                 self._extend(run, shared // 2)
 
+    def _share_read_port(self, run, streams):
+        """The moving reader reads the SBUF before the DMA: while the engine streams, a paced
+        SBUF read loses a cycle per word it reads (one per ``moving_per_word`` rows)."""
+        for lo, hi in streams:
+            self._extend(run, run.overlap(lo, hi) // self.moving_per_word)
+
     def _prune(self, now):
         self.dma_runs = [r for r in self.dma_runs if r.done > now]
         self.act_runs = [r for r in self.act_runs if r.done > now]
+        self.pe_streams = [p for p in self.pe_streams if p[1] > now]
 
     # --- queues -------------------------------------------------------------------------------
 
@@ -369,11 +387,14 @@ class _TileTimer:
             start = max(t, res["dma"])
             dur, r_beats, _ = _dma_cycles(config, costs, insn)
             to_sbuf = insn.side("dst").space == isa.Space.SBUF and bool(r_beats)
-            run = _Run(q, start, start + (costs.dma_first_read if r_beats else 0), start + dur,
-                       reads=bool(r_beats), to_sbuf=to_sbuf,
-                       burst=_dma_burst(config, insn) if r_beats else 0)
+            paced = insn.side("src").space == isa.Space.SBUF
+            run = _Run(q, start, start + costs.dma_first_read, start + dur, reads=bool(r_beats),
+                       to_sbuf=to_sbuf, burst=_dma_burst(config, insn) if r_beats else 0,
+                       paced=paced)
             self.dma_runs.append(run)
             res["dma"] = run.done
+            if paced:
+                self._share_read_port(run, self.pe_streams)
             if run.reads:       # its first burst waits for the fetch burst being served
                 self._extend(run, res["fetch"] - run.busy_from)
             leave = t + 1                   # the next copy of the queue issues once done
@@ -391,6 +412,10 @@ class _TileTimer:
             self.shadow_ready = None
             busy = insn.m * insn.repeat + costs.pe_gap
             res["pe"] = start + busy
+            stream = (start, start + busy)
+            self.pe_streams.append(stream)
+            for paced in [r for r in self.dma_runs if r.paced]:
+                self._share_read_port(paced, [stream])
             last_accept = max(accept, start + busy - insn.m - self.reader_ahead) \
                 if insn.repeat > 1 else accept
             self.moving_free = max(last_accept + 1, start + busy - self.reader_ahead)
