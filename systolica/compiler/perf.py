@@ -1,23 +1,18 @@
-"""The analytical performance model (as SCALE-Sim's, but over the ISA program): cycle costs of
-every instruction on a config (:class:`Costs`), a closed-form estimate of a plan
-(:func:`estimate_plan`, used to choose block sizes) and :func:`predict`, which times a
-:class:`~systolica.isa.Program` instruction by instruction: each queue in order, every wait
-resolved against the times of the signals it consumes, the shared DMA engine one descriptor at a
-time (docs/dma.md; a store from the SBUF paced by the ``dma.sbuf_reads`` reads it keeps in
-flight), the tensor engine streaming back-to-back multiplies (no gap) behind its shadow-weight
-loads, the ACT unit one command at a time, and instruction fetch: 64-byte words in bursts of as
-many instructions as a queue's 4-deep FIFO has room for, one burst at a time, fetching ahead of
-the waits. Fetch and the DMA share the tile's one AXI read channel (hdl/tile.py): a DMA read is
-stretched by the fetch beats that land in its window, and a fetch burst that starts while the
-DMA reads waits for the DMA burst being served. Those two depend on each other's timing, so the
-program is timed ``Costs.passes`` times, each pass using the mean of the two previous passes'
-fetch and DMA-read logs. The result is a :class:`Timeline`: predicted cycles and, per queue, the busy intervals
-(the same shape of data the runtime's profiler draws from an RTL run).
+"""The analytical performance model (as SCALE-Sim's, but over the ISA program): a closed-form
+estimate of a plan (:func:`estimate_plan`, used to choose block sizes) and :func:`predict`, which
+times a :class:`~systolica.isa.Program` instruction by instruction with the cycle costs of
+:class:`Costs`: one discrete-event simulation of the tile in time order
+(:class:`~.perf_timer._TileTimer`: every queue in order, the fetch unit's bursts, the DMA engine
+one descriptor at a time, the AXI read channel fetch and DMA share, the SBUF ports the DMA, the
+engine's readers and the ACT share, the tensor engine streaming behind the moving reader's
+back-pressure, the ACT unit). The result is a :class:`Timeline`: predicted cycles and, per queue,
+the busy intervals (the same shape of data the runtime's profiler draws from an RTL run).
 
-The constants were fitted to cycle-level traces of the tile RTL (every instruction's retire
-cycle and every AR/R handshake, Amaranth simulator) of compiled GEMMs on 4x4, 8x8 and 16x16
-tiles; tests/test_perf_model.py checks the prediction against RTL runs, and benchmarks/gemm.py
-reports the error of large GEMMs on Verilator.
+The costs are the RTL's behaviour read off cycle-level traces of compiled GEMMs on the Amaranth
+tile (every instruction's retire cycle, every AR/R handshake, the fetch FIFO levels, the engines'
+command handshakes); tests/test_perf_model.py checks the prediction against RTL runs, and
+benchmarks/gemm.py and benchmarks/perf_model.py report the error of large GEMMs on Verilator
+(docs/compiler.md, "Measured").
 """
 
 from dataclasses import dataclass, field
@@ -27,7 +22,8 @@ from systolica.config import TileConfig, dtype_numpy
 
 from .perf_timer import DEFAULT_COSTS, Costs, Interval, _ceil, _TileTimer
 
-__all__ = ["Costs", "Interval", "Timeline", "predict", "estimate_plan", "PredictionError"]
+__all__ = ["Costs", "DEFAULT_COSTS", "Interval", "Timeline", "predict", "estimate_plan",
+           "PredictionError"]
 
 
 class PredictionError(RuntimeError):
@@ -66,11 +62,8 @@ def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COS
         raise TypeError(f"predict config must be a TileConfig; got {config!r}")
     if not isinstance(program, isa.Program):
         raise TypeError(f"predict program must be an isa.Program; got {program!r}")
-    history = []
-    for _ in range(max(1, costs.passes)):
-        timer = _TileTimer(program, config, costs, previous=history[-costs.memory:])
-        _run(timer)
-        history.append(timer.logs())
+    timer = _TileTimer(program, config, costs)
+    _run(timer)
     return Timeline(timer.end_time, timer.intervals)
 
 

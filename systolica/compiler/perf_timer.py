@@ -61,8 +61,8 @@ class Costs:
     psum_settle: int = 3        # PSUM read-modify-write after the last result
     fetch_latency: int = 4      # instruction fetch: burst decided to its first beat
     fetch_depth: int = 4        # instructions per queue's fetch FIFO (Tile's fetch_depth)
-    passes: int = 1             # timing passes (one: every interaction is timed in time order)
-    memory: int = 1             # earlier passes a pass is given (kept for predict_chip)
+    passes: int = 1             # predict_chip's timing passes (one is enough: every
+    memory: int = 1             # interaction is timed in time order; earlier ones unused)
 
     @staticmethod
     def bus_bytes(config):
