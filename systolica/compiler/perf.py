@@ -1,89 +1,33 @@
-"""The analytical performance model (as SCALE-Sim's, but over the ISA program): cycle costs of
-every instruction on a config (:class:`Costs`), a closed-form estimate of a plan
-(:func:`estimate_plan`, used to choose block sizes) and :func:`predict`, which times a
-:class:`~systolica.isa.Program` instruction by instruction: each queue in order, every wait
-resolved against the times of the signals it consumes, the shared DMA engine one descriptor at a
-time (docs/dma.md; a store from the SBUF paced by the ``dma.sbuf_reads`` reads it keeps in
-flight), the tensor engine streaming back-to-back multiplies (no gap) behind its shadow-weight
-loads, the ACT unit one command at a time, and instruction fetch: 64-byte words in bursts of as
-many instructions as a queue's 4-deep FIFO has room for, one burst at a time, fetching ahead of
-the waits. Fetch and the DMA share the tile's one AXI read channel (hdl/tile.py): a DMA read is
-stretched by the fetch beats that land in its window, and a fetch burst that starts while the
-DMA reads waits for the DMA burst being served. Those two depend on each other's timing, so the
-program is timed ``Costs.passes`` times, each pass using the mean of the two previous passes'
-fetch and DMA-read logs. The result is a :class:`Timeline`: predicted cycles and, per queue, the busy intervals
-(the same shape of data the runtime's profiler draws from an RTL run).
+"""The analytical performance model (as SCALE-Sim's, but over the ISA program): a closed-form
+estimate of a plan (:func:`estimate_plan`, used to choose block sizes) and :func:`predict`, which
+times a :class:`~systolica.isa.Program` instruction by instruction with the cycle costs of
+:class:`Costs`: one discrete-event simulation of the tile in time order
+(:class:`~.perf_timer._TileTimer`: every queue in order, the fetch unit's bursts, the DMA engine
+one descriptor at a time, the AXI read channel fetch and DMA share, the SBUF ports the DMA, the
+engine's readers and the ACT share, the tensor engine streaming behind the moving reader's
+back-pressure, the ACT unit). The result is a :class:`Timeline`: predicted cycles and, per queue,
+the busy intervals (the same shape of data the runtime's profiler draws from an RTL run).
 
-The constants were fitted to cycle-level traces of the tile RTL (every instruction's retire
-cycle and every AR/R handshake, Amaranth simulator) of compiled GEMMs on 4x4, 8x8 and 16x16
-tiles; tests/test_perf_model.py checks the prediction against RTL runs, and benchmarks/gemm.py
-reports the error of large GEMMs on Verilator.
+The costs are the RTL's behaviour read off cycle-level traces of compiled GEMMs on the Amaranth
+tile (every instruction's retire cycle, every AR/R handshake, the fetch FIFO levels, the engines'
+command handshakes); tests/test_perf_model.py checks the prediction against RTL runs, and
+benchmarks/gemm.py and benchmarks/perf_model.py report the error of large GEMMs on Verilator
+(docs/compiler.md, "Measured").
 """
 
-import bisect
-import itertools
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from systolica import isa
 from systolica.config import TileConfig, dtype_numpy
-from systolica.isa import Opcode
 
-__all__ = ["Costs", "Interval", "Timeline", "predict", "estimate_plan", "PredictionError"]
+from .perf_timer import DEFAULT_COSTS, Costs, Interval, _ceil, _TileTimer
+
+__all__ = ["Costs", "DEFAULT_COSTS", "Interval", "Timeline", "predict", "estimate_plan",
+           "PredictionError"]
 
 
 class PredictionError(RuntimeError):
     """The program cannot be timed: it deadlocks (no queue can start and some have not ended)."""
-
-
-@dataclass(frozen=True)
-class Costs:
-    """Cycle costs (see the module docstring), fitted to cycle-level traces of the tile RTL
-    (every instruction's retire cycle and every AR/R handshake, Amaranth simulator)."""
-    issue: int = 3              # cycles an instruction spends in its queue's slot (check/wait/issue)
-    dma_setup: int = 20         # per descriptor: pick, check pipeline, decision, finish
-    dma_run: int = 1            # per contiguous run read from DRAM (its own AXI burst)
-    dma_write_run: int = 3      # per contiguous run written to DRAM (AW, W beats, B response)
-    sbuf_read_round_trip: int = 7   # DMA SBUF read: request to response (dma.sbuf_reads in flight)
-    pe_gap: int = 0             # cycles between back-to-back multiplies (they stream)
-    dram_latency: int = 4       # AXI read latency until the first beat
-    act_setup: int = 6          # ACT: command to first row, and the 3 idle cycles of completion
-    psum_settle: int = 3        # PSUM read-modify-write after the last result
-    fetch_latency: int = 4      # instruction fetch: AR to first beat
-    fetch_depth: int = 4        # instructions per queue's fetch FIFO (Tile's fetch_depth)
-    passes: int = 4             # passes over the program to settle the shared AXI read channel
-    memory: int = 2             # a pass uses the mean of this many previous passes' logs
-
-    @staticmethod
-    def bus_bytes(config):
-        return config.dma.data_width // 8
-
-    @staticmethod
-    def pe_latency(config):
-        a = config.array
-        if a.is_float:      # pipelined fp32 adders (2 per row), product normalisation stage
-            return 2 * a.rows + a.cols + a.multiplier_stages + (a.multiplier_stages > 0) + 3
-        return a.rows + a.cols + a.multiplier_stages + 3
-
-    def sbuf_read_rate(self, config):
-        """SBUF words per cycle the DMA reads (it keeps ``dma.sbuf_reads`` reads in flight)."""
-        return min(1.0, config.dma.sbuf_reads / self.sbuf_read_round_trip)
-
-
-DEFAULT_COSTS = Costs()
-
-
-@dataclass(frozen=True)
-class Interval:
-    """One instruction of one queue: busy from ``start`` to ``end`` (its waits end at ``start``;
-    ``wait_from`` is when it was ready to issue)."""
-    queue: str
-    pc: int
-    opcode: str
-    wait_from: int
-    start: int
-    end: int
 
 
 @dataclass
@@ -112,253 +56,14 @@ class Timeline:
         return {q: (self.busy(q) / self.cycles if self.cycles else 0.0) for q in self.intervals}
 
 
-def _dma_cycles(config, costs, insn):
-    """(busy cycles without the read channel's sharing, R beats it needs, bytes moved) of a
-    DMA_COPY: setup, then one run per contiguous piece of either side; a DRAM read needs its R
-    beats (shared with instruction fetch), an SBUF read is paced by ``dma.sbuf_reads``."""
-    eb = insn.elem_bytes
-    bw = costs.bus_bytes(config)
-    src, dst = insn.side("src"), insn.side("dst")
-    elements = int(np.prod(src.counts))
-    nbytes = elements * eb
-    runs = 0
-    contiguous = True
-    for side in (src, dst):
-        if side.strides[0] == eb:
-            runs = max(runs, side.counts[1] * side.counts[2])
-        else:
-            contiguous = False
-    reads_dram = src.space == isa.Space.DRAM
-    run_cost = costs.dma_write_run if dst.space == isa.Space.DRAM else costs.dma_run
-    if contiguous:
-        beats = runs * _ceil(src.counts[0] * eb, bw)
-        if src.space == isa.Space.SBUF:
-            pace = costs.sbuf_read_rate(config) / (2 if dst.space == isa.Space.SBUF else 1)
-            transfer = int(beats / pace) + runs * run_cost
-        else:
-            transfer = beats + runs * run_cost
-    else:
-        beats = elements
-        transfer = elements + runs * run_cost
-    latency = costs.dram_latency if reads_dram else 0
-    return costs.dma_setup + latency + transfer, (beats if reads_dram else 0), nbytes
-
-
-def _dma_burst(config, insn):
-    """Beats of a DMA_COPY's typical DRAM read burst (one contiguous run, at most max_burst)."""
-    src = insn.side("src")
-    bw = config.dma.data_width // 8
-    run = src.counts[0] * insn.elem_bytes if src.strides[0] == insn.elem_bytes else bw
-    return min(config.dma.max_burst, _ceil(run, bw), 4096 // bw)
-
-
-def _ceil(a, b):
-    return -(-a // b)
-
-
-class _FetchLog:
-    """When instruction fetch used the read channel: beats per cycle window, for a DMA read to
-    look up how many beats it lost to fetch."""
-
-    def __init__(self):
-        self.events = []
-
-    def add(self, start, beats):
-        self.events.append((start, beats))
-
-    def freeze(self):
-        self.events.sort()
-        self.times = [t for t, _ in self.events]
-        self.cum = list(itertools.accumulate((b for _, b in self.events), initial=0))
-        return self
-
-    def beats(self, lo, hi):
-        """Fetch beats issued in [lo, hi)."""
-        return self.cum[bisect.bisect_left(self.times, hi)] - \
-            self.cum[bisect.bisect_left(self.times, lo)]
-
-
-class _DmaReadLog:
-    """When the DMA read DRAM, and in bursts of how many beats: a fetch burst that starts then
-    waits for the one being served (the AR arbiter alternates)."""
-
-    def __init__(self):
-        self.windows = []
-
-    def add(self, start, end, burst):
-        self.windows.append((start, end, burst))
-
-    def freeze(self):
-        self.windows.sort()
-        self.starts = [w[0] for w in self.windows]
-        return self
-
-    def burst_at(self, t):
-        i = bisect.bisect_right(self.starts, t) - 1
-        if i >= 0 and self.windows[i][0] <= t < self.windows[i][1]:
-            return self.windows[i][2]
-        return 0
-
-
-class _TileTimer:
-    """The timing state of one tile's program (see :func:`predict`): every queue in order, the
-    shared resources (one DMA engine, the tensor engine and its weight loads, the ACT unit,
-    instruction fetch) and the semaphores' signal times. ``previous``: earlier passes'
-    ``(fetch log, DMA read log)`` pairs (the shared AXI read channel); this pass's own are
-    ``fetch_log`` and ``dma_log`` (:meth:`logs` once it has run)."""
-
-    def __init__(self, program, config, costs, name=None, previous=()):
-        self.config, self.costs, self.name = config, costs, name
-        self.previous = list(previous)
-        self.weight = 1 / len(self.previous) if self.previous else 0.0
-        self.fetch_log, self.dma_log = _FetchLog(), _DmaReadLog()
-        self.names = list(program.queues)
-        self.queues = {q: list(program.queues[q]) for q in self.names}
-        self.pc = {q: 0 for q in self.names}
-        self.slot_free = {q: 0 for q in self.names}     # when the queue may issue again
-        self.last_signal = {q: 0 for q in self.names}
-        self.issue_times = {q: [] for q in self.names}
-        self.units = [[] for _ in range(isa.SEMAPHORES)]   # signal times, in signal order
-        self.taken = [0] * isa.SEMAPHORES
-        self.res = {"dma": 0, "pe": 0, "load": 0, "act": 0, "fetch": 0}
-        self.shadow_ready = None
-        self.fetch_beats = _ceil(isa.WORD_BYTES, costs.bus_bytes(config))
-        self.fetched = {q: [] for q in self.names}
-        self.intervals = {q: [] for q in self.names}
-        self.end_time = 0
-
-    def logs(self):
-        """This pass's ``(fetch log, DMA read log)``, for the next pass's ``previous``."""
-        return self.fetch_log.freeze(), self.dma_log.freeze()
-
-    def _fetch_time(self, q, i):
-        """When instruction i of q is in its fetch FIFO: one burst in flight at a time, each
-        for as many instructions as the FIFO has room for when it starts."""
-        fetched, done, depth = self.fetched[q], self.issue_times[q], self.costs.fetch_depth
-        while len(fetched) <= i:
-            j = len(fetched)
-            start = max(self.res["fetch"], done[j - depth] if j >= depth else 0)
-            if self.previous:                            # round-robin behind a DMA read burst
-                start += round(self.weight * sum(d.burst_at(start) for _, d in self.previous))
-            n = 1
-            while (n < depth and j + n < len(self.queues[q])
-                   and (j + n < depth or (j + n - depth < len(done)
-                                          and done[j + n - depth] <= start))):
-                n += 1
-            first = start + self.costs.fetch_latency
-            self.res["fetch"] = first + n * self.fetch_beats
-            self.fetch_log.add(start, n * self.fetch_beats)
-            fetched.extend(first + (b + 1) * self.fetch_beats for b in range(n))
-        return fetched[i]
-
-    def _ready_time(self, q):
-        """When q's next instruction's waits are met (None: not yet signalled)."""
-        insn = self.queues[q][self.pc[q]]
-        t = self.slot_free[q]
-        for s, n in insn.waits:
-            if n:
-                if self.taken[s] + n > len(self.units[s]):
-                    return None
-                t = max(t, self.units[s][self.taken[s] + n - 1])
-        return t
-
-    def best(self):
-        """``(time, queue)`` of the next instruction that can issue earliest, or None."""
-        best = None
-        for q in self.names:
-            if self.pc[q] >= len(self.queues[q]):
-                continue
-            fetched_at = self._fetch_time(q, self.pc[q])     # fetch runs ahead of the waits
-            t = self._ready_time(q)
-            if t is None:
-                continue
-            t = max(t, fetched_at)
-            if best is None or t < best[0]:
-                best = (t, q)
-        return best
-
-    def signal(self, sem, count, time):
-        self.units[sem].extend([time] * count)
-
-    def execute(self, t, q):
-        """Issue queue ``q``'s next instruction at ``t``; returns ``(instruction, start,
-        done)``."""
-        costs, config, res = self.costs, self.config, self.res
-        insn = self.queues[q][self.pc[q]]
-        for s, n in insn.waits:
-            if n:
-                self.taken[s] += n
-        op = insn.opcode
-        start = t
-        if op == Opcode.DMA_COPY:
-            start = max(t, res["dma"])
-            dur, r_beats, _ = _dma_cycles(config, costs, insn)
-            if r_beats and self.previous:
-                base = dur
-                for _ in range(4):      # fixed point: the stretched window holds more fetch
-                    lost = self.weight * sum(f.beats(start, start + dur)
-                                             for f, _ in self.previous)
-                    dur = base + min(round(lost), base)   # fetch takes at most half
-            done = start + dur
-            if r_beats:
-                self.dma_log.add(start, done, _dma_burst(config, insn))
-            res["dma"] = done
-            nxt = done                      # one DMA_COPY in flight per queue
-        elif op == Opcode.LOAD_STATIONARY:
-            start = max(t, res["load"])
-            done = start + insn.k
-            res["load"] = done
-            self.shadow_ready = done
-            nxt = t + costs.issue
-        elif op == Opcode.MULTIPLY_MOVING:
-            start = max(t, res["pe"], self.shadow_ready or 0)
-            self.shadow_ready = None
-            busy = insn.m * insn.repeat + costs.pe_gap
-            res["pe"] = start + busy
-            done = start + busy + costs.pe_latency(config) + costs.psum_settle
-            nxt = t + costs.issue
-        elif op == Opcode.ACT:
-            start = max(t, res["act"])
-            done = start + costs.act_setup + insn.rows * insn.repeat
-            res["act"] = done
-            nxt = done                      # one ACT command at a time
-        else:
-            done = t + 1
-            nxt = t + 1
-        self.issue_times[q].append(t)
-        self.slot_free[q] = max(nxt, t + 1)
-        sig = max(done, self.last_signal[q])
-        self.last_signal[q] = sig
-        for s, n in insn.signals:
-            if n:
-                self.signal(s, n, sig)
-        if op not in (Opcode.CHECK, Opcode.END, Opcode.NOP, Opcode.ACT_PARAM):
-            busy_end = res["pe"] if op == Opcode.MULTIPLY_MOVING else done
-            self.intervals[q].append(Interval(q, self.pc[q], op.name, t, start, busy_end))
-        self.end_time = max(self.end_time, sig)
-        self.pc[q] += 1
-        return insn, start, done
-
-    def stuck(self):
-        return [q for q in self.names if self.pc[q] < len(self.queues[q])]
-
-
 def predict(program: isa.Program, config: TileConfig, costs: Costs = DEFAULT_COSTS):
     """The :class:`Timeline` of ``program`` on ``config`` (see the module docstring)."""
     if not isinstance(config, TileConfig):
         raise TypeError(f"predict config must be a TileConfig; got {config!r}")
     if not isinstance(program, isa.Program):
         raise TypeError(f"predict program must be an isa.Program; got {program!r}")
-    # Fetch and the DMA share the AXI read channel: a DMA read is stretched by the fetch beats
-    # that fall in its window, a fetch burst waits behind a DMA burst. Both depend on the
-    # schedule, so the program is timed again with the earlier passes' logs; damped, each pass
-    # sees the mean of the two previous passes' (a pass that was too fast packs fetch into the
-    # DMA's windows and makes the next one too slow, and back).
-    history = []
-    for _ in range(max(1, costs.passes)):
-        timer = _TileTimer(program, config, costs, previous=history[-costs.memory:])
-        _run(timer)
-        history.append(timer.logs())
+    timer = _TileTimer(program, config, costs)
+    _run(timer)
     return Timeline(timer.end_time, timer.intervals)
 
 
