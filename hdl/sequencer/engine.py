@@ -293,6 +293,7 @@ class QueueEngine(wiring.Component):
         # the head's signals wait for the semaphore file (one engine's per cycle)
         m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~failed & ~dma_failed &
                                   ((head.signal[0].count != 0) | (head.signal[1].count != 0)))
+        may_fail = signalling | (head_done & head.retire & dma_failed)   # fail_now's superset
         for j in range(2):
             sig = head.signal[j]
             m.d.comb += [self.signal[j].valid.eq(signalling & (sig.count != 0)),
@@ -397,8 +398,10 @@ class QueueEngine(wiring.Component):
                                          rep_flags.eq(rep_flags | flags_now)]
                 with m.Case(2):
                     # DMA: the next copy waits only once the previous one completed (a DMA
-                    # error halts the queue before anything after it consumed a wait)
-                    m.d.comb += self.wait.valid.eq(~fail_now & ~failed &
+                    # error halts the queue before anything after it consumed a wait). Nor
+                    # does anything wait while a retirement might fail this cycle: the
+                    # semaphore file's overflow verdict stays off the wait path (timing).
+                    m.d.comb += self.wait.valid.eq(~may_fail & ~failed &
                                                    (empty if kind == Engine.DMA else 1))
                     m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem)
                                  for j in range(2)]
