@@ -100,7 +100,7 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
     try:
         platform.build(top, name=name, build_dir=str(build_dir), do_program=False,
                        script_after_read=_SCRIPT_AFTER_READ.format(top=name),
-                       nextpnr_opts=f"--timing-allow-fail --seed {int(seed)} "
+                       nextpnr_opts=f"--timing-allow-fail --seed {int(seed)} --router router2 "
                                     f"--report {name}.report.json")
     finally:
         for k, v in saved.items():
