@@ -39,11 +39,11 @@ class BoardSpec:
 
 BOARDS = {
     "ulx3s-85f": BoardSpec(
-        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 40.0, 64,
+        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 20.0, 64,
         "openFPGALoader -b ulx3s {bit}    (or: fujprog {bit})",
         "Radiona ULX3S, LFE5U-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D), 25 MHz, FTDI UART"),
     "ecpix5-85f": BoardSpec(
-        "ecpix5-85f", "amaranth_boards.ecpix5", "ECPIX585Platform", 40.0, 64,
+        "ecpix5-85f", "amaranth_boards.ecpix5", "ECPIX585Platform", 20.0, 64,
         "openFPGALoader -b ecpix5 {bit}",
         "LambdaConcept ECPIX-5, LFE5UM5G-85F, 100 MHz, FTDI UART"),
 }
