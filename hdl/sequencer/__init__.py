@@ -11,7 +11,7 @@ signal port, after every engine's) and ``remote_overflow`` (it would overflow: n
 """
 
 from amaranth.hdl import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.codes import EngineState
@@ -93,12 +93,12 @@ class Sequencer(wiring.Component):
             data_width=dma.data_width, id_width=dma.id_width, axi_id=FETCH_AXI_ID,
             queue_depth=self._fetch_depth)
         chip = self._chip
-        # A chip's tile: remote SIGNALs take one more signal port (an engine that never waits).
+        # A chip's tile: remote SIGNALs on the file's remote port (taken before the engines').
         sems = m.submodules.semaphores = SemaphoreFile(count=SEMAPHORES, bits=SEMAPHORE_BITS,
-                                                       engines=n + (chip is not None))
+                                                       engines=n, remote=chip is not None)
         if chip is not None:
-            m.d.comb += [sems.signal[n][0].eq(self.remote_sem),
-                         self.remote_overflow.eq(sems.overflow[n])]
+            m.d.comb += [sems.remote.eq(self.remote_sem),
+                         self.remote_overflow.eq(sems.remote_overflow)]
         wiring.connect(m, wiring.flipped(self.ar), fetch.ar)
         wiring.connect(m, wiring.flipped(self.r), fetch.r)
         running = Signal()
@@ -117,6 +117,7 @@ class Sequencer(wiring.Component):
                          e.length.eq(self.length[i]), e.start.eq(start), e.abort.eq(self.abort),
                          sems.wait[i].eq(e.wait), e.granted.eq(sems.granted[i]),
                          e.overflow.eq(sems.overflow[i]),
+                         e.signal_ready.eq(sems.signal_ready[i]),
                          sems.signal[i][0].eq(e.signal[0]), sems.signal[i][1].eq(e.signal[1]),
                          self.status[i].eq(e.status)]
             if q.engine == Engine.DMA:
@@ -143,24 +144,35 @@ class Sequencer(wiring.Component):
         return m
 
     def _param_table(self, m, engine, start):
-        """ACT parameter table: entry x column registers of scale and shift, every pair (1, 0)
-        after reset and at start (docs/isa.md); the ACT reads the entry of its current command."""
+        """ACT parameter table: entry x column pairs of (scale, shift), every pair (1, 0) after
+        reset and at start (docs/isa.md); the ACT reads the entry of its current command.
+
+        One LUT-RAM row per entry (a column's pair is one write lane) and one flip-flop per
+        pair saying it was written since start: an unwritten pair reads (1, 0)."""
         cols = self._config.array.cols
         pw = engine.param_write
-        scales = [[Signal(self.scale.shape().elem_shape, name=f"scale_{e}_{c}", init=1)
-                   for c in range(cols)] for e in range(ACT_PARAM_ENTRIES)]
-        shifts = [[Signal(self.shift.shape().elem_shape, name=f"shift_{e}_{c}")
-                   for c in range(cols)] for e in range(ACT_PARAM_ENTRIES)]
-        for e in range(ACT_PARAM_ENTRIES):
-            for c in range(cols):
-                for i in range(ACT_PARAM_GROUP):
-                    with m.If(pw.valid & (pw.entry == e) & (pw.first_col + i == c) &
-                              (i < pw.count)):
-                        m.d.sync += [scales[e][c].eq(pw.scale[i]), shifts[e][c].eq(pw.shift[i])]
-                with m.If(start):
-                    m.d.sync += [scales[e][c].eq(1), shifts[e][c].eq(0)]
+        pair = data.StructLayout({"scale": self.scale.shape().elem_shape,
+                                  "shift": self.shift.shape().elem_shape})
+        table = m.submodules.act_params = memory.Memory(
+            shape=data.ArrayLayout(pair, cols), depth=ACT_PARAM_ENTRIES, init=[])
+        write = table.write_port(granularity=1)
+        read = table.read_port(domain="comb")
+        written = Signal(data.ArrayLayout(cols, ACT_PARAM_ENTRIES))
+        m.d.comb += [write.addr.eq(pw.entry), read.addr.eq(engine.param_entry)]
         for c in range(cols):
-            m.d.comb += [self.scale[c].eq(Array(scales[e][c] for e in range(ACT_PARAM_ENTRIES))
-                                          [engine.param_entry]),
-                         self.shift[c].eq(Array(shifts[e][c] for e in range(ACT_PARAM_ENTRIES))
-                                          [engine.param_entry])]
+            # column c takes the group's element c - first_col, if that is one of the first count
+            offset = Signal(range(ACT_PARAM_GROUP), name=f"param_offset_{c}")
+            takes = Signal(name=f"param_takes_{c}")
+            m.d.comb += [offset.eq(c - pw.first_col),
+                         takes.eq(pw.valid & (pw.first_col <= c) & (c - pw.first_col < pw.count) &
+                                  (c - pw.first_col < ACT_PARAM_GROUP)),
+                         write.en[c].eq(takes),
+                         write.data[c].scale.eq(Array(pw.scale)[offset]),
+                         write.data[c].shift.eq(Array(pw.shift)[offset])]
+            with m.If(takes):
+                m.d.sync += written[pw.entry][c].eq(1)
+            valid = written[engine.param_entry][c]
+            m.d.comb += [self.scale[c].eq(Mux(valid, read.data[c].scale, 1)),
+                         self.shift[c].eq(Mux(valid, read.data[c].shift, 0))]
+        with m.If(start):
+            m.d.sync += written.eq(0)

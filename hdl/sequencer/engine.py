@@ -82,7 +82,8 @@ class QueueEngine(wiring.Component):
             "start": In(1), "abort": In(1), "length": In(32),
             "wait": Out(semaphore_wait_layout(SEMAPHORES, SEMAPHORE_BITS)),
             "granted": In(1),
-            "overflow": In(1),           # the signals being retired would overflow
+            "signal_ready": In(1),       # the semaphore file takes the signals shown
+            "overflow": In(1),           # ... and they would overflow (none applied)
             "signal": Out(semaphore_request_layout(SEMAPHORES, SEMAPHORE_BITS)).array(2),
             "status": Out(engine_status_layout()),
             "active": Out(1),            # running, waiting, or draining in-flight commands
@@ -272,7 +273,9 @@ class QueueEngine(wiring.Component):
         head_done = board.o.valid & Array(events)[head.kind].any() | \
             (board.o.valid & (head.kind == _IMM))
         retiring = Signal()
-        m.d.comb += [retiring.eq(head_done), board.o.ready.eq(retiring)]
+        signalling = Signal()             # the head's signals are shown to the semaphore file
+        m.d.comb += [retiring.eq(head_done & (~signalling | self.signal_ready)),
+                     board.o.ready.eq(retiring)]
         for k in (1, 2):
             dec = retiring & (head.kind == k)
             m.d.sync += events[k].eq(events[k] + event_in[k] - dec)
@@ -287,9 +290,13 @@ class QueueEngine(wiring.Component):
         retire_now = retiring & head.retire & ~aborting & ~failed
         dma_failed = dma_error_seen != DmaError.OK
         fail_now = retire_now & (dma_failed | self.overflow)
+        # the head's signals wait for the semaphore file (one engine's per cycle)
+        m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~failed & ~dma_failed &
+                                  ((head.signal[0].count != 0) | (head.signal[1].count != 0)))
+        may_fail = signalling | (head_done & head.retire & dma_failed)   # fail_now's superset
         for j in range(2):
             sig = head.signal[j]
-            m.d.comb += [self.signal[j].valid.eq(retire_now & ~dma_failed & (sig.count != 0)),
+            m.d.comb += [self.signal[j].valid.eq(signalling & (sig.count != 0)),
                          self.signal[j].id.eq(sig.sem), self.signal[j].amount.eq(sig.count)]
         with m.If(retire_now & ~fail_now):
             m.d.sync += st.retired.eq(st.retired + 1)
@@ -391,8 +398,10 @@ class QueueEngine(wiring.Component):
                                          rep_flags.eq(rep_flags | flags_now)]
                 with m.Case(2):
                     # DMA: the next copy waits only once the previous one completed (a DMA
-                    # error halts the queue before anything after it consumed a wait)
-                    m.d.comb += self.wait.valid.eq(~fail_now & ~failed &
+                    # error halts the queue before anything after it consumed a wait). Nor
+                    # does anything wait while a retirement might fail this cycle: the
+                    # semaphore file's overflow verdict stays off the wait path (timing).
+                    m.d.comb += self.wait.valid.eq(~may_fail & ~failed &
                                                    (empty if kind == Engine.DMA else 1))
                     m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem)
                                  for j in range(2)]

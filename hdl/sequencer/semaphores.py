@@ -1,17 +1,28 @@
 """The sequencer's semaphore file: ``count`` counters of ``bits`` bits shared by every engine.
 
 Each engine ``e`` has a *wait* port (``wait[e]``: ``valid`` and two ``(id, amount)`` pairs, the
-ISA's two waits; ``granted[e]`` back) and two *signal* ports (``signal[e][j]``: ``valid``, ``id``,
-``amount``). A wait is granted when ``value[id] >= amount`` for both pairs (the ISA guarantees
-distinct ids where both amounts are non-zero); the grant subtracts both amounts in the same cycle
-(wait-and-consume is one atomic step). At most one wait is granted per cycle, round-robin between the engines, so two
-waiters can never both consume the same unit. Signals add (any number of engines may signal in one
-cycle, also to the same counter), but never past ``2**bits - 1``: ``overflow[e]`` is high when
-one of engine ``e``'s signals this cycle would take its counter there, and then neither of
-``e``'s signals is applied (ISA ``SEMAPHORE_OVERFLOW``). Engines signalling in the same cycle
-are taken in index order (as if engine 0 signalled first), on the values before this cycle's
-grant; ``overflow`` depends only on the signal requests, never on a wait. ``clear`` (abort)
-zeroes every counter and takes precedence. A wait with ``amount = 0`` is granted at once.
+ISA's two waits; ``granted[e]`` back) and a *signal* port (``signal[e][j]``, ``j`` = 0, 1:
+``valid``, ``id``, ``amount``; ``signal_ready[e]`` back).
+
+* **Waits.** A wait is granted when ``value[id] >= amount`` for both pairs (the ISA guarantees
+  distinct ids where both amounts are non-zero); the grant subtracts both amounts in the same
+  cycle (wait-and-consume is one atomic step). At most one wait is granted per cycle,
+  round-robin between the engines, so two waiters can never both consume the same unit. A wait
+  with ``amount = 0`` is granted at once (when it wins the round).
+* **Signals.** One engine's signals (both of them) are taken per cycle, round-robin between the
+  engines with a signal shown; ``signal_ready[e]`` is high in the cycle engine ``e``'s are taken
+  (an engine keeps its signals shown until then, and may not depend on ``signal_ready`` to show
+  them). They add, but never past ``2**bits - 1``: ``overflow[e]`` is high, with
+  ``signal_ready[e]``, when one of them would take its counter there (both together if they
+  name one counter), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). The check is on
+  the value before this cycle's grant (a grant only lowers a counter).
+* **Remote signals** (``remote=True``, a chip's tile): ``remote`` (``valid``, ``id``,
+  ``amount``) is taken in the cycle it is shown, before any engine's (which then wait a cycle);
+  ``remote_overflow`` says it would overflow and was not applied.
+
+So every counter has one adder and one subtractor, fed by the one signal pair and the one grant
+of the cycle, instead of an adder tree over every engine's signals: the file's area does not
+grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
 """
 
 from amaranth.hdl import *
@@ -36,49 +47,82 @@ def semaphore_wait_layout(count, bits):
 
 
 class SemaphoreFile(wiring.Component):
-    def __init__(self, *, count, bits, engines):
+    def __init__(self, *, count, bits, engines, remote=False):
         for name, value, lo in (("count", count, 1), ("bits", bits, 1), ("engines", engines, 1)):
             if not isinstance(value, int) or value < lo:
                 raise ValueError(f"SemaphoreFile {name} must be a positive integer; got {value!r}")
-        self.count, self.bits, self.engines = count, bits, engines
+        self.count, self.bits, self.engines, self.remote_port = count, bits, engines, remote
         layout = semaphore_request_layout(count, bits)
-        super().__init__({
+        members = {
             "wait": In(semaphore_wait_layout(count, bits)).array(engines),
             "granted": Out(engines),
-            "overflow": Out(engines),
             "signal": In(layout).array(engines, 2),
+            "signal_ready": Out(engines),
+            "overflow": Out(engines),
             "clear": In(1),
             "values": Out(data.ArrayLayout(unsigned(bits), count)),
-        })
+        }
+        if remote:
+            members.update({"remote": In(layout), "remote_overflow": Out(1)})
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         n = self.engines
-        arbiter = m.submodules.arbiter = RoundRobinArbiter(n)
         values = self.values
+        pair_layout = data.ArrayLayout(semaphore_request_layout(self.count, self.bits), 2)
+
+        # --- waits: one grant per cycle -----------------------------------------------------
+        waits = m.submodules.wait_arbiter = RoundRobinArbiter(n)
         ok = Cat((w.valid & (values[w.pair[0].id] >= w.pair[0].amount) &
                   (values[w.pair[1].id] >= w.pair[1].amount)) for w in self.wait)
-        m.d.comb += [arbiter.requests.eq(ok), arbiter.advance.eq(1),
-                     self.granted.eq(arbiter.grant)]
+        m.d.comb += [waits.requests.eq(ok), waits.advance.eq(1), self.granted.eq(waits.grant)]
         granted = Signal(semaphore_wait_layout(self.count, self.bits))
-        with m.Switch(arbiter.index):
+        with m.Switch(waits.index):
             for e in range(n):
                 with m.Case(e):
                     m.d.comb += granted.eq(self.wait[e])
+
+        # --- signals: one engine's pair per cycle, the remote port first ---------------------
+        signals = m.submodules.signal_arbiter = RoundRobinArbiter(n)
+        shown = Cat(s[0].valid | s[1].valid for s in self.signal)
+        remote_valid = self.remote.valid if self.remote_port else C(0)
+        m.d.comb += [signals.requests.eq(Mux(remote_valid, 0, shown)), signals.advance.eq(1),
+                     self.signal_ready.eq(signals.grant)]
+        taken = Signal(pair_layout)
+        with m.If(signals.valid):
+            with m.Switch(signals.index):
+                for e in range(n):
+                    with m.Case(e):
+                        m.d.comb += taken.eq(Cat(s.as_value() for s in self.signal[e]))
+        if self.remote_port:
+            with m.If(remote_valid):
+                m.d.comb += taken.eq(self.remote.as_value())
         limit = (1 << self.bits) - 1
-        applied = []                   # (engine's overflow, its signal) for engines before e
-        for e, pair in enumerate(self.signal):
-            bad = []
-            for s in pair:
-                earlier = [Mux(~ov & o.valid & (o.id == s.id), o.amount, 0) for ov, o in applied]
-                own = [Mux(o.valid & (o.id == s.id), o.amount, 0) for o in pair]
-                total = values[s.id] + sum(earlier + own)
-                bad.append(s.valid & (total > limit))
-            m.d.comb += self.overflow[e].eq(Cat(bad).any())
-            applied += [(self.overflow[e], s) for s in pair]
+        same = taken[0].valid & taken[1].valid & (taken[0].id == taken[1].id)
+        bad = Signal()
+        for j in range(2):
+            s, other = taken[j], taken[1 - j]
+            total = values[s.id] + s.amount + Mux(same, other.amount, 0)
+            with m.If(s.valid & (total > limit)):
+                m.d.comb += bad.eq(1)
+        m.d.comb += self.overflow.eq(Mux(bad, signals.grant, 0))
+        if self.remote_port:
+            m.d.comb += self.remote_overflow.eq(remote_valid & bad)
+
+        # --- the counters: at most two additions (distinct ids: a pair naming one counter is
+        # merged) and two subtractions (distinct ids by the ISA) per cycle ----------------------
+        merged = Signal(self.bits)     # fits: not ``bad``, so value + merged <= limit
+        m.d.comb += merged.eq(taken[0].amount + Mux(same, taken[1].amount, 0))
+        adds = [(taken[0].valid & ~bad, taken[0].id, merged),
+                (taken[1].valid & ~bad & ~same, taken[1].id, taken[1].amount)]
+        subs = [(waits.valid & (p.amount != 0), p.id, p.amount) for p in granted.pair]
+
+        def lanes(hits, i):            # one-hot by id: OR, not a sum
+            terms = [Mux(v & (sid == i), amount, 0) for v, sid, amount in hits]
+            return terms[0] | terms[1]
         for i in range(self.count):
-            add = sum(Mux(s.valid & ~ov & (s.id == i), s.amount, 0) for ov, s in applied)
-            sub = sum(Mux(arbiter.valid & (p.id == i), p.amount, 0) for p in granted.pair)
+            add, sub = lanes(adds, i), lanes(subs, i)
             with m.If(self.clear):
                 m.d.sync += values[i].eq(0)
             with m.Else():

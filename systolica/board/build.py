@@ -39,11 +39,11 @@ class BoardSpec:
 
 BOARDS = {
     "ulx3s-85f": BoardSpec(
-        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 40.0, 64,
+        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 20.0, 64,
         "openFPGALoader -b ulx3s {bit}    (or: fujprog {bit})",
         "Radiona ULX3S, LFE5U-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D), 25 MHz, FTDI UART"),
     "ecpix5-85f": BoardSpec(
-        "ecpix5-85f", "amaranth_boards.ecpix5", "ECPIX585Platform", 40.0, 64,
+        "ecpix5-85f", "amaranth_boards.ecpix5", "ECPIX585Platform", 20.0, 64,
         "openFPGALoader -b ecpix5 {bit}",
         "LambdaConcept ECPIX-5, LFE5UM5G-85F, 100 MHz, FTDI UART"),
 }
@@ -100,7 +100,7 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
     try:
         platform.build(top, name=name, build_dir=str(build_dir), do_program=False,
                        script_after_read=_SCRIPT_AFTER_READ.format(top=name),
-                       nextpnr_opts=f"--timing-allow-fail --seed {int(seed)} "
+                       nextpnr_opts=f"--timing-allow-fail --seed {int(seed)} --router router2 "
                                     f"--report {name}.report.json")
     finally:
         for k, v in saved.items():

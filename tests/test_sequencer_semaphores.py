@@ -1,0 +1,152 @@
+# amaranth: UnusedElaboratable=no
+"""The sequencer's semaphore file alone, cycle by cycle against a Python model of its contract
+(hdl/sequencer/semaphores.py's docstring, docs/tile.md): round-robin waits consumed in the grant
+cycle, one engine's signal pair taken per cycle (round-robin, the remote port first), overflow
+refusing both signals of the pair, clear."""
+
+import numpy as np
+import pytest
+
+from systolica.hdl.sequencer.semaphores import SemaphoreFile
+from systolica.testbench.sim import run_simulation
+
+
+def round_robin(requests, last, n):
+    """(winner or None, new last) of hdl.lib.RoundRobinArbiter with ``advance`` high."""
+    for k in range(n):
+        i = (last + 1 + k) % n
+        if requests >> i & 1:
+            return i, i
+    return None, last
+
+
+class SemaphoreModel:
+    def __init__(self, count, bits, engines):
+        self.count, self.limit, self.n = count, (1 << bits) - 1, engines
+        self.values = [0] * count
+        self.wait_last = self.signal_last = engines - 1
+
+    def step(self, waits, signals, remote, clear):
+        """waits[e]: None or ((id, amount), (id, amount)); signals[e]: [(id, amount) or None]*2;
+        remote: None or (id, amount). Returns (granted, signal_ready, overflow, remote_overflow)
+        as engine indices / bools, and applies the cycle."""
+        v = self.values
+        ok = sum(1 << e for e, w in enumerate(waits)
+                 if w is not None and all(v[i] >= a for i, a in w))
+        granted, self.wait_last = round_robin(ok, self.wait_last, self.n)
+        shown = sum(1 << e for e, s in enumerate(signals) if any(x is not None for x in s))
+        taken, ready = [remote, None], None
+        if remote is None:
+            ready, self.signal_last = round_robin(shown, self.signal_last, self.n)
+            taken = signals[ready] if ready is not None else [None, None]
+        added = {}
+        for s in taken:
+            if s is not None:
+                added[s[0]] = added.get(s[0], 0) + s[1]
+        bad = any(v[i] + a > self.limit for i, a in added.items())
+        if clear:
+            self.values = [0] * self.count
+        else:
+            if not bad:
+                for i, a in added.items():
+                    v[i] += a
+            if granted is not None:
+                for i, a in waits[granted]:
+                    v[i] -= a
+        return granted, ready, bad and ready is not None, bad and remote is not None
+
+
+def random_wait(rng, count, bits):
+    first = int(rng.integers(count))
+    second = int(rng.integers(count))
+    amounts = [int(rng.integers(0, 4)), int(rng.integers(0, 4))]
+    if first == second and amounts[0] and amounts[1]:
+        amounts[1] = 0                # the ISA's distinct ids (checked before the wait)
+    return ((first, amounts[0]), (second, amounts[1]))
+
+
+def random_signals(rng, count, bits):
+    big = (1 << bits) - 1
+    out = []
+    for _ in range(2):
+        if rng.random() < 0.3:
+            out.append(None)
+        else:
+            amount = big if rng.random() < 0.05 else int(rng.integers(1, 6))
+            out.append((int(rng.integers(count)), amount))
+    if out == [None, None]:
+        out[0] = (int(rng.integers(count)), 1)
+    return out
+
+
+@pytest.mark.parametrize("count, bits, engines, remote", [(32, 16, 4, False), (5, 4, 3, False),
+                                                          (4, 4, 4, True), (3, 5, 1, True)])
+def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote):
+    """Random engines: a wait held until granted (sometimes withdrawn), signals held until
+    taken; few counters of few bits so that pairs collide, waits and signals meet on one counter
+    and signals overflow. Every cycle: grant, signal_ready, overflow and the values."""
+    rng = np.random.default_rng(seed)
+    dut = SemaphoreFile(count=count, bits=bits, engines=engines, remote=remote)
+    model = SemaphoreModel(count, bits, engines)
+    seen = {"grants": 0, "taken": 0, "overflows": 0, "remote": 0, "clears": 0}
+
+    def request(valid, pair):
+        return {"valid": int(valid), "id": pair[0] if valid else 0,
+                "amount": pair[1] if valid else 0}
+
+    async def bench(ctx):
+        waits = [None] * engines
+        signals = [[None, None] for _ in range(engines)]
+        for cycle in range(1500):
+            for e in range(engines):
+                if waits[e] is None and rng.random() < 0.4:
+                    waits[e] = random_wait(rng, count, bits)
+                elif waits[e] is not None and rng.random() < 0.03:
+                    waits[e] = None   # a DMA queue's wait drops on a failed retirement
+                if signals[e] == [None, None] and rng.random() < 0.3:
+                    signals[e] = random_signals(rng, count, bits)
+            remote_req = None
+            if remote and rng.random() < 0.15:
+                remote_req = random_signals(rng, count, bits)[0] or (0, 1)
+            clear = rng.random() < 0.01
+            for e in range(engines):
+                w = waits[e]
+                ctx.set(dut.wait[e], {"valid": int(w is not None),
+                                      "pair": [{"id": p[0], "amount": p[1]}
+                                               for p in (w or ((0, 0), (0, 0)))]})
+                for j in range(2):
+                    s = signals[e][j]
+                    ctx.set(dut.signal[e][j], request(s is not None, s or (0, 0)))
+            if remote:
+                ctx.set(dut.remote, request(remote_req is not None, remote_req or (0, 0)))
+            ctx.set(dut.clear, int(clear))
+            assert [int(x) for x in ctx.get(dut.values)] == model.values, f"cycle {cycle}"
+            granted, ready, overflow, remote_overflow = model.step(waits, signals, remote_req,
+                                                                   clear)
+            assert ctx.get(dut.granted) == (0 if granted is None else 1 << granted), cycle
+            assert ctx.get(dut.signal_ready) == (0 if ready is None else 1 << ready), cycle
+            assert ctx.get(dut.overflow) == (1 << ready if overflow else 0), cycle
+            if remote:
+                assert ctx.get(dut.remote_overflow) == int(remote_overflow), cycle
+            if granted is not None:
+                waits[granted] = None
+                seen["grants"] += 1
+            if ready is not None:
+                signals[ready] = [None, None]
+                seen["taken"] += 1
+            seen["overflows"] += overflow + remote_overflow
+            seen["remote"] += remote_req is not None
+            seen["clears"] += clear
+            await ctx.tick()
+        assert [int(x) for x in ctx.get(dut.values)] == model.values
+
+    run_simulation(dut, [bench], max_cycles=2000)
+    assert seen["grants"] > 100 and seen["taken"] > 100 and seen["overflows"] > 0
+    assert seen["clears"] > 0 and (seen["remote"] > 0) == remote
+
+
+@pytest.mark.parametrize("name, value", [("count", 0), ("bits", -1), ("engines", 1.5)])
+def test_semaphore_file_bad_parameters(name, value):
+    args = {"count": 4, "bits": 8, "engines": 2, name: value}
+    with pytest.raises(ValueError, match=name):
+        SemaphoreFile(**args)
