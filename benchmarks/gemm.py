@@ -176,6 +176,18 @@ def one_tile_baseline(args, tile):
     return e.cycles, e.measured, predicted, bool(np.array_equal(c, a @ b)), wall
 
 
+def queue_busy(measured, predicted):
+    """``{queue: {"measured", "predicted"}}``: each queue's busy cycles on its busiest tile
+    (``measured`` None on model)."""
+    out = {}
+    for source, name in ((predicted, "predicted"), (measured or {}, "measured")):
+        for key, busy in source.items():
+            queue = key.partition("/")[2]
+            entry = out.setdefault(queue, {"measured": None, "predicted": None})
+            entry[name] = max(entry[name] or 0, int(busy))
+    return out
+
+
 def bench_mesh(args, tile, depth):
     chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
     a, b, c, e, wall = run_gemm(args, chip)
@@ -209,6 +221,8 @@ def bench_mesh(args, tile, depth):
         "sim_seconds": rtl.get("sim_seconds"),
         # what the RTL's DRAM ports moved (data and instruction fetch; None on model)
         "measured_dram_bytes": rtl.get("dram_bytes"),
+        # per queue, the busiest tile: measured (BUSY_CYCLES registers) and predicted
+        "queue_busy": queue_busy(rtl.get("busy_cycles"), e.busy_cycles),
         "dram_bytes": e.dram_bytes, "data_dram_bytes": plan.dram_bytes,
         "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.min_dram_bytes,
         "data_dram_ratio": round(plan.dram_bytes / plan.min_dram_bytes, 4),

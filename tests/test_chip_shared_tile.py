@@ -99,3 +99,6 @@ def test_glue_lists_every_hier_instance_memory():
     assert '#include "Vsystolica_chip_tile___024root.h"' in glue
     # each instance's memories are read on its own block model, through its DPI handle
     assert glue.count("TOP(d)->rootp->dut__DOT__tile_1_0__DOT__handle___05FV") == 2
+    with pytest.raises(BuildError, match="no instance's handle"):
+        _glue_source(header, "Vdut", [("clk", "input", 1)], None, "",
+                     ("Vsystolica_chip_tile", BLOCK_ROOT_HEADER))

@@ -69,7 +69,8 @@ def run_chip_rtl(config, compiled, dram, *, backend, seed=0, max_cycles):
     ``facts``: ``received_flits`` (or None) and, where the test bench reports them,
     ``build_seconds`` (Verilog export and compile, or the cache lookup), ``build_cached`` and
     ``sim_seconds`` (the whole simulated run, register setup and readback included) and
-    ``dram_bytes`` (the bytes the DRAM ports moved, instruction fetch included).
+    ``dram_bytes`` (the bytes the DRAM ports moved, instruction fetch included); ``busy_cycles``
+    (``{"x,y/queue": the queue's BUSY_CYCLES register}``).
 
     Written against ``systolica.testbench.chip.run_chip(config, programs={(x, y): Program},
     dram=, dram_bytes=, program_bases=, max_cycles=, backend="amaranth" | "verilator", seed=)``
@@ -107,6 +108,8 @@ def run_chip_rtl(config, compiled, dram, *, backend, seed=0, max_cycles):
                       ("seconds", "sim_seconds")):
         if key in run.extra:
             facts[name] = run.extra[key]
+    facts["busy_cycles"] = {f"{x},{y}/{name}": int(q["busy_cycles"])
+                            for (x, y), t in run.tiles.items() for name, q in t.queues.items()}
     if "dram_ports" in run.extra:       # beats the DRAM ports moved (fetch included)
         facts["dram_bytes"] = sum(p["bytes"] for p in run.extra["dram_ports"].values())
     return (np.asarray(run.dram, dtype=np.uint8)[:len(dram)], max(tile_cycles.values()),

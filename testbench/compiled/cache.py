@@ -23,7 +23,7 @@ from .toolchain import (
 
 
 #: Bumped whenever the glue of hierarchical builds changes (flat builds keep their keys).
-HIER_GLUE_VERSION = "2"
+HIER_GLUE_VERSION = "3"
 
 
 def _run(cmd, cwd, env, log, what):
@@ -232,7 +232,9 @@ def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs, hier_
     if hier_block is not None:
         # the glue reads the block's memories: its headers are in obj/V<block>/
         cmd[cmd.index("-CFLAGS") + 1] += f" -I{work}/obj/V{hier_block}"
-        cmd.append("--hierarchical")
+        # --flatten: the blocks' DPI wrappers are inlined into the root, where the glue
+        # finds their handles (with many instances Verilator would keep them as classes)
+        cmd += ["--hierarchical", "--flatten"]
     if trace == "fst":
         cmd.append("--trace-fst")
     elif trace == "vcd":

@@ -122,7 +122,11 @@ def _glue_source(header_text, top_prefix, ports, trace, root_header_text="", hie
     if hier:
         block, block_root = hier
         block_memories = memories_of(block_root)
-        for n, (handle, path) in enumerate(hier_instances(root_header_text)):
+        instances = hier_instances(root_header_text)
+        if not instances:
+            raise BuildError(f"hierarchical block {block}: no instance's handle in the root "
+                             f"(its wrapper was not inlined)")
+        for n, (handle, path) in enumerate(instances):
             # the handle is set by the wrapper's initial block: evaluate once if not yet
             lines.append(f"static {block}* block_{n}(void* d) {{ if (!TOP(d)->rootp->{handle}) "
                          f"TOP(d)->eval(); return reinterpret_cast<{block}*>("
