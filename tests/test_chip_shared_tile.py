@@ -102,3 +102,35 @@ def test_glue_lists_every_hier_instance_memory():
     with pytest.raises(BuildError, match="no instance's handle"):
         _glue_source(header, "Vdut", [("clk", "input", 1)], None, "",
                      ("Vsystolica_chip_tile", BLOCK_ROOT_HEADER))
+
+
+@pytest.mark.parametrize("backend", ["amaranth", pytest.param("verilator", marks=pytest.mark.slow)])
+def test_every_tile_reports_its_position(backend):
+    """TILE_POSITION of every tile, read through the host port: the position the chip drives
+    onto the shared module's ports (the Amaranth chip and the hierarchical Verilator build)."""
+    from systolica.testbench.axilite import RegisterHost
+    from systolica.testbench.sim import run_simulation
+    expected = {(x, y): {"x": x, "y": y, "width": 3, "height": 2}
+                for y in range(2) for x in range(3)}
+    if backend == "verilator":
+        from systolica.testbench.backends import backend_available
+        if not backend_available("verilator")[0]:
+            pytest.skip("needs Verilator")
+        from systolica.testbench.chip_compiled import compiled_chip
+        from systolica.testbench.tile_compiled import CompiledRegisterHost
+        chip, model = compiled_chip(CHIP)
+        with model.open() as sim:
+            got = {w.tile: CompiledRegisterHost(sim, w.map, CHIP.host.data_width, base=w.base)
+                   .fields("TILE_POSITION") for w in chip.host_map.windows[1:]}
+        assert got == expected
+        return
+    chip = Chip(config=CHIP)
+    got = {}
+
+    async def bench(ctx):
+        for w in chip.host_map.windows[1:]:
+            got[w.tile] = await RegisterHost(chip.host, w.map, base=w.base).fields(
+                ctx, "TILE_POSITION")
+
+    run_simulation(chip, [bench], max_cycles=2_000)
+    assert got == expected
