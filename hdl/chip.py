@@ -44,11 +44,18 @@ def _not_elaborated(obj, seen=None):
     """Silence Amaranth's unused-elaboratable warning for ``obj`` and what it holds: a tile
     that stands for an instance of the shared tile module is never elaborated itself."""
     seen = set() if seen is None else seen
-    if isinstance(obj, Elaboratable) and id(obj) not in seen:
-        seen.add(id(obj))
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Elaboratable):
         obj._MustUse__silence = True
-        for value in vars(obj).values():
-            _not_elaborated(value, seen)
+        values = vars(obj).values()
+    elif isinstance(obj, dict):
+        values = obj.values()
+    else:
+        return
+    for value in values:
+        _not_elaborated(value, seen)
 
 
 def tile_instance(name, tile):
