@@ -93,6 +93,9 @@ def main(argv=None):
                    help="split the GEMM over an XxY chip of these tiles (e.g. 4x4)")
     p.add_argument("--dma-queues", type=int, default=None,
                    help="DMA queues per tile (default 2; 3 with --mesh)")
+    p.add_argument("--baseline-cycles", type=int, default=None,
+                   help="with --mesh: one tile's cycles for this GEMM, measured earlier on this "
+                        "backend (skips the one-tile run)")
     args = p.parse_args(argv)
     if args.config:
         try:
@@ -161,13 +164,37 @@ def one_port_bound(compiled, tile):
     return int(max(reads, writes, out_bytes) // bus)
 
 
+def one_tile_baseline(args, tile):
+    """The same GEMM on one tile of the same config, on the same backend: ``(cycles, measured,
+    predicted cycles, bit exact, wall seconds)`` (``--baseline-cycles`` skips the run)."""
+    predicted = compile_gemm(tile, args.m, args.k, args.n).predict().cycles
+    if args.baseline_cycles is not None:
+        return args.baseline_cycles, args.backend != "model", predicted, None, 0.0
+    if args.backend == "model":
+        return predicted, False, predicted, None, 0.0
+    a, b, c, e, wall = run_gemm(args, tile)
+    return e.cycles, e.measured, predicted, bool(np.array_equal(c, a @ b)), wall
+
+
+def queue_busy(measured, predicted):
+    """``{queue: {"measured", "predicted"}}``: each queue's busy cycles on its busiest tile
+    (``measured`` None on model)."""
+    out = {}
+    for source, name in ((predicted, "predicted"), (measured or {}, "measured")):
+        for key, busy in source.items():
+            queue = key.partition("/")[2]
+            entry = out.setdefault(queue, {"measured": None, "predicted": None})
+            entry[name] = max(entry[name] or 0, int(busy))
+    return out
+
+
 def bench_mesh(args, tile, depth):
     chip = ChipConfig(tile=tile, noc=NocConfig(width=args.mesh[0], height=args.mesh[1]))
     a, b, c, e, wall = run_gemm(args, chip)
-    one = compile_gemm(tile, args.m, args.k, args.n)
-    one_cycles = one.predict().cycles
+    one_cycles, one_measured, one_predicted, one_exact, one_wall = one_tile_baseline(args, tile)
     plan = e.compiled.plan
     timeline = e.extra["timeline"]
+    rtl = e.extra.get("rtl", {})
     print(json.dumps({
         "m": args.m, "k": args.k, "n": args.n, "rows": args.rows, "cols": args.cols,
         "dtype": args.dtype, "backend": args.backend, "sbuf_depth": depth,
@@ -176,12 +203,26 @@ def bench_mesh(args, tile, depth):
         "cycles": e.cycles, "cycles_measured": e.measured,
         "predicted_cycles": e.predicted_cycles,
         "prediction_error": round(e.prediction_error, 4) if e.measured else None,
-        "one_tile_predicted_cycles": one_cycles,
+        "one_tile_cycles": one_cycles, "one_tile_cycles_measured": one_measured,
+        "one_tile_predicted_cycles": one_predicted, "one_tile_bit_exact": one_exact,
+        "one_tile_wall_seconds": round(one_wall, 2),
+        # measured chip / measured tile on an RTL backend (both predictions on model)
         "speedup_vs_one_tile": round(one_cycles / e.cycles, 3),
+        "predicted_speedup_vs_one_tile": round(one_predicted / e.predicted_cycles, 3),
         "useful_macs": e.useful_macs, "utilization": round(e.utilization, 4),
         "tile_cycles": {f"{x},{y}": c for (x, y), c in e.tile_cycles.items()},
         "forwarding": timeline.forwarding(),
         "noc_flits": e.noc_flits, "lost_flits": e.lost_flits,
+        # flits the programs send (the plan's count): sent == received == expected means no
+        # flit lost or duplicated
+        "expected_flits": plan.noc_flits,
+        "received_flits": rtl.get("received_flits"),
+        "build_seconds": rtl.get("build_seconds"), "build_cached": rtl.get("build_cached"),
+        "sim_seconds": rtl.get("sim_seconds"),
+        # what the RTL's DRAM ports moved (data and instruction fetch; None on model)
+        "measured_dram_bytes": rtl.get("dram_bytes"),
+        # per queue, the busiest tile: measured (BUSY_CYCLES registers) and predicted
+        "queue_busy": queue_busy(rtl.get("busy_cycles"), e.busy_cycles),
         "dram_bytes": e.dram_bytes, "data_dram_bytes": plan.dram_bytes,
         "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.min_dram_bytes,
         "data_dram_ratio": round(plan.dram_bytes / plan.min_dram_bytes, 4),

@@ -9,6 +9,12 @@
   window ``1 + y * X + x`` with the tile's own register map.
 * ``running`` (Out, X*Y bits): bit ``y * X + x`` is tile (x, y)'s ``running``.
 
+Every tile is the same module: its position comes in on its ``tile_x`` / ``tile_y`` ports,
+driven by the chip. ``tile_module="NAME"`` instantiates the tiles as ``Instance("NAME")`` of
+one separately generated tile module (:meth:`Chip.tile_component` is what to convert as
+``NAME``), so that the chip's Verilog holds the tile once: the simulators' compiled backend
+verilates it once for every tile (``testbench.chip_compiled``).
+
 Inside: one :class:`~systolica.hdl.tile.Tile` per mesh position, the
 :class:`~systolica.hdl.noc.mesh.Mesh` (each tile's ``noc_send`` / ``noc_recv`` on its router's
 network interface), a :class:`~systolica.hdl.host_bus.HostWindows` decoder and the chip's
@@ -31,18 +37,54 @@ from .regs import RegisterFile
 from .tile import Tile
 
 
-__all__ = ["Chip"]
+__all__ = ["Chip", "tile_instance"]
+
+
+def _not_elaborated(obj, seen=None):
+    """Silence Amaranth's unused-elaboratable warning for ``obj`` and what it holds: a tile
+    that stands for an instance of the shared tile module is never elaborated itself."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Elaboratable):
+        obj._MustUse__silence = True
+        values = vars(obj).values()
+    elif isinstance(obj, dict):
+        values = obj.values()
+    else:
+        return
+    for value in values:
+        _not_elaborated(value, seen)
+
+
+def tile_instance(name, tile):
+    """``Instance(name)`` wired to ``tile`` (an interface of a tile's signature), its ports named
+    as Amaranth names a top-level component's (``axi__ar__valid``, ``tile_x``, ...)."""
+    ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+    for path, member, value in tile.signature.flatten(tile):
+        prefix = "i_" if member.flow == In else "o_"
+        ports[prefix + "__".join(str(p) for p in path)] = value
+    return Instance(name, **ports)
 
 
 class Chip(wiring.Component):
-    def __init__(self, *, config: ChipConfig, command_stall=0.0):
+    def __init__(self, *, config: ChipConfig, command_stall=0.0, tile_module=None):
         if not isinstance(config, ChipConfig):
             raise TypeError(f"Chip config must be a ChipConfig; got {config!r}")
+        if tile_module is not None and not (isinstance(tile_module, str)
+                                            and tile_module.isidentifier()):
+            raise ValueError(f"Chip tile_module must be a Verilog module name; got "
+                             f"{tile_module!r}")
         self._config = config
         self._host_map = HostMap(config)
+        self._tile_module = tile_module
+        self._command_stall = command_stall
         noc, dma, host = config.noc, config.tile.dma, config.host
+        # One stall seed for all tiles when they share one module (a seed is built in).
         self.tiles = {(x, y): Tile(config=config, x=x, y=y, command_stall=command_stall,
-                                        stall_seed=1 + y * noc.width + x)
+                                   stall_seed=1 if tile_module else 1 + y * noc.width + x,
+                                   position_ports=True)
                       for y in range(noc.height) for x in range(noc.width)}
         members = {f"axi_{x}_{y}": Out(Axi4Signature(addr_width=dma.addr_width,
                                                      data_width=dma.data_width,
@@ -68,14 +110,34 @@ class Chip(wiring.Component):
     def tile(self, x, y):
         return self.tiles[(x, y)]
 
+    @property
+    def tile_module(self):
+        """The name of the shared tile module (``tile_module=``), or None."""
+        return self._tile_module
+
+    def tile_component(self):
+        """The tile to convert as the ``tile_module`` (every tile's logic; its position on
+        ``tile_x`` / ``tile_y``)."""
+        return Tile(config=self._config, command_stall=self._command_stall, stall_seed=1,
+                    position_ports=True)
+
     def elaborate(self, platform):
         m = Module()
         cfg, hmap = self._config, self._host_map
         noc = cfg.noc
         order = [(x, y) for y in range(noc.height) for x in range(noc.width)]   # bit y*X+x
         mesh = m.submodules.mesh = Mesh(config=noc)
+        tiles = []                      # in bit order y * X + x
         for (x, y) in order:
-            tile = m.submodules[f"tile_{x}_{y}"] = self.tiles[(x, y)]
+            tile = self.tiles[(x, y)]
+            if self._tile_module is None:
+                m.submodules[f"tile_{x}_{y}"] = tile
+            else:       # the tile's ports only; its logic is the shared module's
+                _not_elaborated(tile)
+                tile = tile.signature.create(path=(f"tile_{x}_{y}",))
+                m.submodules[f"tile_{x}_{y}"] = tile_instance(self._tile_module, tile)
+            tiles.append(tile)
+            m.d.comb += [tile.tile_x.eq(x), tile.tile_y.eq(y)]
             wiring.connect(m, tile.axi, wiring.flipped(self.axi(x, y)))
             wiring.connect(m, tile.noc_send, mesh.send(x, y))
             wiring.connect(m, mesh.recv(x, y), tile.noc_recv)
@@ -83,7 +145,6 @@ class Chip(wiring.Component):
 
         chip_map = hmap.chip.map
         regs = m.submodules.regs = RegisterFile(chip_map, window=hmap.window_bytes)
-        tiles = [self.tiles[p] for p in order]
         control = chip_map["CONTROL"].offset
         windows = m.submodules.windows = HostWindows(
             addr_width=cfg.host.addr_width, data_width=cfg.host.data_width,

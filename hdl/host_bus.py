@@ -102,8 +102,8 @@ class HostWindows(wiring.Component):
                         m.d.sync += offsets[i].eq(Mux(is_broadcast, self._broadcast[1], low))
                     else:
                         m.d.sync += offsets[i].eq(low)
-        resp_seen = b_resp
-        for i, win in enumerate(wins):
+        resp_seen = b_resp      # the worst response so far: one signal per window, as a
+        for i, win in enumerate(wins):  # Mux reading its input twice doubles at every level
             m.d.comb += [win.aw.valid.eq(aw_pend[i]), win.aw.payload.addr.eq(offsets[i]),
                          win.aw.payload.prot.eq(aw_prot),
                          win.w.valid.eq(w_pend[i]), win.w.payload.data.eq(w_data),
@@ -115,8 +115,10 @@ class HostWindows(wiring.Component):
             b_fire = win.b.valid & win.b.ready
             with m.If(b_fire):
                 m.d.sync += b_pend[i].eq(0)
-            resp_seen = Mux(b_fire & (win.b.payload.resp > resp_seen), win.b.payload.resp,
-                            resp_seen)
+            worst = Signal(2, name=f"resp_seen_{i}")
+            m.d.comb += worst.eq(Mux(b_fire & (win.b.payload.resp > resp_seen),
+                                     win.b.payload.resp, resp_seen))
+            resp_seen = worst
         with m.If(issuing):
             m.d.sync += b_resp.eq(resp_seen)
             with m.If(~(aw_pend | w_pend | b_pend).any()):

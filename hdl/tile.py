@@ -66,10 +66,14 @@ class Tile(wiring.Component):
 
     ``command_stall`` (0..1, for tests): pseudo-random stalls on every command stream between
     the sequencer and the engines (weights, moving, ACT, each DMA queue), from LFSRs seeded by
-    ``stall_seed``; 0 (the default) connects them directly."""
+    ``stall_seed``; 0 (the default) connects them directly.
+
+    ``position_ports=True`` (a chip's tile): the tile's position is read from the input ports
+    ``tile_x`` / ``tile_y`` (8 bits, what TILE_POSITION shows) instead of being built in, so
+    that every tile of a chip is the same module (the chip drives them)."""
 
     def __init__(self, *, config: TileConfig, x=0, y=0, fetch_depth=4, command_stall=0.0,
-                 stall_seed=1):
+                 stall_seed=1, position_ports=False):
         chip = None
         if isinstance(config, ChipConfig):
             chip, config = config, config.tile
@@ -97,6 +101,9 @@ class Tile(wiring.Component):
             members["noc_refused"] = In(chip.noc.error_counter_bits)
             members["done"] = Out(1)        # STATUS.done / STATUS.halted, for the chip's bitmaps
             members["halted"] = Out(1)
+            if position_ports:
+                members["tile_x"] = In(8)
+                members["tile_y"] = In(8)
         super().__init__(members)
         self._datapath = TileDatapath(config=config, engine=False)
 
@@ -250,7 +257,8 @@ class Tile(wiring.Component):
         m.d.comb += [
             seq.remote_sem.eq(remote.sem), remote.sem_overflow.eq(seq.remote_overflow),
             remote.clear_errors.eq(regs.control.clear_errors),
-            regs.tile_position.x.eq(self._x), regs.tile_position.y.eq(self._y),
+            regs.tile_position.x.eq(getattr(self, "tile_x", self._x)),
+            regs.tile_position.y.eq(getattr(self, "tile_y", self._y)),
             regs.tile_position.width.eq(chip.noc.width),
             regs.tile_position.height.eq(chip.noc.height),
             regs.remote_errors.semaphore_overflow.eq(remote.semaphore_overflow),

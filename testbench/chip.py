@@ -213,7 +213,7 @@ DRAM_MODELS = ("axiram", "ports")
 def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, program_bases=None,
              max_cycles=400_000, backend="amaranth", abort_after=None, lengths=None,
              host_stall=0.0, command_stall=0.0, seed=0, read_semaphores=True,
-             dram_model="axiram", dram_ports=None, **ram_kwargs):
+             dram_model="axiram", dram_ports=None, hierarchical=True, **ram_kwargs):
     """Run ``programs`` (``{(x, y): Program}``, built for ``config``: see :func:`chip_program`)
     on a chip of ``config`` with one shared DRAM, all tiles started at once; returns a
     :class:`ChipRun`. Tiles without a program have every queue length 0 (they are done at
@@ -229,7 +229,9 @@ def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, pro
     ``write_latency``, ``stall``, ``max_reads``, ``max_writes``). Verilator: always a port per
     tile on one shared C++ DRAM; ``ram_kwargs`` set every tile's port (each port's LFSRs seeded
     ``seed + y * X + x``) and ``dram_ports`` (``{(x, y): {setting: value}}``) overrides single
-    tiles' ports; ``host_stall`` is Amaranth only."""
+    tiles' ports; ``host_stall`` is Amaranth only; ``hierarchical`` (Verilator): the tiles
+    share one verilated tile module (the default) or the chip is verilated flat (see
+    :func:`~systolica.testbench.chip_compiled.compiled_chip`)."""
     if not isinstance(config, ChipConfig):
         raise TypeError(f"run_chip config must be a ChipConfig; got {config!r}")
     if backend not in ("amaranth", "verilator"):
@@ -247,7 +249,7 @@ def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, pro
         cycles, mem, tiles, chip_regs, extra = run_chip_compiled(
             config, setup, max_cycles=max_cycles, abort_after=abort_after,
             command_stall=command_stall, read_semaphores=read_semaphores,
-            dram_ports=dram_ports, **ram_kwargs)
+            dram_ports=dram_ports, hierarchical=hierarchical, **ram_kwargs)
         return ChipRun(cycles=cycles, dram=mem, tiles=tiles, chip=chip_regs,
                        program_bases=setup.program_bases, extra=extra)
     if dram_ports:

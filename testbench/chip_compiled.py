@@ -24,20 +24,45 @@ from .tile_compiled import (CompiledRegisterHost, read_psum, read_sbuf, read_til
                             start_and_run)
 
 
-__all__ = ["run_chip_compiled", "compiled_chip", "chip_dram_ports"]
+__all__ = ["run_chip_compiled", "compiled_chip", "chip_dram_ports", "chip_verilog",
+           "TILE_MODULE"]
+
+#: The module that every tile of a hierarchical chip build instantiates.
+TILE_MODULE = "systolica_chip_tile"
 
 _CHIPS = {}
 
 
-def compiled_chip(config, *, command_stall=0.0):
+def chip_verilog(chip, top="dut"):
+    """The Verilog of ``chip`` (a ``Chip(tile_module=...)``): its top ``top`` with one
+    instance of the tile module per tile, then the tile module, generated once."""
+    from systolica.synth.verilog import to_verilog
+    if chip.tile_module is None:
+        raise ValueError("chip_verilog needs a Chip with a tile_module")
+    return to_verilog(chip, top) + "\n" + to_verilog(chip.tile_component(), chip.tile_module)
+
+
+def compiled_chip(config, *, command_stall=0.0, hierarchical=True):
     """``(Chip, CompiledModel)`` for ``config`` (built once, then from the disk cache; memoised
-    in this process). DRAM settings are run-time arguments: one build serves them all."""
+    in this process). DRAM settings are run-time arguments: one build serves them all.
+    ``hierarchical`` (the default): every tile is one instance of one tile module
+    (:data:`TILE_MODULE`), generated once and verilated once as a Verilator hierarchical
+    block, so the build takes about one tile's time whatever the mesh (docs/chip.md,
+    "Simulating the chip"); ``False``: the chip's Verilog flattened, every tile compiled on
+    its own (faster to simulate, slower to build)."""
     from systolica.hdl.chip import Chip
-    key = (config, command_stall)
+    key = (config, command_stall, hierarchical)
     if key not in _CHIPS:
-        chip = Chip(config=config, command_stall=command_stall)
-        _CHIPS[key] = (chip, compiled_model(chip, memo_key=("Chip", *key),
-                                            extra_sources=[str(AXI_DRAM_SOURCE)]))
+        if hierarchical:
+            chip = Chip(config=config, command_stall=command_stall, tile_module=TILE_MODULE)
+            model = compiled_model(chip, memo_key=("Chip", config, command_stall, TILE_MODULE),
+                                   extra_sources=[str(AXI_DRAM_SOURCE)],
+                                   verilog=lambda: chip_verilog(chip), hier_block=TILE_MODULE)
+        else:
+            chip = Chip(config=config, command_stall=command_stall)
+            model = compiled_model(chip, memo_key=("Chip", config, command_stall),
+                                   extra_sources=[str(AXI_DRAM_SOURCE)])
+        _CHIPS[key] = (chip, model)
     return _CHIPS[key]
 
 
@@ -58,12 +83,14 @@ def chip_dram_ports(chip, *, read_latency=1, stall=0.0, jitter=0, seed=1, ports=
 
 
 def run_chip_compiled(config, setup, *, max_cycles, abort_after, command_stall,
-                      read_semaphores=True, dram_ports=None, **ram_kwargs):
+                      read_semaphores=True, dram_ports=None, hierarchical=True, **ram_kwargs):
     """Run a prepared chip (``setup``: a ``testbench.chip.ChipSetup``) on Verilator; returns
     ``(cycles, dram, tiles, chip registers, extra)`` for a ``ChipRun``. ``ram_kwargs``:
     :func:`chip_dram_ports` settings for every port (``read_latency``, ``stall``, ``jitter``,
     ``seed``); ``dram_ports``: per-tile overrides."""
-    chip, model = compiled_chip(config, command_stall=command_stall)
+    started = time.perf_counter()
+    chip, model = compiled_chip(config, command_stall=command_stall, hierarchical=hierarchical)
+    build_seconds = time.perf_counter() - started
     hmap = chip.host_map
     dw = config.host.data_width
     mem = np.ascontiguousarray(setup.mem, dtype=np.uint8)
@@ -86,11 +113,14 @@ def run_chip_compiled(config, setup, *, max_cycles, abort_after, command_stall,
                 value |= chip_host.read(f"{name}{i}") << (32 * i)
             chip_regs[name] = value
         tiles = {}
+        # a build whose glue does not reach the tiles' memories (an older hierarchical build)
+        # still runs: SBUF and PSUM are then None
+        memories = "tile_0_0.datapath.sbuf.partition0" in model.memories
         for pos in sorted(hosts, key=lambda p: p[::-1]):
             prefix = f"tile_{pos[0]}_{pos[1]}."
             tiles[pos] = dict(read_tile_registers(hosts[pos], names, read_semaphores),
-                              sbuf=read_sbuf(sim, config.tile, prefix),
-                              psum=read_psum(sim, config.tile, prefix),
+                              sbuf=read_sbuf(sim, config.tile, prefix) if memories else None,
+                              psum=read_psum(sim, config.tile, prefix) if memories else None,
                               extra={"remote_flits_sent": hosts[pos].read("REMOTE_FLITS_SENT"),
                                      "remote_flits_received":
                                          hosts[pos].read("REMOTE_FLITS_RECEIVED")})
@@ -98,5 +128,8 @@ def run_chip_compiled(config, setup, *, max_cycles, abort_after, command_stall,
         stats = dram.stats()
     tiles = {pos: TileRun(cycles=cycles, dram=mem, **info) for pos, info in tiles.items()}
     extra = {"run_seconds": run_seconds, "run_cycles": run_cycles,
-             "seconds": time.perf_counter() - started, "dram_ports": stats}
+             "seconds": time.perf_counter() - started, "dram_ports": stats,
+             # Verilog export + Verilator + C++ of this call (a cache lookup when cached)
+             "build_seconds": build_seconds, "build_cached": model.info.cached,
+             "build_dir": str(model.info.path)}
     return cycles, mem, tiles, chip_regs, extra

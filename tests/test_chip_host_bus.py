@@ -148,3 +148,16 @@ def test_random_accesses_against_a_model(stall):
         assert targets[t].writes == expected_writes[t]
     broadcasts = sum(off == BROADCAST[1] for off, _ in expected_writes[1])
     assert broadcasts > 1, broadcasts
+
+
+def test_the_decoder_grows_linearly_with_the_windows():
+    """A 4x4 chip has 17 windows: the decoder's RTLIL grows about linearly with them (the
+    broadcast write's worst-response chain once made it double with every window: 38 MB of
+    Verilog at 17 windows, the reason a 4x4 chip did not build)."""
+    from amaranth.back import rtlil
+    sizes = {}
+    for n in (5, 17):
+        sizes[n] = len(rtlil.convert(HostWindows(addr_width=20, data_width=32, window_bits=12,
+                                                 targets=[12] * n, broadcast=(0, 4)),
+                                     emit_src=False))
+    assert sizes[17] < 6 * sizes[5], sizes

@@ -213,6 +213,12 @@ def test_benchmark_gemm_mesh_prints_the_chip_fields(capsys):
         assert key in out
     assert out["mesh"] == "2x2" and out["tiles"] == 4 and out["bit_exact"] is True
     assert out["lost_flits"] == 0 and out["noc_flits"] == out["plan"]["noc_flits"]
+    assert out["expected_flits"] == out["plan"]["noc_flits"]
+    # on model the baseline is one tile's prediction, named as such
+    assert out["one_tile_cycles_measured"] is False
+    assert out["one_tile_cycles"] == out["one_tile_predicted_cycles"]
+    assert out["speedup_vs_one_tile"] == out["predicted_speedup_vs_one_tile"]
+    assert set(out["queue_busy"]) >= {"pe", "dma0"} and out["measured_dram_bytes"] is None
     assert out["dram_bytes"] == out["data_dram_bytes"] + out["program_bytes"]
     # reads (data minus the C writes, plus program fetch) through one 8-byte port
     c_bytes = 2 * 2 * 12 * 24 * 4          # four 12 x 24 int32 blocks (C padded to 24 x 48)

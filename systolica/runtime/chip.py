@@ -65,7 +65,12 @@ def run_chip_rtl(config, compiled, dram, *, backend, seed=0, max_cycles):
     """**The hook between the runtime and the chip RTL.** Runs ``compiled.programs`` on the chip
     RTL with ``dram`` (a uint8 array: the data at their addresses, the region below
     ``compiled.data_base`` free for the program images) and returns ``(dram after the run,
-    chip cycles, {(x, y): tile cycles}, noc_flits or None, lost_flits or None)``.
+    chip cycles, {(x, y): tile cycles}, noc_flits or None, lost_flits or None, facts)``;
+    ``facts``: ``received_flits`` (or None) and, where the test bench reports them,
+    ``build_seconds`` (Verilog export and compile, or the cache lookup), ``build_cached`` and
+    ``sim_seconds`` (the whole simulated run, register setup and readback included) and
+    ``dram_bytes`` (the bytes the DRAM ports moved, instruction fetch included); ``busy_cycles``
+    (``{"x,y/queue": the queue's BUSY_CYCLES register}``).
 
     Written against ``systolica.testbench.chip.run_chip(config, programs={(x, y): Program},
     dram=, dram_bytes=, program_bases=, max_cycles=, backend="amaranth" | "verilator", seed=)``
@@ -96,9 +101,19 @@ def run_chip_rtl(config, compiled, dram, *, backend, seed=0, max_cycles):
     sent = [t.extra.get("remote_flits_sent") for t in run.tiles.values()]
     received = [t.extra.get("remote_flits_received") for t in run.tiles.values()]
     flits = sum(sent) if None not in sent else None
-    lost = flits - sum(received) if flits is not None and None not in received else None
+    received = sum(received) if None not in received else None
+    lost = flits - received if flits is not None and received is not None else None
+    facts = {"received_flits": received}
+    for key, name in (("build_seconds", "build_seconds"), ("build_cached", "build_cached"),
+                      ("seconds", "sim_seconds")):
+        if key in run.extra:
+            facts[name] = run.extra[key]
+    facts["busy_cycles"] = {f"{x},{y}/{name}": int(q["busy_cycles"])
+                            for (x, y), t in run.tiles.items() for name, q in t.queues.items()}
+    if "dram_ports" in run.extra:       # beats the DRAM ports moved (fetch included)
+        facts["dram_bytes"] = sum(p["bytes"] for p in run.extra["dram_ports"].values())
     return (np.asarray(run.dram, dtype=np.uint8)[:len(dram)], max(tile_cycles.values()),
-            tile_cycles, flits, lost)
+            tile_cycles, flits, lost, facts)
 
 
 def execute_on_chip(device, compiled, a):
@@ -125,12 +140,13 @@ def execute_on_chip(device, compiled, a):
                              mesh=mesh, tile_cycles=timeline.tile_cycles,
                              noc_flits=result.noc_flits, lost_flits=result.lost_flits)
     max_cycles = device.max_cycles or max(20_000, 4 * timeline.cycles + 10_000)
-    out, cycles, tile_cycles, flits, lost = run_chip_rtl(config, compiled, dram,
+    out, cycles, tile_cycles, flits, lost, facts = run_chip_rtl(config, compiled, dram,
                                                          backend=device.backend,
                                                          seed=device.seed,
                                                          max_cycles=max_cycles)
     return ChipExecution(device.backend, compiled.unpack(out), compiled, cycles,
                          timeline.cycles, None, busy, measured=True,
-                         extra={"timeline": timeline}, mesh=mesh, tile_cycles=tile_cycles,
+                         extra={"timeline": timeline, "rtl": facts}, mesh=mesh,
+                         tile_cycles=tile_cycles,
                          noc_flits=timeline.noc_flits if flits is None else flits,
                          lost_flits=lost)

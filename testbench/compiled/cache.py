@@ -5,6 +5,7 @@ once, and Verilator's own runtime objects compiled once per toolchain."""
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,10 @@ from .run import CompiledModel
 from .toolchain import (
     BUILD_TIMEOUT_S, CXX_DIR, CXXFLAGS, GLUE_VERSION, HARNESS_FILES, LDFLAGS, VERILATOR_FLAGS,
     Toolchain, cache_dir, find_toolchain, fst_supported)
+
+
+#: Bumped whenever the glue of hierarchical builds changes (flat builds keep their keys).
+HIER_GLUE_VERSION = "3"
 
 
 def _run(cmd, cwd, env, log, what):
@@ -87,7 +92,7 @@ def _mark_used(obj, seen=None):
 
 
 def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, verilog=None,
-          design_key=None):
+          design_key=None, hier_block=None):
     """Verilate ``component`` with the generic harness into a shared library, or reuse the cached
     one. ``trace`` is ``None``, ``"fst"`` or ``"vcd"`` (waveform support costs build time and
     some speed, so it is a separate build); ``opt`` is the C++ optimisation of the model code;
@@ -95,7 +100,12 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
     ``design_key`` (a repr-able description that with the sources identifies the design, e.g.
     ``("Tile", config)``) lets a later process find the build without generating the Verilog
     again (the key also covers the sources of systolica and of the component's module, so an
-    edit rebuilds). Returns a :class:`CompiledModel`."""
+    edit rebuilds). ``verilog``: the design's Verilog (text, or a function returning it, called
+    only when the build is not cached), else ``component``'s. ``hier_block``: the name of a
+    module of that Verilog that is verilated once, on its own, for all its instances
+    (Verilator's hierarchical verilation; the module must be instantiated with the same
+    parameters everywhere); its memories are reachable as those of the flat model, by
+    instance path. Returns a :class:`CompiledModel`."""
     from systolica.synth.verilog import to_verilog
     if trace not in (None, "fst", "vcd"):
         raise ValueError(f"trace must be None, 'fst' or 'vcd'; got {trace!r}")
@@ -116,10 +126,12 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
         h.update((CXX_DIR / name).read_bytes() + b"\0")
     for p in extra_sources:
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    if hier_block is not None:
+        h.update(f"hier_block={hier_block} glue={HIER_GLUE_VERSION}\0".encode())
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     link = None
-    if design_key is not None and verilog is None:
+    if design_key is not None and (verilog is None or callable(verilog)):
         d = h.copy()
         d.update(f"{type(component).__qualname__}\0{design_key!r}\0".encode())
         d.update(_source_digest(component).encode())
@@ -130,6 +142,10 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
             return CompiledModel(BuildInfo(root / key, key, True, 0.0, tc), component, ports)
     if verilog is None:
         verilog = to_verilog(component, "dut")
+    elif callable(verilog):
+        verilog = verilog()
+    if hier_block is not None:
+        verilog = mark_hier_block(verilog, hier_block)
     h.update(verilog.encode() + b"\0")
     key = h.hexdigest()[:24]
     final = root / key
@@ -147,7 +163,7 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         try:
-            _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs)
+            _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs, hier_block)
             os.rename(work, final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -187,7 +203,15 @@ def _save_runtime(obj, runtime):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs):
+def mark_hier_block(verilog, name):
+    """``verilog`` with Verilator's ``hier_block`` metacomment in module ``name``."""
+    header = re.search(rf"^module {re.escape(name)}\s*\([^;]*\);", verilog, re.MULTILINE)
+    if header is None:
+        raise BuildError(f"hier_block: the Verilog has no module {name!r}")
+    return (verilog[:header.end()] + " /*verilator hier_block*/" + verilog[header.end():])
+
+
+def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs, hier_block=None):
     (work / "dut.v").write_text(verilog)
     for name in HARNESS_FILES:
         shutil.copy(CXX_DIR / name, work / name)
@@ -205,6 +229,12 @@ def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs):
            "-Mdir", "obj", *VERILATOR_FLAGS,
            "--exe", "harness.cpp", "dut_glue.cpp", *extra_names,
            "-CFLAGS", f"{CXXFLAGS} -I{work}", "-LDFLAGS", LDFLAGS, "-o", "libdut.so"]
+    if hier_block is not None:
+        # the glue reads the block's memories: its headers are in obj/V<block>/
+        cmd[cmd.index("-CFLAGS") + 1] += f" -I{work}/obj/V{hier_block}"
+        # --flatten: the blocks' DPI wrappers are inlined into the root, where the glue
+        # finds their handles (with many instances Verilator would keep them as classes)
+        cmd += ["--hierarchical", "--flatten"]
     if trace == "fst":
         cmd.append("--trace-fst")
     elif trace == "vcd":
@@ -213,8 +243,13 @@ def _build_into(work, tc, verilog, ports, trace, opt, extra_sources, jobs):
         _run(cmd, work, env, log, "verilator")
         header = (work / "obj" / "Vdut.h").read_text()
         root_header = (work / "obj" / "Vdut___024root.h").read_text()
+        hier = None
+        if hier_block is not None:
+            block_root = (work / "obj" / f"V{hier_block}" /
+                          f"V{hier_block}___024root.h").read_text()
+            hier = (f"V{hier_block}", block_root)
         (work / "dut_glue.cpp").write_text(_glue_source(header, "Vdut", ports, trace,
-                                                        root_header))
+                                                        root_header, hier))
         jobs = jobs or os.cpu_count() or 1
         runtime = _runtime_dir(tc, trace)
         if runtime.is_dir():        # Verilator's own runtime, compiled by an earlier build

@@ -29,14 +29,33 @@ def memories_of(root_header_text):
     return found
 
 
+# A hierarchical block's instance, in the Verilated root: its wrapper's DPI handle.
+_HIER_HANDLE = re.compile(r"QData/\*63:0\*/\s+(\w+)__DOT__handle___05FV;")
+
+
+def hier_instances(root_header_text):
+    """``[(C++ member of the handle, dotted instance path)]`` of every hierarchical block
+    instance of the design (the path without the top's ``dut.``)."""
+    found = []
+    for m in _HIER_HANDLE.finditer(root_header_text):
+        path = _decode_verilator_name(m.group(1).replace("__DOT__", "."))
+        if path.startswith("dut."):
+            path = path[len("dut."):]
+        found.append((m.group(0).split()[-1].rstrip(";"), path))
+    return found
+
+
 def _decode_verilator_name(name):
     return re.sub(r"__0([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), name)
 
 
-def _glue_source(header_text, top_prefix, ports, trace, root_header_text=""):
+def _glue_source(header_text, top_prefix, ports, trace, root_header_text="", hier=None):
     """The C++ glue between the generic harness and the Verilated model ``top_prefix``: the port
     table and, from the root header, the table of the design's memories (so that test benches
-    can read and write them directly, as Amaranth's simulator lets them)."""
+    can read and write them directly, as Amaranth's simulator lets them). ``hier``:
+    ``(block model prefix, its root header text)`` of a hierarchically verilated block: the
+    memories of each of its instances are listed too, by instance path (they are read on the
+    block's own model, reached through the instance's DPI handle)."""
     cxx_names = {}
     for m in _HEADER_PORT.finditer(header_text):
         width_kind, cname = m.group(2) or "", m.group(3)
@@ -54,6 +73,7 @@ def _glue_source(header_text, top_prefix, ports, trace, root_header_text=""):
         lines.append('#include "verilated_vcd_c.h"')
         trace_cls = "VerilatedVcdC"
     lines += [
+        *([f'#include "{hier[0]}.h"', f'#include "{hier[0]}___024root.h"'] if hier else []),
         "#include <cstdint>",
         "namespace systolica { namespace glue {",
         "struct PortDesc { const char* name; int is_output; int width;",
@@ -99,13 +119,32 @@ def _glue_source(header_text, top_prefix, ports, trace, root_header_text=""):
         lines.append(f"static void* mem_{i}(void* d) {{ return &TOP(d)->rootp->{member}[0]; }}")
         mem_entries.append(f'  {{"{name}", {width}, {depth}, '
                            f'(int)sizeof(((Dut*)0)->top->rootp->{member}[0]), mem_{i}}},')
+    if hier:
+        block, block_root = hier
+        block_memories = memories_of(block_root)
+        instances = hier_instances(root_header_text)
+        if not instances:
+            raise BuildError(f"hierarchical block {block}: no instance's handle in the root "
+                             f"(its wrapper was not inlined)")
+        for n, (handle, path) in enumerate(instances):
+            # the handle is set by the wrapper's initial block: evaluate once if not yet
+            lines.append(f"static {block}* block_{n}(void* d) {{ if (!TOP(d)->rootp->{handle}) "
+                         f"TOP(d)->eval(); return reinterpret_cast<{block}*>("
+                         f"(uintptr_t)TOP(d)->rootp->{handle}); }}")
+            for member, name, width, depth in block_memories:
+                name = name[name.index(".") + 1:] if "." in name else name
+                lines.append(f"static void* mem_{len(mem_entries)}(void* d) {{ return "
+                             f"&block_{n}(d)->rootp->{member}[0]; }}")
+                mem_entries.append(f'  {{"{path}.{name}", {width}, {depth}, '
+                                   f'(int)sizeof((({block}___024root*)0)->{member}[0]), '
+                                   f'mem_{len(mem_entries)}}},')
     lines += [
         "struct MemoryDesc { const char* name; int width; int depth; int elem_bytes;",
         "  void* (*ptr)(void*); };",
         f"extern const MemoryDesc memories[] = {{",
         *(mem_entries or ['  {"", 0, 0, 0, nullptr},']),
         "};",
-        f"extern const int num_memories = {len(memories)};",
+        f"extern const int num_memories = {len(mem_entries)};",
     ]
     clk = cxx_names["clk"][0]
     lines += [
