@@ -14,10 +14,10 @@ cycle's grant are computed and the grant only selects between them, so the reque
 exact (it always names the flit at the head of ``req_vc``, and the port that flit wants), and a
 flit that arrives on the link in cycle t can win the switch in t+1: still 2 cycles per hop. The
 credit and VC checks made one cycle ahead can be stale by one cycle; the router repeats them on
-the registered request (:mod:`systolica.hdl.noc.router`) where they can be: a VC's freedom
-(another input's head may have taken it) and, in any-VC mode, the VC a head is offered. A
-credit is not checked again: a flit is only requested with two credits on its output VC, and at
-most one flit per output leaves in a cycle.
+the registered request only in any-VC mode (the VC a head is offered). In in-order mode the
+request needs no check: a flit is only requested with two credits on its output VC (at most
+one flit per output leaves in a cycle, so one is left), and a head only asks for an output VC
+that is free and that no other input's registered head request would take (``claimed``).
 
 ``grant`` (in): this cycle's request won its output; the flit leaves, its credit goes back
 upstream on the next cycle. ``grant_ovc``: the output VC a head flit takes. Sticky
@@ -54,6 +54,9 @@ class LookaheadInputUnit(wiring.Component):
             # Output-port state of this cycle (for the one-cycle-ahead checks).
             "credit_many": In(data.ArrayLayout(V, 5)),   # at least 2 credits
             "free": In(data.ArrayLayout(V, 5)),
+            # in-order mode: another input's registered request is a head that will hold
+            # that output VC if it wins (so this input does not ask for it too)
+            "claimed": In(data.ArrayLayout(V, 5)),
             "vc_avail": In(5),                       # any-VC mode: the VC allocator's offer
             "vc_offer": In(data.ArrayLayout(vc_shape, 5)),
             # The registered request and the flit it names.
@@ -61,6 +64,7 @@ class LookaheadInputUnit(wiring.Component):
             "req_vc": Out(vc_shape),
             "req_to": Out(5),                        # one-hot: the port it wants
             "req_head": Out(1),                      # the flit is a head
+            "req_holds": Out(1),                     # ... and not a tail: it holds its VC
             "req_ovc": Out(vc_shape),                # its output VC (heads, any-VC: offered)
             "flit": Out(flit_layout(config)),
             "grant": In(1),
@@ -122,7 +126,8 @@ class LookaheadInputUnit(wiring.Component):
                 m.d.sync += wr.eq(step(wr))
             with m.If(leave[v]):
                 m.d.sync += [rd.eq(rd1), rd1.eq(step(rd1))]
-            m.d.sync += level.eq(level + write - leave[v])
+            # (both sums ready before the grant: `leave` only picks one)
+            m.d.sync += level.eq(Mux(leave[v], level + write - 1, level + write))
 
             # Next cycle's head: the current one if it stays, the one behind it if it leaves
             # (either may be the flit arriving now).
@@ -165,7 +170,7 @@ class LookaheadInputUnit(wiring.Component):
                     to.append(Const(0))
                     continue
                 if cfg.in_order:
-                    head_ok = self.free[p][v] & self.credit_many[p][v]
+                    head_ok = self.free[p][v] & ~self.claimed[p][v] & self.credit_many[p][v]
                 else:
                     head_ok = self.vc_avail[p]
                 body_ok = self.credit_many[p].bit_select(packet_ovc, 1)
@@ -176,7 +181,7 @@ class LookaheadInputUnit(wiring.Component):
 
         last = Signal(range(V), init=V - 1)         # round-robin: the last VC granted
         for after_grant in (False, True):
-            to_of, head_of, vc_of = [], [], []
+            to_of, head_of, holds_of, vc_of = [], [], [], []
             for v in range(V):
                 cand_valid, meta = cand_stay[v]
                 packet_to, packet_ovc = oport[v], ovc[v]
@@ -193,6 +198,7 @@ class LookaheadInputUnit(wiring.Component):
                 m.d.comb += to_v.eq(Mux(cand_valid, to, 0))
                 to_of.append(to_v)
                 head_of.append(meta.head)
+                holds_of.append(meta.head & ~meta.tail)
                 vc_of.append(out_vc)
             # Round robin (one-hot) from the VC after the last granted one.
             choose = Signal(V, name=f"choose{int(after_grant)}")
@@ -203,14 +209,26 @@ class LookaheadInputUnit(wiring.Component):
                             i = (l + 1 + k) % V
                             with m.If(to_of[i].any()):
                                 m.d.comb += choose.eq(1 << i)
+            # The two outcomes are kept apart (``keep``): synthesis then leaves the grant, the
+            # latest signal of the cycle, to a last 2:1 multiplexer.
+            tag = int(after_grant)
+            next_to = Signal(5, name=f"next_to{tag}", attrs={"keep": 1})
+            next_vc = Signal.like(req_vc, name=f"next_vc{tag}", attrs={"keep": 1})
+            next_head = Signal(name=f"next_head{tag}", attrs={"keep": 1})
+            next_ovc = Signal.like(req_vc, name=f"next_ovc{tag}", attrs={"keep": 1})
+            next_holds = Signal(name=f"next_holds{tag}", attrs={"keep": 1})
+            m.d.comb += [
+                next_holds.eq(one_hot_select(choose, holds_of)),
+                next_to.eq(one_hot_select(choose, to_of)),
+                next_vc.eq(one_hot_select(choose, [Const(v, req_vc.shape()) for v in range(V)])),
+                next_head.eq(one_hot_select(choose, head_of)),
+                next_ovc.eq(one_hot_select(choose, vc_of)),
+            ]
             with m.If(self.grant == after_grant):
-                m.d.sync += [
-                    self.req_to.eq(one_hot_select(choose, to_of)),
-                    req_vc.eq(one_hot_select(choose, [Const(v, req_vc.shape()) for v in range(V)])),
-                    self.req_head.eq(one_hot_select(choose, head_of)),
-                ]
+                m.d.sync += [self.req_to.eq(next_to), req_vc.eq(next_vc),
+                             self.req_head.eq(next_head), self.req_holds.eq(next_holds)]
                 if not cfg.in_order:
-                    m.d.sync += self.req_ovc.eq(one_hot_select(choose, vc_of))
+                    m.d.sync += self.req_ovc.eq(next_ovc)
         with m.If(self.grant):
             m.d.sync += last.eq(req_vc)
         return m

@@ -52,7 +52,8 @@ class OutputUnit(wiring.Component):
                 back.eq(self.link.credit & (self.link.credit_vc == v)),
                 self.free[v].eq(~held),
             ]
-            m.d.sync += credits.eq(credits - sent + back)
+            # (both sums ready before the switch decides: `sent` only picks one)
+            m.d.sync += credits.eq(Mux(sent, credits + back - 1, credits + back))
             # credit_ok = (credits != 0), kept in a register: the allocators start from it.
             ok = Signal(init=1, name=f"credit_ok{v}")
             m.d.comb += self.credit_ok[v].eq(ok)

@@ -121,6 +121,14 @@ class Router(wiring.Component):
                 if vca is not None:
                     m.d.comb += [iu.vc_avail[p].eq(vca.avail[p]), iu.vc_offer[p].eq(vca.vc[p])]
             ius.append(iu)
+        if vca is None:
+            # An output VC another input's registered head request will take if it wins.
+            for i, iu in enumerate(ius):
+                for p in range(5):
+                    for v in range(cfg.vcs):
+                        m.d.comb += iu.claimed[p][v].eq(Cat(
+                            other.req_to[p] & other.req_holds & (other.req_ovc == v)
+                            for j, other in enumerate(ius) if j != i and (j, p) in turns).any())
         m.d.comb += self.overflow.eq(Cat(iu.overflow for iu in ius).any())
 
         grants = [[] for _ in range(5)]
@@ -131,10 +139,10 @@ class Router(wiring.Component):
             requests, leave_vc = [], []
             for i in inputs:
                 iu = ius[i]
-                # (the request was made with two credits on its VC: one is still there)
+                # (the request was made with two credits on its VC: one is still there; and
+                # in in-order mode with its head's VC free and claimed by no other request)
                 if vca is None:
-                    # A head keeps its VC (req_ovc): another head may have just taken it.
-                    ok = ~iu.req_head | ous[p].free.bit_select(iu.req_ovc, 1)
+                    ok = 1
                     leave_vc.append(iu.req_ovc)
                 else:
                     ok = ~iu.req_head | vca.avail[p]
