@@ -112,12 +112,16 @@ class LookaheadInputUnit(wiring.Component):
             for mem, value in ((flits, link.flit), (metas, link_meta)):
                 wp = mem.write_port()
                 m.d.comb += [wp.addr.eq(wr), wp.data.eq(value), wp.en.eq(write)]
+            # The head and the one behind it: their flags and route in registers (so the
+            # choice below starts from flip-flops), refilled from the RAM at rd + 2 / the link.
             flit_rp = flits.read_port(domain="comb")
-            meta_rp = metas.read_port(domain="comb")
-            meta1_rp = metas.read_port(domain="comb")
-            m.d.comb += [flit_rp.addr.eq(rd), meta_rp.addr.eq(rd), meta1_rp.addr.eq(rd1)]
+            meta2_rp = metas.read_port(domain="comb")
+            rd2 = Signal(range(B), init=2 % B, name=f"rd2_{v}")
+            m.d.comb += [flit_rp.addr.eq(rd), meta2_rp.addr.eq(rd2)]
+            head_m = Signal(meta_layout, name=f"head_meta{v}")
+            next_m = Signal(meta_layout, name=f"next_meta{v}")
             heads.append(flit_rp.data)
-            head_meta.append(meta_rp.data)
+            head_meta.append(head_m)
 
             def step(ptr):
                 return Mux(ptr == B - 1, 0, ptr + 1)
@@ -125,16 +129,22 @@ class LookaheadInputUnit(wiring.Component):
             with m.If(write):
                 m.d.sync += wr.eq(step(wr))
             with m.If(leave[v]):
-                m.d.sync += [rd.eq(rd1), rd1.eq(step(rd1))]
+                m.d.sync += [rd.eq(rd1), rd1.eq(rd2), rd2.eq(step(rd2))]
             # (both sums ready before the grant: `leave` only picks one)
             m.d.sync += level.eq(Mux(leave[v], level + write - 1, level + write))
+            with m.If(leave[v]):
+                m.d.sync += [head_m.eq(Mux(level > 1, next_m, link_meta)),
+                             next_m.eq(Mux(level > 2, meta2_rp.data, link_meta))]
+            with m.Else():
+                m.d.sync += [head_m.eq(Mux(level != 0, head_m, link_meta)),
+                             next_m.eq(Mux(level > 1, next_m, link_meta))]
 
             # Next cycle's head: the current one if it stays, the one behind it if it leaves
             # (either may be the flit arriving now).
             cand_stay.append((Mux(level != 0, 1, arrive),
-                              meta_layout(Mux(level != 0, meta_rp.data, link_meta))))
+                              meta_layout(Mux(level != 0, head_m, link_meta))))
             cand_next.append((Mux(level > 1, 1, (level == 1) & arrive),
-                              meta_layout(Mux(level > 1, meta1_rp.data, link_meta))))
+                              meta_layout(Mux(level > 1, next_m, link_meta))))
 
         overflow = m.submodules.overflow = StickyFlags(1)
         m.d.comb += [overflow.set.eq(dropped.any()), self.overflow.eq(overflow.flags)]
