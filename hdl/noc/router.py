@@ -116,7 +116,7 @@ class Router(wiring.Component):
                                                                  y=self._y, outs=outs)
             wiring.connect(m, wiring.flipped(self.in_port(i)), iu.link)
             for p in range(5):
-                m.d.comb += [iu.credit_many[p].eq(ous[p].credit_many),
+                m.d.comb += [iu.credit_spare[p].eq(ous[p].credit_spare),
                              iu.free[p].eq(ous[p].free)]
                 if vca is not None:
                     m.d.comb += [iu.vc_avail[p].eq(vca.avail[p]), iu.vc_offer[p].eq(vca.vc[p])]
@@ -126,9 +126,15 @@ class Router(wiring.Component):
             for i, iu in enumerate(ius):
                 for p in range(5):
                     for v in range(cfg.vcs):
-                        m.d.comb += iu.claimed[p][v].eq(Cat(
-                            other.req_to[p] & other.req_holds & (other.req_ovc == v)
-                            for j, other in enumerate(ius) if j != i and (j, p) in turns).any())
+                        m.d.comb += [
+                            iu.claimed[p][v].eq(Cat(
+                                other.req_claims[p][v] for j, other in enumerate(ius)
+                                if j != i and (j, p) in turns).any()),
+                            # (the holder of (p, v) may be this very input)
+                            iu.releasing[p][v].eq(Cat(
+                                other.req_frees[p][v] for j, other in enumerate(ius)
+                                if (j, p) in turns).any()),
+                        ]
         m.d.comb += self.overflow.eq(Cat(iu.overflow for iu in ius).any())
 
         grants = [[] for _ in range(5)]
@@ -139,10 +145,11 @@ class Router(wiring.Component):
             requests, leave_vc = [], []
             for i in inputs:
                 iu = ius[i]
-                # (the request was made with two credits on its VC: one is still there; and
-                # in in-order mode with its head's VC free and claimed by no other request)
+                # (the request was made with a spare credit on its VC: one is still there; and
+                # in in-order mode with its head's VC free or being released, and claimed by no
+                # other request: a head that asked for a VC being released needs it free now)
                 if vca is None:
-                    ok = 1
+                    ok = ~iu.req_spec | ous[p].free.bit_select(iu.req_ovc, 1)
                     leave_vc.append(iu.req_ovc)
                 else:
                     ok = ~iu.req_head | vca.avail[p]
