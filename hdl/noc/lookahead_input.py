@@ -17,9 +17,7 @@ credit and VC checks made one cycle ahead can be stale by one cycle; the router 
 the registered request only in any-VC mode (the VC a head is offered). In in-order mode the
 request needs no check: a flit is only requested with a spare credit on its output VC (two, or
 one and one coming back now: at most one flit per output leaves in a cycle, so one is left), and a head only asks for an output VC
-that is free (or being released: its packet's tail is requested now, ``releasing``; the router
-then checks it is free, ``req_spec``) and that no other input's registered head request would
-take (``claimed``).
+that is free and that no other input's registered head request would take (``claimed``).
 
 ``grant`` (in): this cycle's request won its output; the flit leaves, its credit goes back
 upstream on the next cycle. ``grant_ovc``: the output VC a head flit takes. Sticky
@@ -60,9 +58,6 @@ class LookaheadInputUnit(wiring.Component):
             # in-order mode: another input's registered request is a head that will hold
             # that output VC if it wins (so this input does not ask for it too)
             "claimed": In(data.ArrayLayout(V, 5)),
-            # in-order mode: some registered request is the tail of the packet holding that
-            # output VC (a head may then ask for it: ``req_spec``, checked by the router)
-            "releasing": In(data.ArrayLayout(V, 5)),
             "vc_avail": In(5),                       # any-VC mode: the VC allocator's offer
             "vc_offer": In(data.ArrayLayout(vc_shape, 5)),
             # The registered request and the flit it names.
@@ -71,12 +66,10 @@ class LookaheadInputUnit(wiring.Component):
             "req_to": Out(5),                        # one-hot: the port it wants
             "req_head": Out(1),                      # the flit is a head
             "req_holds": Out(1),                     # ... and not a tail: it holds its VC
-            "req_releases": Out(1),                  # a tail, not a head: it frees its VC
-            "req_spec": Out(1),                      # a head asking for a VC being released
+            "req_tail": Out(1),                      # the flit is a tail
             # in-order mode, per (output port, VC), one-hot: the output VC the request holds
-            # if it wins (req_holds) / frees (req_releases), registered with it
+            # if it wins (req_holds), registered with it
             "req_claims": Out(data.ArrayLayout(V, 5)),
-            "req_frees": Out(data.ArrayLayout(V, 5)),
             "req_ovc": Out(vc_shape),                # its output VC (heads, any-VC: offered)
             "flit": Out(flit_layout(config)),
             "grant": In(1),
@@ -186,28 +179,24 @@ class LookaheadInputUnit(wiring.Component):
             credit where it routes to, a body flit a spare credit on its packet's output VC at
             its packet's port. Spare: whatever the switch sends on that VC this cycle, a credit
             is left next cycle, so the router need not check credits again."""
-            to, spec = [], []
+            to = []
             for p in range(5):
                 if p not in self._outs:
                     to.append(Const(0))
                     continue
                 if cfg.in_order:
-                    # A VC whose packet's tail is requested now may be free next cycle: ask
-                    # for it speculatively (the router checks it is free by then).
-                    head_ok = ((self.free[p][v] | self.releasing[p][v]) & ~self.claimed[p][v]
-                               & self.credit_spare[p][v])
-                    spec.append(meta.to[p] & ~self.free[p][v])
+                    head_ok = self.free[p][v] & ~self.claimed[p][v] & self.credit_spare[p][v]
                 else:
                     head_ok = self.vc_avail[p]
                 body_ok = self.credit_spare[p].bit_select(packet_ovc, 1)
                 to.append(Mux(meta.head, meta.to[p] & head_ok, packet_to[p] & body_ok))
             # (in in-order mode every flit keeps its VC: req_ovc is req_vc; in any-VC mode a
             # head gets one at the switch)
-            return Cat(to), packet_ovc, meta.head & Cat(spec).any()
+            return Cat(to), packet_ovc
 
         last = Signal(range(V), init=V - 1)         # round-robin: the last VC granted
         for after_grant in (False, True):
-            to_of, head_of, holds_of, releases_of, spec_of, vc_of = [], [], [], [], [], []
+            to_of, head_of, holds_of, tail_of, vc_of = [], [], [], [], []
             for v in range(V):
                 cand_valid, meta = cand_stay[v]
                 packet_to, packet_ovc = oport[v], ovc[v]
@@ -219,14 +208,13 @@ class LookaheadInputUnit(wiring.Component):
                     meta = meta_layout(Mux(mine, cand_next[v][1], meta))
                     packet_to = Mux(mine, self.req_to, packet_to)
                     packet_ovc = Mux(mine & ~active[v], self.grant_ovc, packet_ovc)
-                to, out_vc, spec = ports_ok(meta, packet_to, packet_ovc, v)
+                to, out_vc = ports_ok(meta, packet_to, packet_ovc, v)
                 to_v = Signal(5, name=f"to{int(after_grant)}_{v}")
                 m.d.comb += to_v.eq(Mux(cand_valid, to, 0))
                 to_of.append(to_v)
                 head_of.append(meta.head)
                 holds_of.append(meta.head & ~meta.tail)
-                releases_of.append(~meta.head & meta.tail)
-                spec_of.append(spec)
+                tail_of.append(meta.tail)
                 vc_of.append(out_vc)
             # Round robin (one-hot) from the VC after the last granted one.
             choose = Signal(V, name=f"choose{int(after_grant)}")
@@ -245,11 +233,9 @@ class LookaheadInputUnit(wiring.Component):
             next_head = Signal(name=f"next_head{tag}", attrs={"keep": 1})
             next_ovc = Signal.like(req_vc, name=f"next_ovc{tag}", attrs={"keep": 1})
             next_holds = Signal(name=f"next_holds{tag}", attrs={"keep": 1})
-            next_releases = Signal(name=f"next_releases{tag}", attrs={"keep": 1})
-            next_spec = Signal(name=f"next_spec{tag}", attrs={"keep": 1})
+            next_tail = Signal(name=f"next_tail{tag}", attrs={"keep": 1})
             m.d.comb += [
-                next_releases.eq(one_hot_select(choose, releases_of)),
-                next_spec.eq(one_hot_select(choose, spec_of)),
+                next_tail.eq(one_hot_select(choose, tail_of)),
                 next_holds.eq(one_hot_select(choose, holds_of)),
                 next_to.eq(one_hot_select(choose, to_of)),
                 next_vc.eq(one_hot_select(choose, [Const(v, req_vc.shape()) for v in range(V)])),
@@ -259,13 +245,12 @@ class LookaheadInputUnit(wiring.Component):
             with m.If(self.grant == after_grant):
                 m.d.sync += [self.req_to.eq(next_to), req_vc.eq(next_vc),
                              self.req_head.eq(next_head), self.req_holds.eq(next_holds),
-                             self.req_releases.eq(next_releases), self.req_spec.eq(next_spec)]
+                             self.req_tail.eq(next_tail)]
                 if cfg.in_order:
                     for p in range(5):
                         for v in range(V):
                             at = next_to[p] & (next_vc == v)
-                            m.d.sync += [self.req_claims[p][v].eq(at & next_holds),
-                                         self.req_frees[p][v].eq(at & next_releases)]
+                            m.d.sync += self.req_claims[p][v].eq(at & next_holds)
                 if not cfg.in_order:
                     m.d.sync += self.req_ovc.eq(next_ovc)
         with m.If(self.grant):

@@ -126,15 +126,9 @@ class Router(wiring.Component):
             for i, iu in enumerate(ius):
                 for p in range(5):
                     for v in range(cfg.vcs):
-                        m.d.comb += [
-                            iu.claimed[p][v].eq(Cat(
-                                other.req_claims[p][v] for j, other in enumerate(ius)
-                                if j != i and (j, p) in turns).any()),
-                            # (the holder of (p, v) may be this very input)
-                            iu.releasing[p][v].eq(Cat(
-                                other.req_frees[p][v] for j, other in enumerate(ius)
-                                if (j, p) in turns).any()),
-                        ]
+                        m.d.comb += iu.claimed[p][v].eq(Cat(
+                            other.req_claims[p][v] for j, other in enumerate(ius)
+                            if j != i and (j, p) in turns).any())
         m.d.comb += self.overflow.eq(Cat(iu.overflow for iu in ius).any())
 
         grants = [[] for _ in range(5)]
@@ -146,10 +140,9 @@ class Router(wiring.Component):
             for i in inputs:
                 iu = ius[i]
                 # (the request was made with a spare credit on its VC: one is still there; and
-                # in in-order mode with its head's VC free or being released, and claimed by no
-                # other request: a head that asked for a VC being released needs it free now)
+                # in in-order mode with its head's VC free and claimed by no other request)
                 if vca is None:
-                    ok = ~iu.req_spec | ous[p].free.bit_select(iu.req_ovc, 1)
+                    ok = 1
                     leave_vc.append(iu.req_ovc)
                 else:
                     ok = ~iu.req_head | vca.avail[p]
@@ -162,8 +155,12 @@ class Router(wiring.Component):
                 for k, i in enumerate(inputs):
                     with m.Case(k):
                         m.d.comb += ous[p].flit.eq(ius[i].flit)
-            # The flit leaves on its output VC (one-hot grant: an AND-OR, no encoder).
+            # The flit leaves on its output VC (one-hot grant: an AND-OR, no encoder) ...
             m.d.comb += ous[p].flit.vc.eq(one_hot_select(arb.grant, leave_vc))
+            # (and its tail bit from the request register, not the buffer: the output VC's
+            # `held` follows it)
+            m.d.comb += ous[p].flit.tail.eq(
+                one_hot_select(arb.grant, [ius[i].req_tail for i in inputs]))
             if vca is not None:
                 m.d.comb += vca.take[p].eq(
                     Cat(arb.grant[k] & ius[i].req_head for k, i in enumerate(inputs)).any())
