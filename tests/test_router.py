@@ -166,15 +166,15 @@ def test_zero_load_two_cycles_per_hop_both_allocations(allocation):
 
 
 @pytest.mark.parametrize("allocation,depth,full_rate", [
-    ("pipelined", 8, True), ("pipelined", 4, True), ("pipelined", 3, False),
+    ("pipelined", 8, True), ("pipelined", 5, True), ("pipelined", 4, False),
     ("single_cycle", 8, True), ("single_cycle", 4, True), ("single_cycle", 3, False),
 ])
 def test_single_vc_streams_one_flit_per_cycle(allocation, depth, full_rate):
     """One long packet on one VC, W -> E, with the downstream returning each credit as a
     router would (written into its buffer at the end of the flit's link cycle, out the next
     cycle, its credit on the wire the cycle after): one flit per cycle from the first flit out
-    to the last once buffer_depth >= 4, with either allocation (docs/noc.md); below that,
-    slower."""
+    to the last once buffer_depth >= 5 pipelined, >= 4 single-cycle (docs/noc.md); below
+    that, slower."""
     cfg = NocConfig(width=3, height=3, buffer_depth=depth, allocation=allocation)
     dut = Router(config=cfg, x=1, y=1)
     f = fields(dut.in_w.flit.shape())

@@ -15,8 +15,8 @@ exact (it always names the flit at the head of ``req_vc``, and the port that fli
 flit that arrives on the link in cycle t can win the switch in t+1: still 2 cycles per hop. The
 credit and VC checks made one cycle ahead can be stale by one cycle; the router repeats them on
 the registered request only in any-VC mode (the VC a head is offered). In in-order mode the
-request needs no check: a flit is only requested with a spare credit on its output VC (two, or
-one and one coming back now: at most one flit per output leaves in a cycle, so one is left), and a head only asks for an output VC
+request needs no check: a flit is only requested with two credits on its output VC (at most
+one flit per output leaves in a cycle, so one is left), and a head only asks for an output VC
 that is free and that no other input's registered head request would take (``claimed``).
 
 ``grant`` (in): this cycle's request won its output; the flit leaves, its credit goes back
@@ -52,8 +52,7 @@ class LookaheadInputUnit(wiring.Component):
         super().__init__({
             "link": In(LinkSignature(config)),
             # Output-port state of this cycle (for the one-cycle-ahead checks).
-            # a credit left next cycle whatever the switch sends now (OutputUnit.credit_spare)
-            "credit_spare": In(data.ArrayLayout(V, 5)),
+            "credit_many": In(data.ArrayLayout(V, 5)),   # at least 2 credits
             "free": In(data.ArrayLayout(V, 5)),
             # in-order mode: another input's registered request is a head that will hold
             # that output VC if it wins (so this input does not ask for it too)
@@ -175,20 +174,22 @@ class LookaheadInputUnit(wiring.Component):
         # --- next cycle's choice, for both outcomes of this cycle's grant --------------------
         def ports_ok(meta, packet_to, packet_ovc, v):
             """Per output port (one-hot, 0 if none): the flit (meta) on input VC v can move
-            there, by this cycle's output state: a head needs a free output VC with a spare
-            credit where it routes to, a body flit a spare credit on its packet's output VC at
-            its packet's port. Spare: whatever the switch sends on that VC this cycle, a credit
-            is left next cycle, so the router need not check credits again."""
+            there, by this cycle's output state: a head needs a free output VC with two
+            credits where it routes to, a body flit two credits on its packet's output VC at
+            its packet's port. Two: whatever the switch sends on that VC this cycle, one is
+            left next cycle, so the router need not check credits again. (Counting a credit
+            coming back in this cycle as well recovers part of the saturation throughput of
+            long packets but costs about 7 % of Fmax: docs/synthesis.md.)"""
             to = []
             for p in range(5):
                 if p not in self._outs:
                     to.append(Const(0))
                     continue
                 if cfg.in_order:
-                    head_ok = self.free[p][v] & ~self.claimed[p][v] & self.credit_spare[p][v]
+                    head_ok = self.free[p][v] & ~self.claimed[p][v] & self.credit_many[p][v]
                 else:
                     head_ok = self.vc_avail[p]
-                body_ok = self.credit_spare[p].bit_select(packet_ovc, 1)
+                body_ok = self.credit_many[p].bit_select(packet_ovc, 1)
                 to.append(Mux(meta.head, meta.to[p] & head_ok, packet_to[p] & body_ok))
             # (in in-order mode every flit keeps its VC: req_ovc is req_vc; in any-VC mode a
             # head gets one at the switch)

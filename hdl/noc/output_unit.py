@@ -7,9 +7,7 @@ downstream buffer depth, goes down by one per flit sent on that VC and up by one
 received. A VC is held (not ``free``) from a head flit that is not also a tail until that
 packet's tail is sent: wormhole switching never interleaves two packets on one VC.
 ``credit_ok`` says a VC has at least one credit, ``credit_many`` at least two (both are
-registers, computed a cycle ahead: the allocators start from them); ``credit_spare`` that a
-credit is left next cycle whatever is sent in this one (two credits, or one and one coming
-back now).
+registers, computed a cycle ahead: the allocators start from them).
 """
 
 from amaranth.hdl import *
@@ -34,7 +32,6 @@ class OutputUnit(wiring.Component):
             "link": Out(LinkSignature(config)),
             "credit_ok": Out(V),
             "credit_many": Out(V),          # at least 2 credits
-            "credit_spare": Out(V),         # a credit next cycle, whatever is sent now
             "free": Out(V),
         })
 
@@ -63,9 +60,7 @@ class OutputUnit(wiring.Component):
             m.d.sync += ok.eq(back | Mux(sent, credits > 1, credits != 0))
             # credit_many = (credits >= 2), likewise: one more flit on v still has a credit.
             many = Signal(init=1, name=f"credit_many{v}")
-            m.d.comb += [self.credit_many[v].eq(many),
-                         # (2 credits, or 1 and one coming back now)
-                         self.credit_spare[v].eq(many | (ok & back))]
+            m.d.comb += self.credit_many[v].eq(many)
             m.d.sync += many.eq(Mux(back, Mux(sent, credits > 1, credits != 0),
                                     Mux(sent, credits > 2, credits > 1)))
             with m.If(sent):

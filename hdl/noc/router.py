@@ -116,7 +116,7 @@ class Router(wiring.Component):
                                                                  y=self._y, outs=outs)
             wiring.connect(m, wiring.flipped(self.in_port(i)), iu.link)
             for p in range(5):
-                m.d.comb += [iu.credit_spare[p].eq(ous[p].credit_spare),
+                m.d.comb += [iu.credit_many[p].eq(ous[p].credit_many),
                              iu.free[p].eq(ous[p].free)]
                 if vca is not None:
                     m.d.comb += [iu.vc_avail[p].eq(vca.avail[p]), iu.vc_offer[p].eq(vca.vc[p])]
@@ -139,7 +139,7 @@ class Router(wiring.Component):
             requests, leave_vc = [], []
             for i in inputs:
                 iu = ius[i]
-                # (the request was made with a spare credit on its VC: one is still there; and
+                # (the request was made with two credits on its VC: one is still there; and
                 # in in-order mode with its head's VC free and claimed by no other request)
                 if vca is None:
                     ok = 1
