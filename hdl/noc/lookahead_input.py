@@ -58,7 +58,6 @@ class LookaheadInputUnit(wiring.Component):
             # that output VC if it wins (so this input does not ask for it too)
             "claimed": In(data.ArrayLayout(V, 5)),
             "vc_avail": In(5),                       # any-VC mode: the VC allocator's offer
-            "vc_offer": In(data.ArrayLayout(vc_shape, 5)),
             # The registered request and the flit it names.
             "req_valid": Out(1),
             "req_vc": Out(vc_shape),

@@ -119,7 +119,7 @@ class Router(wiring.Component):
                 m.d.comb += [iu.credit_many[p].eq(ous[p].credit_many),
                              iu.free[p].eq(ous[p].free)]
                 if vca is not None:
-                    m.d.comb += [iu.vc_avail[p].eq(vca.avail[p]), iu.vc_offer[p].eq(vca.vc[p])]
+                    m.d.comb += iu.vc_avail[p].eq(vca.avail[p])
             ius.append(iu)
         if vca is None:
             # An output VC another input's registered head request will take if it wins.
