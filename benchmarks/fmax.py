@@ -9,9 +9,10 @@ fmax_median, seeds, fmax_by_seed, critical_path}}``.
     python benchmarks/fmax.py --merge a.json b.json       # separate runs (seeds) as one result
 
 Blocks: every registered block at its default config (``systolica blocks``), and the variants
-in ``VARIANTS``: ``sequencer`` (hdl/sequencer, not a registered block) and
+in ``VARIANTS``: ``sequencer`` (hdl/sequencer, not a registered block),
 ``tensor_engine_16x16`` (16x16 int8 with ``max_dsps = 156``, the MULT18X18D count of an
-LFE5U-85F; the other 100 multipliers in LUTs).
+LFE5U-85F; the other 100 multipliers in LUTs) and ``router_single_cycle`` (the router with
+``NocConfig.allocation = "single_cycle"``).
 
 ``fmax_mhz`` is the median over the seeds (= ``fmax_median``), ``fmax_min`` the lowest;
 ``critical_path`` is nextpnr's slowest path of the slowest seed (``systolica.synth.flow.
@@ -42,15 +43,30 @@ def _tensor_engine_16x16(configs):
     return get_block("tensor_engine").factory(array)
 
 
+def _router_single_cycle(configs):
+    noc = dataclasses.replace(configs["noc"], allocation="single_cycle")
+    return get_block("router").factory(noc)
+
+
 #: Measured beside the registered blocks: name -> (Verilog top, factory of {section: config}).
 VARIANTS = {
     "sequencer": ("systolica_sequencer", _sequencer),
     "tensor_engine_16x16": ("systolica_tensor_engine", _tensor_engine_16x16),
+    "router_single_cycle": ("systolica_router", _router_single_cycle),
 }
 
-#: The default order: the tile's blocks, the NoC, the engines, the whole tile last (slowest).
-DEFAULT_BLOCKS = ("dma", "act", "psum", "sbuf", "sequencer", "router", "mesh", "tensor_engine",
-                  "tensor_engine_16x16", "tile_datapath", "tile")
+#: Registered blocks measured after the others (the slowest to place).
+MEASURED_LAST = ("tile_datapath", "tile", "chip_tile", "chip")
+
+
+def default_blocks():
+    """Every registered block (so a new one is measured) and every variant; the composites
+    (tile, chip) last."""
+    last = [b for b in MEASURED_LAST if b in BLOCKS]
+    return [*(b for b in BLOCKS if b not in last), *VARIANTS, *last]
+
+
+DEFAULT_BLOCKS = tuple(default_blocks())
 
 
 AREA_KEYS = ("luts", "ffs", "dsps", "brams", "carries", "lutrams")

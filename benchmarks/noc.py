@@ -51,7 +51,7 @@ def run_point(args, rate, *, measure=None, warmup=None):
     x, y = args.mesh
     config = NocConfig(width=x, height=y, vcs=args.vcs, buffer_depth=args.buf,
                        payload_bits=args.payload_bits, link_stages=args.link_stages,
-                       in_order=not args.any_vc)
+                       in_order=not args.any_vc, allocation=args.allocation)
     mesh = Mesh(config=config)
     start = time.perf_counter()
     traffic = run_traffic(mesh, pattern=args.traffic, rate=rate, packet_len=args.packet,
@@ -63,6 +63,7 @@ def run_point(args, rate, *, measure=None, warmup=None):
     result["sim_seconds"] = round(elapsed, 2)
     result["cycles_per_second"] = round(traffic.cycles / elapsed, 1)
     result["in_order"] = config.in_order
+    result["allocation"] = config.allocation
     try:
         traffic.check()
         result["check"] = "ok"
@@ -87,6 +88,8 @@ def main(argv=None):
     p.add_argument("--link-stages", type=int, default=0)
     p.add_argument("--any-vc", action="store_true",
                    help="in_order=False: heads take any free VC (no per-pair ordering)")
+    p.add_argument("--allocation", choices=("pipelined", "single_cycle"), default="pipelined",
+                   help="router allocation (NocConfig.allocation)")
     p.add_argument("--eject-stall", type=float, default=0.0)
     p.add_argument("--warmup", type=int, default=300, help="cycles before measuring")
     p.add_argument("--measure", type=int, default=1500, help="measurement window (cycles)")

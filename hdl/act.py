@@ -163,11 +163,18 @@ class Act(wiring.Component):
         mul_stages = PIPELINED_MULTIPLY_LATENCY
         s1_valid = stage(self.psum.response.valid, "s1_valid", mul_stages, reset=True)
         s1_meta = stage(meta_fifo.o.payload, "s1_meta", mul_stages)
-        s1_prod, s1_raw, s1_shift, s1_float = [], [], [], []
+        s1_prod, s1_raw, s1_shift, s1_mask, s1_float = [], [], [], [], []
+        W = prod_shape.width
         for c in range(C):
             shift = Mux(self.shift[c] > cfg.max_shift, cfg.max_shift, self.shift[c])
             s1_raw.append(stage(resp.data[c], f"s1_raw{c}", mul_stages))
             s1_shift.append(stage(shift, f"s1_shift{c}", mul_stages))
+            if not arr.is_float:
+                # The sticky bits' mask (the bits below the guard bit), from the shift before
+                # the product is ready: stage 4 only ANDs it.
+                sh_m1 = (shift - 1)[:len(shift)]
+                s1_mask.append(stage(((Const(1, 1) << sh_m1) - 1)[:W], f"s1_mask{c}",
+                                     mul_stages))
             if arr.is_float:
                 # (sign, sig, exp, nan, inf) of the scaled value, computed in the first stage.
                 parts = scale_fp32(m, resp.data[c], self.scale[c], shift, f"scaled{c}")
@@ -197,7 +204,6 @@ class Act(wiring.Component):
         s4_size_mask = stage(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111)),
                              "s4_size_mask")
 
-        W = prod_shape.width
         # The rounded value is kept in NARROW bits: beyond +-2**(NARROW-1) every saturating mode
         # saturates whatever the zero point (|zero_point| <= 2**16, outputs within +-2**16), so
         # clamping there changes no result and keeps the later adder and comparators short.
@@ -219,11 +225,9 @@ class Act(wiring.Component):
                 continue
             p, sh = s1_prod[c], s1_shift[c]
             sh_m1 = (sh - 1)[:len(sh)]
-            low_mask = Signal(W, name=f"low_mask{c}")
-            m.d.comb += low_mask.eq((Const(1, 1) << sh_m1) - 1)
             q = stage(p >> sh, f"s4_q{c}")
             guard = stage((p >> sh_m1)[0], f"s4_guard{c}")
-            sticky = stage((p.as_unsigned() & low_mask) != 0, f"s4_sticky{c}")
+            sticky = stage((p.as_unsigned() & s1_mask[c]) != 0, f"s4_sticky{c}")
             shifted = stage(sh != 0, f"s4_shifted{c}")
             # Stage 5: clamp to NARROW bits, round half to even.
             q_narrow = Signal(signed(NARROW), name=f"q_narrow{c}")

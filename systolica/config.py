@@ -328,6 +328,11 @@ class NocConfig(ConfigBase):
     in_order: bool = param(True, "packets of one (source, destination) pair keep one VC end "
                                  "to end, so they arrive in order; false: a head may take any "
                                  "free VC at each hop (more throughput, no ordering guarantee)")
+    allocation: str = param("pipelined", "router allocation: 'pipelined' (each input picks its VC "
+                                         "a cycle ahead, the outputs arbitrate the registered "
+                                         "requests) or 'single_cycle' (both in one cycle); "
+                                         "both take 2 cycles per hop",
+                            choices=("pipelined", "single_cycle"))
 
     @property
     def nodes(self):

@@ -65,6 +65,15 @@ def test_every_default_block_is_known():
     assert set(fmax.DEFAULT_BLOCKS) <= set(fmax.known_blocks())
 
 
+def test_default_blocks_follow_the_registry():
+    """A newly registered block is measured by default; so is every variant, composites last."""
+    from systolica.blocks import BLOCKS
+    fmax = load_fmax()
+    assert set(fmax.DEFAULT_BLOCKS) == set(BLOCKS) | set(fmax.VARIANTS)
+    assert fmax.DEFAULT_BLOCKS[-1] in fmax.MEASURED_LAST
+    assert {"router_single_cycle", "tensor_engine_16x16", "sequencer"} <= set(fmax.VARIANTS)
+
+
 @pytest.mark.slow
 def test_router_run_prints_the_documented_keys(capsys):
     load_fmax().main(["--blocks", "router", "--seeds", "1"])

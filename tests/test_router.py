@@ -144,15 +144,82 @@ def test_zero_load_two_cycles_per_hop():
     assert seen[3]["dst_x"] == 2 and seen[3]["dst_y"] == 1
 
 
+@pytest.mark.parametrize("allocation", ["pipelined", "single_cycle"])
+def test_zero_load_two_cycles_per_hop_both_allocations(allocation):
+    """Both router variants: a flit on the input link in cycle 1 is on the output link in 3."""
+    cfg = NocConfig(width=3, height=3, allocation=allocation)
+    dut = Router(config=cfg, x=1, y=1)
+    f = fields(dut.in_w.flit.shape())
+    seen = []
+
+    async def bench(ctx):
+        for cycle in range(8):
+            ctx.set(dut.in_w.valid, cycle == 1)
+            ctx.set(dut.in_w.flit.as_value(),
+                    pack(f, head=1, tail=1, vc=0, dst_x=2, dst_y=1, payload=0x5a))
+            _, _, ev, eflit = await ctx.tick().sample(dut.out_e.valid, dut.out_e.flit.as_value())
+            if ev:
+                seen.append((cycle, unpack(f, eflit)["payload"]))
+
+    run_simulation(dut, [bench], max_cycles=20)
+    assert seen == [(3, 0x5a)]
+
+
+@pytest.mark.parametrize("allocation,depth,full_rate", [
+    ("pipelined", 8, True), ("pipelined", 5, True), ("pipelined", 4, False),
+    ("single_cycle", 8, True), ("single_cycle", 4, True), ("single_cycle", 3, False),
+])
+def test_single_vc_streams_one_flit_per_cycle(allocation, depth, full_rate):
+    """One long packet on one VC, W -> E, with the downstream returning each credit as a
+    router would (written into its buffer at the end of the flit's link cycle, out the next
+    cycle, its credit on the wire the cycle after): one flit per cycle from the first flit out
+    to the last once buffer_depth >= 5 pipelined, >= 4 single-cycle (docs/noc.md); below
+    that, slower."""
+    cfg = NocConfig(width=3, height=3, buffer_depth=depth, allocation=allocation)
+    dut = Router(config=cfg, x=1, y=1)
+    f = fields(dut.in_w.flit.shape())
+    n = 40
+    out_cycles = []
+
+    async def bench(ctx):
+        credits = depth                 # the upstream's credits for VC 0 at our W input
+        sent = 0
+        returns = []                    # cycles at which the downstream returns a credit
+        for cycle in range(200):
+            send = sent < n and credits > 0
+            ctx.set(dut.in_w.valid, send)
+            ctx.set(dut.in_w.flit.as_value(), pack(f, head=int(sent == 0), tail=int(sent == n - 1),
+                                                   vc=0, dst_x=2, dst_y=1, payload=sent))
+            ctx.set(dut.out_e.credit, cycle in returns)
+            ctx.set(dut.out_e.credit_vc, 0)
+            if send:
+                credits -= 1
+                sent += 1
+            _, _, back, ev, eflit = await ctx.tick().sample(
+                dut.in_w.credit, dut.out_e.valid, dut.out_e.flit.as_value())
+            credits += back
+            if ev:
+                assert unpack(f, eflit)["payload"] == len(out_cycles)
+                out_cycles.append(cycle)
+                returns.append(cycle + 2)
+        assert not ctx.get(dut.overflow)
+
+    run_simulation(dut, [bench], max_cycles=300)
+    assert len(out_cycles) == n
+    rate = (n - 1) / (out_cycles[-1] - out_cycles[0])
+    assert (rate == 1.0) == full_rate, (rate, out_cycles)
+
+
+@pytest.mark.parametrize("allocation", ["pipelined", "single_cycle"])
 @pytest.mark.parametrize("vcs,depth,in_order,max_len", [
     (2, 2, True, 4),
     (2, 8, False, 3),
     (3, 3, False, 5),
 ])
-def test_router_random_traffic(seed, vcs, depth, in_order, max_len):
+def test_router_random_traffic(seed, vcs, depth, in_order, max_len, allocation):
     rng = np.random.default_rng(seed)
     cfg = NocConfig(width=3, height=3, vcs=vcs, buffer_depth=depth, payload_bits=16,
-                    in_order=in_order)
+                    in_order=in_order, allocation=allocation)
     node = (1, 1)
     dut = Router(config=cfg, x=node[0], y=node[1])
     topo = MeshTopology(3, 3)

@@ -6,7 +6,8 @@ won the switch in cycle t is on the link in cycle t+1). Each VC's counter starts
 downstream buffer depth, goes down by one per flit sent on that VC and up by one per credit
 received. A VC is held (not ``free``) from a head flit that is not also a tail until that
 packet's tail is sent: wormhole switching never interleaves two packets on one VC.
-``credit_ok`` says a VC has at least one credit.
+``credit_ok`` says a VC has at least one credit, ``credit_many`` at least two (both are
+registers, computed a cycle ahead: the allocators start from them).
 """
 
 from amaranth.hdl import *
@@ -30,6 +31,7 @@ class OutputUnit(wiring.Component):
             "flit": In(flit_layout(config)),
             "link": Out(LinkSignature(config)),
             "credit_ok": Out(V),
+            "credit_many": Out(V),          # at least 2 credits
             "free": Out(V),
         })
 
@@ -48,10 +50,19 @@ class OutputUnit(wiring.Component):
             m.d.comb += [
                 sent.eq(self.send & (self.flit.vc == v)),
                 back.eq(self.link.credit & (self.link.credit_vc == v)),
-                self.credit_ok[v].eq(credits != 0),
                 self.free[v].eq(~held),
             ]
-            m.d.sync += credits.eq(credits - sent + back)
+            # (both sums ready before the switch decides: `sent` only picks one)
+            m.d.sync += credits.eq(Mux(sent, credits + back - 1, credits + back))
+            # credit_ok = (credits != 0), kept in a register: the allocators start from it.
+            ok = Signal(init=1, name=f"credit_ok{v}")
+            m.d.comb += self.credit_ok[v].eq(ok)
+            m.d.sync += ok.eq(back | Mux(sent, credits > 1, credits != 0))
+            # credit_many = (credits >= 2), likewise: one more flit on v still has a credit.
+            many = Signal(init=1, name=f"credit_many{v}")
+            m.d.comb += self.credit_many[v].eq(many)
+            m.d.sync += many.eq(Mux(back, Mux(sent, credits > 1, credits != 0),
+                                    Mux(sent, credits > 2, credits > 1)))
             with m.If(sent):
                 m.d.sync += held.eq(~self.flit.tail)
         return m

@@ -24,9 +24,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import NocConfig
+from systolica.hdl.lib import RoundRobinArbiter
 from systolica.hdl.noc.crossbar import Crossbar
 from systolica.hdl.noc.flit import LinkSignature, check_noc_config
 from systolica.hdl.noc.input_unit import InputUnit
+from systolica.hdl.noc.lookahead_input import LookaheadInputUnit, one_hot_select
 from systolica.hdl.noc.output_unit import OutputUnit
 from systolica.hdl.noc.route_compute import RouteCompute
 from systolica.hdl.noc.switch_allocator import SwitchAllocator
@@ -82,6 +84,97 @@ class Router(wiring.Component):
         return getattr(self, f"out_{PORT_SUFFIX[p]}")
 
     def elaborate(self, platform):
+        if self._config.allocation == "pipelined":
+            return self._elaborate_pipelined()
+        return self._elaborate_single_cycle()
+
+    def _output_units(self, m):
+        ous = []
+        for p, s in enumerate(PORT_SUFFIX):
+            ou = m.submodules[f"output_{s}"] = OutputUnit(config=self._config)
+            wiring.connect(m, ou.link, wiring.flipped(self.out_port(p)))
+            ous.append(ou)
+        return ous
+
+    def _elaborate_pipelined(self):
+        """Allocation over two cycles, still 2 cycles per hop: each input registers one
+        request (VC, port) a cycle ahead (:class:`LookaheadInputUnit`); here, per output, a
+        round-robin arbiter among the inputs whose request still holds by this cycle's credits
+        and VC state; the winners cross the crossbar into the output registers."""
+        m = Module()
+        cfg = self._config
+        turns = self._turns
+        ous = self._output_units(m)
+        vca = None if cfg.in_order else VcAllocator(config=cfg)
+        if vca is not None:
+            m.submodules.vc_allocator = vca
+            m.d.comb += [vca.free[p].eq(ous[p].free & ous[p].credit_ok) for p in range(5)]
+        ius = []
+        for i, s in enumerate(PORT_SUFFIX):
+            outs = [p for p in range(5) if (i, p) in turns]
+            iu = m.submodules[f"input_{s}"] = LookaheadInputUnit(config=cfg, x=self._x,
+                                                                 y=self._y, outs=outs)
+            wiring.connect(m, wiring.flipped(self.in_port(i)), iu.link)
+            for p in range(5):
+                m.d.comb += [iu.credit_many[p].eq(ous[p].credit_many),
+                             iu.free[p].eq(ous[p].free)]
+                if vca is not None:
+                    m.d.comb += iu.vc_avail[p].eq(vca.avail[p])
+            ius.append(iu)
+        if vca is None:
+            # An output VC another input's registered head request will take if it wins.
+            for i, iu in enumerate(ius):
+                for p in range(5):
+                    for v in range(cfg.vcs):
+                        m.d.comb += iu.claimed[p][v].eq(Cat(
+                            other.req_claims[p][v] for j, other in enumerate(ius)
+                            if j != i and (j, p) in turns).any())
+        m.d.comb += self.overflow.eq(Cat(iu.overflow for iu in ius).any())
+
+        grants = [[] for _ in range(5)]
+        for p in range(5):
+            inputs = [i for i in range(5) if (i, p) in turns]
+            if not inputs:
+                continue
+            requests, leave_vc = [], []
+            for i in inputs:
+                iu = ius[i]
+                # (the request was made with two credits on its VC: one is still there; and
+                # in in-order mode with its head's VC free and claimed by no other request)
+                if vca is None:
+                    ok = 1
+                    leave_vc.append(iu.req_ovc)
+                else:
+                    ok = ~iu.req_head | vca.avail[p]
+                    leave_vc.append(Mux(iu.req_head, vca.vc[p], iu.req_ovc))
+                requests.append(iu.req_to[p] & ok)
+            arb = m.submodules[f"out_arb{p}"] = RoundRobinArbiter(len(inputs))
+            m.d.comb += [arb.requests.eq(Cat(requests)), arb.advance.eq(arb.valid),
+                         ous[p].send.eq(arb.valid)]
+            with m.Switch(arb.index):
+                for k, i in enumerate(inputs):
+                    with m.Case(k):
+                        m.d.comb += ous[p].flit.eq(ius[i].flit)
+            # The flit leaves on its output VC (one-hot grant: an AND-OR, no encoder) ...
+            m.d.comb += ous[p].flit.vc.eq(one_hot_select(arb.grant, leave_vc))
+            # (and its tail bit from the request register, not the buffer: the output VC's
+            # `held` follows it)
+            m.d.comb += ous[p].flit.tail.eq(
+                one_hot_select(arb.grant, [ius[i].req_tail for i in inputs]))
+            if vca is not None:
+                m.d.comb += vca.take[p].eq(
+                    Cat(arb.grant[k] & ius[i].req_head for k, i in enumerate(inputs)).any())
+            for k, i in enumerate(inputs):
+                grants[i].append(arb.grant[k])
+        for i, iu in enumerate(ius):
+            m.d.comb += iu.grant.eq(Cat(grants[i]).any() if grants[i] else 0)
+            if vca is None:
+                m.d.comb += iu.grant_ovc.eq(iu.req_vc)
+            else:
+                m.d.comb += iu.grant_ovc.eq(one_hot_select(iu.req_to, vca.vc))
+        return m
+
+    def _elaborate_single_cycle(self):
         m = Module()
         cfg = self._config
         V = cfg.vcs
