@@ -34,28 +34,11 @@ from .axi import Axi4LiteSignature, Axi4Signature
 from .host_bus import HostWindows
 from .noc.mesh import Mesh
 from .regs import RegisterFile
+from .lib.elaboratables import mark_used
 from .tile import Tile
 
 
 __all__ = ["Chip", "tile_instance"]
-
-
-def _not_elaborated(obj, seen=None):
-    """Silence Amaranth's unused-elaboratable warning for ``obj`` and what it holds: a tile
-    that stands for an instance of the shared tile module is never elaborated itself."""
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, Elaboratable):
-        obj._MustUse__silence = True
-        values = vars(obj).values()
-    elif isinstance(obj, dict):
-        values = obj.values()
-    else:
-        return
-    for value in values:
-        _not_elaborated(value, seen)
 
 
 def tile_instance(name, tile):
@@ -133,7 +116,7 @@ class Chip(wiring.Component):
             if self._tile_module is None:
                 m.submodules[f"tile_{x}_{y}"] = tile
             else:       # the tile's ports only; its logic is the shared module's
-                _not_elaborated(tile)
+                mark_used(tile)
                 tile = tile.signature.create(path=(f"tile_{x}_{y}",))
                 m.submodules[f"tile_{x}_{y}"] = tile_instance(self._tile_module, tile)
             tiles.append(tile)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from systolica.hdl.lib.elaboratables import mark_used
+
 from .codecs import _flat_ports
 from .errors import BackendUnavailable, BuildError
 from .glue import _glue_source
@@ -70,27 +72,6 @@ def _source_digest(component):
     return h.hexdigest()
 
 
-def _mark_used(obj, seen=None):
-    """Mark ``obj`` and the elaboratables it holds as used: a design found through its design key
-    is not elaborated in this process, and must not warn about that."""
-    from amaranth.hdl import Elaboratable
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, Elaboratable):
-        obj._MustUse__used = True
-        values = vars(obj).values()
-    elif isinstance(obj, (list, tuple)):
-        values = obj
-    elif isinstance(obj, dict):
-        values = obj.values()
-    else:
-        return
-    for v in values:
-        _mark_used(v, seen)
-
-
 def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, verilog=None,
           design_key=None, hier_block=None):
     """Verilate ``component`` with the generic harness into a shared library, or reuse the cached
@@ -138,7 +119,7 @@ def build(component, *, trace=None, opt="-O3", extra_sources=(), jobs=None, veri
         link = root / "designs" / d.hexdigest()[:24]
         key = link.read_text().strip() if link.exists() else None
         if key and (root / key / "libdut.so").exists():
-            _mark_used(component)
+            mark_used(component)
             return CompiledModel(BuildInfo(root / key, key, True, 0.0, tc), component, ports)
     if verilog is None:
         verilog = to_verilog(component, "dut")
