@@ -5,13 +5,16 @@ for an R x C tile, run on a backend, checked bit-exactly against NumPy; prints J
 
 ``cycles`` is measured (the tile's CYCLES register) on the RTL backends; on ``model`` it is the
 performance model's estimate (``cycles_measured`` says which). ``predicted_cycles`` is always the
-performance model's; ``closed_form_cycles`` the plan's closed-form estimate. ``--sbuf-depth auto``
-(the default without ``--config``) takes the smallest SBUF depth (>= the default 256) at which a
-larger one would not make the estimate 1 % better, and reports it as ``sbuf_depth``.
+performance model's; ``closed_form_cycles`` the plan's closed-form estimate. Without options the
+tile is the default config (``systolica/default.toml``: 8 x 8, SBUF depth 2,048); ``--rows``,
+``--cols``, ``--dtype``, ``--word-bytes`` and ``--sbuf-reads`` change only what they name.
+``--sbuf-depth N`` sets the SBUF depth; ``--sbuf-depth auto`` takes the smallest of 256 ... 4,096
+at which a larger one would not make the estimate 1 % better. ``sbuf_depth`` reports the depth and
+``sbuf_depth_from`` where it came from (``config``, ``option`` or ``auto``).
 
 ``--config F.toml`` takes the whole tile config from a file (``configs/tile16x16.toml`` is the
-16 x 16 tile's: 128-bit DMA, 16 SBUF reads in flight, a deeper SBUF); ``--rows``/``--cols`` and
-the other config options are then ignored unless given (``--sbuf-depth N`` overrides the depth).
+16 x 16 tile's: 16 SBUF reads in flight); ``--rows``/``--cols`` and the other config options
+are then ignored unless given (``--sbuf-depth`` overrides the depth).
 
     python benchmarks/gemm.py --config configs/tile16x16.toml --m 256 --k 256 --n 256 \
         --backend verilator
@@ -63,6 +66,16 @@ def with_depth(config, depth):
     return dataclasses.replace(config, sbuf=dataclasses.replace(config.sbuf, depth=depth))
 
 
+def parse_depth(text):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sbuf-depth must be an integer or auto; "
+                                         f"got {text!r}") from None
+
+
 def choose_depth(base, m, k, n):
     """The smallest SBUF depth whose plan is within 1 % of the best of the depths tried."""
     estimates = {}
@@ -80,7 +93,9 @@ def main(argv=None):
     for name, default in (("rows", 8), ("cols", 8), ("m", 256), ("k", 256), ("n", 256)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--backend", choices=("model", "amaranth", "verilator"), default="model")
-    p.add_argument("--sbuf-depth", default="auto", help="SBUF depth, or auto")
+    p.add_argument("--sbuf-depth", type=parse_depth, default=None,
+                   help="SBUF depth in words, or auto (the smallest of 256..4096 within 1 %% of "
+                        "the best estimate); default: the config's")
     p.add_argument("--dtype", choices=("int8", "uint8", "int16"), default="int8")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--word-bytes", type=int, default=8,
@@ -107,17 +122,23 @@ def main(argv=None):
                                                                      sbuf_reads=args.sbuf_reads))
         args.rows, args.cols = base.array.rows, base.array.cols
         args.dtype = base.array.moving_dtype
-        if args.sbuf_depth == "auto" and "--sbuf-depth" not in (argv or sys.argv):
-            args.sbuf_depth = str(base.sbuf.depth)
     else:
-        base = bench_config(args.rows, args.cols, 256, args.word_bytes, args.dtype,
+        base = bench_config(args.rows, args.cols, SbufConfig().depth, args.word_bytes, args.dtype,
                             args.sbuf_reads)
     queues = args.dma_queues or (max(3, base.dma.queues) if args.mesh else None)
     if queues:
         base = dataclasses.replace(base, dma=dataclasses.replace(base.dma, queues=queues))
-    depth = (choose_depth(base, args.m, args.k, args.n)
-             if args.sbuf_depth == "auto" else int(args.sbuf_depth))
-    config = with_depth(base, depth)
+    if args.sbuf_depth is None:
+        depth, depth_from = base.sbuf.depth, "config"
+    elif args.sbuf_depth == "auto":
+        depth, depth_from = choose_depth(base, args.m, args.k, args.n), "auto"
+    else:
+        depth, depth_from = args.sbuf_depth, "option"
+    try:
+        config = with_depth(base, depth)
+    except ConfigError as error:
+        p.error(str(error))
+    args.sbuf_depth_from = depth_from
     if args.mesh:
         return bench_mesh(args, config, depth)
     a, b, c, e, wall = run_gemm(args, config)
@@ -125,6 +146,7 @@ def main(argv=None):
     print(json.dumps({
         "m": args.m, "k": args.k, "n": args.n, "rows": args.rows, "cols": args.cols,
         "dtype": args.dtype, "backend": args.backend, "sbuf_depth": depth,
+        "sbuf_depth_from": args.sbuf_depth_from,
         "dma_data_width": config.dma.data_width, "sbuf_reads": config.dma.sbuf_reads,
         "config": args.config,
         "cycles": e.cycles, "cycles_measured": e.measured,
@@ -198,6 +220,7 @@ def bench_mesh(args, tile, depth):
     print(json.dumps({
         "m": args.m, "k": args.k, "n": args.n, "rows": args.rows, "cols": args.cols,
         "dtype": args.dtype, "backend": args.backend, "sbuf_depth": depth,
+        "sbuf_depth_from": args.sbuf_depth_from,
         "dma_data_width": tile.dma.data_width, "dma_queues": tile.dma.queues,
         "mesh": f"{args.mesh[0]}x{args.mesh[1]}", "tiles": e.tiles,
         "cycles": e.cycles, "cycles_measured": e.measured,
