@@ -27,6 +27,11 @@ def test_demo_small_config_is_bit_exact(capsys):
                  "--seed", "7", "--stall", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "bit-exact" in out and "utilisation steady" in out
+    # the whole tile, DRAM to DRAM through DMA, engine, PSUM and ACT: model, then the tile RTL
+    model, rtl = out.index("whole tile, instruction-level model"), out.index("whole tile, tile RTL")
+    assert model < rtl and "DRAM -> DMA -> engine -> PSUM -> ACT" in out[model:rtl]
+    assert "measured (CYCLES register)" in out[rtl:]
+    assert out.count("result vs NumPy:   bit-exact") == 2 and "bit-exact" in out[:model]
 
 
 def test_demo_steady_utilisation_is_one(capsys):

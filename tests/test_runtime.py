@@ -48,9 +48,9 @@ def test_matmul_requantised_and_run_mlp_on_model():
     assert device.last.cycles == device.last.predicted_cycles and not device.last.measured
 
 
-def test_amaranth_backend_bit_exact_gemm_and_mlp():
+def test_amaranth_backend_bit_exact_gemm_and_mlp(capsys, tmp_path):
     rng = np.random.default_rng(3)
-    device = Device(TINY, backend="amaranth")
+    device = Device(TINY, backend="amaranth", progress=True)
     a = rng.integers(-128, 128, (9, 7))
     b = rng.integers(-128, 128, (7, 6))
     scale = rng.integers(1, 1000, 6)
@@ -62,6 +62,16 @@ def test_amaranth_backend_bit_exact_gemm_and_mlp():
     assert set(e.busy_cycles) == {"dma0", "dma1", "pe", "act"}
     assert all(0 < b <= e.cycles for b in e.busy_cycles.values())
     assert e.profile.tracks["pe"], "sampled PE segments"
+    assert "simulating the tile" in capsys.readouterr().err          # the progress bar
+    # the RTL run's profile as a Chrome trace and a PNG timeline
+    events = chrome_trace([e.profile])["traceEvents"]
+    pe = next(t["tid"] for t in events if t["name"] == "thread_name" and t["args"]["name"] == "pe")
+    spans = [t for t in events if t["ph"] == "X"]
+    assert any(t["tid"] == pe and t["cat"] == "busy" for t in spans)
+    assert all(t["dur"] >= 1 for t in spans)
+    assert max(t["ts"] + t["dur"] for t in spans) <= e.cycles + 1
+    plot_timeline(tmp_path / "rtl.png", [e.profile])
+    assert (tmp_path / "rtl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     layers = [Linear(rng.integers(-128, 128, (5, 8)), scale=rng.integers(1, 100, 8), shift=8,
                      relu=True, out_dtype="int8"), Linear(rng.integers(-128, 128, (8, 3)))]
     x = rng.integers(-128, 128, (6, 5))
@@ -79,6 +89,14 @@ def test_verilator_backend_runs_or_says_what_is_missing():
         return
     assert np.array_equal(device.matmul(a, b), a @ b)
     assert device.last.measured
+    scale = rng.integers(1, 1000, 3)              # the same tile build: requantised, and an MLP
+    got = device.matmul(a, b, out_dtype="uint8", scale=scale, shift=7, zero_point=5, relu=True)
+    layer = Linear(b, scale=scale, shift=7, zero_point=5, relu=True, out_dtype="uint8")
+    assert got.dtype == np.uint8 and np.array_equal(got, reference([layer], a))
+    layers = [Linear(b, scale=scale, shift=7, relu=True, out_dtype="int8"),
+              Linear(rng.integers(-128, 128, (3, 4)))]
+    assert np.array_equal(device.run(layers, a), reference(layers, a))
+    assert device.last.measured and device.last.compiled.plans[1].a_source == "sbuf"
 
 
 def test_model_backend_default_and_extreme_values():
