@@ -176,6 +176,27 @@ def test_bigger_sbuf_keeps_all_of_k_and_nears_minimum_traffic():
     assert big.predicted_cycles < small.predicted_cycles
 
 
+def test_next_a_block_loads_and_act_drains_while_the_engine_multiplies():
+    """Double buffering and the overlapped drain, on the default config (two M blocks): the
+    second M block's A lands in the second A buffer before the first block's last multiply, and
+    ACT drains PSUM slots while the engine still multiplies (performance model's timeline)."""
+    compiled = compile_gemm(DEFAULT, 256, 64, 64)
+    plan = compiled.plans[0]
+    buffers = {b.name: b for b in plan.buffers}
+    assert plan.m_blocks == 2 and plan.w_resident and plan.psum_slots == 2
+    assert buffers["a"].count == 2 and buffers["c"].count == 2
+    timeline = predict(compiled.program, DEFAULT)
+    multiplies = [iv for iv in timeline.intervals["pe"] if iv.opcode == "MULTIPLY_MOVING"]
+    first_block_end = multiplies[len(multiplies) // 2 - 1].end
+    second_a = buffers["a"].offset + buffers["a"].bytes
+    loads = [iv for iv in timeline.intervals["dma0"]
+             if getattr(compiled.program.queues["dma0"][iv.pc], "dst_addr", None) == second_a]
+    assert len(loads) == 1 and multiplies[0].start < loads[0].end < first_block_end
+    drains = [iv for iv in timeline.intervals["act"] if iv.opcode == "ACT"]
+    assert drains[0].start < first_block_end
+    assert any(d.start < m.end and m.start < d.end for d in drains for m in multiplies)
+
+
 def test_prediction_bounds():
     compiled = compile_gemm(DEFAULT, 64, 64, 64)
     timeline = predict(compiled.program, DEFAULT)

@@ -79,6 +79,20 @@ def test_amaranth_backend_bit_exact_gemm_and_mlp(capsys, tmp_path):
     assert device.last.compiled.plans[1].a_source == "sbuf"
 
 
+@pytest.mark.parametrize("moving,stationary", [("int16", "int16"), ("uint8", "int8")])
+def test_amaranth_backend_wide_and_unsigned_inputs(moving, stationary):
+    config = TileConfig(array=ArrayConfig(rows=4, cols=4, moving_dtype=moving,
+                                          stationary_dtype=stationary),
+                        sbuf=TINY.sbuf, psum=TINY.psum)
+    rng = np.random.default_rng(6)
+    a_info, b_info = np.iinfo(moving), np.iinfo(stationary)
+    a = rng.integers(a_info.min, a_info.max + 1, (7, 9))
+    b = rng.integers(b_info.min, b_info.max + 1, (9, 5))
+    a[0], b[:, 0] = a_info.min, b_info.min                   # the extremes' products
+    got = Device(config, backend="amaranth").matmul(a, b)
+    assert np.array_equal(got, reference([Linear(b)], a, config))
+
+
 def test_verilator_backend_runs_or_says_what_is_missing():
     rng = np.random.default_rng(4)
     a, b = rng.integers(-128, 128, (5, 6)), rng.integers(-128, 128, (6, 3))
@@ -164,6 +178,10 @@ def test_cli_gemm_model(capsys, tmp_path):
     out = capsys.readouterr().out
     for word in ("loop order", "predicted cycles", "utilisation", "bit-exact", "DRAM traffic"):
         assert word in out
+    # the plan: block sizes, loop order, buffer use, predicted DRAM bytes against the minimum
+    assert "M block (1 x 20 rows)" in out and "K chunk (1 x 3 tiles of 8)" in out
+    assert "SBUF per partition:" in out and "of 16384 bytes" in out
+    assert "bytes predicted, minimum 673" in out   # 20*17 + 17*9 bytes in, 20*9 out (uint8)
     assert json.loads(trace.read_text())["traceEvents"] and png.stat().st_size > 0
 
 
