@@ -165,13 +165,15 @@ def _queue_info(fields, pc, retired, busy, err):
 def run_tile(config: TileConfig, program: Program, *, data=None, dram_bytes=1 << 16,
              max_cycles=200_000, abort_after=None, lengths=None, host_stall=0.0, seed=0,
              program_base=PROGRAM_BASE, command_stall=0.0, backend="amaranth", image=None,
-             **ram_kwargs):
+             progress=None, **ram_kwargs):
     """Run ``program`` on a tile of ``config`` (see the module docstring). ``lengths``
     overrides queue lengths ({name: n}); ``abort_after`` pulses CONTROL.abort that many cycles
     after start and then waits for the tile to stop; ``host_stall`` stalls the AXI4-Lite host
     (Amaranth only); ``command_stall`` stalls the sequencer's command streams; ``ram_kwargs``
     go to :class:`~systolica.hdl.axi_ram.AxiRam` (``read_latency``, ``stall``, ``jitter``,
-    ``seed``); ``image`` replaces ``program.encode()`` (same queue layout; for patched words)."""
+    ``seed``); ``image`` replaces ``program.encode()`` (same queue layout; for patched words);
+    ``progress`` (Verilator only) is called with the cycles run so far every
+    ``tile_compiled.PROGRESS_CYCLES`` (a progress bar)."""
     if not isinstance(config, TileConfig):
         raise TypeError(f"run_tile config must be a TileConfig; got {config!r}")
     if backend not in ("amaranth", "verilator"):
@@ -193,7 +195,10 @@ def run_tile(config: TileConfig, program: Program, *, data=None, dram_bytes=1 <<
         from .tile_compiled import run_tile_compiled
         return run_tile_compiled(config, mem, setup, names, max_cycles=max_cycles,
                                  abort_after=abort_after, command_stall=command_stall,
-                                 stall_seed=seed + 1, **ram_kwargs)
+                                 stall_seed=seed + 1, progress=progress, **ram_kwargs)
+    if progress is not None:
+        raise ValueError("run_tile progress is for backend='verilator' (the Amaranth runtime "
+                         "backend has its own)")
     system = TileSystem(config, dram_words=dram_bytes // wb, init=_words(mem, wb),
                         command_stall=command_stall, stall_seed=seed + 1, **ram_kwargs)
     tile = system.tile

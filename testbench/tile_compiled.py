@@ -15,6 +15,7 @@ from systolica.hdl.tile import Tile
 from .axilite import AxiLiteError
 from .backends import compiled_model
 from .compiled import AXI_DRAM_SOURCE, DramPort, SharedDram
+from .sim import SimulationTimeout
 from .tile import TileRun, _queue_info
 
 
@@ -123,7 +124,7 @@ def read_psum(sim, config, prefix=""):
 
 
 def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, command_stall,
-                      stall_seed, read_latency=1, stall=0.0, jitter=0, seed=1):
+                      stall_seed, read_latency=1, stall=0.0, jitter=0, seed=1, progress=None):
     tile, model = compiled_tile(config, command_stall=command_stall, stall_seed=stall_seed)
     regmap = tile.register_map
     mem = np.ascontiguousarray(mem, dtype=np.uint8)
@@ -134,7 +135,7 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
         host = CompiledRegisterHost(sim, regmap, tile.host.signature.data_width)
         for reg, fields in setup:
             host.write(reg, **fields)
-        run_seconds, run_cycles = start_and_run(sim, host, max_cycles, abort_after)
+        run_seconds, run_cycles = start_and_run(sim, host, max_cycles, abort_after, progress)
         regs = read_tile_registers(host, names)
         sbuf, psum = read_sbuf(sim, config), read_psum(sim, config)
         cycles = sim.cycle
@@ -143,11 +144,16 @@ def run_tile_compiled(config, mem, setup, names, *, max_cycles, abort_after, com
                           "seconds": time.perf_counter() - started})
 
 
-def start_and_run(sim, host, max_cycles, abort_after=None):
+#: Cycles between two ``progress`` calls of :func:`start_and_run`.
+PROGRESS_CYCLES = 1 << 14
+
+
+def start_and_run(sim, host, max_cycles, abort_after=None, progress=None):
     """``CONTROL.start`` through ``host`` (a tile's or the chip's), then the C++ loop until the
     design's ``running`` output is 0 (``abort_after``: ``CONTROL.abort`` that many cycles after
-    start first, if still running); the watchdog counts from cycle 0. Returns the wall seconds
-    and cycles of the run from the start."""
+    start first, if still running); the watchdog counts from cycle 0. ``progress``, if given, is
+    called with the cycles since the start every ``PROGRESS_CYCLES`` (a progress bar). Returns
+    the wall seconds and cycles of the run from the start."""
     host.write("CONTROL", start=1)
     sim.tick()
     started, start_cycle = time.perf_counter(), sim.cycle
@@ -155,6 +161,12 @@ def start_and_run(sim, host, max_cycles, abort_after=None):
         sim.tick(abort_after)
         if sim.get("running"):
             host.write("CONTROL", abort=1)
+    while progress is not None and sim.cycle + PROGRESS_CYCLES < max_cycles:
+        try:        # stops at the chunk's end or when running falls, whichever comes first
+            sim.run(max_cycles=sim.cycle + PROGRESS_CYCLES, wait_while="running")
+            break
+        except SimulationTimeout:
+            progress(sim.cycle - start_cycle)
     sim.run(max_cycles=max_cycles, wait_while="running")
     return time.perf_counter() - started, sim.cycle - start_cycle
 

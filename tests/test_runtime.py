@@ -113,6 +113,35 @@ def test_verilator_backend_runs_or_says_what_is_missing():
     assert device.last.measured and device.last.compiled.plans[1].a_source == "sbuf"
 
 
+def test_verilator_progress_bar_leaves_the_run_unchanged(monkeypatch, capsys):
+    """The progress bar runs the C++ loop in chunks: same output, same cycles."""
+    from systolica.testbench import tile_compiled
+    rng = np.random.default_rng(9)
+    a, b = rng.integers(-128, 128, (40, 24)), rng.integers(-128, 128, (24, 12))
+    try:
+        quiet = Device(TINY, backend="verilator")
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+    want = quiet.matmul(a, b)
+    monkeypatch.setattr(tile_compiled, "PROGRESS_CYCLES", 64)
+    calls, run = [], tile_compiled.start_and_run
+
+    def counted(sim, host, max_cycles, abort_after=None, progress=None):
+        return run(sim, host, max_cycles, abort_after,
+                   lambda cycles: (calls.append(cycles), progress(cycles)))
+
+    monkeypatch.setattr(tile_compiled, "start_and_run", counted)
+    shown = Device(TINY, backend="verilator", progress=True)
+    assert np.array_equal(shown.matmul(a, b), want) and np.array_equal(want, a @ b)
+    assert shown.last.cycles == quiet.last.cycles > 4 * 64
+    assert shown.last.busy_cycles == quiet.last.busy_cycles
+    assert len(calls) >= 4 and calls == sorted(calls) and calls[-1] < shown.last.cycles + 64
+    from systolica.testbench.sim import SimulationTimeout
+    with pytest.raises(SimulationTimeout, match="within 300 cycles"):     # the watchdog holds
+        Device(TINY, backend="verilator", progress=True, max_cycles=300).matmul(a, b)
+    assert "simulating the tile" in capsys.readouterr().err
+
+
 def test_model_backend_default_and_extreme_values():
     device = Device()
     for value in (-128, 127):

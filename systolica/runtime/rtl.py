@@ -5,7 +5,8 @@ DRAM) with its program and data in DRAM.
   and, until ``STATUS.done``, samples every queue's ``<Q>_STATE`` and ``<Q>_RETIRED`` with the
   ``CYCLES`` register (one sample every ~40 cycles: the busy/wait timeline of the profile, and the
   progress bar), then reads ``<Q>_BUSY_CYCLES`` (exact per-engine busy cycles) and the DRAM.
-* ``verilator``: ``run_tile(..., backend="verilator")`` (counters only, no timeline).
+* ``verilator``: ``run_tile(..., backend="verilator")`` (counters only, no timeline; the progress
+  bar every ``PROGRESS_CYCLES``).
 
 Imported lazily by :mod:`.device` (the model backend needs no gateware).
 """
@@ -41,8 +42,15 @@ def run_rtl(device, compiled, data, timeline):
     max_cycles = device.max_cycles or max(20_000, 4 * timeline.cycles + 10_000)
     if device.backend == "verilator":
         run_tile = _verilator_run_tile()
-        run = run_tile(config, compiled.program, data=data, dram_bytes=_dram_bytes(compiled),
-                       max_cycles=max_cycles, seed=device.seed, backend="verilator")
+        bar = _progress_bar(compiled) if device.progress else None
+        progress = None if bar is None else (lambda cycles: bar.update(max(0, cycles - bar.n)))
+        try:
+            run = run_tile(config, compiled.program, data=data, dram_bytes=_dram_bytes(compiled),
+                           max_cycles=max_cycles, seed=device.seed, backend="verilator",
+                           progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
         _check_states(run.queues, "the tile (Verilator)")
         busy = {name: q["busy_cycles"] for name, q in run.queues.items()}
         return Execution("verilator", compiled.unpack(run.dram), compiled, run.tile_cycles,
@@ -91,11 +99,7 @@ def _run_amaranth(config, compiled, data, max_cycles, device):
     offsets = compiled.program.queue_offsets()
     names = [q.name for q in tile_queues(config)]
     out = {"samples": []}
-    bar = None
-    if device.progress:
-        from tqdm import tqdm
-        bar = tqdm(total=timeline_total(compiled), unit="cycle", desc="simulating the tile",
-                   leave=False)
+    bar = _progress_bar(compiled) if device.progress else None
 
     async def bench(ctx):
         for name in names:
@@ -145,6 +149,13 @@ def _run_amaranth(config, compiled, data, max_cycles, device):
             bar.close()
     out["segments"] = _segments(out["samples"], names, out["tile_cycles"])
     return out
+
+
+def _progress_bar(compiled):
+    """A tqdm bar over the predicted cycles of ``compiled``."""
+    from tqdm import tqdm
+    return tqdm(total=timeline_total(compiled), unit="cycle", desc="simulating the tile",
+                leave=False)
 
 
 def timeline_total(compiled):
