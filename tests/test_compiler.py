@@ -55,6 +55,10 @@ def test_random_shapes_1_to_300_bit_exact_and_checked(seed, trials):
     for trial, config, (m, k, n), rng in _random_shapes(seed, trials):
         a, b = _random(rng, "int8", (m, k)), _random(rng, "int8", (k, n))
         compiled = compile_gemm(config, m, k, n, w=b)
+        plan = compiled.plans[0]        # blocks sized to the config's SBUF and PSUM
+        assert plan.sbuf_bytes_used <= config.sbuf.partition_bytes
+        psum = config.psum              # slots of m_block rows, none across a bank
+        assert plan.psum_slots <= psum.banks * (psum.bank_rows // plan.m_block)
         got = run_model(compiled, a, seed=trial)
         assert np.array_equal(got, a @ b), (m, k, n)
 
