@@ -21,7 +21,8 @@ tiles get ``--dma-queues`` DMA queues, default 3 with a mesh: the A and B rings 
 queues; with ``--config``, at least 3) and adds ``mesh, tiles, speedup_vs_one_tile`` (one tile of the same config, both by the
 performance model on ``model``), ``tile_cycles``, ``forwarding``, ``noc_flits`` and
 ``lost_flits`` (the chip model's accounting), ``dram_bytes`` (data + program images),
-``data_dram_bytes`` and ``min_dram_bytes``.
+``data_dram_bytes``, ``program_bytes``, ``min_dram_bytes`` and ``dram_ratio`` (``dram_bytes``
+over the minimum; one tile reports the same four DRAM fields).
 """
 
 import argparse
@@ -133,7 +134,10 @@ def main(argv=None):
         "closed_form_cycles": plan.predicted_cycles,
         "useful_macs": e.useful_macs, "utilization": round(e.utilization, 4),
         "engine_utilization": {q: round(u, 4) for q, u in e.engine_utilization().items()},
-        "dram_bytes": e.compiled.dram_traffic, "min_dram_bytes": e.compiled.min_dram_bytes,
+        "dram_bytes": e.compiled.dram_traffic,
+        "data_dram_bytes": e.compiled.dram_traffic - e.compiled.program_bytes,
+        "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.compiled.min_dram_bytes,
+        "dram_ratio": round(e.compiled.dram_traffic / e.compiled.min_dram_bytes, 4),
         "instructions": e.compiled.instructions,
         "bit_exact": bool(np.array_equal(c, a @ b)), "wall_seconds": round(wall, 2),
         "plan": plan.to_dict(),
@@ -226,6 +230,7 @@ def bench_mesh(args, tile, depth):
         "dram_bytes": e.dram_bytes, "data_dram_bytes": plan.dram_bytes,
         "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.min_dram_bytes,
         "data_dram_ratio": round(plan.dram_bytes / plan.min_dram_bytes, 4),
+        "dram_ratio": round(e.dram_bytes / e.min_dram_bytes, 4),
         # The model gives every tile its own DRAM bandwidth; behind ONE shared AXI port of the
         # tile's width (the chip test bench's AxiRam), reads (data + program fetch) and writes
         # cannot take fewer cycles than this:

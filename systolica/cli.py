@@ -378,8 +378,8 @@ def _print_chip_execution(e, ok, indent="  "):
     print(f"{indent}utilisation:       {e.utilization:.3f}  ({e.useful_macs} MACs / {e.tiles} "
           f"tiles x {a.rows * a.cols} PEs / {e.cycles} cycles)")
     print(f"{indent}NoC:               {e.noc_flits} flits, {e.lost_flits} lost")
-    print(f"{indent}DRAM traffic:      {e.dram_bytes} bytes ({e.compiled.plan.dram_bytes} data, "
-          f"minimum {e.min_dram_bytes}; program images included)")
+    print(f"{indent}DRAM traffic:      {e.dram_bytes} bytes ({e.compiled.plan.dram_bytes} data + "
+          f"{e.compiled.program_bytes} program images, minimum {e.min_dram_bytes})")
     print(f"{indent}result vs NumPy:   {'bit-exact' if ok else 'MISMATCH'}")
 
 
@@ -395,8 +395,9 @@ def _print_execution(e, ok, indent="  "):
     print(f"{indent}engines:")
     for line in utilization_table(e):
         print(indent + line.strip().join(["  ", ""]))
-    print(f"{indent}DRAM traffic:      {e.compiled.dram_traffic} bytes (minimum "
-          f"{e.compiled.min_dram_bytes}; program image included)")
+    print(f"{indent}DRAM traffic:      {e.compiled.dram_traffic} bytes ("
+          f"{e.compiled.dram_traffic - e.compiled.program_bytes} data + "
+          f"{e.compiled.program_bytes} program image, minimum {e.compiled.min_dram_bytes})")
     print(f"{indent}result vs NumPy:   {'bit-exact' if ok else 'MISMATCH'}")
 
 

@@ -408,7 +408,10 @@ class MeshCompiledProgram:
         return c
 
     def summary(self):
-        return str(self.plan)
+        ratio = self.dram_traffic / self.min_dram_bytes if self.min_dram_bytes else 1.0
+        return str(self.plan) + (f"\n  programs: {self.program_bytes} bytes over {len(self.programs)} "
+                                 f"tiles; DRAM traffic with them {self.dram_traffic} bytes "
+                                 f"({ratio:.2f}x the minimum)")
 
 
 def compile_mesh_gemm(chip: ChipConfig, m, k, n, *, w=None, out_dtype="int32", scale=None,
