@@ -6,8 +6,9 @@ for an R x C tile, run on a backend, checked bit-exactly against NumPy; prints J
 ``cycles`` is measured (the tile's CYCLES register) on the RTL backends; on ``model`` it is the
 performance model's estimate (``cycles_measured`` says which). ``predicted_cycles`` is always the
 performance model's; ``closed_form_cycles`` the plan's closed-form estimate. ``--sbuf-depth auto``
-(the default without ``--config``) takes the smallest SBUF depth (>= the default 256) at which a
-larger one would not make the estimate 1 % better, and reports it as ``sbuf_depth``.
+(the default without ``--config``) takes the smallest SBUF depth (>= 256) at which a larger one
+would not make the estimate 1 % better (with ``--mesh``: would not lower the DRAM data traffic),
+and reports it as ``sbuf_depth``.
 
 ``--config F.toml`` takes the whole tile config from a file (``configs/tile16x16.toml`` is the
 16 x 16 tile's: 128-bit DMA, 16 SBUF reads in flight, a deeper SBUF); ``--rows``/``--cols`` and
@@ -64,16 +65,25 @@ def with_depth(config, depth):
     return dataclasses.replace(config, sbuf=dataclasses.replace(config.sbuf, depth=depth))
 
 
-def choose_depth(base, m, k, n):
-    """The smallest SBUF depth whose plan is within 1 % of the best of the depths tried."""
+def choose_depth(base, m, k, n, mesh=None):
+    """The smallest SBUF depth whose plan is within 1 % of the best of the depths tried. On a
+    ``mesh`` (x, y): the smallest depth whose mesh plan moves the fewest DRAM data bytes (what
+    a small SBUF re-reads crosses the NoC and the DRAM ports of every tile; the tile's own
+    estimate does not see it)."""
+    from systolica.compiler import plan_mesh_gemm
     estimates = {}
     for depth in (256, 512, 1024, 2048, 4096):
         try:
-            estimates[depth] = compile_gemm(with_depth(base, depth), m, k, n).predict().cycles
+            if mesh:
+                chip = ChipConfig(tile=with_depth(base, depth),
+                                  noc=NocConfig(width=mesh[0], height=mesh[1]))
+                estimates[depth] = plan_mesh_gemm(chip, m, k, n).dram_bytes
+            else:
+                estimates[depth] = compile_gemm(with_depth(base, depth), m, k, n).predict().cycles
         except CompileError:
             continue
     best = min(estimates.values())
-    return min(d for d, e in estimates.items() if e <= best * 1.01)
+    return min(d for d, e in estimates.items() if e <= best * (1 if mesh else 1.01))
 
 
 def main(argv=None):
@@ -116,7 +126,7 @@ def main(argv=None):
     queues = args.dma_queues or (max(3, base.dma.queues) if args.mesh else None)
     if queues:
         base = dataclasses.replace(base, dma=dataclasses.replace(base.dma, queues=queues))
-    depth = (choose_depth(base, args.m, args.k, args.n)
+    depth = (choose_depth(base, args.m, args.k, args.n, args.mesh)
              if args.sbuf_depth == "auto" else int(args.sbuf_depth))
     config = with_depth(base, depth)
     if args.mesh:
