@@ -437,7 +437,6 @@ def _cmd_gemm(args, configs):
     print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
           f"-> {out} on a {a.rows}x{a.cols} tile, backend {args.backend}")
     print("  " + e.compiled.summary().replace("\n", "\n  "))
-    print(f"  program: {e.compiled.instructions} instructions")
     _print_execution(e, ok)
     profiles = [p for p in (e.profile,) if p is not None]
     if e.measured:
@@ -467,7 +466,6 @@ def _gemm_on_chip(args, tile):
           f"-> {args.out_dtype or 'int32'} on a {args.mesh[0]}x{args.mesh[1]} chip of {a.rows}x{a.cols} "
           f"tiles, backend {args.backend}")
     print("  " + e.compiled.summary().replace("\n", "\n  "))
-    print(f"  programs: {e.compiled.instructions} instructions on {e.tiles} tiles")
     _print_chip_execution(e, ok)
     profiles = [Profile.from_timeline(e.extra["timeline"])]
     if args.trace:

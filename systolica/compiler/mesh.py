@@ -409,9 +409,10 @@ class MeshCompiledProgram:
 
     def summary(self):
         ratio = self.dram_traffic / self.min_dram_bytes if self.min_dram_bytes else 1.0
-        return str(self.plan) + (f"\n  programs: {self.program_bytes} bytes over {len(self.programs)} "
-                                 f"tiles; DRAM traffic with them {self.dram_traffic} bytes "
-                                 f"({ratio:.2f}x the minimum)")
+        return str(self.plan) + (f"\nprograms: {self.instructions} instructions on "
+                                 f"{len(self.programs)} tiles, {self.program_bytes} bytes; DRAM "
+                                 f"traffic with them {self.dram_traffic} bytes ({ratio:.2f}x "
+                                 f"the minimum)")
 
 
 def compile_mesh_gemm(chip: ChipConfig, m, k, n, *, w=None, out_dtype="int32", scale=None,
