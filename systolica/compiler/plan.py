@@ -215,11 +215,12 @@ def _chunk_candidates(tiles, limit=16):
 def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="dram",
               c_dest="dram", reserved=0, m_block=None, k_chunk=None, n_group=None,
               w_resident=None, alternatives=1):
-    """The fastest :class:`GemmPlan` (by :func:`systolica.compiler.perf.estimate_plan`) that fits
-    ``config`` with ``reserved`` bytes per partition kept for resident activations (at the top
-    of every partition). ``m_block``, ``k_chunk``, ``n_group``, ``w_resident`` force a choice.
-    ``alternatives`` > 1 returns a list of up to that many plans, fastest first, whose estimate
-    is within 5 % of the best (the compiler times those programs instruction by instruction)."""
+    """Of the :class:`GemmPlan` s that fit ``config`` with ``reserved`` bytes per partition kept
+    for resident activations (at the top of every partition) and whose estimate
+    (:func:`systolica.compiler.perf.estimate_plan`) is within 1 % of the fastest, the one with
+    the least DRAM traffic counting its program image. ``m_block``, ``k_chunk``, ``n_group``,
+    ``w_resident`` force a choice. ``alternatives`` > 1 returns up to that many of those plans,
+    least traffic first (the compiler times their programs instruction by instruction)."""
     from .perf import estimate_plan, program_bytes_estimate
     if not isinstance(config, TileConfig):
         raise TypeError(f"plan_gemm config must be a TileConfig; got {config!r}")
@@ -297,12 +298,11 @@ def plan_gemm(config: TileConfig, m, k, n, *, out_mode=ActMode.INT32, a_source="
             f"activations) is too small even for a {need}; raise sbuf.depth")
     # within 1 % of the fastest, the least DRAM traffic with the program image wins: since
     # MATMUL, small M blocks cost the engine almost nothing but fetch and ACT/store work
-    near = [r for r in ranked if r[2] <= best[2] * 1.01]
-    best = min(near, key=lambda r: (r[4] + program_bytes_estimate(r[1]), r[0]))
+    near = sorted((r for r in ranked if r[2] <= best[2] * 1.01),
+                  key=lambda r: (r[4] + program_bytes_estimate(r[1]), r[0]))
     if alternatives > 1:
-        ranked.sort(key=lambda r: r[0])
-        close = [best] + [r for r in ranked if r[2] <= best[2] * 1.05 and r is not best]
-        return [_finish(r, fits, m, p_cfg) for r in close[:alternatives]]
+        return [_finish(r, fits, m, p_cfg) for r in near[:alternatives]]
+    best = near[0]
     return _finish(best, fits, m, p_cfg)
 
 
