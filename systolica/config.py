@@ -256,7 +256,7 @@ class SbufConfig(ConfigBase):
     SECTION: ClassVar[str] = "sbuf"
 
     partitions: int = param(8, "P: partitions (one per tensor-engine row)", range=(1, 256))
-    depth: int = param(256, "words per partition", range=(2, 1 << 20))
+    depth: int = param(2048, "words per partition", range=(2, 1 << 20))
     word_bytes: int = param(8, "bytes per word (= DMA/AXI data width / 8)", choices=(4, 8, 16, 32))
 
     @property

@@ -15,6 +15,7 @@ from systolica.model.tile import TileModel
 DEFAULT = TileConfig.from_sections(default_config())
 SMALL = TileConfig(array=ArrayConfig(rows=4, cols=4), sbuf=SbufConfig(partitions=4, depth=64),
                    psum=PsumConfig(banks=2, bank_rows=16))
+SBUF_2KIB = TileConfig(sbuf=SbufConfig(depth=256))       # the default tile, 2 KiB per partition
 
 
 def _config(moving="int8", stationary="int8", **sections):
@@ -44,8 +45,9 @@ def _random_shapes(seed, trials):
     for trial in range(trials):
         if trial % 3 == 0:                    # small shapes on the small tile: tiling corners
             yield trial, SMALL, (int(v) for v in rng.integers(1, 40, 3)), rng
-        else:
-            yield trial, DEFAULT, (int(v) for v in rng.integers(1, 301, 3)), rng
+        else:                                 # the default 16 KiB SBUF, and a 2 KiB one: split K
+            config = DEFAULT if trial % 3 == 1 else SBUF_2KIB
+            yield trial, config, (int(v) for v in rng.integers(1, 301, 3)), rng
 
 
 @pytest.mark.parametrize("seed,trials", [(11, 6), pytest.param(12, 40, marks=pytest.mark.slow)])
@@ -155,10 +157,10 @@ def test_mlp_on_non_square_array_goes_through_dram():
     assert np.array_equal(run_model(compiled, x, seed=2), reference(layers, x))
 
 
-def test_split_k_on_default_sbuf_keeps_blocks_large():
-    plan = plan_gemm(DEFAULT, 256, 256, 256)
+def test_split_k_on_a_2_kib_sbuf_keeps_blocks_large():
+    plan = plan_gemm(SBUF_2KIB, 256, 256, 256)
     assert plan.m_block >= 32        # the all-of-K hand schedule is forced to 21 rows
-    assert plan.sbuf_bytes_used <= DEFAULT.sbuf.partition_bytes
+    assert plan.sbuf_bytes_used <= SBUF_2KIB.sbuf.partition_bytes
     assert plan.dram_bytes >= plan.min_dram_bytes
     text = str(plan)
     for word in ("loop order", "SBUF per partition", "DRAM traffic", "estimate"):

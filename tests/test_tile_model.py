@@ -188,8 +188,11 @@ def test_gemm_program_refuses_bad_parameters():
         gemm_program(DEFAULT, 0, 1, 1, a_addr=0, b_addr=0, c_addr=0)
     with pytest.raises(ValueError, match="dma.queues >= 2"):
         gemm_program(TileConfig(dma=DmaConfig(queues=1)), 1, 1, 1, a_addr=0, b_addr=0, c_addr=0)
-    with pytest.raises(ValueError, match="does not fit the SBUF"):
-        gemm_program(DEFAULT, 8, 8 * 200, 8, a_addr=0, b_addr=0, c_addr=0)
+    with pytest.raises(ValueError, match="does not fit the SBUF"):         # 2 KiB partitions
+        gemm_program(TileConfig(sbuf=SbufConfig(depth=256)), 8, 8 * 200, 8,
+                     a_addr=0, b_addr=0, c_addr=0)
+    with pytest.raises(ValueError, match="does not fit the SBUF's 16384 bytes"):  # the default
+        gemm_program(DEFAULT, 8, 16 * DEFAULT.sbuf.depth, 8, a_addr=0, b_addr=0, c_addr=0)
     with pytest.raises(ValueError, match="scale and shift need n = 3"):
         gemm_program(DEFAULT, 8, 8, 3, a_addr=0, b_addr=0, c_addr=0, out=ActMode.INT8,
                      scale=[1], shift=[0])
