@@ -9,7 +9,8 @@ performance model's; ``closed_form_cycles`` the plan's closed-form estimate. Wit
 tile is the default config (``systolica/default.toml``: 8 x 8, SBUF depth 2,048); ``--rows``,
 ``--cols``, ``--dtype``, ``--word-bytes`` and ``--sbuf-reads`` change only what they name.
 ``--sbuf-depth N`` sets the SBUF depth; ``--sbuf-depth auto`` takes the smallest of 256 ... 4,096
-at which a larger one would not make the estimate 1 % better. ``sbuf_depth`` reports the depth and
+at which a larger one would not make the estimate 1 % better (with ``--mesh``: would not
+lower the DRAM data traffic). ``sbuf_depth`` reports the depth and
 ``sbuf_depth_from`` where it came from (``config``, ``option`` or ``auto``).
 
 ``--config F.toml`` takes the whole tile config from a file (``configs/tile16x16.toml`` is the
@@ -24,7 +25,8 @@ tiles get ``--dma-queues`` DMA queues, default 3 with a mesh: the A and B rings 
 queues; with ``--config``, at least 3) and adds ``mesh, tiles, speedup_vs_one_tile`` (one tile of the same config, both by the
 performance model on ``model``), ``tile_cycles``, ``forwarding``, ``noc_flits`` and
 ``lost_flits`` (the chip model's accounting), ``dram_bytes`` (data + program images),
-``data_dram_bytes`` and ``min_dram_bytes``.
+``data_dram_bytes``, ``program_bytes``, ``min_dram_bytes`` and ``dram_ratio`` (``dram_bytes``
+over the minimum; one tile reports the same four DRAM fields).
 """
 
 import argparse
@@ -76,16 +78,25 @@ def parse_depth(text):
                                          f"got {text!r}") from None
 
 
-def choose_depth(base, m, k, n):
-    """The smallest SBUF depth whose plan is within 1 % of the best of the depths tried."""
+def choose_depth(base, m, k, n, mesh=None):
+    """The smallest SBUF depth whose plan is within 1 % of the best of the depths tried. On a
+    ``mesh`` (x, y): the smallest depth whose mesh plan moves the fewest DRAM data bytes (what
+    a small SBUF re-reads crosses the NoC and the DRAM ports of every tile; the tile's own
+    estimate does not see it)."""
+    from systolica.compiler import plan_mesh_gemm
     estimates = {}
     for depth in (256, 512, 1024, 2048, 4096):
         try:
-            estimates[depth] = compile_gemm(with_depth(base, depth), m, k, n).predict().cycles
+            if mesh:
+                chip = ChipConfig(tile=with_depth(base, depth),
+                                  noc=NocConfig(width=mesh[0], height=mesh[1]))
+                estimates[depth] = plan_mesh_gemm(chip, m, k, n).dram_bytes
+            else:
+                estimates[depth] = compile_gemm(with_depth(base, depth), m, k, n).predict().cycles
         except CompileError:
             continue
     best = min(estimates.values())
-    return min(d for d, e in estimates.items() if e <= best * 1.01)
+    return min(d for d, e in estimates.items() if e <= best * (1 if mesh else 1.01))
 
 
 def main(argv=None):
@@ -131,7 +142,7 @@ def main(argv=None):
     if args.sbuf_depth is None:
         depth, depth_from = base.sbuf.depth, "config"
     elif args.sbuf_depth == "auto":
-        depth, depth_from = choose_depth(base, args.m, args.k, args.n), "auto"
+        depth, depth_from = choose_depth(base, args.m, args.k, args.n, args.mesh), "auto"
     else:
         depth, depth_from = args.sbuf_depth, "option"
     try:
@@ -155,7 +166,10 @@ def main(argv=None):
         "closed_form_cycles": plan.predicted_cycles,
         "useful_macs": e.useful_macs, "utilization": round(e.utilization, 4),
         "engine_utilization": {q: round(u, 4) for q, u in e.engine_utilization().items()},
-        "dram_bytes": e.compiled.dram_traffic, "min_dram_bytes": e.compiled.min_dram_bytes,
+        "dram_bytes": e.compiled.dram_traffic,
+        "data_dram_bytes": e.compiled.dram_traffic - e.compiled.program_bytes,
+        "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.compiled.min_dram_bytes,
+        "dram_ratio": round(e.compiled.dram_traffic / e.compiled.min_dram_bytes, 4),
         "instructions": e.compiled.instructions,
         "bit_exact": bool(np.array_equal(c, a @ b)), "wall_seconds": round(wall, 2),
         "plan": plan.to_dict(),
@@ -249,6 +263,7 @@ def bench_mesh(args, tile, depth):
         "dram_bytes": e.dram_bytes, "data_dram_bytes": plan.dram_bytes,
         "program_bytes": e.compiled.program_bytes, "min_dram_bytes": e.min_dram_bytes,
         "data_dram_ratio": round(plan.dram_bytes / plan.min_dram_bytes, 4),
+        "dram_ratio": round(e.dram_bytes / e.min_dram_bytes, 4),
         # The model gives every tile its own DRAM bandwidth; behind ONE shared AXI port of the
         # tile's width (the chip test bench's AxiRam), reads (data + program fetch) and writes
         # cannot take fewer cycles than this:

@@ -378,8 +378,8 @@ def _print_chip_execution(e, ok, indent="  "):
     print(f"{indent}utilisation:       {e.utilization:.3f}  ({e.useful_macs} MACs / {e.tiles} "
           f"tiles x {a.rows * a.cols} PEs / {e.cycles} cycles)")
     print(f"{indent}NoC:               {e.noc_flits} flits, {e.lost_flits} lost")
-    print(f"{indent}DRAM traffic:      {e.dram_bytes} bytes ({e.compiled.plan.dram_bytes} data, "
-          f"minimum {e.min_dram_bytes}; program images included)")
+    print(f"{indent}DRAM traffic:      {e.dram_bytes} bytes ({e.compiled.plan.dram_bytes} data + "
+          f"{e.compiled.program_bytes} program images, minimum {e.min_dram_bytes})")
     print(f"{indent}result vs NumPy:   {'bit-exact' if ok else 'MISMATCH'}")
 
 
@@ -395,8 +395,9 @@ def _print_execution(e, ok, indent="  "):
     print(f"{indent}engines:")
     for line in utilization_table(e):
         print(indent + line.strip().join(["  ", ""]))
-    print(f"{indent}DRAM traffic:      {e.compiled.dram_traffic} bytes (minimum "
-          f"{e.compiled.min_dram_bytes}; program image included)")
+    print(f"{indent}DRAM traffic:      {e.compiled.dram_traffic} bytes ("
+          f"{e.compiled.dram_traffic - e.compiled.program_bytes} data + "
+          f"{e.compiled.program_bytes} program image, minimum {e.compiled.min_dram_bytes})")
     print(f"{indent}result vs NumPy:   {'bit-exact' if ok else 'MISMATCH'}")
 
 
@@ -436,7 +437,6 @@ def _cmd_gemm(args, configs):
     print(f"systolica gemm: {args.m}x{args.k}x{args.n} {a.moving_dtype} x {a.stationary_dtype} "
           f"-> {out} on a {a.rows}x{a.cols} tile, backend {args.backend}")
     print("  " + e.compiled.summary().replace("\n", "\n  "))
-    print(f"  program: {e.compiled.instructions} instructions")
     _print_execution(e, ok)
     profiles = [p for p in (e.profile,) if p is not None]
     if e.measured:
@@ -466,7 +466,6 @@ def _gemm_on_chip(args, tile):
           f"-> {args.out_dtype or 'int32'} on a {args.mesh[0]}x{args.mesh[1]} chip of {a.rows}x{a.cols} "
           f"tiles, backend {args.backend}")
     print("  " + e.compiled.summary().replace("\n", "\n  "))
-    print(f"  programs: {e.compiled.instructions} instructions on {e.tiles} tiles")
     _print_chip_execution(e, ok)
     profiles = [Profile.from_timeline(e.extra["timeline"])]
     if args.trace:

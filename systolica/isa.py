@@ -33,12 +33,12 @@ __all__ = [
     "Program", "decode", "decode_words", "decode_word", "decode_header", "encode_word", "assemble", "disassemble",
     "disassemble_instruction",
     "end", "nop", "check", "dma_copy", "dram", "sbuf", "remote_sbuf", "signal_remote",
-    "load_stationary", "multiply_moving",
+    "load_stationary", "multiply_moving", "matmul", "matmul_tiles",
     "act", "act_param",
 ]
 
 #: Bumped on any incompatible change of the encoding; part of the config fingerprint.
-ISA_VERSION = 1
+ISA_VERSION = 2          # 2: MATMUL
 WORD_BITS = 512
 WORD_BYTES = WORD_BITS // 8
 #: Counting semaphores per tile (ids 0..SEMAPHORES-1; the id field has room for 64).
@@ -64,6 +64,7 @@ class Opcode(enum.Enum, shape=8):
     SIGNAL_REMOTE = 0x11    #: after this queue's earlier copies, add count to semaphore sem of a remote tile
     LOAD_STATIONARY = 0x20  #: load W (K x N) from the SBUF into the engine's shadow weights
     MULTIPLY_MOVING = 0x21  #: stream A (M x K) through the engine into PSUM rows
+    MATMUL = 0x22           #: a whole k loop: per k tile a LOAD_STATIONARY then a MULTIPLY_MOVING
     ACT = 0x30              #: PSUM rows -> requantise / activate -> SBUF
     ACT_PARAM = 0x31        #: write scale and shift of up to 8 columns of a parameter-table entry
 
@@ -86,7 +87,7 @@ class Space(enum.Enum, shape=2):
 OPCODE_ENGINES = {
     Opcode.END: None, Opcode.NOP: None, Opcode.CHECK: None,
     Opcode.DMA_COPY: Engine.DMA, Opcode.SIGNAL_REMOTE: Engine.DMA,
-    Opcode.LOAD_STATIONARY: Engine.PE, Opcode.MULTIPLY_MOVING: Engine.PE,
+    Opcode.LOAD_STATIONARY: Engine.PE, Opcode.MULTIPLY_MOVING: Engine.PE, Opcode.MATMUL: Engine.PE,
     Opcode.ACT: Engine.ACT, Opcode.ACT_PARAM: Engine.ACT,
 }
 
@@ -108,6 +109,17 @@ DMA_SIDE_LAYOUT = data.StructLayout({
     "count": data.ArrayLayout(unsigned(16), 3),
     "stride": data.ArrayLayout(signed(32), 3),
 })
+
+#: One MULTIPLY_MOVING; MATMUL starts with the same fields (the sequencer reads them alike).
+_MULTIPLY_FIELDS = {
+    "offset": unsigned(32),        # element offset of A[0, k] in partition k
+    "m": unsigned(32),             # M rows per repeat, within one PSUM bank
+    "psum_addr": unsigned(32),     # PSUM row of A[0, :] @ W: bank * bank_rows + row
+    "repeat": unsigned(16),        # >= 1: repeat r uses offset + r*offset_step, psum_addr + r*psum_step
+    "offset_step": unsigned(32),
+    "psum_step": unsigned(32),
+    "accumulate": unsigned(1),     # 1: add into PSUM, 0: overwrite
+}
 
 #: The body (bits 96..511) of each opcode that has one; END and NOP have none.
 BODY_LAYOUTS = {
@@ -134,14 +146,16 @@ BODY_LAYOUTS = {
         "k": unsigned(16),             # K rows, 1..R
         "n": unsigned(16),             # N columns (partitions), 1..C
     }),
-    Opcode.MULTIPLY_MOVING: data.StructLayout({
-        "offset": unsigned(32),        # element offset of A[0, k] in partition k
-        "m": unsigned(32),             # M rows per repeat, within one PSUM bank
-        "psum_addr": unsigned(32),     # PSUM row of A[0, :] @ W: bank * bank_rows + row
-        "repeat": unsigned(16),        # >= 1: repeat r uses offset + r*offset_step, psum_addr + r*psum_step
-        "offset_step": unsigned(32),
-        "psum_step": unsigned(32),
-        "accumulate": unsigned(1),     # 1: add into PSUM, 0: overwrite
+    Opcode.MULTIPLY_MOVING: data.StructLayout(_MULTIPLY_FIELDS),
+    # MULTIPLY_MOVING's fields at the same bits (tile t's multiply), then the loop's
+    Opcode.MATMUL: data.StructLayout({
+        **_MULTIPLY_FIELDS,            # offset: A of k tile 0; accumulate: k tile 0's (others add)
+        "a_step": unsigned(32),        # elements from k tile t's A to k tile t+1's
+        "w_offset": unsigned(32),      # element offset of k tile 0's W[0, n] in partition n
+        "w_step": unsigned(32),        # elements from k tile t's W to k tile t+1's
+        "tiles": unsigned(16),         # k tiles, >= 1: K = (tiles - 1) * R + k_last
+        "k_last": unsigned(16),        # K rows of the last k tile, 1..R (the others have R)
+        "n": unsigned(16),             # N columns (partitions), 1..C
     }),
     Opcode.ACT: data.StructLayout({
         "psum_addr": unsigned(32),     # first PSUM row
@@ -167,6 +181,8 @@ BODY_LAYOUTS = {
 }
 
 _BODY_BITS = WORD_BITS - HEADER_LAYOUT.size
+assert all(BODY_LAYOUTS[Opcode.MATMUL][name].offset == field.offset
+           for name, field in BODY_LAYOUTS[Opcode.MULTIPLY_MOVING])
 assert all(layout.size <= _BODY_BITS for layout in BODY_LAYOUTS.values())
 
 #: The whole 512-bit instruction word: ``header`` then ``body`` (a union over the opcodes'
@@ -491,6 +507,26 @@ def multiply_moving(offset, m, psum_addr, *, accumulate=False, repeat=1, offset_
     return Instruction(Opcode.MULTIPLY_MOVING, offset=offset, m=m, psum_addr=psum_addr,
                        accumulate=int(accumulate), repeat=repeat, offset_step=offset_step,
                        psum_step=psum_step, **sync)
+
+
+def matmul(offset, m, psum_addr, *, w_offset, tiles, k_last, n, a_step=0, w_step=0,
+           accumulate=False, repeat=1, offset_step=0, psum_step=0, **sync):
+    """MATMUL: for k tile t in 0..tiles-1, LOAD_STATIONARY(w_offset + t*w_step, k_t, n) then
+    MULTIPLY_MOVING(offset + t*a_step, m, psum_addr, repeat, offset_step, psum_step,
+    accumulate=accumulate or t > 0), with k_t = R but k_last for the last tile (docs/isa.md).
+    Its waits apply before the first load, its signals when the last multiply retires."""
+    return Instruction(Opcode.MATMUL, offset=offset, m=m, psum_addr=psum_addr,
+                       accumulate=int(accumulate), repeat=repeat, offset_step=offset_step,
+                       psum_step=psum_step, a_step=a_step, w_offset=w_offset, w_step=w_step,
+                       tiles=tiles, k_last=k_last, n=n, **sync)
+
+
+def matmul_tiles(insn, rows):
+    """``[(w_offset, k, a_offset, accumulate)]`` of each k tile of MATMUL ``insn`` on an array
+    with ``rows`` rows: the LOAD_STATIONARY / MULTIPLY_MOVING pairs it stands for."""
+    return [(insn.w_offset + t * insn.w_step, insn.k_last if t == insn.tiles - 1 else rows,
+             insn.offset + t * insn.a_step, bool(insn.accumulate) or t > 0)
+            for t in range(insn.tiles)]
 
 
 def act(psum_addr, rows, offset, cols, *, mode=ActMode.INT8, relu=False, zero_point=0, param=0,

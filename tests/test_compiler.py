@@ -177,7 +177,8 @@ def test_bigger_sbuf_keeps_all_of_k_and_nears_minimum_traffic():
                   for d in (256, 4096))
     assert big.k_chunks == 1 and big.w_resident and big.m_block >= 64
     assert big.dram_bytes <= 1.2 * big.min_dram_bytes < small.dram_bytes
-    assert big.predicted_cycles < small.predicted_cycles
+    # within 1 % of the fastest, the planner takes the least traffic (program included)
+    assert big.predicted_cycles <= small.predicted_cycles * 1.01
 
 
 def test_next_a_block_loads_and_act_drains_while_the_engine_multiplies():

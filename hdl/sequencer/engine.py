@@ -35,6 +35,7 @@ from systolica.hdl.lib import Queue
 from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOUT, SEMAPHORES,
                            SEMAPHORE_BITS, Engine, Opcode, OPCODE_ENGINES, Space)
 from .fetch import fetched_layout
+from .pe_loop import MatmulLoop, matmul_static_code
 from .semaphores import semaphore_request_layout, semaphore_wait_layout
 
 
@@ -155,6 +156,8 @@ class QueueEngine(wiring.Component):
                     m.d.comb += body.eq(IsaError.MULTIPLY_BEFORE_LOAD)
                 with m.Elif((mm.m == 0) | (mm.repeat == 0)):
                     m.d.comb += body.eq(IsaError.BAD_COUNT)
+            with m.Elif(op == Opcode.MATMUL):
+                m.d.comb += body.eq(matmul_static_code(slot.body.matmul, R, Cc, load_pending))
         elif q.engine == Engine.ACT:
             a, ap = slot.body.act, slot.body.act_param
             lo, hi = -(1 << (cfg.act.scale_bits - 1)), (1 << (cfg.act.scale_bits - 1)) - 1
@@ -343,7 +346,7 @@ class QueueEngine(wiring.Component):
             rows_, off0, psum0 = rb.m, rb.offset, rb.psum_addr
             step_o, step_p, repeat = rb.offset_step, rb.psum_step, rb.repeat
             limit = sb.depth * sb.word_bytes // (DTYPES[arr.moving_dtype][0] // 8)
-            iterates = op == Opcode.MULTIPLY_MOVING
+            iterates = (op == Opcode.MULTIPLY_MOVING) | (op == Opcode.MATMUL)   # same fields
         elif kind == Engine.ACT:
             rb = slot.body.act
             rows_, off0, psum0 = rb.rows, rb.offset, rb.psum_addr
@@ -418,8 +421,9 @@ class QueueEngine(wiring.Component):
                     with m.If(can_issue & issue_ok & board.i.ready):
                         m.d.comb += issued.eq(1)
         # the scoreboard entry of an issued command
-        last = ~iterates | last_rep
-        m.d.comb += [last_rep.eq(rep + 1 >= repeat) if kind != Engine.DMA else last_rep.eq(1),
+        last = Signal()                   # the instruction's last command (MATMUL: pe_loop's)
+        m.d.comb += [last.eq(~iterates | last_rep),
+                     last_rep.eq(rep + 1 >= repeat) if kind != Engine.DMA else last_rep.eq(1),
                      board.i.valid.eq(issued),
                      board.i.payload.retire.eq(last),
                      board.i.payload.end.eq(op == Opcode.END), board.i.payload.pc.eq(pc),
@@ -489,6 +493,12 @@ class QueueEngine(wiring.Component):
                 m.d.sync += [loaded.eq(1), new_load.eq(1)]
             with m.If(issued & (op == Opcode.MULTIPLY_MOVING) & (rep == 0)):
                 m.d.sync += new_load.eq(0)
+            w_elems = sb.depth * sb.word_bytes // (DTYPES[arr.stationary_dtype][0] // 8)
+            MatmulLoop(rows=arr.rows, w_elements=w_elems, accumulator_bits=_ACCUMULATOR_BITS).add(
+                m, slot=slot, phase=phase, run=slot_valid & ~aborting, rep=rep, repeat=repeat,
+                last_rep=last_rep, acc_o=acc_o, acc_p=acc_p, rep_flags=rep_flags, issued=issued,
+                issue_ok=issue_ok, last=last, can_issue=can_issue, board=board, weights_cmd=wc,
+                moving_cmd=mc, kinds=(_KIND_A, _KIND_B), loaded=loaded, new_load=new_load)
         else:
             a, ap = slot.body.act, slot.body.act_param
             ac = self.act_cmd

@@ -247,9 +247,14 @@ class CompiledProgram:
         return sum(p.macs for p in self.plans)
 
     @property
+    def program_bytes(self):
+        """Bytes of the program image (every byte is fetched once)."""
+        return len(self.program.encode())
+
+    @property
     def dram_traffic(self):
         """Predicted DRAM bytes: data moved by the plans plus the program image fetched."""
-        return sum(p.dram_bytes for p in self.plans) + len(self.program.encode())
+        return sum(p.dram_bytes for p in self.plans) + self.program_bytes
 
     @property
     def min_dram_bytes(self):
@@ -296,7 +301,10 @@ class CompiledProgram:
                 ).copy()
 
     def summary(self):
-        return "\n".join(str(p) for p in self.plans)
+        return "\n".join([str(p) for p in self.plans] + [
+            f"program: {self.instructions} instructions, {self.program_bytes} bytes; DRAM "
+            f"traffic with it {self.dram_traffic} bytes ({self.dram_traffic / self.min_dram_bytes:.2f}x "
+            f"the minimum)" if self.min_dram_bytes else ""])
 
 
 def _image_bytes(instructions, queues):

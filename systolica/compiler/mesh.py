@@ -408,7 +408,11 @@ class MeshCompiledProgram:
         return c
 
     def summary(self):
-        return str(self.plan)
+        ratio = self.dram_traffic / self.min_dram_bytes if self.min_dram_bytes else 1.0
+        return str(self.plan) + (f"\nprograms: {self.instructions} instructions on "
+                                 f"{len(self.programs)} tiles, {self.program_bytes} bytes; DRAM "
+                                 f"traffic with them {self.dram_traffic} bytes ({ratio:.2f}x "
+                                 f"the minimum)")
 
 
 def compile_mesh_gemm(chip: ChipConfig, m, k, n, *, w=None, out_dtype="int32", scale=None,

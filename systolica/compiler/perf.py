@@ -80,6 +80,27 @@ def _run(timer):
                               + ", ".join(f"{q} at pc {timer.pc[q]}" for q in stuck))
 
 
+def _program_counts(plan):
+    """``(A loads, A descriptors, W descriptors, MATMULs, instructions)`` of the plan's program (schedule.py): one MATMUL
+    per (M block, N tile, K chunk) and one more per extra piece of A; an ACT and a store per
+    (M block, N tile); the A and W descriptors."""
+    tiles = plan.m_blocks * plan.n_tiles
+    k_chunks, n_groups = plan.k_chunks, plan.n_groups
+    a_loads = plan.m_blocks * k_chunks * (n_groups if k_chunks > 1 else 1) \
+        if plan.a_source == "dram" else 0
+    a_desc = a_loads * (2 if plan.k % plan.rows and k_chunks * plan.k_chunk > plan.k_tiles - 1
+                        else 1)
+    w_desc = (1 if plan.w_resident else plan.m_blocks * n_groups * k_chunks) * \
+        (2 if plan.n % plan.cols else 1)
+    matmuls = tiles * k_chunks + a_loads * (plan.a_pieces - 1)
+    return a_loads, a_desc, w_desc, matmuls, matmuls + 2 * tiles + a_desc + w_desc
+
+
+def program_bytes_estimate(plan):
+    """Bytes of the plan's program image, roughly (its instructions; the header left out)."""
+    return _program_counts(plan)[-1] * isa.WORD_BYTES
+
+
 def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
     """Closed-form ``(cycles, bound, dram_bytes)`` of a :class:`~.plan.GemmPlan`: the busiest
     resource (tensor engine; the DMA engine, which runs one descriptor at a time and shares the
@@ -98,26 +119,24 @@ def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
     k_tiles, k_chunks, n_tiles, n_groups = plan.k_tiles, plan.k_chunks, plan.n_tiles, plan.n_groups
     tiles = m_blocks * n_tiles
     pairs = tiles * k_tiles
-    # the engine streams multiplies back to back; a pair of instructions needs 2 issue slots
-    pe = m * k_tiles * n_tiles + pairs * max(costs.pe_gap, 2 * costs.issue - mb)
+    a_loads, a_desc, w_desc, matmuls, instructions = _program_counts(plan)
+    # the engine streams multiplies back to back: a MATMUL issues a k tile's load and multiply
+    # in 2 cycles; its checks (the bit-serial multiply, one repeat) hide behind the previous
+    # MATMUL's last multiply unless the M block is shorter
+    checks = costs.issue + max(plan.k_chunk - 1, 0).bit_length() + 3
+    pe = m * k_tiles * n_tiles + pairs * max(costs.pe_gap, 2 - mb) + \
+        matmuls * max(costs.pe_gap, checks - mb)
     setup = costs.dma_setup + costs.dram_latency
     reads = 0           # DMA cycles reading DRAM (A, W)
-    descriptors = 0
     dram = 0
     if plan.a_source == "dram":
-        a_loads = m_blocks * k_chunks * (n_groups if k_chunks > 1 else 1)
-        a_desc = a_loads * (2 if k % R and k_chunks * plan.k_chunk > k_tiles - 1 else 1)
         a_bytes = m * k * ea * (n_groups if k_chunks > 1 else 1)
         a_runs = a_loads * plan.k_chunk * R
         reads += a_desc * setup + a_runs * (costs.dma_run + _ceil(mb * ea, bw))
-        descriptors += a_desc
         dram += a_bytes
-    w_loads = 1 if plan.w_resident else m_blocks * n_groups * k_chunks
     w_bytes = k * n * ew * (1 if plan.w_resident else m_blocks)
     w_runs = (n_tiles * C) if plan.w_resident else m_blocks * n_tiles * C * k_chunks
-    w_desc = w_loads * (2 if n % C else 1)
     reads += w_desc * setup + w_runs * costs.dma_run + max(_ceil(w_bytes, bw), w_runs)
-    descriptors += w_desc
     dram += w_bytes
     writes = 0
     if plan.c_dest == "dram":
@@ -125,7 +144,6 @@ def estimate_plan(config: TileConfig, plan, costs: Costs = DEFAULT_COSTS):
             int(tiles * C * _ceil(mb * ec, bw) / pace)
         dram += m * n * ec
     act = tiles * (costs.act_setup + mb + costs.issue)
-    instructions = 2 * pairs + 2 * tiles + descriptors
     fetch = instructions * _ceil(isa.WORD_BYTES, bw)
     # fetch beats that land while the DMA reads stretch those reads (one AXI read channel)
     span = max(pe, reads + writes, act, fetch)

@@ -341,8 +341,10 @@ class _TileTimer:
         """When q's next instruction's waits are met (None: not yet signalled)."""
         insn = self.queues[q][self.pc[q]]
         phases = self.costs.issue
-        if insn.opcode in (Opcode.MULTIPLY_MOVING, Opcode.ACT):
+        if insn.opcode in (Opcode.MULTIPLY_MOVING, Opcode.ACT, Opcode.MATMUL):
             phases += insn.repeat + 1       # the repeat range check, one cycle per iteration
+        if insn.opcode == Opcode.MATMUL:    # the bit-serial multiply to the last k tile
+            phases += max(insn.tiles - 1, 0).bit_length() + 1
         t = max(self.entered[q][self.pc[q]] + phases, self.issue_ready[q])
         for s, n in insn.waits:
             if n:
@@ -399,28 +401,22 @@ class _TileTimer:
                 self._extend(run, res["fetch"] - run.busy_from)
             leave = t + 1                   # the next copy of the queue issues once done
         elif op == Opcode.LOAD_STATIONARY:
-            start = max(t, res["load"])
-            done = start + insn.k
-            res["load"] = done
-            self.shadow_ready = done
+            start, done = self._load(t, insn.k)
             leave = nxt = t + 1
         elif op == Opcode.MULTIPLY_MOVING:
-            # the moving reader takes a command once the previous one has reader_ahead beats
-            # left to stream: the queue's slot waits for it
-            accept = max(t, self.moving_free)
-            start = max(accept, res["pe"], self.shadow_ready or 0)
-            self.shadow_ready = None
-            busy = insn.m * insn.repeat + costs.pe_gap
-            res["pe"] = start + busy
-            stream = (start, start + busy)
-            self.pe_streams.append(stream)
-            for paced in [r for r in self.dma_runs if r.paced]:
-                self._share_read_port(paced, [stream])
-            last_accept = max(accept, start + busy - insn.m - self.reader_ahead) \
-                if insn.repeat > 1 else accept
-            self.moving_free = max(last_accept + 1, start + busy - self.reader_ahead)
-            done = start + busy + costs.pe_latency(config) + costs.psum_settle
-            leave = nxt = last_accept + 1
+            start, done, leave = self._multiply(t, insn.m, insn.repeat)
+            nxt = leave
+        elif op == Opcode.MATMUL:
+            # the expansion the sequencer issues (hdl/sequencer/pe_loop.py): a k tile's load
+            # one cycle after the previous tile's last multiply, its first multiply one cycle
+            # after the load; no check or wait between them
+            issue, start = t, None
+            for _, k, _, _ in isa.matmul_tiles(insn, config.array.rows):
+                self._load(issue, k)
+                first, done, issue = self._multiply(issue + 1, insn.m, insn.repeat)
+                self.intervals[q].append(Interval(q, self.pc[q], op.name, t, first, res["pe"]))
+                start = first if start is None else start
+            leave = nxt = issue
         elif op == Opcode.ACT:
             start = max(t, res["act"])
             first = start + costs.act_setup
@@ -443,7 +439,7 @@ class _TileTimer:
                 if run is not None:
                     run.slots += [(s, len(self.units[s]) + i) for i in range(n)]
                 self.signal(s, n, sig)
-        if op not in (Opcode.CHECK, Opcode.END, Opcode.NOP, Opcode.ACT_PARAM):
+        if op not in (Opcode.CHECK, Opcode.END, Opcode.NOP, Opcode.ACT_PARAM, Opcode.MATMUL):
             busy_end = res["pe"] if op == Opcode.MULTIPLY_MOVING else done
             if run is not None:
                 run.interval = len(self.intervals[q])
@@ -455,6 +451,33 @@ class _TileTimer:
             others = self.act_runs if run.to_sbuf else [r for r in self.dma_runs if r.to_sbuf]
             self._share_write_port(run, [r for r in others if r is not run])
         return insn, start, done
+
+    def _load(self, t, k):
+        """A LOAD_STATIONARY of ``k`` rows issued at ``t``: ``(start, done)``."""
+        start = max(t, self.res["load"])
+        done = start + k
+        self.res["load"] = self.shadow_ready = done
+        return start, done
+
+    def _multiply(self, t, m, repeat):
+        """A MULTIPLY_MOVING of ``repeat`` x ``m`` rows issued at ``t`` at the earliest:
+        ``(start, done, when the queue may issue its next command)``. The moving reader takes
+        a command once the previous one has reader_ahead beats left to stream: the queue's
+        slot waits for it."""
+        costs, res = self.costs, self.res
+        accept = max(t, self.moving_free)
+        start = max(accept, res["pe"], self.shadow_ready or 0)
+        self.shadow_ready = None
+        busy = m * repeat + costs.pe_gap
+        res["pe"] = start + busy
+        stream = (start, start + busy)
+        self.pe_streams.append(stream)
+        for paced in [r for r in self.dma_runs if r.paced]:
+            self._share_read_port(paced, [stream])
+        last_accept = max(accept, start + busy - m - self.reader_ahead) if repeat > 1 else accept
+        self.moving_free = max(last_accept + 1, start + busy - self.reader_ahead)
+        done = start + busy + costs.pe_latency(self.config) + costs.psum_settle
+        return start, done, last_accept + 1
 
     def stuck(self):
         return [q for q in self.names if self.pc[q] < len(self.queues[q])]

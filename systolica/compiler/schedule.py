@@ -1,8 +1,8 @@
 """Scheduling: a list of :class:`Stage` (one planned GEMM layer each) into ONE
 :class:`~systolica.isa.Program` with compiler-generated semaphores.
 
-Queues: ``dma0`` loads (A chunks, W chunks), ``pe`` runs LOAD_STATIONARY / MULTIPLY_MOVING pairs,
-``act`` drains PSUM slots (with ACT_PARAM for requantising layers), ``dma1`` stores C buffers.
+Queues: ``dma0`` loads (A chunks, W chunks), ``pe`` runs one MATMUL per (M block, N tile, k run:
+the k tiles of a step, cut where a new piece of A arrives), ``act`` drains PSUM slots (with ACT_PARAM for requantising layers), ``dma1`` stores C buffers.
 
 **Rings.** A buffers, W buffers, PSUM slots and C buffers are rings between one producer queue
 and one consumer queue, each with a FULL and a FREE counting semaphore: the producer of use ``u``
@@ -130,6 +130,24 @@ def with_sync(insns, waits, signals):
     if signals:
         insns[-1] = insns[-1].replace(signals=signals)
     return insns
+
+
+def _merged(pairs):
+    """(semaphore, count) pairs with one pair per semaphore (counts added)."""
+    out = {}
+    for sem, count in pairs:
+        out[sem] = out.get(sem, 0) + count
+    return list(out.items())
+
+
+def _synced(insn, waits, signals):
+    """``insn`` with ``waits`` and ``signals``; those beyond the two an instruction has go on
+    NOPs before it (waits) and after it (signals: a NOP retires in order, once ``insn`` has)."""
+    waits = [w[i:i + 2] for w in [_merged(waits)] for i in range(0, len(w), 2)] or [[]]
+    signals = [s[i:i + 2] for s in [_merged(signals)] for i in range(0, len(s), 2)] or [[]]
+    return [isa.nop(waits=w) for w in waits[:-1]] + \
+        [insn.replace(waits=waits[-1], signals=signals[0])] + \
+        [isa.nop(signals=s) for s in signals[1:]]
 
 
 class DramSource:
@@ -285,29 +303,33 @@ def emit(config: TileConfig, stages, *, source=None, build_for=None):
             for j in range(j0, j1):
                 nt = min(C, n - j * C)
                 u = i * plan.n_tiles + j          # PSUM ring use: tiles in first-use order
-                for t in range(t0, t1):
-                    kt = min(R, k - t * R)
-                    first, last = (j == j0 and t == t0), (j == j1 - 1 and t == t1 - 1)
+                # one MATMUL per run of k tiles; the first N tile of a step starts a new one
+                # where the next piece of A arrives (its wait comes before that tile's load)
+                cuts = [t for t in piece_starts if j == j0]
+                for s0, s1 in zip([t0] + cuts, cuts + [t1]):
+                    first, last = (j == j0 and s0 == t0), (j == j1 - 1 and s1 == t1)
                     woff = w_base + (j - (0 if plan.w_resident else j0)) * w_stride + \
-                        (t * R if plan.w_resident else (t - t0) * R)
-                    waits = (first_w_wait + first_a_wait) if first else []
-                    if first_use and t == t0:
-                        waits = w_ring.wait_full() + waits
-                    pe.append(isa.load_stationary(
-                        woff, kt, nt, waits=waits,
-                        signals=w_ring.signal_free(u_w if not plan.w_resident else 0)
-                        if last and releases_w else []))
-                    tile_first = kc == 0 and t == t0
-                    tile_last = kc == plan.k_chunks - 1 and t == t1 - 1
+                        (s0 * R if plan.w_resident else (s0 - t0) * R)
+                    tile_first = kc == 0 and s0 == t0
+                    tile_last = kc == plan.k_chunks - 1 and s1 == t1
+                    waits = []
+                    if first_use and s0 == t0:
+                        waits += w_ring.wait_full()
+                    if first:
+                        waits += first_w_wait + first_a_wait
+                    if tile_first:
+                        waits += p_ring.wait_free(u)
+                    if s0 != t0:                      # the next piece of A has arrived
+                        waits += a_ring.wait_full()
                     sigs = list(p_ring.signal_full()) if tile_last else []
                     if last and releases_a:
                         sigs += a_ring.signal_free(u_a)
-                    mwaits = p_ring.wait_free(u) if tile_first else []
-                    if j == j0 and t in piece_starts:      # the next piece of A has arrived
-                        mwaits = mwaits + a_ring.wait_full()
-                    pe.append(isa.multiply_moving(
-                        a_offset(t), mbi, psum_row(u), accumulate=not tile_first,
-                        waits=mwaits, signals=sigs))
+                    if last and releases_w:
+                        sigs += w_ring.signal_free(u_w if not plan.w_resident else 0)
+                    pe += _synced(isa.matmul(
+                        a_offset(s0), mbi, psum_row(u), w_offset=woff, tiles=s1 - s0,
+                        k_last=min(R, k - (s1 - 1) * R), n=nt, a_step=a_offset(s0 + 1) -
+                        a_offset(s0), w_step=R, accumulate=not tile_first), waits, sigs)
             if st.a is not None and releases_a:
                 u_a += 1
             if not plan.w_resident:

@@ -3,7 +3,7 @@ program's result does not depend on the interleaving (model under many schedules
 RTL).
 
 The generator draws operations one at a time, each on a random queue (DMA copies between random
-DRAM/SBUF regions, LOAD_STATIONARY / MULTIPLY_MOVING, ACT_PARAM / ACT, NOPs), every one valid
+DRAM/SBUF regions, LOAD_STATIONARY / MULTIPLY_MOVING / MATMUL, ACT_PARAM / ACT, NOPs), every one valid
 for the config. Before appending an operation it finds, for every other queue, the latest earlier
 operation that touches a byte it touches (one of the two writing); if that one is not yet ordered
 before it, it adds a semaphore edge: a signal on the other queue's latest instruction (or a NOP
@@ -57,6 +57,14 @@ def footprint(config: TileConfig, insn, weights_k=None):
             out.append(("sbuf", _sbuf_bytes(config, weights_k, off, insn.m, eb), False))
             out.append(("psum", ((row + np.arange(insn.m))[:, None] * a.cols
                                  + np.arange(a.cols)).ravel(), True))
+        return out
+    if op == isa.Opcode.MATMUL:
+        out = []
+        for w_off, k, a_off, acc in isa.matmul_tiles(insn, a.rows):
+            out += footprint(config, isa.load_stationary(w_off, k, insn.n))
+            out += footprint(config, isa.multiply_moving(
+                a_off, insn.m, insn.psum_addr, repeat=insn.repeat, offset_step=insn.offset_step,
+                psum_step=insn.psum_step), k)
         return out
     if op == isa.Opcode.ACT:
         eb = ACT_MODE_BYTES[ActMode(insn.mode)]
@@ -183,6 +191,24 @@ def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
                 weights_k, pe_started, load_pending = k, True, True
                 b.add(name, insn, footprint(config, insn))
                 continue
+            if not load_pending and rng.random() < 0.5:      # a MATMUL: its own k loop
+                tiles, k_last = int(rng.integers(1, 4)), int(rng.integers(1, a.rows + 1))
+                n, m = int(rng.integers(1, a.cols + 1)), int(rng.integers(1, 17))
+                repeat = int(rng.integers(1, 3))
+                w_step, a_step, step = (int(x) for x in rng.integers(0, 24, 3))
+                w_room = s.partition_bytes // ew - (tiles - 1) * w_step - a.rows
+                a_room = s.partition_bytes // ea - (tiles - 1) * a_step - (repeat - 1) * step - m
+                if min(w_room, a_room) >= 0:
+                    row = int(rng.integers(p.banks)) * p.bank_rows + \
+                        int(rng.integers(0, p.bank_rows - m + 1))
+                    insn = isa.matmul(int(rng.integers(0, a_room + 1)), m, row,
+                                      w_offset=int(rng.integers(0, w_room + 1)), tiles=tiles,
+                                      k_last=k_last, n=n, a_step=a_step, w_step=w_step,
+                                      accumulate=bool(rng.random() < 0.5), repeat=repeat,
+                                      offset_step=step)
+                    weights_k = k_last          # the last k tile's weights stay loaded
+                    b.add(name, insn, footprint(config, insn))
+                    continue
             repeat = int(rng.integers(1, 3))
             m = int(rng.integers(1, min(p.bank_rows, 24) + 1))
             elems = s.partition_bytes // ea

@@ -425,11 +425,12 @@ class TileModel:
         self.weights_shadow = w
         q.loaded = q.pending = True
 
-    def _check_ranges(self, steps, count, elements):
+    def _check_ranges(self, steps, count, elements, *, sbuf_out=False):
         """Every repeat's PSUM rows and SBUF elements; the first code in the order PSUM_RANGE,
-        PSUM_BANK, SBUF_RANGE that any repeat has (the hardware checks all repeats first)."""
+        PSUM_BANK, SBUF_RANGE that any repeat has (the hardware checks all repeats first).
+        ``sbuf_out``: another SBUF range of the instruction (a MATMUL's W) is out already."""
         p = self.config.psum
-        seen = set()
+        seen = {IsaError.SBUF_RANGE} if sbuf_out else set()
         for row, offset in steps:
             if row >= p.rows:
                 seen.add(IsaError.PSUM_RANGE)
@@ -478,6 +479,33 @@ class TileModel:
             if insn.accumulate:
                 product = product + self.psum[row:row + m]
             self.psum[row:row + m] = wrap_signed(product, a.acc_bits)
+
+    def _check_matmul(self, insn, q):
+        """Every k tile's loads and multiplies checked before the first is issued (the checks
+        of LOAD_STATIONARY and MULTIPLY_MOVING, one code for the whole loop)."""
+        a = self.config.array
+        if not 1 <= insn.k_last <= a.rows:
+            raise _Halt(IsaError.BAD_K)
+        if not 1 <= insn.n <= a.cols:
+            raise _Halt(IsaError.BAD_N)
+        if insn.tiles == 0 or insn.m == 0 or insn.repeat == 0:
+            raise _Halt(IsaError.BAD_COUNT)
+        if q.pending:
+            raise _Halt(IsaError.LOAD_PENDING)
+        tiles = isa.matmul_tiles(insn, a.rows)
+        w_elems = self._elements(_operand_dtype(a.stationary_dtype))
+        moving = self._elements(_operand_dtype(a.moving_dtype))
+        steps = [(row, a_off + off - insn.offset) for _, _, a_off, _ in tiles
+                 for row, off in self._repeat_steps(insn)]
+        self._check_ranges(steps, insn.m, moving,
+                           sbuf_out=any(w_off + k > w_elems for w_off, k, _, _ in tiles))
+
+    def _exec_matmul(self, insn, q):
+        for w_off, k, a_off, accumulate in isa.matmul_tiles(insn, self.config.array.rows):
+            self._exec_load_stationary(isa.load_stationary(w_off, k, insn.n), q)
+            self._exec_multiply_moving(isa.multiply_moving(
+                a_off, insn.m, insn.psum_addr, accumulate=accumulate, repeat=insn.repeat,
+                offset_step=insn.offset_step, psum_step=insn.psum_step), q)
 
     def _check_act_param(self, insn, q):
         a, act = self.config.array, self.config.act
