@@ -58,8 +58,14 @@ class DmaRealigner(wiring.Component):
         level = self.level
         full_strb = C((1 << W) - 1, W)
 
+        # out_avail = (level >= out_n), out_n <= W, from the level register without a carry
+        # chain (yosys builds one for any >=): at least W bytes, or the level's low bits are
+        # out_n or more, decoded with equalities.
+        low = level[:index_bits(W)]
+        low_at_least = Cat(Cat(low == v for v in range(j, W)).any() for j in range(W + 1))
         m.d.comb += [
-            self.out_avail.eq(level >= self.out_n),
+            self.out_avail.eq((level[index_bits(W):] != 0) |
+                              low_at_least.bit_select(self.out_n, 1)),
             self.out_fire.eq(self.out_valid & self.out_avail & self.out_space),
             self.out_strb.eq(((full_strb >> (W - self.out_n).as_unsigned()) << self.out_lo)[:W]),
             # Room for a word whatever this cycle's pop: `ready` depends on the level register
@@ -91,7 +97,10 @@ class DmaRealigner(wiring.Component):
         pushed_level = Signal.like(level)
         popped_level = Signal.like(level)
         popped_ptr = Signal.like(rd_ptr)
-        m.d.comb += [pushed_level.eq(level + push_n), popped_level.eq(pushed_level - self.out_n),
+        # (level - out_n first: out_n comes from registers, the pushed count, last, goes through
+        # one adder only)
+        m.d.comb += [pushed_level.eq(level + push_n),
+                     popped_level.eq((level - self.out_n)[:len(level)] + push_n),
                      popped_ptr.eq(rd_ptr + self.out_n)]
         with m.If(self.clear):
             m.d.sync += [level.eq(0), wr_ptr.eq(0), rd_ptr.eq(0)]
