@@ -387,12 +387,22 @@ class Sbuf(wiring.Component):
         held = Signal(range(3), name=f"{name}_held")
         credit = Signal(name=f"{name}_credit")
         issue = Signal(name=f"{name}_issue")
-        m.d.sync += held.eq(held + issue - pop)
+        # The request (busy & in_range & credit) from two registers computed a cycle ahead:
+        # `wants` (a word fits whatever the pop) and `wants_on_pop` (it fits if the head pops),
+        # so a grant is a couple of gates after the consumer's ready.
+        busy_next, in_range_next = Signal(), Signal()
+        cmd_in_range, in_range_after_word = Signal(), Signal()
+        held_next, head_pops_next = Signal.like(held), Signal()
+        wants, wants_on_pop = Signal(name=f"{name}_wants"), Signal(name=f"{name}_wants_on_pop")
+        m.d.comb += [busy_next.eq(busy), in_range_next.eq(in_range),
+                     held_next.eq(held + issue - pop)]
+        m.d.sync += [busy.eq(busy_next), in_range.eq(in_range_next), held.eq(held_next)]
         m.d.comb += [
             credit.eq((held < 2) | pop),
-            req.eq(busy & credit & in_range),
+            req.eq(wants | (wants_on_pop & io.ready)),
             addr.eq(word),
-            issue.eq(busy & credit & (~in_range | grant)),
+            # (a granted read, or a word past the partition, which needs no grant)
+            issue.eq(grant | (busy & credit & ~in_range)),
         ]
         n_here = Signal(range(E + 1), name=f"{name}_n_here")   # elements of the command here
         is_last = Signal(name=f"{name}_is_last")
@@ -400,7 +410,25 @@ class Sbuf(wiring.Component):
             is_last.eq(remaining <= E - lane),
             n_here.eq(Mux(is_last, remaining, E - lane)),
         ]
+        m.d.comb += [cmd_in_range.eq((io.cmd_offset >> lane_bits)[index_bits(D):] == 0),
+                     in_range_after_word.eq((word + 1)[index_bits(D):] == 0)]
         m.d.sync += inflight.eq(issue)
+        # Computed for each value of the two late signals, `issue` (after the grant) and `pop`
+        # (after the consumer's ready), which then only select.
+        next_wants = {}
+        for issued in (0, 1):
+            for popped in (0, 1):
+                ends = C(issued) & is_last
+                fire = io.cmd_valid & (~busy | ends)
+                still_busy = Mux(fire, io.cmd_count != 0, busy & ~ends)
+                fetchable = still_busy & Mux(fire, cmd_in_range,
+                                             in_range_after_word if issued else in_range)
+                held_then = held + issued - popped
+                next_wants[issued, popped] = (fetchable & (held_then < 2),
+                                              fetchable & (held_then == 2))
+        chosen = [Mux(issue, Mux(pop, next_wants[1, 1][i], next_wants[1, 0][i]),
+                      Mux(pop, next_wants[0, 1][i], next_wants[0, 0][i])) for i in range(2)]
+        m.d.sync += [wants.eq(chosen[0]), wants_on_pop.eq(chosen[1] & head_pops_next)]
         with m.If(issue):
             m.d.sync += [
                 inflight_meta.zero.eq(~in_range),
@@ -411,21 +439,21 @@ class Sbuf(wiring.Component):
                 inflight_meta.first.eq(first),
                 inflight_meta.last.eq(is_last),
                 inflight_meta.user.eq(user),
-                word.eq(word + 1), in_range.eq((word + 1)[index_bits(D):] == 0),
-                lane.eq(0), first.eq(0),
+                word.eq(word + 1), lane.eq(0), first.eq(0),
                 remaining.eq(remaining - n_here),
                 index.eq(index + n_here),
             ]
+            m.d.comb += in_range_next.eq(in_range_after_word)
             with m.If(is_last):
-                m.d.sync += busy.eq(0)
+                m.d.comb += busy_next.eq(0)
         m.d.comb += err.eq(issue & ~in_range)
 
         m.d.comb += io.cmd_ready.eq(~busy | (issue & is_last))
         with m.If(io.cmd_valid & io.cmd_ready):
+            m.d.comb += [busy_next.eq(io.cmd_count != 0),
+                         in_range_next.eq(cmd_in_range)]
             m.d.sync += [
-                busy.eq(io.cmd_count != 0),
                 word.eq(io.cmd_offset >> lane_bits),
-                in_range.eq((io.cmd_offset >> lane_bits)[index_bits(D):] == 0),
                 lane.eq(io.cmd_offset[:lane_bits] if lane_bits else 0),
                 remaining.eq(io.cmd_count),
                 index.eq(io.cmd_index),
@@ -462,8 +490,10 @@ class Sbuf(wiring.Component):
                 m.d.comb += at_last_next[i].eq(head.lane + 1 == head.lane_last)
         m.d.sync += [
             occ.eq(occ_next),
-            head_pops.eq((occ_next != 0) & Mux(rd_ptr ^ pop, at_last_next[1], at_last_next[0])),
+            head_pops.eq(head_pops_next),
         ]
+        m.d.comb += head_pops_next.eq((occ_next != 0) &
+                                      Mux(rd_ptr ^ pop, at_last_next[1], at_last_next[0]))
         return io
 
     def _moving_reader(self, m, read_data, req, addr, grant, err_set):
