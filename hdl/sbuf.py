@@ -283,21 +283,27 @@ class Sbuf(wiring.Component):
                              "dma": Signal(name=f"{name}_hits_dma")}
             m.d.comb += [matches[name]["vector"].eq(addr == vector_addr),
                          matches[name]["dma"].eq(addr == req.addr)]
+        # Registered apart (each reader's grant, its address match, the written bytes) and
+        # combined after the flip-flops, beside the block RAM's slow clock-to-output.
+        granted = {name: Signal(name=f"{name}_read_granted") for name in reads}
+        m.d.sync += [granted[name].eq(grant) for name, (grant, _) in reads.items()]
         for p, (rp, wp) in enumerate(zip(rports, wports)):
-            hit = Signal(name=f"collision{p}")      # the word read is the word written
             by_vector = vector_sel[p]
-            dma_read_here = reads["dma"][0] & (req.partition == p)
-            m.d.comb += hit.eq(
-                reads["moving"][0] & Mux(by_vector, matches["moving"]["vector"],
-                                         matches["moving"]["dma"]) |
-                reads["weights"][0] & Mux(by_vector, matches["weights"]["vector"],
-                                          matches["weights"]["dma"]) |
-                dma_read_here & matches["dma"]["vector"])
-            bypass = Signal(len(wp.en), name=f"bypass{p}")
+            hits = {name: Signal(name=f"{name}_hit{p}") for name in reads}
+            m.d.sync += [
+                hits["moving"].eq(Mux(by_vector, matches["moving"]["vector"],
+                                      matches["moving"]["dma"])),
+                hits["weights"].eq(Mux(by_vector, matches["weights"]["vector"],
+                                       matches["weights"]["dma"])),
+                hits["dma"].eq((req.partition == p) & matches["dma"]["vector"]),
+            ]
+            hit = Signal(name=f"collision{p}")      # the word read was the word written
+            m.d.comb += hit.eq(Cat(granted[name] & hits[name] for name in reads).any())
+            written_bytes = Signal(len(wp.en), name=f"written_bytes{p}")
             written = Signal.like(wp.data, name=f"written{p}")
-            m.d.sync += [bypass.eq(wp.en & hit.replicate(len(wp.en))), written.eq(wp.data)]
+            m.d.sync += [written_bytes.eq(wp.en), written.eq(wp.data)]
             m.d.comb += read_data[p].eq(Cat(
-                Mux(bypass[b], written.word_select(b, 8), rp.data.word_select(b, 8))
+                Mux(written_bytes[b] & hit, written.word_select(b, 8), rp.data.word_select(b, 8))
                 for b in range(len(wp.en))))
 
     # ---------------------------------------------------------------------------------------------
