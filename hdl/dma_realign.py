@@ -58,8 +58,14 @@ class DmaRealigner(wiring.Component):
         level = self.level
         full_strb = C((1 << W) - 1, W)
 
+        # out_avail = (level >= out_n), out_n <= W, from the level register without a carry
+        # chain (yosys builds one for any >=): at least W bytes, or the level's low bits are
+        # out_n or more, decoded with equalities.
+        low = level[:index_bits(W)]
+        low_at_least = Cat(Cat(low == v for v in range(j, W)).any() for j in range(W + 1))
         m.d.comb += [
-            self.out_avail.eq(level >= self.out_n),
+            self.out_avail.eq((level[index_bits(W):] != 0) |
+                              low_at_least.bit_select(self.out_n, 1)),
             self.out_fire.eq(self.out_valid & self.out_avail & self.out_space),
             self.out_strb.eq(((full_strb >> (W - self.out_n).as_unsigned()) << self.out_lo)[:W]),
             # Room for a word whatever this cycle's pop: `ready` depends on the level register
@@ -68,29 +74,33 @@ class DmaRealigner(wiring.Component):
         ]
         # Output lane out_lo + i is stored byte rd_ptr + i: the W bytes at rd_ptr (which do not
         # wait for out_lo), then shifted up to out_lo.
-        stored_array = Array(stored)
         window = Signal(8 * W)
         m.d.comb += [
-            window.eq(Cat(stored_array[(rd_ptr + i)[:ptr_bits]] for i in range(W))),
+            # A shift of the buffer (and its first W - 1 bytes again), not an Array index: yosys
+            # builds a log shifter for it instead of a case per byte (a third of the LUTs).
+            window.eq(Cat(*stored, *stored[:W - 1]).bit_select(rd_ptr * 8, 8 * W)),
             self.out_data.eq((window << (self.out_lo * 8))[:8 * W]),
         ]
 
         push = self.inp.valid & self.inp.ready
         chunk = self.inp.payload
-        chunk_bytes = Array(chunk.data.word_select(j, 8) for j in range(W))
         for k in range(size):
             # Stored byte k is the chunk's byte d (from its lane lo) when d < n.
             d = Signal(ptr_bits, name=f"from{k}")
             m.d.comb += d.eq(k - wr_ptr)
             with m.If(push & (d < chunk.n)):
-                m.d.sync += stored[k].eq(chunk_bytes[(d + chunk.lo)[:index_bits(W)]])
+                lane = (d + chunk.lo)[:index_bits(W)]
+                m.d.sync += stored[k].eq(chunk.data.word_select(lane, 8))
 
         # The pop (out_fire, which arrives last) only selects between precomputed values.
         push_n = Mux(push, chunk.n, 0)
         pushed_level = Signal.like(level)
         popped_level = Signal.like(level)
         popped_ptr = Signal.like(rd_ptr)
-        m.d.comb += [pushed_level.eq(level + push_n), popped_level.eq(pushed_level - self.out_n),
+        # (level - out_n first: out_n comes from registers, the pushed count, last, goes through
+        # one adder only)
+        m.d.comb += [pushed_level.eq(level + push_n),
+                     popped_level.eq((level - self.out_n)[:len(level)] + push_n),
                      popped_ptr.eq(rd_ptr + self.out_n)]
         with m.If(self.clear):
             m.d.sync += [level.eq(0), wr_ptr.eq(0), rd_ptr.eq(0)]

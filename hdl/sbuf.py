@@ -40,7 +40,8 @@ ECP5 DP16KD/PDPW16KD and iCE40 SB_RAM40_4K). Arbitration, one grant per cycle on
   won the previous conflict (so they alternate under sustained contention).
 
 Reads and writes use separate ports: DMA writes never slow the moving reader. A read in the same
-cycle as a write to the same word returns the new data (the read port is transparent). Nothing
+cycle as a write to the same word returns the new data (the written bytes are bypassed around the
+block RAM, whose own collision behaviour is left undefined to synthesis). Nothing
 orders one port's accesses against another's; the sequencer's semaphores do.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``dma`` (partition or address
@@ -62,6 +63,7 @@ from systolica.hdl.contracts import (SbufPortSignature, index_bits, moving_comma
                                      sbuf_response_layout, vector_write_layout,
                                      weight_row_layout, weights_command_layout)
 from systolica.hdl.lib import Queue, RoundRobinArbiter, StickyFlags
+from systolica.hdl.sbuf_reader import column_reader
 
 
 __all__ = ["check_sbuf_init", "Sbuf"]
@@ -111,12 +113,24 @@ class Sbuf(wiring.Component):
         rports, wports = [], []
         for p in range(P):
             init = self._init[p] if self._init is not None else []
-            mem = memory.Memory(shape=unsigned(8 * WB), depth=D, init=init)
+            # A synchronous read port written as an asynchronous one and its data register
+            # (which yosys' memory_dff merges into the block RAM), so that `no_rw_check` applies:
+            # synthesis then adds no read/write collision logic of its own, which would compare
+            # the late, arbitrated read address. `_collision_bypass` below makes a read of a
+            # word being written return the new bytes, from addresses compared early.
+            mem = memory.Memory(shape=unsigned(8 * WB), depth=D, init=init,
+                                attrs={"no_rw_check": 1})
             m.submodules[f"partition{p}"] = mem
             wports.append(mem.write_port(granularity=8))
-            # Transparent: yosys then needs a smaller collision bypass around the block RAM.
-            rports.append(mem.read_port(transparent_for=(wports[-1],)))
-        rdata = Array(rp.data for rp in rports)
+            async_port = mem.read_port(domain="comb")
+            rport = SimpleNamespace(addr=Signal.like(async_port.addr, name=f"read_addr{p}"),
+                                    en=Signal(name=f"read_en{p}"),
+                                    data=Signal(8 * WB, name=f"ram_word{p}", reset_less=True))
+            m.d.comb += async_port.addr.eq(rport.addr)
+            with m.If(rport.en):
+                m.d.sync += rport.data.eq(async_port.data)
+            rports.append(rport)
+        read_data = [Signal(8 * WB, name=f"read_data{p}") for p in range(P)]
 
         errors = m.submodules.errors = StickyFlags(sbuf_errors_layout())
         err_set = errors.set
@@ -132,11 +146,14 @@ class Sbuf(wiring.Component):
         # Moving first (fixed priority, by design: it is the one reader that needs a word almost
         # every cycle), unless the weights reader or the DMA has waited 2 cycles ("urgent");
         # weights and DMA round robin between themselves (DMA first).
+        # A requester that was refused keeps requesting (a column reader's state only moves on
+        # a grant, the DMA request is held until accepted), so "waited 2 cycles" alone says it
+        # is urgent: the moving grant does not wait for the others' requests.
         st_wait, dr_wait = Signal(range(3)), Signal(range(3))
         st_urgent, dr_urgent = Signal(), Signal()
         m.d.comb += [
-            st_urgent.eq(st_req & (st_wait == 2)),
-            dr_urgent.eq(dr_req & (dr_wait == 2)),
+            st_urgent.eq(st_wait == 2),
+            dr_urgent.eq(dr_wait == 2),
             mv_grant.eq(mv_req & ~st_urgent & ~dr_urgent),
         ]
         other_reads = m.submodules.read_arbiter = RoundRobinArbiter(2)
@@ -202,7 +219,7 @@ class Sbuf(wiring.Component):
             dr_captured.eq(dr_inflight),
             dr_zero_captured.eq(dr_zero),
             dr_part_captured.eq(dr_part),
-            [dr_words[p].eq(rports[p].data) for p in range(P)],
+            [dr_words[p].eq(read_data[p]) for p in range(P)],
             dr_staged.eq(dr_captured),
             dr_staged_data.eq(Mux(dr_zero_captured, 0, Array(dr_words)[dr_part_captured])),
         ]
@@ -245,159 +262,60 @@ class Sbuf(wiring.Component):
                 m.d.comb += [wports[p].addr.eq(req.addr), wports[p].data.eq(req.data),
                              wports[p].en.eq(req.byte_enable)]
 
-        self._moving_reader(m, rports, mv_req, mv_addr, mv_grant, err_set)
-        self._weights_reader(m, rports, st_req, st_addr, st_grant, err_set)
+        self._collision_bypass(
+            m, rports, wports, read_data,
+            reads={"moving": (mv_grant, mv_addr), "weights": (st_grant, st_addr),
+                   "dma": (dr_grant, req.addr)},
+            vector_sel=vw_parts & vw_grant.replicate(P), vector_addr=vw.addr)
+        self._moving_reader(m, read_data, mv_req, mv_addr, mv_grant, err_set)
+        self._weights_reader(m, read_data, st_req, st_addr, st_grant, err_set)
         return m
+
+    def _collision_bypass(self, m, rports, wports, read_data, *, reads, vector_sel, vector_addr):
+        """``read_data[p]``: partition p's read word, with the bytes written in the cycle of the
+        read (same word) taken from the write (a transparent read port). The address match is
+        selected from comparisons of every reader's address with every writer's, computed
+        beside the arbitration instead of after it. A DMA read never meets a DMA write (one
+        request at a time), so the DMA read only compares with the vector write."""
+        req = self.dma.request.payload
+        matches = {}
+        for name, (_, addr) in reads.items():
+            matches[name] = {"vector": Signal(name=f"{name}_hits_vector"),
+                             "dma": Signal(name=f"{name}_hits_dma")}
+            m.d.comb += [matches[name]["vector"].eq(addr == vector_addr),
+                         matches[name]["dma"].eq(addr == req.addr)]
+        # Registered apart (each reader's grant, its address match, the written bytes) and
+        # combined after the flip-flops, beside the block RAM's slow clock-to-output.
+        granted = {name: Signal(name=f"{name}_read_granted") for name in reads}
+        m.d.sync += [granted[name].eq(grant) for name, (grant, _) in reads.items()]
+        for p, (rp, wp) in enumerate(zip(rports, wports)):
+            by_vector = vector_sel[p]
+            hits = {name: Signal(name=f"{name}_hit{p}") for name in reads}
+            m.d.sync += [
+                hits["moving"].eq(Mux(by_vector, matches["moving"]["vector"],
+                                      matches["moving"]["dma"])),
+                hits["weights"].eq(Mux(by_vector, matches["weights"]["vector"],
+                                       matches["weights"]["dma"])),
+                hits["dma"].eq((req.partition == p) & matches["dma"]["vector"]),
+            ]
+            hit = Signal(name=f"collision{p}")      # the word read was the word written
+            m.d.comb += hit.eq(Cat(granted[name] & hits[name] for name in reads).any())
+            written_bytes = Signal(len(wp.en), name=f"written_bytes{p}")
+            written = Signal.like(wp.data, name=f"written{p}")
+            m.d.sync += [written_bytes.eq(wp.en), written.eq(wp.data)]
+            m.d.comb += read_data[p].eq(Cat(
+                Mux(written_bytes[b] & hit, written.word_select(b, 8), rp.data.word_select(b, 8))
+                for b in range(len(wp.en))))
 
     # ---------------------------------------------------------------------------------------------
 
-    def _column_reader(self, m, name, rports, *, elem_bits, offset_shape, count_shape,
-                       index_width, user_layout, req, addr, grant, err):
-        """Streams elements ``offset .. offset + count - 1`` of every partition in ``rports``, one
-        beat (one element of each partition) per cycle. It reads a word from all of them at once
-        (one read grant per ``E = word bits / elem_bits`` elements) into a 2-word circular buffer.
-
-        Returns a namespace of signals: command side ``cmd_valid``, ``cmd_ready``, ``cmd_offset``,
-        ``cmd_count`` (0: an error, no beats), ``cmd_index`` (the index of beat 0; beat i gets
-        ``cmd_index + i``, wrapping at ``index_width`` bits), ``cmd_user`` (passed through); beat side
-        ``valid``, ``ready``, ``elems`` (one value per partition), ``index``, ``first``, ``last``,
-        ``user``.
-        """
-        cfg = self._config.sbuf
-        D, n = cfg.depth, len(rports)
-        E = 8 * cfg.word_bytes // elem_bits
-        lane_bits = (E - 1).bit_length()
-        io = SimpleNamespace(
-            cmd_valid=Signal(name=f"{name}_cmd_valid"), cmd_ready=Signal(name=f"{name}_cmd_ready"),
-            cmd_offset=Signal(offset_shape, name=f"{name}_cmd_offset"),
-            cmd_count=Signal(count_shape, name=f"{name}_cmd_count"),
-            cmd_index=Signal(index_width, name=f"{name}_cmd_index"),
-            cmd_user=Signal(user_layout, name=f"{name}_cmd_user"),
-            valid=Signal(name=f"{name}_valid"), ready=Signal(name=f"{name}_ready"),
-            elems=[Signal(elem_bits, name=f"{name}_elem{k}") for k in range(n)],
-            index=Signal(index_width, name=f"{name}_index"),
-            first=Signal(name=f"{name}_first"), last=Signal(name=f"{name}_last"),
-            user=Signal(user_layout, name=f"{name}_user"))
-
-        # Fetch side: walks the words of the current command.
-        busy = Signal(name=f"{name}_busy")
-        word = Signal(len(io.cmd_offset) + 1, name=f"{name}_word")   # may run past D
-        lane = Signal(range(E), name=f"{name}_lane")
-        remaining = Signal(count_shape, name=f"{name}_remaining")
-        index = Signal(index_width, name=f"{name}_next_index")
-        first = Signal(name=f"{name}_next_first")
-        user = Signal(user_layout, name=f"{name}_cur_user")
-
-        # A 2-entry circular buffer of words (one per partition) with their metadata.
-        meta_layout = data.StructLayout({
-            "lane": unsigned(max(1, lane_bits)),        # next element to serve
-            "lane_last": unsigned(max(1, lane_bits)),   # last element of the command in the word
-            "at_last": 1,                               # lane == lane_last (kept as a register:
-                                                        # the pop decision is then one gate)
-            "index": unsigned(index_width),
-            "first": 1, "last": 1,
-            "zero": 1,                                  # past the partition: serve zeros
-            "user": user_layout,
-        })
-        words = [[Signal(8 * cfg.word_bytes, name=f"{name}_word{i}_{k}") for k in range(n)]
-                 for i in range(2)]
-        metas = [Signal(meta_layout, name=f"{name}_meta{i}") for i in range(2)]
-        rd_ptr, wr_ptr = Signal(name=f"{name}_rd_ptr"), Signal(name=f"{name}_wr_ptr")
-        occ = Signal(range(3), name=f"{name}_occ")
-        inflight = Signal(name=f"{name}_inflight")
-        inflight_meta = Signal(meta_layout, name=f"{name}_inflight_meta")
-
-        # Serve side: the head entry's `lane` advances as beats are taken.
-        head = Signal(meta_layout, name=f"{name}_head")
-        m.d.comb += head.eq(Mux(rd_ptr, metas[1], metas[0]))
-        m.d.comb += io.valid.eq(occ != 0)
-        for k in range(n):
-            elem = Mux(rd_ptr, words[1][k].word_select(head.lane, elem_bits),
-                       words[0][k].word_select(head.lane, elem_bits))
-            m.d.comb += io.elems[k].eq(Mux(head.zero, 0, elem))
-        m.d.comb += [
-            io.index.eq(head.index), io.first.eq(head.first), io.user.eq(head.user),
-            io.last.eq(head.last & head.at_last),
-        ]
-        take = io.valid & io.ready
-        pop = Signal(name=f"{name}_pop")
-        m.d.comb += pop.eq(take & head.at_last)
-
-        # Fetching: at most 2 words buffered or in flight, counting a word leaving this cycle.
-        in_range = word[index_bits(D):] == 0     # word < D (a power of two)
-        credit = Signal(name=f"{name}_credit")
-        issue = Signal(name=f"{name}_issue")
-        m.d.comb += [
-            credit.eq(occ + inflight - pop < 2),
-            req.eq(busy & credit & in_range),
-            addr.eq(word),
-            issue.eq(busy & credit & (~in_range | grant)),
-        ]
-        n_here = Signal(range(E + 1), name=f"{name}_n_here")   # elements of the command here
-        is_last = Signal(name=f"{name}_is_last")
-        m.d.comb += [
-            is_last.eq(remaining <= E - lane),
-            n_here.eq(Mux(is_last, remaining, E - lane)),
-        ]
-        m.d.sync += inflight.eq(issue)
-        with m.If(issue):
-            m.d.sync += [
-                inflight_meta.zero.eq(~in_range),
-                inflight_meta.lane.eq(lane),
-                inflight_meta.lane_last.eq(lane + n_here - 1),
-                inflight_meta.at_last.eq(n_here == 1),
-                inflight_meta.index.eq(index),
-                inflight_meta.first.eq(first),
-                inflight_meta.last.eq(is_last),
-                inflight_meta.user.eq(user),
-                word.eq(word + 1), lane.eq(0), first.eq(0),
-                remaining.eq(remaining - n_here),
-                index.eq(index + n_here),
-            ]
-            with m.If(is_last):
-                m.d.sync += busy.eq(0)
-        m.d.comb += err.eq(issue & ~in_range)
-
-        m.d.comb += io.cmd_ready.eq(~busy | (issue & is_last))
-        with m.If(io.cmd_valid & io.cmd_ready):
-            m.d.sync += [
-                busy.eq(io.cmd_count != 0),
-                word.eq(io.cmd_offset >> lane_bits),
-                lane.eq(io.cmd_offset[:lane_bits] if lane_bits else 0),
-                remaining.eq(io.cmd_count),
-                index.eq(io.cmd_index),
-                first.eq(1), user.eq(io.cmd_user),
-            ]
-            with m.If(io.cmd_count == 0):
-                m.d.comb += err.eq(1)
-
-        # Buffer update. A push never hits the entry being served: the buffer is either empty
-        # (nothing served) or the push goes to the other entry (at most 2 words buffered or in
-        # flight).
-        with m.If(inflight):
-            for i in range(2):
-                with m.If(wr_ptr == i):
-                    m.d.sync += metas[i].eq(inflight_meta)
-                    m.d.sync += [words[i][k].eq(rports[k].data) for k in range(n)]
-            m.d.sync += wr_ptr.eq(~wr_ptr)
-        with m.If(pop):
-            m.d.sync += rd_ptr.eq(~rd_ptr)
-        with m.Elif(take):
-            for i in range(2):
-                with m.If(rd_ptr == i):
-                    m.d.sync += [metas[i].lane.eq(head.lane + 1),
-                                 metas[i].at_last.eq(head.lane + 1 == head.lane_last),
-                                 metas[i].index.eq(head.index + 1), metas[i].first.eq(0)]
-        m.d.sync += occ.eq(occ + inflight - pop)
-        return io
-
-    def _moving_reader(self, m, rports, req, addr, grant, err_set):
+    def _moving_reader(self, m, read_data, req, addr, grant, err_set):
         """Moving operand: A[m, k] = element ``offset + m`` of partition k."""
         cfg, arr = self._config.sbuf, self._config.array
         layout = moving_command_layout(cfg, arr)
         cmd, out = self.moving_cmd.payload, self.moving.payload
-        rd = self._column_reader(
-            m, "mv", rports[:arr.rows], elem_bits=arr.moving_shape.width,
+        rd = column_reader(
+            m, "mv", read_data[:arr.rows], config=cfg, elem_bits=arr.moving_shape.width,
             offset_shape=layout["offset"].shape, count_shape=layout["count"].shape,
             index_width=arr.result_addr_bits,
             user_layout=data.StructLayout({"start": 1, "accumulate": 1}),
@@ -413,15 +331,15 @@ class Sbuf(wiring.Component):
         ]
         m.d.comb += [out.data[k].eq(rd.elems[k]) for k in range(arr.rows)]
 
-    def _weights_reader(self, m, rports, req, addr, grant, err_set):
+    def _weights_reader(self, m, read_data, req, addr, grant, err_set):
         """Stationary operand, N on partitions: W[k, n] = element ``offset + k`` of partition n;
         row k of the ``weights`` stream is element ``offset + k`` of partitions 0..C-1."""
         cfg, arr = self._config.sbuf, self._config.array
         R, C = arr.rows, arr.cols
         layout = weights_command_layout(cfg, arr)
         cmd, out = self.weights_cmd.payload, self.weights.payload
-        rd = self._column_reader(
-            m, "st", rports[:C], elem_bits=arr.stationary_shape.width,
+        rd = column_reader(
+            m, "st", read_data[:C], config=cfg, elem_bits=arr.stationary_shape.width,
             offset_shape=layout["offset"].shape, count_shape=layout["rows"].shape,
             index_width=1, user_layout=data.StructLayout({"cols": layout["cols"].shape}),
             req=req, addr=addr, grant=grant, err=err_set.weights)

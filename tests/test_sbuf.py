@@ -415,3 +415,79 @@ def test_error_in_the_cycle_of_a_clear_stays_set():
         ctx.set(dut.clear_errors, 0)
 
     run_simulation(dut, [bench], max_cycles=20)
+
+
+READERS = ("moving", "weights", "dma")
+WRITERS = ("vector", "dma")
+
+
+@pytest.mark.parametrize("delay", [-1, 0, 1], ids=["write_before", "same_cycle", "write_after"])
+@pytest.mark.parametrize("reader,writer", [(r, w) for r in READERS for w in WRITERS
+                                           if (r, w) != ("dma", "dma")])
+def test_read_during_write_returns_new_bytes(reader, writer, delay):
+    """A read of the word being written in the same cycle returns the written bytes (and the
+    old value of the others); one cycle earlier too, one cycle later the old word. A moving or
+    weights command accepted in cycle t reads its word in cycle t + 1, a DMA read accepted in
+    cycle t reads in cycle t; the write is accepted in that cycle + ``delay``."""
+    from systolica.testbench.sim import run_simulation
+    cfg, array = SBUF8, ARRAY8
+    rng = np.random.default_rng(100 + 10 * READERS.index(reader) + delay)
+    model = random_model(cfg, rng)
+    dut = make_sbuf(cfg, array, model)
+    word, lane, part = 5, 3, 2                  # the word read; its element; the DMA partition
+    data = [[int(x) for x in rng.integers(0, 256, size=cfg.word_bytes)]
+            for _ in range(cfg.partitions)]
+    enables = [0b10101010 | (1 << lane)] + [int(rng.integers(1, 256)) | (1 << lane)
+                                              for _ in range(cfg.partitions - 1)]
+    if writer == "vector":
+        write_port = dut.vector_write
+        write = {"addr": word, "data": data, "byte_enable": enables}
+    else:
+        write_port = dut.dma.request
+        write = {"write": 1, "partition": part, "addr": word, "data": data[part],
+                 "byte_enable": enables[part]}
+    offset = word * cfg.word_bytes + lane
+    start, read_port = 3, {"moving": dut.moving_cmd, "weights": dut.weights_cmd,
+                           "dma": dut.dma.request}[reader]
+    read = {"moving": {"offset": offset, "count": 1, "start": 1, "addr": 0, "accumulate": 0},
+            "weights": {"offset": offset, "rows": 1, "cols": array.cols},
+            "dma": {"write": 0, "partition": part, "addr": word, "data": [0] * 8,
+                    "byte_enable": 0}}[reader]
+    read_cycle = start + (reader != "dma")
+    schedule = {start: [(read_port, read)]}
+    schedule.setdefault(read_cycle + delay, []).append((write_port, write))
+    outputs = []
+
+    async def bench(ctx):
+        for stream in (dut.moving, dut.weights, dut.dma.response):
+            ctx.set(stream.ready, 1)
+        for cycle in range(20):
+            for port in (read_port, write_port):
+                ctx.set(port.valid, 0)
+            for port, payload in schedule.get(cycle, []):
+                ctx.set(port.valid, 1)
+                ctx.set(port.payload, payload)
+            for port, _ in schedule.get(cycle, []):
+                assert ctx.get(port.ready), f"cycle {cycle}: not accepted"
+            for stream in (dut.moving, dut.weights, dut.dma.response):
+                if ctx.get(stream.valid):
+                    outputs.append([int(x) for x in ctx.get(stream.payload.data)])
+            await ctx.tick()
+
+    old = SbufModel(cfg.partitions, cfg.depth, cfg.word_bytes)
+    old.bytes[:] = model.bytes
+    if writer == "vector":
+        model.vector_write(word, data, enables)
+    else:
+        model.write_word(part, word, data[part], enables[part])
+    seen = model if delay <= 0 else old
+    run_simulation(dut, [bench], max_cycles=40)
+    assert len(outputs) == 1
+    if reader == "dma":
+        assert outputs[0] == seen.read_word(part, word)
+    elif reader == "moving":
+        assert outputs[0] == [seen.element(k, offset, array.moving_dtype)
+                              for k in range(array.rows)]
+    else:
+        assert outputs[0] == [
+            int(x) for x in seen.stationary(offset, 1, array.cols, array.stationary_dtype)[0]]
