@@ -8,8 +8,7 @@ as many instructions as the queue has room for (so R beats are never back-pressu
 ``256 // beats_per_instruction`` and never crosses a 4 KiB boundary. Instructions are
 ``instr_bytes`` bytes (a power-of-two multiple of the bus width), little-endian, at
 ``base + i * instr_bytes``; every one leaves with ``error`` set if any of its beats answered
-SLVERR/DECERR. A burst's choice, address and size take three registered steps (pick, address,
-size: the AXI address leaves three cycles after the fetch became idle). ``flush`` (abort) empties every queue and stops fetching; the beats of a burst in
+SLVERR/DECERR. ``flush`` (abort) empties every queue and stops fetching; the beats of a burst in
 flight are still taken and dropped, and ``busy`` stays high until they are.
 """
 
@@ -77,55 +76,47 @@ class Fetch(wiring.Component):
         with m.Elif(flushing & ~Cat(q.o.valid for q in queues).any()):
             m.d.sync += flushing.eq(0)
 
-        # --- pick the next burst: three registered steps (timing), one burst in flight -------
-        # 1. round-robin pick among queues with instructions left and room;
-        # 2. that queue's address and what is left, from registers only;
-        # 3. the burst's size (the smallest of left, room and the 4 KiB boundary) -> AR.
-        # Between the steps nothing the sizing reads can shrink it unsafely: ``fetched`` moves
-        # only at step 3, the queue's room only grows (pushes come from the burst in flight).
+        # --- pick the next burst ---------------------------------------------------------------
         active = Signal()          # a burst in flight (AR issued or pending, R beats to come)
         stopped = Signal(init=1)   # after reset and flush until start
         want = Cat((fetched[e] < self.length[e]) & (q.level + inflight[e] < F)
                    for e, q in enumerate(queues))
         arbiter = m.submodules.arbiter = RoundRobinArbiter(E)
+        pick, pick_valid = arbiter.index, arbiter.valid
         m.d.comb += arbiter.requests.eq(want)
-        picked = Signal()          # step 2 holds ``cur``
-        sized = Signal()           # step 3 holds ``addr`` and ``left``
-        cur = Signal(range(E))
+        base = Array(self.base)[pick]
+        length = Array(self.length)[pick]
+        done = Array(fetched)[pick]
+        level = Array(q.level for q in queues)[pick]
+        room = Array(inflight)[pick]
         addr = Signal(self.addr_width)
-        left = Signal(32)
-        idle = ~active & ~stopped & ~flushing & ~picked & ~sized
-        with m.If(idle & arbiter.valid):
-            m.d.comb += arbiter.advance.eq(1)
-            m.d.sync += [picked.eq(1), cur.eq(arbiter.index)]
-        done = Array(fetched)[cur]
-        with m.If(picked):
-            m.d.sync += [picked.eq(0), sized.eq(1),     # base forced instruction-aligned
-                         addr.eq((Array(self.base)[cur] & ~(I - 1)) + (done << log_i)),
-                         left.eq(Array(self.length)[cur] - done)]
+        m.d.comb += addr.eq((base & ~(I - 1)) + (done << log_i))   # base forced instruction-aligned
         to_boundary = Signal(range(BOUNDARY_BYTES // I + 1))
         m.d.comb += to_boundary.eq((BOUNDARY_BYTES - addr[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
         n = Signal(range(max_n + 1))
-        free = F - Array(q.level for q in queues)[cur] - Array(inflight)[cur]
+        left = length - done
+        free = F - level - room
         smallest = C(max_n)
         for c in (left, free, to_boundary):
             smallest = Mux(c < smallest, c, smallest)
         m.d.comb += n.eq(smallest)
 
+        cur = Signal(range(E))
         beats_left = Signal(range(max_n * k + 1))
         drop = Signal()
         ar = self.ar
         with m.If(self.start):
-            m.d.sync += [stopped.eq(0), picked.eq(0), sized.eq(0)] + [f.eq(0) for f in fetched]
+            m.d.sync += [stopped.eq(0)] + [f.eq(0) for f in fetched]
         with m.Elif(self.flush):
-            m.d.sync += [stopped.eq(1), drop.eq(active), picked.eq(0), sized.eq(0)]
-        with m.Elif(sized):
-            m.d.sync += [sized.eq(0), active.eq(1), beats_left.eq(n * k),
+            m.d.sync += [stopped.eq(1), drop.eq(active)]
+        with m.Elif(~active & ~stopped & pick_valid & ~flushing):
+            m.d.comb += arbiter.advance.eq(1)
+            m.d.sync += [active.eq(1), cur.eq(pick), beats_left.eq(n * k),
                          ar.valid.eq(1), ar.payload.addr.eq(addr), ar.payload.len.eq(n * k - 1),
                          ar.payload.size.eq(ceil_log2(W)), ar.payload.burst.eq(BURST_INCR),
                          ar.payload.id.eq(self.axi_id), drop.eq(0)]
             for e in range(E):
-                with m.If(cur == e):
+                with m.If(pick == e):
                     m.d.sync += [fetched[e].eq(fetched[e] + n), inflight[e].eq(n)]
         with m.If(ar.valid & ar.ready):
             m.d.sync += ar.valid.eq(0)
@@ -156,5 +147,5 @@ class Fetch(wiring.Component):
                 m.d.sync += inflight[e].eq(inflight[e] - 1)
         with m.If(self.flush):
             m.d.sync += [inflight[e].eq(0) for e in range(E)]
-        m.d.comb += self.busy.eq(active | flushing | picked | sized)
+        m.d.comb += self.busy.eq(active | flushing)
         return m
