@@ -13,9 +13,10 @@ file, strictly in arrival order).
   - ``recv`` (in, from the network interface): a WRITE becomes one request on ``sbuf_write``
     (a stream of :func:`~.contracts.sbuf_request_layout`; one register, so one flit per cycle); a
     SIGNAL is taken only when no write of an earlier flit is still waiting there, and is then
-    applied in that cycle on ``sem`` (the semaphore file's remote port; ``sem_overflow`` back
-    in the next cycle: it was dropped, sticky ``semaphore_overflow`` set). A SIGNAL to a semaphore id beyond
-    ``SEMAPHORES`` is dropped and sets sticky ``bad_signal``. Every flit is taken, so the
+    shown in that cycle on ``sem`` (the semaphore file's remote port, which applies it in the
+    next cycle; ``sem_overflow`` back in that next cycle: it was dropped, sticky
+    ``semaphore_overflow`` set). A SIGNAL to a semaphore id beyond ``SEMAPHORES`` is dropped
+    and sets sticky ``bad_signal``. Every flit is taken, so the
     network never backs up behind a tile's engines.
   - ``flits_sent`` / ``flits_received``: 32-bit counters (wrap), from reset.
 

@@ -94,7 +94,8 @@ class SemaphoreFile(wiring.Component):
         for e, w in enumerate(self.wait):
             shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
             met = Signal(name=f"wait_met_{e}")
-            m.d.sync += [shown.eq(w.pair), met.eq(Cat(read[p.id] >= p.amount for p in w.pair).all())]
+            m.d.sync += [shown.eq(w.pair),
+                         met.eq(Cat(read[p.id] >= p.amount for p in w.pair).all())]
             touched = Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
                           for g in last_grant.pair for p in w.pair).any()
             ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
