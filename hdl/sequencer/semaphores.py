@@ -87,15 +87,12 @@ class SemaphoreFile(wiring.Component):
         last_grant = Signal(wait_layout)  # ... of the previous cycle
         cleared = Signal()                # clear in the previous cycle
         m.d.sync += [last_grant.eq(granted), cleared.eq(self.clear)]
-        # the waits' counter reads as multiplexers of the counters (yosys maps an indexed part
-        # select of the packed counters to a shifter: 5k more LUT4 for the eight reads)
-        read = Array(values[i] for i in range(self.count))
         ok = []
         for e, w in enumerate(self.wait):
             shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
             met = Signal(name=f"wait_met_{e}")
             m.d.sync += [shown.eq(w.pair),
-                         met.eq(Cat(read[p.id] >= p.amount for p in w.pair).all())]
+                         met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all())]
             touched = Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
                           for g in last_grant.pair for p in w.pair).any()
             ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
