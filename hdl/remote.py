@@ -13,9 +13,10 @@ file, strictly in arrival order).
   - ``recv`` (in, from the network interface): a WRITE becomes one request on ``sbuf_write``
     (a stream of :func:`~.contracts.sbuf_request_layout`; one register, so one flit per cycle); a
     SIGNAL is taken only when no write of an earlier flit is still waiting there, and is then
-    applied in that cycle on ``sem`` (the semaphore file's remote port; ``sem_overflow`` back:
-    dropped, sticky ``semaphore_overflow`` set). A SIGNAL to a semaphore id beyond
-    ``SEMAPHORES`` is dropped and sets sticky ``bad_signal``. Every flit is taken, so the
+    shown in that cycle on ``sem`` (the semaphore file's remote port, which applies it in the
+    next cycle; ``sem_overflow`` back in that next cycle: it was dropped, sticky
+    ``semaphore_overflow`` set). A SIGNAL to a semaphore id beyond ``SEMAPHORES`` is dropped
+    and sets sticky ``bad_signal``. Every flit is taken, so the
     network never backs up behind a tile's engines.
   - ``flits_sent`` / ``flits_received``: 32-bit counters (wrap), from reset.
 
@@ -129,7 +130,7 @@ class RemoteInterface(wiring.Component):
         with m.If(take):
             m.d.sync += self.flits_received.eq(self.flits_received + 1)
         sticky = m.submodules.sticky = StickyFlags(2)
-        m.d.comb += [sticky.set.eq(Cat(apply & self.sem_overflow, take & ~is_write & ~known)),
+        m.d.comb += [sticky.set.eq(Cat(self.sem_overflow, take & ~is_write & ~known)),
                      sticky.clear.eq(self.clear_errors),
                      self.semaphore_overflow.eq(sticky.flags[0]),
                      self.bad_signal.eq(sticky.flags[1])]

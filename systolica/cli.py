@@ -181,6 +181,12 @@ def _add_build_command(add_block_command):
                    help="DRAM in block RAM, KiB (default per board)")
     p.add_argument("--allow-timing-fail", action="store_true",
                    help="keep the bitstream even if place-and-route misses the clock")
+    p.add_argument("--seed", type=_bounded(int, 1, 2**31 - 1), default=1,
+                   help="nextpnr placement seed (default 1)")
+    p.add_argument("--placer-density", type=_bounded(float, 0.5, 1.0), default=None,
+                   metavar="D", help="nextpnr HeAP placer's highest placement density, in "
+                                     "[0.5, 1] (--placer-heap-beta; nextpnr's default 0.9): "
+                                     "lower spreads the cells for a congested design")
 
 
 def _cmd_build(args, configs):
@@ -191,7 +197,8 @@ def _cmd_build(args, configs):
     _check_output_dir(out, "-o/--output")
     try:
         report = build_board(args.board, config, out, clock_mhz=args.freq, baud=args.baud,
-                             dram_kib=args.dram_kib, allow_timing_fail=args.allow_timing_fail)
+                             dram_kib=args.dram_kib, allow_timing_fail=args.allow_timing_fail,
+                             seed=args.seed, placer_density=args.placer_density)
     except TimingError as error:
         raise ConfigError(str(error)) from None
     except subprocess.CalledProcessError as error:

@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """The sequencer's semaphore file alone, cycle by cycle against a Python model of its contract
-(hdl/sequencer/semaphores.py's docstring, docs/tile.md): round-robin waits consumed in the grant
-cycle, one engine's signal pair taken per cycle (round-robin, the remote port first), overflow
-refusing both signals of the pair, clear."""
+(hdl/sequencer/semaphores.py's docstring, docs/tile.md): round-robin waits checked a cycle
+ahead and consumed in the grant cycle, one engine's signal pair taken per cycle (round-robin,
+the remote port first) and checked and applied in the next, overflow refusing both signals of
+the pair, clear."""
 
 import numpy as np
 import pytest
@@ -21,39 +22,59 @@ def round_robin(requests, last, n):
 
 
 class SemaphoreModel:
+    """The contract of the file's docstring: a wait checked on the values of the cycle before
+    its grant (its pairs shown then too, no grant on its counters and no clear in between); a
+    signal pair taken in one cycle, checked and applied in the next."""
+
     def __init__(self, count, bits, engines):
         self.count, self.limit, self.n = count, (1 << bits) - 1, engines
         self.values = [0] * count
         self.wait_last = self.signal_last = engines - 1
+        self.shown = [None] * engines          # the pairs each engine showed last cycle
+        self.met = [False] * engines           # ... and whether the values then met them
+        self.last_grant = None                 # the pairs granted last cycle
+        self.cleared = False
+        self.pending = None                    # (merged {id: amount}, engine or "remote")
 
     def step(self, waits, signals, remote, clear):
-        """waits[e]: None or ((id, amount), (id, amount)); signals[e]: [(id, amount) or None]*2;
-        remote: None or (id, amount). Returns (granted, signal_ready, overflow, remote_overflow)
-        as engine indices / bools, and applies the cycle."""
+        """waits[e]: (valid, ((id, amount), (id, amount))); signals[e]: [(id, amount) or
+        None]*2; remote: None or (id, amount). Returns (granted, signal_ready, overflow,
+        remote_overflow): granted and signal_ready engine indices or None, overflow the engine
+        whose pair of the previous cycle overflowed (or None), remote_overflow a bool."""
         v = self.values
-        ok = sum(1 << e for e, w in enumerate(waits)
-                 if w is not None and all(v[i] >= a for i, a in w))
+        touched = {i for i, a in (self.last_grant or ()) if a}
+        ok = sum(1 << e for e, (valid, pairs) in enumerate(waits)
+                 if valid and pairs == self.shown[e] and self.met[e] and not self.cleared
+                 and not any(a and i in touched for i, a in pairs))
         granted, self.wait_last = round_robin(ok, self.wait_last, self.n)
+        bad = self.pending is not None and any(v[i] + a > self.limit
+                                               for i, a in self.pending[0].items())
+        owner = self.pending[1] if bad else None
         shown = sum(1 << e for e, s in enumerate(signals) if any(x is not None for x in s))
-        taken, ready = [remote, None], None
+        taken, ready, who = [remote, None], None, "remote"
         if remote is None:
             ready, self.signal_last = round_robin(shown, self.signal_last, self.n)
             taken = signals[ready] if ready is not None else [None, None]
+            who = ready
         added = {}
         for s in taken:
             if s is not None:
                 added[s[0]] = added.get(s[0], 0) + s[1]
-        bad = any(v[i] + a > self.limit for i, a in added.items())
+        self.shown = [pairs for _, pairs in waits]
+        self.met = [all(v[i] >= a for i, a in pairs) for _, pairs in waits]
+        self.last_grant = waits[granted][1] if granted is not None else None
+        self.cleared = clear
         if clear:
             self.values = [0] * self.count
         else:
-            if not bad:
-                for i, a in added.items():
+            if self.pending is not None and not bad:
+                for i, a in self.pending[0].items():
                     v[i] += a
             if granted is not None:
-                for i, a in waits[granted]:
+                for i, a in waits[granted][1]:
                     v[i] -= a
-        return granted, ready, bad and ready is not None, bad and remote is not None
+        self.pending = (added, who) if added and not clear else None
+        return granted, ready, (owner if owner != "remote" else None), owner == "remote"
 
 
 def random_wait(rng, count, bits):
@@ -100,7 +121,10 @@ def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote)
         for cycle in range(1500):
             for e in range(engines):
                 if waits[e] is None and rng.random() < 0.4:
-                    waits[e] = random_wait(rng, count, bits)
+                    # sometimes shown ahead of its valid, as an engine does from its check
+                    waits[e] = [rng.random() < 0.6, random_wait(rng, count, bits)]
+                elif waits[e] is not None and not waits[e][0] and rng.random() < 0.5:
+                    waits[e][0] = True
                 elif waits[e] is not None and rng.random() < 0.03:
                     waits[e] = None   # a DMA queue's wait drops on a failed retirement
                 if signals[e] == [None, None] and rng.random() < 0.3:
@@ -109,11 +133,11 @@ def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote)
             if remote and rng.random() < 0.15:
                 remote_req = random_signals(rng, count, bits)[0] or (0, 1)
             clear = rng.random() < 0.01
+            shown = [(False, ((0, 0), (0, 0))) if w is None else (w[0], w[1]) for w in waits]
             for e in range(engines):
-                w = waits[e]
-                ctx.set(dut.wait[e], {"valid": int(w is not None),
-                                      "pair": [{"id": p[0], "amount": p[1]}
-                                               for p in (w or ((0, 0), (0, 0)))]})
+                valid, pairs = shown[e]
+                ctx.set(dut.wait[e], {"valid": int(valid),
+                                      "pair": [{"id": p[0], "amount": p[1]} for p in pairs]})
                 for j in range(2):
                     s = signals[e][j]
                     ctx.set(dut.signal[e][j], request(s is not None, s or (0, 0)))
@@ -121,11 +145,11 @@ def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote)
                 ctx.set(dut.remote, request(remote_req is not None, remote_req or (0, 0)))
             ctx.set(dut.clear, int(clear))
             assert [int(x) for x in ctx.get(dut.values)] == model.values, f"cycle {cycle}"
-            granted, ready, overflow, remote_overflow = model.step(waits, signals, remote_req,
+            granted, ready, overflow, remote_overflow = model.step(shown, signals, remote_req,
                                                                    clear)
             assert ctx.get(dut.granted) == (0 if granted is None else 1 << granted), cycle
             assert ctx.get(dut.signal_ready) == (0 if ready is None else 1 << ready), cycle
-            assert ctx.get(dut.overflow) == (1 << ready if overflow else 0), cycle
+            assert ctx.get(dut.overflow) == (0 if overflow is None else 1 << overflow), cycle
             if remote:
                 assert ctx.get(dut.remote_overflow) == int(remote_overflow), cycle
             if granted is not None:
@@ -134,7 +158,7 @@ def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote)
             if ready is not None:
                 signals[ready] = [None, None]
                 seen["taken"] += 1
-            seen["overflows"] += overflow + remote_overflow
+            seen["overflows"] += (overflow is not None) + remote_overflow
             seen["remote"] += remote_req is not None
             seen["clears"] += clear
             await ctx.tick()

@@ -276,8 +276,9 @@ class QueueEngine(wiring.Component):
         head_done = board.o.valid & Array(events)[head.kind].any() | \
             (board.o.valid & (head.kind == _IMM))
         retiring = Signal()
-        signalling = Signal()             # the head's signals are shown to the semaphore file
-        m.d.comb += [retiring.eq(head_done & (~signalling | self.signal_ready)),
+        signalling = Signal()             # the head has signals for the semaphore file
+        sent = Signal()                   # ... it took them last cycle: its verdict is now
+        m.d.comb += [retiring.eq(head_done & (~signalling | sent)),
                      board.o.ready.eq(retiring)]
         for k in (1, 2):
             dec = retiring & (head.kind == k)
@@ -292,14 +293,16 @@ class QueueEngine(wiring.Component):
         failed = Signal()                 # a retirement failed: the rest drains silently
         retire_now = retiring & head.retire & ~aborting & ~failed
         dma_failed = dma_error_seen != DmaError.OK
-        fail_now = retire_now & (dma_failed | self.overflow)
-        # the head's signals wait for the semaphore file (one engine's per cycle)
+        fail_now = retire_now & (dma_failed | (sent & self.overflow))
+        # the head's signals wait for the semaphore file (one engine's per cycle), which gives
+        # its overflow verdict in the cycle after it took them: the head retires then
         m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~failed & ~dma_failed &
                                   ((head.signal[0].count != 0) | (head.signal[1].count != 0)))
+        m.d.sync += sent.eq(signalling & ~sent & self.signal_ready)
         may_fail = signalling | (head_done & head.retire & dma_failed)   # fail_now's superset
         for j in range(2):
             sig = head.signal[j]
-            m.d.comb += [self.signal[j].valid.eq(signalling & (sig.count != 0)),
+            m.d.comb += [self.signal[j].valid.eq(signalling & ~sent & (sig.count != 0)),
                          self.signal[j].id.eq(sig.sem), self.signal[j].amount.eq(sig.count)]
         with m.If(retire_now & ~fail_now):
             m.d.sync += st.retired.eq(st.retired + 1)
@@ -377,6 +380,9 @@ class QueueEngine(wiring.Component):
         m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~fail_now & ~failed)
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
         last_rep = Signal()
+        # the waits are shown from the check on (the semaphore file checks them a cycle ahead)
+        m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem) for j in range(2)]
+        m.d.comb += [self.wait.pair[j].amount.eq(slot.header.wait[j].count) for j in range(2)]
         with m.If(slot_valid & ~aborting):
             with m.Switch(phase):
                 with m.Case(0):
@@ -406,10 +412,6 @@ class QueueEngine(wiring.Component):
                     # semaphore file's overflow verdict stays off the wait path (timing).
                     m.d.comb += self.wait.valid.eq(~may_fail & ~failed &
                                                    (empty if kind == Engine.DMA else 1))
-                    m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem)
-                                 for j in range(2)]
-                    m.d.comb += [self.wait.pair[j].amount.eq(slot.header.wait[j].count)
-                                 for j in range(2)]
                     with m.If(self.wait.valid & self.granted):
                         m.d.sync += [phase.eq(3), st.state.eq(EngineState.RUNNING)]
                     with m.Else():

@@ -4,21 +4,28 @@ Each engine ``e`` has a *wait* port (``wait[e]``: ``valid`` and two ``(id, amoun
 ISA's two waits; ``granted[e]`` back) and a *signal* port (``signal[e][j]``, ``j`` = 0, 1:
 ``valid``, ``id``, ``amount``; ``signal_ready[e]`` back).
 
-* **Waits.** A wait is granted when ``value[id] >= amount`` for both pairs (the ISA guarantees
-  distinct ids where both amounts are non-zero); the grant subtracts both amounts in the same
-  cycle (wait-and-consume is one atomic step). At most one wait is granted per cycle,
-  round-robin between the engines, so two waiters can never both consume the same unit. A wait
-  with ``amount = 0`` is granted at once (when it wins the round).
+Both sides are pipelined by one register (timing: no counter read is followed by an arbiter and
+a counter update in the same cycle):
+
+* **Waits.** A wait is granted in cycle t when it is shown (``valid``) in t, its pairs in t are
+  the ones shown in t - 1 (whether ``valid`` or not there: an engine shows them ahead), and in
+  t - 1 ``value[id] >= amount`` held for both pairs, no grant touched either of its counters
+  (a pair with ``amount = 0`` touches nothing) and no ``clear`` came. Signals only raise the
+  counters, so the value of t - 1 is a safe lower bound. The ISA guarantees distinct ids where
+  both amounts are non-zero. The grant subtracts both amounts in the grant cycle
+  (wait-and-consume is one atomic step). At most one wait is granted per cycle, round-robin
+  between the engines, so two waiters can never both consume the same unit.
 * **Signals.** One engine's signals (both of them) are taken per cycle, round-robin between the
-  engines with a signal shown; ``signal_ready[e]`` is high in the cycle engine ``e``'s are taken
-  (an engine keeps its signals shown until then, and may not depend on ``signal_ready`` to show
-  them). They add, but never past ``2**bits - 1``: ``overflow[e]`` is high, with
-  ``signal_ready[e]``, when one of them would take its counter there (both together if they
-  name one counter), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). The check is on
-  the value before this cycle's grant (a grant only lowers a counter).
+  engines with a signal shown; ``signal_ready[e]`` is high in the cycle t engine ``e``'s are
+  taken (an engine keeps its signals shown until then, and may not depend on ``signal_ready``
+  to show them). They are applied in t + 1, but never past ``2**bits - 1``: ``overflow[e]`` is
+  high in t + 1 when one of them would take its counter there (both together if they name one
+  counter; the check is on the value of t + 1 before that cycle's grant, which only lowers a
+  counter), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). A ``clear`` in t or
+  t + 1 drops them.
 * **Remote signals** (``remote=True``, a chip's tile): ``remote`` (``valid``, ``id``,
   ``amount``) is taken in the cycle it is shown, before any engine's (which then wait a cycle);
-  ``remote_overflow`` says it would overflow and was not applied.
+  ``remote_overflow`` is high in the next cycle when it would overflow and was not applied.
 
 So every counter has one adder and one subtractor, fed by the one signal pair and the one grant
 of the cycle, instead of an adder tree over every engine's signals: the file's area does not
@@ -70,20 +77,36 @@ class SemaphoreFile(wiring.Component):
         m = Module()
         n = self.engines
         values = self.values
+        limit = (1 << self.bits) - 1
+        wait_layout = semaphore_wait_layout(self.count, self.bits)
         pair_layout = data.ArrayLayout(semaphore_request_layout(self.count, self.bits), 2)
 
-        # --- waits: one grant per cycle -----------------------------------------------------
+        # --- waits: checked in t - 1 (registered), granted in t, one per cycle ----------------
         waits = m.submodules.wait_arbiter = RoundRobinArbiter(n)
-        ok = Cat((w.valid & (values[w.pair[0].id] >= w.pair[0].amount) &
-                  (values[w.pair[1].id] >= w.pair[1].amount)) for w in self.wait)
-        m.d.comb += [waits.requests.eq(ok), waits.advance.eq(1), self.granted.eq(waits.grant)]
-        granted = Signal(semaphore_wait_layout(self.count, self.bits))
+        granted = Signal(wait_layout)     # the grant of this cycle (valid: one was made)
+        last_grant = Signal(wait_layout)  # ... of the previous cycle
+        cleared = Signal()                # clear in the previous cycle
+        m.d.sync += [last_grant.eq(granted), cleared.eq(self.clear)]
+        ok = []
+        for e, w in enumerate(self.wait):
+            shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
+            met = Signal(name=f"wait_met_{e}")
+            m.d.sync += [shown.eq(w.pair),
+                         met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all())]
+            touched = Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
+                          for g in last_grant.pair for p in w.pair).any()
+            ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
+                      ~(last_grant.valid & touched) & ~cleared)
+        m.d.comb += [waits.requests.eq(Cat(ok)), waits.advance.eq(1),
+                     self.granted.eq(waits.grant)]
         with m.Switch(waits.index):
             for e in range(n):
                 with m.Case(e):
-                    m.d.comb += granted.eq(self.wait[e])
+                    m.d.comb += granted.pair.eq(self.wait[e].pair)
+        m.d.comb += granted.valid.eq(waits.valid)
 
-        # --- signals: one engine's pair per cycle, the remote port first ---------------------
+        # --- signals: one engine's pair taken per cycle (the remote port first), applied in
+        # the next cycle after the overflow check ----------------------------------------------
         signals = m.submodules.signal_arbiter = RoundRobinArbiter(n)
         shown = Cat(s[0].valid | s[1].valid for s in self.signal)
         remote_valid = self.remote.valid if self.remote_port else C(0)
@@ -98,25 +121,35 @@ class SemaphoreFile(wiring.Component):
         if self.remote_port:
             with m.If(remote_valid):
                 m.d.comb += taken.eq(self.remote.as_value())
-        limit = (1 << self.bits) - 1
+        # registered: the pair (a pair naming one counter merged into lane 0), whose it is,
+        # and per lane the highest value it may meet without overflowing (``room``; ``over``:
+        # none) -- so the next cycle's check is one counter read and one compare
         same = taken[0].valid & taken[1].valid & (taken[0].id == taken[1].id)
-        bad = Signal()
+        lane_valid = Signal(2)
+        lane_id = Signal(data.ArrayLayout(unsigned(index_bits(self.count)), 2))
+        lane_amount = Signal(data.ArrayLayout(unsigned(self.bits), 2))
+        room = Signal(data.ArrayLayout(unsigned(self.bits), 2))
+        over = Signal(2)
+        owner = Signal(n)
+        owner_remote = Signal()
+        totals = [taken[0].amount + Mux(same, taken[1].amount, 0), taken[1].amount]
+        m.d.sync += [lane_valid.eq(Mux(self.clear, 0, Cat(taken[0].valid,
+                                                           taken[1].valid & ~same))),
+                     owner.eq(signals.grant), owner_remote.eq(remote_valid)]
         for j in range(2):
-            s, other = taken[j], taken[1 - j]
-            total = values[s.id] + s.amount + Mux(same, other.amount, 0)
-            with m.If(s.valid & (total > limit)):
-                m.d.comb += bad.eq(1)
-        m.d.comb += self.overflow.eq(Mux(bad, signals.grant, 0))
+            m.d.sync += [lane_id[j].eq(taken[j].id), lane_amount[j].eq(totals[j]),
+                         room[j].eq(limit - totals[j]), over[j].eq(totals[j] > limit)]
+        bad = Signal()
+        m.d.comb += bad.eq(Cat(lane_valid[j] & (over[j] | (values[lane_id[j]] > room[j]))
+                               for j in range(2)).any())
+        m.d.comb += self.overflow.eq(Mux(bad, owner, 0))
         if self.remote_port:
-            m.d.comb += self.remote_overflow.eq(remote_valid & bad)
+            m.d.comb += self.remote_overflow.eq(owner_remote & bad)
 
-        # --- the counters: at most two additions (distinct ids: a pair naming one counter is
-        # merged) and two subtractions (distinct ids by the ISA) per cycle ----------------------
-        merged = Signal(self.bits)     # fits: not ``bad``, so value + merged <= limit
-        m.d.comb += merged.eq(taken[0].amount + Mux(same, taken[1].amount, 0))
-        adds = [(taken[0].valid & ~bad, taken[0].id, merged),
-                (taken[1].valid & ~bad & ~same, taken[1].id, taken[1].amount)]
-        subs = [(waits.valid & (p.amount != 0), p.id, p.amount) for p in granted.pair]
+        # --- the counters: at most two additions (distinct ids: merged) and two subtractions
+        # (distinct ids by the ISA) per cycle ------------------------------------------------
+        adds = [(lane_valid[j] & ~bad, lane_id[j], lane_amount[j]) for j in range(2)]
+        subs = [(granted.valid & (p.amount != 0), p.id, p.amount) for p in granted.pair]
 
         def lanes(hits, i):            # one-hot by id: OR, not a sum
             terms = [Mux(v & (sid == i), amount, 0) for v, sid, amount in hits]

@@ -70,10 +70,13 @@ def _utilisation(report, cell):
 
 
 def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=115200,
-                dram_kib=None, allow_timing_fail=False, seed=1, log=print):
+                dram_kib=None, allow_timing_fail=False, seed=1, placer_density=None,
+                log=print):
     """Build the bitstream of ``config`` for ``board`` (a key of :data:`BOARDS`) into
     ``out_dir``; returns the report dict. Raises :class:`TimingError` (after writing the report)
-    if the achieved Fmax is below the clock, unless ``allow_timing_fail``."""
+    if the achieved Fmax is below the clock, unless ``allow_timing_fail``. ``seed`` is
+    nextpnr's placement seed, ``placer_density`` its HeAP placer's highest density
+    (``--placer-heap-beta``, None: nextpnr's default)."""
     from systolica.hdl.board.top import BoardTop
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; choose from {', '.join(sorted(BOARDS))}")
@@ -84,6 +87,10 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
     clock_mhz = float(clock_mhz or spec.clock_mhz)
     if not 1.0 <= clock_mhz <= 400.0:
         raise ValueError(f"--freq must be in [1, 400] MHz; got {clock_mhz:g}")
+    if not isinstance(seed, int) or not 1 <= seed < 2**31:
+        raise ValueError(f"build_board seed must be an integer in [1, 2**31); got {seed!r}")
+    if placer_density is not None and not 0.5 <= placer_density <= 1.0:
+        raise ValueError(f"build_board placer_density must be in [0.5, 1]; got {placer_density!r}")
     dram_kib = int(dram_kib or spec.dram_kib)
     if not 1 <= dram_kib <= 1024:
         raise ValueError(f"--dram-kib must be in [1, 1024]; got {dram_kib}")
@@ -100,8 +107,10 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
     try:
         platform.build(top, name=name, build_dir=str(build_dir), do_program=False,
                        script_after_read=_SCRIPT_AFTER_READ.format(top=name),
-                       nextpnr_opts=f"--timing-allow-fail --seed {int(seed)} --router router2 "
-                                    f"--report {name}.report.json")
+                       nextpnr_opts=f"--timing-allow-fail --seed {seed} --router router2 "
+                                    + (f"--placer-heap-beta {placer_density} "
+                                       if placer_density is not None else "")
+                                    + f"--report {name}.report.json")
     finally:
         for k, v in saved.items():
             if v is None:
@@ -128,6 +137,8 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
         "device": platform.device,
         "dram_bytes": dram_kib * 1024,
         "baud": baud,
+        "seed": seed,
+        "placer_density": placer_density,
         "pll": dict(zip(("clki_div", "clkfb_div", "clkop_div"), top.pll[:3])) if top.pll
         else None,
         "available": {cell: pnr["utilization"][cell]["available"]
