@@ -191,9 +191,13 @@ def test_next_a_block_loads_and_act_drains_while_the_engine_multiplies():
     assert plan.m_blocks == 2 and plan.w_resident and plan.psum_slots == 2
     assert buffers["a"].count == 2 and buffers["c"].count == 2
     timeline = predict(compiled.program, DEFAULT)
-    multiplies = [iv for iv in timeline.intervals["pe"] if iv.opcode == "MULTIPLY_MOVING"]
-    first_block_end = multiplies[len(multiplies) // 2 - 1].end
+    pe = compiled.program.queues["pe"]
+    multiplies = [iv for iv in timeline.intervals["pe"] if iv.opcode in ("MULTIPLY_MOVING", "MATMUL")]
     second_a = buffers["a"].offset + buffers["a"].bytes
+    # the first M block's multiplies read A from the first A buffer (int8: element = byte offset)
+    first_block = [iv for iv in multiplies if pe[iv.pc].offset < second_a]
+    assert 0 < len(first_block) < len(multiplies)
+    first_block_end = max(iv.end for iv in first_block)
     loads = [iv for iv in timeline.intervals["dma0"]
              if getattr(compiled.program.queues["dma0"][iv.pc], "dst_addr", None) == second_a]
     assert len(loads) == 1 and multiplies[0].start < loads[0].end < first_block_end
