@@ -222,7 +222,7 @@ def run_chip(config: ChipConfig, programs, *, dram=None, dram_bytes=1 << 16, pro
     chip's CONTROL.abort that many cycles after start; ``host_stall`` stalls the host port
     (random valid/ready stalls), ``command_stall`` every tile's command streams, ``ram_kwargs``
     go to the :class:`~systolica.hdl.axi_ram.AxiRam` (``read_latency``, ``stall``,
-    ``jitter``, ``seed``); ``read_semaphores=False`` skips reading the 32 semaphores per tile.
+    ``jitter``, ``seed``); ``read_semaphores=False`` skips reading the semaphores of every tile.
     ``max_cycles`` is the watchdog. Amaranth: ``dram_model`` (:data:`DRAM_MODELS`): ``"axiram"``
     (one shared port: the tiles contend for it) or ``"ports"`` (a port per tile on one memory;
     ``ram_kwargs`` then go to :class:`~systolica.testbench.dram.AxiDram`: ``read_latency``,

@@ -220,7 +220,7 @@ BAD = [
     ("remote-tile-y", isa.dma_copy(dense(0, 8), dense(0, 8, isa.remote_sbuf), dst_tile=(0, 5)),
      IsaError.BAD_REMOTE_TILE, None),
     ("signal-tile", isa.signal_remote((3, 3), 0, 1), IsaError.BAD_REMOTE_TILE, None),
-    ("signal-sem", isa.signal_remote((1, 0), 32, 1), IsaError.BAD_SEMAPHORE, None),
+    ("signal-sem", isa.signal_remote((1, 0), isa.SEMAPHORES, 1), IsaError.BAD_SEMAPHORE, None),
     ("remote-range", isa.dma_copy(dense(0, 16), dense(8 * PB - 8, 16, isa.remote_sbuf),
                                   dst_tile=(1, 0)), IsaError.DMA_ERROR, DmaError.SBUF_RANGE),
     ("remote-source", isa.dma_copy(isa.remote_sbuf(0, (8,), (1,)), dense(0, 8, isa.sbuf)),

@@ -197,7 +197,7 @@ BAD = [
                                                    isa.dram(DRAM + 64, (8,), (1,)))),
     ("dma-remote", "dma0", isa.dma_copy(isa.dram(0), isa.DmaEndpoint(Space.REMOTE_SBUF, 0))),
     ("dma-space3", "dma0", isa.Instruction(Opcode.DMA_COPY, src_space=3)),
-    ("sem-id", "pe", isa.nop(waits=[(32, 1)])),
+    ("sem-id", "pe", isa.nop(waits=[(isa.SEMAPHORES, 1)])),
     ("sem-same-twice", "dma0", isa.nop(waits=[(3, 1), (3, 1)])),
     ("bad-and-waits-forever", "act", isa.act(0, 1, 0, 9, waits=[(9, 1)])),
     ("check-fingerprint", "pe", isa.check(isa.fingerprint(CFG) ^ 1, 2)),

@@ -114,7 +114,7 @@ def _bad_cases():
                                             dst_tile=(1, 0)), IsaError.BAD_DMA_SPACE, None),
         ("dma-space3", "dma0", isa.Instruction(Opcode.DMA_COPY, src_space=3),
          IsaError.BAD_DMA_SPACE, None),
-        ("sem-id", "pe", isa.nop(waits=[(32, 1)]), IsaError.BAD_SEMAPHORE, None),
+        ("sem-id", "pe", isa.nop(waits=[(isa.SEMAPHORES, 1)]), IsaError.BAD_SEMAPHORE, None),
         ("sem-id-signal", "act", isa.nop(signals=[(63, 1)]), IsaError.BAD_SEMAPHORE, None),
         ("sem-same-twice", "dma0", isa.nop(waits=[(3, 1), (3, 1)]), IsaError.BAD_SEMAPHORE,
          None),
@@ -315,13 +315,14 @@ def test_random_programs_with_an_injected_wait_deadlock(seed):
         queue = ("dma0", "dma1", "pe", "act")[int(rng.integers(4))]
         insns = list(program.queues[queue])
         pc = int(rng.integers(1, len(insns)))
-        insns.insert(pc, isa.nop(waits=[(31, 1)]))          # nobody signals semaphore 31
+        last = isa.SEMAPHORES - 1
+        insns.insert(pc, isa.nop(waits=[(last, 1)]))        # nobody signals the last semaphore
         bad = isa.Program(dict(program.queues, **{queue: insns}), program.fingerprint)
         for schedule in (None, 7):
             result = TileModel(CONFIG, dram_bytes=4096).run(bad, seed=schedule)
             assert result.deadlock is not None
             waiting = {(a.queue, a.pc): w for a, w in result.deadlock.waiting}
-            assert waiting[(queue, pc)] == ((31, 1, 0),)
+            assert waiting[(queue, pc)] == ((last, 1, 0),)
             assert not result.races
 
 

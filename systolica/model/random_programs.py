@@ -9,7 +9,9 @@ operation that touches a byte it touches (one of the two writing); if that one i
 before it, it adds a semaphore edge: a signal on the other queue's latest instruction (or a NOP
 carrying it) and a wait on the new operation (or a NOP before it). Each ordered pair of queues
 has its own semaphore, so the k-th wait of a pair always matches its k-th signal, whatever the
-schedule. Extra edges with random counts are added at random. Generating in one global order
+schedule; an operation that would need a pair for which no semaphore is left (more than
+``SEMAPHORES`` ordered pairs: five or more queues) is not taken. Extra edges with random counts
+are added at random. Generating in one global order
 means that order is a valid schedule: no deadlock.
 """
 
@@ -98,6 +100,9 @@ class _Builder:
         self.pairs = {}
         self.free_sem = 0
 
+    def _has_sem(self, r, q):
+        return (r, q) in self.pairs or self.free_sem < isa.SEMAPHORES
+
     def _pair_sem(self, r, q):
         if (r, q) not in self.pairs:
             self.pairs[(r, q)] = self.free_sem
@@ -130,14 +135,22 @@ class _Builder:
             self.hb[q][name] = max(self.hb[q][name], value)
 
     def add(self, q, insn, fp):
-        waits = []
+        """Append ``insn`` to ``q`` with the waits it needs; False (nothing changed) when a
+        needed ordered pair has no semaphore left."""
+        needed = {}
         for r in self.names:
-            if r == q:
-                continue
-            latest = max((pos for (oq, pos, ofp) in self.ops if oq == r and _conflict(ofp, fp)),
-                         default=None)
-            needed = latest is not None and self.hb[q][r] <= latest
-            if needed or (self.insns[r] and self.rng.random() < 0.08):
+            if r != q:
+                latest = max((pos for (oq, pos, ofp) in self.ops
+                              if oq == r and _conflict(ofp, fp)), default=None)
+                needed[r] = latest is not None and self.hb[q][r] <= latest
+        free = isa.SEMAPHORES - self.free_sem
+        if sum(need and (r, q) not in self.pairs for r, need in needed.items()) > free:
+            return False
+        waits = []
+        for r in [r for r, need in needed.items() if need]:
+            self.edge(r, q, waits)
+        for r in [r for r, need in needed.items() if not need]:    # extra edges, where a pair has one
+            if self.insns[r] and self.rng.random() < 0.08 and self._has_sem(r, q):
                 self.edge(r, q, waits)
         if self.rng.random() < 0.5 and len(waits) <= 2:
             insn_waits, nop_waits = waits, []
@@ -148,6 +161,7 @@ class _Builder:
         insn = insn.replace(waits=insn_waits)
         self.ops.append((q, len(self.insns[q]), fp))
         self._append(q, insn)
+        return True
 
 
 def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
@@ -188,8 +202,8 @@ def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
                 k, n = int(rng.integers(1, a.rows + 1)), int(rng.integers(1, a.cols + 1))
                 elems = s.partition_bytes // ew
                 insn = isa.load_stationary(int(rng.integers(0, elems - k + 1)), k, n)
-                weights_k, pe_started, load_pending = k, True, True
-                b.add(name, insn, footprint(config, insn))
+                if b.add(name, insn, footprint(config, insn)):
+                    weights_k, pe_started, load_pending = k, True, True
                 continue
             if not load_pending and rng.random() < 0.5:      # a MATMUL: its own k loop
                 tiles, k_last = int(rng.integers(1, 4)), int(rng.integers(1, a.rows + 1))
@@ -206,8 +220,8 @@ def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
                                       k_last=k_last, n=n, a_step=a_step, w_step=w_step,
                                       accumulate=bool(rng.random() < 0.5), repeat=repeat,
                                       offset_step=step)
-                    weights_k = k_last          # the last k tile's weights stay loaded
-                    b.add(name, insn, footprint(config, insn))
+                    if b.add(name, insn, footprint(config, insn)):
+                        weights_k = k_last      # the last k tile's weights stay loaded
                     continue
             repeat = int(rng.integers(1, 3))
             m = int(rng.integers(1, min(p.bank_rows, 24) + 1))
@@ -218,8 +232,8 @@ def random_program(config: TileConfig, rng, *, operations=30, dram_bytes=4096):
             row = bank * p.bank_rows + int(rng.integers(0, p.bank_rows - m + 1))
             insn = isa.multiply_moving(offset, m, row, accumulate=bool(rng.random() < 0.5),
                                        repeat=repeat, offset_step=step, psum_step=0)
-            load_pending = False
-            b.add(name, insn, footprint(config, insn, weights_k))
+            if b.add(name, insn, footprint(config, insn, weights_k)):
+                load_pending = False
             continue
         elif q.engine == isa.Engine.ACT:
             if rng.random() < 0.25:
