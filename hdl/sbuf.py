@@ -22,7 +22,7 @@ Ports (all ``amaranth.lib.stream``):
   k = 0..rows-1 (row k = W[k, :], columns >= cols zero, ``last`` on the final row), one per cycle.
 
   Both are column readers: they read one word from every partition they use at once (same word
-  address) into a 3-word buffer and serve ``word_bytes / elem_bytes`` consecutive elements of
+  address) into a 4-word buffer and serve ``word_bytes / elem_bytes`` consecutive elements of
   each, so each needs a read grant once per ``word_bytes / elem_bytes`` >= 2 beats.
 * ``vector_write``: one word per partition at one word address, per-partition byte enables (what
   the ACT unit writes).
@@ -33,8 +33,9 @@ ECP5 DP16KD/PDPW16KD and iCE40 SB_RAM40_4K). Arbitration, one grant per cycle on
 * Reads (moving, weights, DMA read): moving first, unless the weights reader or the DMA read has
   been waiting for 2 cycles; weights and DMA read alternate (round robin) among themselves. So a
   waiting requester is served within 3 cycles, and the moving reader loses at most one slot in
-  three. A column reader needs one read per ``word_bytes / elem_bytes`` >= 2 beats and buffers two
-  words, so in steady state neither column reader is slowed by the others.
+  three. A column reader needs one read per ``word_bytes / elem_bytes`` >= 2 beats and buffers four
+  words (read latency 3: ``hdl/sbuf_ram.py``), so in steady state neither column reader is
+  slowed by the others.
 * Writes (vector write, DMA write): both are granted in the same cycle unless the DMA write's
   partition is also enabled by the vector write. On such a conflict the vector write wins, unless it
   won the previous conflict (so they alternate under sustained contention).
