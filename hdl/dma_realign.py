@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from .contracts import index_bits
 
 
-__all__ = ["chunk_layout", "DmaRealigner"]
+__all__ = ["bytes_available", "chunk_layout", "DmaRealigner"]
 
 
 def chunk_layout(word_bytes):
@@ -25,6 +25,16 @@ def chunk_layout(word_bytes):
         "lo": unsigned(index_bits(word_bytes)),
         "n": unsigned(word_bytes.bit_length()),
     })
+
+
+def bytes_available(level, n, word_bytes):
+    """``level >= n`` for ``n <= word_bytes``, from the level without a carry chain (yosys
+    builds one for any >=): at least ``word_bytes`` bytes, or the level's low bits are ``n`` or
+    more, decoded with equalities."""
+    W = word_bytes
+    low = level[:index_bits(W)]
+    low_at_least = Cat(Cat(low == v for v in range(j, W)).any() for j in range(W + 1))
+    return (level[index_bits(W):] != 0) | low_at_least.bit_select(n, 1)
 
 
 class DmaRealigner(wiring.Component):
@@ -58,14 +68,8 @@ class DmaRealigner(wiring.Component):
         level = self.level
         full_strb = C((1 << W) - 1, W)
 
-        # out_avail = (level >= out_n), out_n <= W, from the level register without a carry
-        # chain (yosys builds one for any >=): at least W bytes, or the level's low bits are
-        # out_n or more, decoded with equalities.
-        low = level[:index_bits(W)]
-        low_at_least = Cat(Cat(low == v for v in range(j, W)).any() for j in range(W + 1))
         m.d.comb += [
-            self.out_avail.eq((level[index_bits(W):] != 0) |
-                              low_at_least.bit_select(self.out_n, 1)),
+            self.out_avail.eq(bytes_available(level, self.out_n, W)),
             self.out_fire.eq(self.out_valid & self.out_avail & self.out_space),
             self.out_strb.eq(((full_strb >> (W - self.out_n).as_unsigned()) << self.out_lo)[:W]),
             # Room for a word whatever this cycle's pop: `ready` depends on the level register

@@ -22,7 +22,7 @@ Ports (all ``amaranth.lib.stream``):
   k = 0..rows-1 (row k = W[k, :], columns >= cols zero, ``last`` on the final row), one per cycle.
 
   Both are column readers: they read one word from every partition they use at once (same word
-  address) into a 2-word buffer and serve ``word_bytes / elem_bytes`` consecutive elements of
+  address) into a 4-word buffer and serve ``word_bytes / elem_bytes`` consecutive elements of
   each, so each needs a read grant once per ``word_bytes / elem_bytes`` >= 2 beats.
 * ``vector_write``: one word per partition at one word address, per-partition byte enables (what
   the ACT unit writes).
@@ -33,8 +33,9 @@ ECP5 DP16KD/PDPW16KD and iCE40 SB_RAM40_4K). Arbitration, one grant per cycle on
 * Reads (moving, weights, DMA read): moving first, unless the weights reader or the DMA read has
   been waiting for 2 cycles; weights and DMA read alternate (round robin) among themselves. So a
   waiting requester is served within 3 cycles, and the moving reader loses at most one slot in
-  three. A column reader needs one read per ``word_bytes / elem_bytes`` >= 2 beats and buffers two
-  words, so in steady state neither column reader is slowed by the others.
+  three. A column reader needs one read per ``word_bytes / elem_bytes`` >= 2 beats and buffers four
+  words (read latency 3: ``hdl/sbuf_ram.py``), so in steady state neither column reader is
+  slowed by the others.
 * Writes (vector write, DMA write): both are granted in the same cycle unless the DMA write's
   partition is also enabled by the vector write. On such a conflict the vector write wins, unless it
   won the previous conflict (so they alternate under sustained contention).
@@ -51,10 +52,11 @@ command: no beats), ``vector`` (word address out of range: not written). Every r
 accepted and answered, so nothing hangs.
 """
 
-from types import SimpleNamespace
+import functools
+import operator
 
 from amaranth.hdl import *
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from systolica.config import TileConfig
@@ -63,6 +65,7 @@ from systolica.hdl.contracts import (SbufPortSignature, index_bits, moving_comma
                                      sbuf_response_layout, vector_write_layout,
                                      weight_row_layout, weights_command_layout)
 from systolica.hdl.lib import Queue, RoundRobinArbiter, StickyFlags
+from systolica.hdl.sbuf_ram import READ_LATENCY, partition_ram
 from systolica.hdl.sbuf_reader import column_reader
 
 
@@ -74,6 +77,15 @@ def check_sbuf_init(sbuf, init, name="Sbuf init"):
     if init is not None and len(init) != sbuf.partitions:
         raise ValueError(f"{name} must have one list per partition ({sbuf.partitions}); "
                          f"got {len(init)}")
+
+
+def _delayed(m, value, cycles, name):
+    """``value`` registered ``cycles`` times (the last register is named ``name``)."""
+    for i in range(cycles):
+        reg = Signal.like(value, name=name if i == cycles - 1 else f"{name}_d{i}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
 
 
 class Sbuf(wiring.Component):
@@ -110,26 +122,15 @@ class Sbuf(wiring.Component):
         m = Module()
 
         # --- memories ---------------------------------------------------------------------------
-        rports, wports = [], []
-        for p in range(P):
-            init = self._init[p] if self._init is not None else []
-            # A synchronous read port written as an asynchronous one and its data register
-            # (which yosys' memory_dff merges into the block RAM), so that `no_rw_check` applies:
-            # synthesis then adds no read/write collision logic of its own, which would compare
-            # the late, arbitrated read address. `_collision_bypass` below makes a read of a
-            # word being written return the new bytes, from addresses compared early.
-            mem = memory.Memory(shape=unsigned(8 * WB), depth=D, init=init,
-                                attrs={"no_rw_check": 1})
-            m.submodules[f"partition{p}"] = mem
-            wports.append(mem.write_port(granularity=8))
-            async_port = mem.read_port(domain="comb")
-            rport = SimpleNamespace(addr=Signal.like(async_port.addr, name=f"read_addr{p}"),
-                                    en=Signal(name=f"read_en{p}"),
-                                    data=Signal(8 * WB, name=f"ram_word{p}", reset_less=True))
-            m.d.comb += async_port.addr.eq(rport.addr)
-            with m.If(rport.en):
-                m.d.sync += rport.data.eq(async_port.data)
-            rports.append(rport)
+        # (inputs registered, the word READ_LATENCY cycles after the read: hdl/sbuf_ram.py;
+        # `_collision_bypass` below makes a read of a word being written return the new bytes,
+        # from addresses compared early)
+        rams = [partition_ram(m, f"partition{p}", platform, depth=D, word_bytes=WB,
+                              init=self._init[p] if self._init is not None else [])
+                for p in range(P)]
+        rports = [ram.read for ram in rams]
+        # Every partition's read word after the collision bypass (a read granted in cycle t is
+        # in `read_data` in cycle t + READ_LATENCY).
         read_data = [Signal(8 * WB, name=f"read_data{p}") for p in range(P)]
 
         errors = m.submodules.errors = StickyFlags(sbuf_errors_layout())
@@ -182,19 +183,14 @@ class Sbuf(wiring.Component):
         # --- DMA port ---------------------------------------------------------------------------
         dma_in_range = Signal()
         m.d.comb += dma_in_range.eq((req.partition < P) & (req.addr < D))
-        # Read data: block RAM -> register (every partition's word) -> partition mux -> register
-        # -> response FIFO: the RAM's slow clock-to-output (about 6 ns on an ECP5) is followed
-        # by nothing but a flip-flop.
-        resp_depth = 5     # covers the 4 cycles from request to the FIFO: one read per cycle
+        # Read data: block RAM -> register -> `read_data` (every partition's word, with the
+        # collision bypass) -> partition mux -> response FIFO, READ_LATENCY cycles after the
+        # request was taken (as before the block RAM's inputs and output were registered, when
+        # its word went through a register and the partition mux through another).
+        # One read per cycle: the FIFO covers the READ_LATENCY + 1 cycles from request to it.
+        resp_depth = READ_LATENCY + 2
         resp_fifo = m.submodules.dma_response = Queue(shape=sbuf_response_layout(cfg),
                                                       depth=resp_depth)
-        dr_inflight = Signal()
-        dr_captured = Signal()
-        dr_words = [Signal(8 * WB, name=f"dr_word{p}") for p in range(P)]
-        dr_staged = Signal()
-        dr_staged_data = Signal(8 * WB)
-        dr_zero, dr_zero_captured = Signal(), Signal()
-        dr_part, dr_part_captured = Signal(range(P)), Signal(range(P))
         resp_credit = Signal()
         # Reads accepted and not yet taken from the FIFO (its level plus the three stages), as
         # a counter: the credit is then one comparison of a register.
@@ -212,22 +208,17 @@ class Sbuf(wiring.Component):
         dma_read_fire = self.dma.request.valid & self.dma.request.ready & ~req.write
         resp_taken = resp_fifo.o.valid & resp_fifo.o.ready
         m.d.sync += resp_pending.eq(resp_pending + dma_read_fire - resp_taken)
-        m.d.sync += [
-            dr_inflight.eq(dma_read_fire),
-            dr_zero.eq(~dma_in_range),
-            dr_part.eq(req.partition),
-            dr_captured.eq(dr_inflight),
-            dr_zero_captured.eq(dr_zero),
-            dr_part_captured.eq(dr_part),
-            [dr_words[p].eq(read_data[p]) for p in range(P)],
-            dr_staged.eq(dr_captured),
-            dr_staged_data.eq(Mux(dr_zero_captured, 0, Array(dr_words)[dr_part_captured])),
-        ]
+        # The DMA read until its word is in `read_data`: valid, and its partition one-hot (none
+        # when out of range: the response is zero), so the response is an AND-OR of the words.
+        dr_captured = _delayed(m, dma_read_fire, READ_LATENCY, "dr_captured")
+        dr_select = _delayed(m, Cat((req.partition == p) & dma_in_range for p in range(P)),
+                             READ_LATENCY, "dr_select")
         m.d.comb += [
             err_set.dma.eq(self.dma.request.valid & self.dma.request.ready & ~dma_in_range),
             # Never refused: `resp_credit` reserved the space when the read was accepted.
-            resp_fifo.i.valid.eq(dr_staged),
-            resp_fifo.i.payload.eq(dr_staged_data),
+            resp_fifo.i.valid.eq(dr_captured),
+            resp_fifo.i.payload.eq(functools.reduce(
+                operator.or_, (read_data[p] & dr_select[p].replicate(8 * WB) for p in range(P)))),
         ]
         wiring.connect(m, resp_fifo.o, wiring.flipped(self.dma.response))
 
@@ -255,15 +246,16 @@ class Sbuf(wiring.Component):
             err_set.vector.eq(self.vector_write.valid & ~vw_in_range),
         ]
         for p in range(P):
+            wreq = rams[p].write
             with m.If(vw_grant & vw_parts[p]):
-                m.d.comb += [wports[p].addr.eq(vw.addr), wports[p].data.eq(vw.data[p]),
-                             wports[p].en.eq(vw.byte_enable[p])]
+                m.d.comb += [wreq.addr.eq(vw.addr), wreq.data.eq(vw.data[p]),
+                             wreq.en.eq(vw.byte_enable[p])]
             with m.Elif(dw_grant & (req.partition == p)):
-                m.d.comb += [wports[p].addr.eq(req.addr), wports[p].data.eq(req.data),
-                             wports[p].en.eq(req.byte_enable)]
+                m.d.comb += [wreq.addr.eq(req.addr), wreq.data.eq(req.data),
+                             wreq.en.eq(req.byte_enable)]
 
         self._collision_bypass(
-            m, rports, wports, read_data,
+            m, rams, read_data,
             reads={"moving": (mv_grant, mv_addr), "weights": (st_grant, st_addr),
                    "dma": (dr_grant, req.addr)},
             vector_sel=vw_parts & vw_grant.replicate(P), vector_addr=vw.addr)
@@ -271,12 +263,13 @@ class Sbuf(wiring.Component):
         self._weights_reader(m, read_data, st_req, st_addr, st_grant, err_set)
         return m
 
-    def _collision_bypass(self, m, rports, wports, read_data, *, reads, vector_sel, vector_addr):
+    def _collision_bypass(self, m, rams, read_data, *, reads, vector_sel, vector_addr):
         """``read_data[p]``: partition p's read word, with the bytes written in the cycle of the
-        read (same word) taken from the write (a transparent read port). The address match is
-        selected from comparisons of every reader's address with every writer's, computed
-        beside the arbitration instead of after it. A DMA read never meets a DMA write (one
-        request at a time), so the DMA read only compares with the vector write."""
+        read's grant (same word) taken from the write (a transparent read port).
+        The address match is selected from comparisons of every reader's address with every
+        writer's, computed beside the arbitration instead of after it. A DMA read never meets a
+        DMA write (one request at a time), so the DMA read only compares with the vector
+        write. ``rams[p].written`` is what the block RAM writes (the grant's cycle + 1)."""
         req = self.dma.request.payload
         matches = {}
         for name, (_, addr) in reads.items():
@@ -286,25 +279,30 @@ class Sbuf(wiring.Component):
                          matches[name]["dma"].eq(addr == req.addr)]
         # Registered apart (each reader's grant, its address match, the written bytes) and
         # combined after the flip-flops, beside the block RAM's slow clock-to-output.
-        granted = {name: Signal(name=f"{name}_read_granted") for name in reads}
-        m.d.sync += [granted[name].eq(grant) for name, (grant, _) in reads.items()]
-        for p, (rp, wp) in enumerate(zip(rports, wports)):
+        # Delayed to meet the word (READ_LATENCY cycles after the grant; the write reaches the
+        # block RAM's inputs one cycle after its grant), and combined into the bytes to take
+        # from the write one cycle before the word, so the bypass is one LUT after the flip-flops.
+        granted = {name: _delayed(m, grant, READ_LATENCY - 1, f"{name}_read_granted")
+                   for name, (grant, _) in reads.items()}
+        for p, ram in enumerate(rams):
+            wp = ram.written
             by_vector = vector_sel[p]
-            hits = {name: Signal(name=f"{name}_hit{p}") for name in reads}
-            m.d.sync += [
-                hits["moving"].eq(Mux(by_vector, matches["moving"]["vector"],
-                                      matches["moving"]["dma"])),
-                hits["weights"].eq(Mux(by_vector, matches["weights"]["vector"],
-                                       matches["weights"]["dma"])),
-                hits["dma"].eq((req.partition == p) & matches["dma"]["vector"]),
-            ]
+            hits = {
+                "moving": Mux(by_vector, matches["moving"]["vector"], matches["moving"]["dma"]),
+                "weights": Mux(by_vector, matches["weights"]["vector"],
+                               matches["weights"]["dma"]),
+                "dma": (req.partition == p) & matches["dma"]["vector"],
+            }
+            hits = {name: _delayed(m, hit, READ_LATENCY - 1, f"{name}_hit{p}")
+                    for name, hit in hits.items()}
             hit = Signal(name=f"collision{p}")      # the word read was the word written
             m.d.comb += hit.eq(Cat(granted[name] & hits[name] for name in reads).any())
-            written_bytes = Signal(len(wp.en), name=f"written_bytes{p}")
-            written = Signal.like(wp.data, name=f"written{p}")
-            m.d.sync += [written_bytes.eq(wp.en), written.eq(wp.data)]
+            written_bytes = _delayed(m, wp.en, READ_LATENCY - 2, f"written_bytes{p}")
+            bypassed = Signal(len(wp.en), name=f"bypassed_bytes{p}")
+            m.d.sync += bypassed.eq(written_bytes & hit.replicate(len(wp.en)))
+            written = _delayed(m, wp.data, READ_LATENCY - 1, f"written{p}")
             m.d.comb += read_data[p].eq(Cat(
-                Mux(written_bytes[b] & hit, written.word_select(b, 8), rp.data.word_select(b, 8))
+                Mux(bypassed[b], written.word_select(b, 8), ram.word.word_select(b, 8))
                 for b in range(len(wp.en))))
 
     # ---------------------------------------------------------------------------------------------

@@ -6,9 +6,15 @@ from amaranth.hdl import *
 from amaranth.lib import data
 
 from .contracts import index_bits
+from .sbuf_ram import READ_LATENCY
 
 
-__all__ = ["column_reader"]
+__all__ = ["BUFFER_WORDS", "column_reader"]
+
+
+#: Words a column reader buffers or has in flight: one more than the read latency, so a command
+#: of one element per word still streams one beat per cycle.
+BUFFER_WORDS = READ_LATENCY + 1
 
 
 def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_shape,
@@ -16,7 +22,7 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
     """Streams elements ``offset .. offset + count - 1`` of every partition whose read word is
     in ``read_data``, one beat (one element of each partition) per cycle. It reads a word from
     all of them at once (one read grant per ``E = word bits / elem_bits`` elements) into a
-    2-word circular buffer. ``config``: the :class:`~systolica.config.SbufConfig`.
+    ``BUFFER_WORDS``-word circular buffer. ``config``: the :class:`~systolica.config.SbufConfig`.
 
     Returns a namespace of signals: command side ``cmd_valid``, ``cmd_ready``, ``cmd_offset``,
     ``cmd_count`` (0: an error, no beats), ``cmd_index`` (the index of beat 0; beat i gets
@@ -48,7 +54,8 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
     first = Signal(name=f"{name}_next_first")
     user = Signal(user_layout, name=f"{name}_cur_user")
 
-    # A 2-entry circular buffer of words (one per partition) with their metadata.
+    # A circular buffer of N words (one per partition each) with their metadata.
+    N = BUFFER_WORDS
     meta_layout = data.StructLayout({
         "lane": unsigned(max(1, lane_bits)),        # next element to serve
         "lane_last": unsigned(max(1, lane_bits)),   # last element of the command in the word
@@ -60,20 +67,24 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
         "user": user_layout,
     })
     words = [[Signal(8 * config.word_bytes, name=f"{name}_word{i}_{k}") for k in range(n)]
-             for i in range(2)]
-    metas = [Signal(meta_layout, name=f"{name}_meta{i}") for i in range(2)]
-    rd_ptr, wr_ptr = Signal(name=f"{name}_rd_ptr"), Signal(name=f"{name}_wr_ptr")
-    occ = Signal(range(3), name=f"{name}_occ")
+             for i in range(N)]
+    metas = [Signal(meta_layout, name=f"{name}_meta{i}") for i in range(N)]
+    rd_ptr = Signal(range(N), name=f"{name}_rd_ptr")
+    wr_ptr = Signal(range(N), name=f"{name}_wr_ptr")
+    rd_ptr_after = Signal.like(rd_ptr, name=f"{name}_rd_ptr_after")   # the entry after the head
+    occ = Signal(range(N + 1), name=f"{name}_occ")
+    # A word granted in cycle t is `inflight` in t + 1 and `landed` in t + READ_LATENCY (in the
+    # SBUF's `read_data` register), when the buffer takes it.
     inflight = Signal(name=f"{name}_inflight")
     inflight_meta = Signal(meta_layout, name=f"{name}_inflight_meta")
 
     # Serve side: the head entry's `lane` advances as beats are taken.
     head = Signal(meta_layout, name=f"{name}_head")
-    m.d.comb += head.eq(Mux(rd_ptr, metas[1], metas[0]))
+    m.d.comb += [head.eq(Array(metas)[rd_ptr]),
+                 rd_ptr_after.eq(Mux(rd_ptr == N - 1, 0, rd_ptr + 1))]
     m.d.comb += io.valid.eq(occ != 0)
     for k in range(n):
-        elem = Mux(rd_ptr, words[1][k].word_select(head.lane, elem_bits),
-                   words[0][k].word_select(head.lane, elem_bits))
+        elem = Array(words[i][k] for i in range(N))[rd_ptr].word_select(head.lane, elem_bits)
         m.d.comb += io.elems[k].eq(Mux(head.zero, 0, elem))
     m.d.comb += [
         io.index.eq(head.index), io.first.eq(head.first), io.user.eq(head.user),
@@ -87,12 +98,12 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
     head_pops = Signal(name=f"{name}_head_pops")
     m.d.comb += pop.eq(io.ready & head_pops)
 
-    # Fetching: at most 2 words buffered or in flight, counting a word leaving this cycle.
-    # `held` (= occ + inflight) is its own register, so the credit is one gate after the pop
-    # (an adder and a comparison there were the start of the SBUF's critical path).
+    # Fetching: at most N words buffered or in flight, counting a word leaving this cycle.
+    # `held` (= occ + inflight + landed) is its own register, so the credit is one gate after
+    # the pop (an adder and a comparison there were the start of the SBUF's critical path).
     # word < D (a power of two), kept as a register beside `word`: it gates the request.
     in_range = Signal(init=1, name=f"{name}_in_range")
-    held = Signal(range(3), name=f"{name}_held")
+    held = Signal(range(N + 1), name=f"{name}_held")
     credit = Signal(name=f"{name}_credit")
     issue = Signal(name=f"{name}_issue")
     # The request (busy & in_range & credit) from two registers computed a cycle ahead:
@@ -106,7 +117,7 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
                  held_next.eq(held + issue - pop)]
     m.d.sync += [busy.eq(busy_next), in_range.eq(in_range_next), held.eq(held_next)]
     m.d.comb += [
-        credit.eq((held < 2) | pop),
+        credit.eq((held < N) | pop),
         req.eq(wants | (wants_on_pop & io.ready)),
         addr.eq(word),
         # (a granted read, or a word past the partition, which needs no grant)
@@ -121,6 +132,12 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
     m.d.comb += [cmd_in_range.eq((io.cmd_offset >> lane_bits)[index_bits(D):] == 0),
                  in_range_after_word.eq((word + 1)[index_bits(D):] == 0)]
     m.d.sync += inflight.eq(issue)
+    landed, landed_meta = inflight, inflight_meta
+    for i in range(2, READ_LATENCY + 1):
+        stage = (Signal(name=f"{name}_inflight{i}"),
+                 Signal(meta_layout, name=f"{name}_inflight_meta{i}"))
+        m.d.sync += [stage[0].eq(landed), stage[1].eq(landed_meta)]
+        landed, landed_meta = stage
     # Computed for each value of the two late signals, `issue` (after the grant) and `pop`
     # (after the consumer's ready), which then only select.
     next_wants = {}
@@ -132,8 +149,8 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
             fetchable = still_busy & Mux(fire, cmd_in_range,
                                          in_range_after_word if issued else in_range)
             held_then = held + issued - popped
-            next_wants[issued, popped] = (fetchable & (held_then < 2),
-                                          fetchable & (held_then == 2))
+            next_wants[issued, popped] = (fetchable & (held_then < N),
+                                          fetchable & (held_then == N))
     chosen = [Mux(issue, Mux(pop, next_wants[1, 1][i], next_wants[1, 0][i]),
                   Mux(pop, next_wants[0, 1][i], next_wants[0, 0][i])) for i in range(2)]
     m.d.sync += [wants.eq(chosen[0]), wants_on_pop.eq(chosen[1] & head_pops_next)]
@@ -171,29 +188,29 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
             m.d.comb += err.eq(1)
 
     # Buffer update. A push never hits the entry being served: the buffer is either empty
-    # (nothing served) or the push goes to the other entry (at most 2 words buffered or in
+    # (nothing served) or the push goes to another entry (at most N words buffered or in
     # flight).
-    with m.If(inflight):
-        for i in range(2):
+    with m.If(landed):
+        for i in range(N):
             with m.If(wr_ptr == i):
-                m.d.sync += metas[i].eq(inflight_meta)
+                m.d.sync += metas[i].eq(landed_meta)
                 m.d.sync += [words[i][k].eq(read_data[k]) for k in range(n)]
-        m.d.sync += wr_ptr.eq(~wr_ptr)
+        m.d.sync += wr_ptr.eq(Mux(wr_ptr == N - 1, 0, wr_ptr + 1))
     with m.If(pop):
-        m.d.sync += rd_ptr.eq(~rd_ptr)
+        m.d.sync += rd_ptr.eq(rd_ptr_after)
     with m.Elif(take):
-        for i in range(2):
+        for i in range(N):
             with m.If(rd_ptr == i):
                 m.d.sync += [metas[i].lane.eq(head.lane + 1),
                              metas[i].at_last.eq(head.lane + 1 == head.lane_last),
                              metas[i].index.eq(head.index + 1), metas[i].first.eq(0)]
     occ_next = Signal.like(occ, name=f"{name}_occ_next")
-    at_last_next = [Signal(name=f"{name}_at_last_next{i}") for i in range(2)]
-    m.d.comb += occ_next.eq(occ + inflight - pop)
-    for i in range(2):      # each entry's `at_last` after this cycle's updates
+    at_last_next = [Signal(name=f"{name}_at_last_next{i}") for i in range(N)]
+    m.d.comb += occ_next.eq(occ + landed - pop)
+    for i in range(N):      # each entry's `at_last` after this cycle's updates
         m.d.comb += at_last_next[i].eq(metas[i].at_last)
-        with m.If(inflight & (wr_ptr == i)):
-            m.d.comb += at_last_next[i].eq(inflight_meta.at_last)
+        with m.If(landed & (wr_ptr == i)):
+            m.d.comb += at_last_next[i].eq(landed_meta.at_last)
         with m.If(take & ~pop & (rd_ptr == i)):
             m.d.comb += at_last_next[i].eq(head.lane + 1 == head.lane_last)
     m.d.sync += [
@@ -201,5 +218,5 @@ def column_reader(m, name, read_data, *, config, elem_bits, offset_shape, count_
         head_pops.eq(head_pops_next),
     ]
     m.d.comb += head_pops_next.eq((occ_next != 0) &
-                                  Mux(rd_ptr ^ pop, at_last_next[1], at_last_next[0]))
+                                  Array(at_last_next)[Mux(pop, rd_ptr_after, rd_ptr)])
     return io

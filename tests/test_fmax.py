@@ -100,3 +100,35 @@ def test_merge_combines_seeds_of_separate_runs(tmp_path, capsys):
     assert merged["seeds"] == [1, 2, 3] and merged["fmax_by_seed"] == [125.0, 105.3, 130.0]
     assert merged["fmax_min"] == 105.3 and merged["fmax_median"] == merged["fmax_mhz"] == 125.0
     assert merged["critical_path"] == slow and merged["luts"] == 10
+
+
+def test_router_choice_per_block_and_merge_refuses_mixed_routers(tmp_path, capsys):
+    """``--router auto``: router2 for the blocks router1 does not finish, router1 otherwise;
+    an explicit router applies to every block. Runs with different routers do not merge."""
+    fmax = load_fmax()
+    assert fmax.router_for("sequencer") == "router2"
+    assert fmax.router_for("sbuf") == "router1"
+    assert fmax.router_for("sbuf", "router2") == "router2"
+    run = {"luts": 1, "ffs": 1, "dsps": 0, "brams": 0, "carries": 0, "lutrams": 0,
+           "critical_path": None}
+    (tmp_path / "a.json").write_text(json.dumps(
+        {"sbuf": {**run, "seeds": [1], "fmax_by_seed": [99.0], "router": "router1"}}))
+    (tmp_path / "b.json").write_text(json.dumps(
+        {"sbuf": {**run, "seeds": [2], "fmax_by_seed": [98.0], "router": "router2"}}))
+    (tmp_path / "c.json").write_text(json.dumps(
+        {"sbuf": {**run, "seeds": [3], "fmax_by_seed": [101.0]}}))    # before --router
+    fmax.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json")])
+    merged = json.loads(capsys.readouterr().out)["sbuf"]
+    assert merged["router"] == "router1" and merged["fmax_by_seed"] == [99.0, 101.0]
+    with pytest.raises(SystemExit):
+        fmax.main(["--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert "not comparable" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fmax.main(["--router", "router3"])
+    assert "--router" in capsys.readouterr().err
+
+
+def test_synthesize_refuses_an_unknown_router():
+    from systolica.synth.flow import synthesize
+    with pytest.raises(ValueError, match="router must be one of"):
+        synthesize(None, "top", "ecp5", router="router3")

@@ -380,8 +380,43 @@ def test_synthesis_maps_partitions_to_block_ram(target, bram, per_partition):
     print(report)
     brams = sum(report["cells"].get(name, 0) for name in bram)
     assert brams == per_partition * cfg.partitions
-    assert report["ffs"] < 2048
+    assert report["ffs"] < 4096     # (the column readers' 4-word buffers are 2,048 of them)
     assert report["luts"] < 4096
+
+
+@pytest.mark.slow
+def test_default_depth_on_ecp5_uses_the_block_ram_output_registers():
+    """At depth 2,048 on ECP5 every byte of a partition is one DP16KD, 2,048 x 9 on both ports,
+    whose output register is the word's register (hdl/sbuf_ram.py): the word address on
+    AD13..AD3 (AD2..AD0 low, as yosys' own mapping has them), and no fabric flip-flop for the
+    read word."""
+    import json
+    import tempfile
+    from systolica.synth.flow import synthesize
+    cfg = SbufConfig(partitions=2, depth=2048, word_bytes=4)
+    tile = sbuf_tile(sbuf=cfg, array=ArrayConfig(rows=2, cols=2, result_addr_bits=6))
+    with tempfile.TemporaryDirectory() as workdir:
+        report = synthesize(Sbuf(config=tile), "systolica_sbuf", "ecp5", workdir=workdir,
+                            keep=True)
+        with open(f"{workdir}/systolica_sbuf.json") as f:
+            cells = json.load(f)["modules"]["systolica_sbuf"]["cells"]
+    rams = [c for c in cells.values() if c["type"] == "DP16KD"]
+    assert report["cells"].get("DP16KD") == len(rams) == cfg.partitions * cfg.word_bytes
+    for ram in rams:
+        params, pins = ram["parameters"], ram["connections"]
+        assert params["REGMODE_B"] == "OUTREG" and params["REGMODE_A"] == "NOREG"
+        assert int(params["DATA_WIDTH_A"], 2) == int(params["DATA_WIDTH_B"], 2) == 9
+        for side in "AB":
+            assert [pins[f"AD{side}{i}"] for i in range(3)] == [["0"]] * 3
+            assert all(pins[f"AD{side}{i}"][0] not in ("0", "1", "x") for i in range(3, 14))
+        assert pins["WEB"] == ["0"] and pins["OCEB"] == ["1"]
+        assert pins["CEB"][0] not in ("0", "1", "x")    # the read's enable
+    # The generic memory's word register (P x 32 bits) is gone into the block RAMs (initial
+    # contents keep a partition on the generic memory).
+    generic = synthesize(Sbuf(config=tile, init=[[1]] * cfg.partitions), "systolica_sbuf",
+                         "ecp5")
+    assert "DP16KD" in generic["cells"]
+    assert report["ffs"] == generic["ffs"] - cfg.partitions * 32
 
 
 def test_dma_reads_one_per_cycle():
@@ -421,12 +456,14 @@ READERS = ("moving", "weights", "dma")
 WRITERS = ("vector", "dma")
 
 
-@pytest.mark.parametrize("delay", [-1, 0, 1], ids=["write_before", "same_cycle", "write_after"])
+# Writes up to 3 cycles before and after the read: past every register stage of the read
+# (the block RAM's inputs, its output, the word's register: READ_LATENCY = 3) and the write's.
+@pytest.mark.parametrize("delay", range(-3, 4), ids=lambda d: f"write_at_{d:+d}")
 @pytest.mark.parametrize("reader,writer", [(r, w) for r in READERS for w in WRITERS
                                            if (r, w) != ("dma", "dma")])
 def test_read_during_write_returns_new_bytes(reader, writer, delay):
     """A read of the word being written in the same cycle returns the written bytes (and the
-    old value of the others); one cycle earlier too, one cycle later the old word. A moving or
+    old value of the others); earlier too, later the old word. A moving or
     weights command accepted in cycle t reads its word in cycle t + 1, a DMA read accepted in
     cycle t reads in cycle t; the write is accepted in that cycle + ``delay``."""
     from systolica.testbench.sim import run_simulation
