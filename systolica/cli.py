@@ -164,7 +164,7 @@ def _build_parser(block_name):
 
 
 def _add_build_command(add_block_command):
-    from .board.build import BOARDS
+    from .board.build import BOARDS, DEFAULT_ROUTER, ROUTERS
     p = add_block_command("build", "build an FPGA bitstream of the tile with its UART host "
                           "bridge and block-RAM DRAM (amaranth-boards + YoWASP; see "
                           "docs/fpga.md)", fixed_block="tile")
@@ -187,6 +187,8 @@ def _add_build_command(add_block_command):
                    metavar="D", help="nextpnr HeAP placer's highest placement density, in "
                                      "[0.5, 1] (--placer-heap-beta; nextpnr's default 0.9): "
                                      "lower spreads the cells for a congested design")
+    p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
+                   help=f"nextpnr's router (default {DEFAULT_ROUTER}; docs/fpga.md)")
 
 
 def _cmd_build(args, configs):
@@ -198,7 +200,8 @@ def _cmd_build(args, configs):
     try:
         report = build_board(args.board, config, out, clock_mhz=args.freq, baud=args.baud,
                              dram_kib=args.dram_kib, allow_timing_fail=args.allow_timing_fail,
-                             seed=args.seed, placer_density=args.placer_density)
+                             seed=args.seed, placer_density=args.placer_density,
+                             router=args.router)
     except TimingError as error:
         raise ConfigError(str(error)) from None
     except subprocess.CalledProcessError as error:

@@ -227,6 +227,10 @@ def test_build_cli_refusals_are_one_line(tmp_path, capsys):
         main(["build", "--board", "ulx3s-85f", "--placer-density", "0.2"])
     assert exited.value.code == 2
     assert "--placer-density" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["build", "--board", "ulx3s-85f", "--router", "sa"])
+    assert exited.value.code == 2
+    assert "--router" in capsys.readouterr().err
     target = tmp_path / "file"
     target.write_text("x")
     assert main(["build", "--board", "ulx3s-85f", "-o", str(target)]) == 2
@@ -272,6 +276,7 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
         assert "--timing-allow-fail" in kwargs["nextpnr_opts"]      # so Fmax is always reported
         assert "--seed 3 " in kwargs["nextpnr_opts"]
         assert "--placer-heap-beta 0.8 " in kwargs["nextpnr_opts"]
+        assert "--router router2 " in kwargs["nextpnr_opts"]
         for design in (top, top.system):        # not elaborated here: no "never used" warning
             design._MustUse__used = True
         report = {"fmax": {"sync_clk": {"achieved": fmax, "constraint": 40.0}},
@@ -285,7 +290,7 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
     out = tmp_path / "out"
     argv = ["build", "--board", "ulx3s-85f", "--rows", "2", "--cols", "2", "--partitions", "2",
             "--depth", "64", "--bank_rows", "16", "--freq", "40", "--seed", "3",
-            "--placer-density", "0.8", "-o", str(out)]
+            "--placer-density", "0.8", "--router", "router2", "-o", str(out)]
     assert main(argv + (["--allow-timing-fail"] if allow else [])) == status
     captured = capsys.readouterr()
     report = json.loads((out / "systolica_ulx3s_85f.json").read_text())   # written in any case
@@ -293,10 +298,17 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
         ("ulx3s-85f", 900, 800, 7, 6)
     assert report["fmax_mhz"] == fmax and report["clock_mhz"] == 40.0
     assert report["timing_met"] is (fmax >= 40.0) and report["seconds"] >= 0
-    assert (report["seed"], report["placer_density"]) == (3, 0.8)
+    assert (report["seed"], report["placer_density"], report["router"]) == (3, 0.8, "router2")
     assert (out / "systolica_ulx3s_85f.bit").exists() is (status == 0)
     if status:
         assert captured.err.count("\n") == 1 and "timing not met" in captured.err
         assert "--allow-timing-fail" in captured.err
     else:
         assert "wrote" in captured.out and ("NOT MET" in captured.out) is (fmax < 40.0)
+
+
+def test_build_board_refuses_an_unknown_router(tmp_path):
+    from systolica.board.build import build_board
+    with pytest.raises(ValueError, match="build_board router must be one of router1, router2; "
+                                         "got 'sa'"):
+        build_board("ulx3s-85f", TileConfig(), tmp_path, router="sa")

@@ -64,6 +64,12 @@ def _environment():
     return env
 
 
+#: nextpnr's routers. router1 is the default: router2 (faster per iteration) stalls on the
+#: default config's board (docs/fpga.md, "What fits").
+ROUTERS = ("router1", "router2")
+DEFAULT_ROUTER = "router1"
+
+
 def _utilisation(report, cell):
     entry = report.get("utilization", {}).get(cell, {})
     return entry.get("used")
@@ -71,12 +77,13 @@ def _utilisation(report, cell):
 
 def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=115200,
                 dram_kib=None, allow_timing_fail=False, seed=1, placer_density=None,
-                log=print):
+                router=DEFAULT_ROUTER, log=print):
     """Build the bitstream of ``config`` for ``board`` (a key of :data:`BOARDS`) into
     ``out_dir``; returns the report dict. Raises :class:`TimingError` (after writing the report)
     if the achieved Fmax is below the clock, unless ``allow_timing_fail``. ``seed`` is
     nextpnr's placement seed, ``placer_density`` its HeAP placer's highest density
-    (``--placer-heap-beta``, None: nextpnr's default)."""
+    (``--placer-heap-beta``, None: nextpnr's default), ``router`` nextpnr's router (one of
+    :data:`ROUTERS`)."""
     from systolica.hdl.board.top import BoardTop
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; choose from {', '.join(sorted(BOARDS))}")
@@ -91,6 +98,8 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
         raise ValueError(f"build_board seed must be an integer in [1, 2**31); got {seed!r}")
     if placer_density is not None and not 0.5 <= placer_density <= 1.0:
         raise ValueError(f"build_board placer_density must be in [0.5, 1]; got {placer_density!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"build_board router must be one of {', '.join(ROUTERS)}; got {router!r}")
     dram_kib = int(dram_kib or spec.dram_kib)
     if not 1 <= dram_kib <= 1024:
         raise ValueError(f"--dram-kib must be in [1, 1024]; got {dram_kib}")
@@ -107,7 +116,7 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
     try:
         platform.build(top, name=name, build_dir=str(build_dir), do_program=False,
                        script_after_read=_SCRIPT_AFTER_READ.format(top=name),
-                       nextpnr_opts=f"--timing-allow-fail --seed {seed} --router router2 "
+                       nextpnr_opts=f"--timing-allow-fail --seed {seed} --router {router} "
                                     + (f"--placer-heap-beta {placer_density} "
                                        if placer_density is not None else "")
                                     + f"--report {name}.report.json")
@@ -139,6 +148,7 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
         "baud": baud,
         "seed": seed,
         "placer_density": placer_density,
+        "router": router,
         "pll": dict(zip(("clki_div", "clkfb_div", "clkop_div"), top.pll[:3])) if top.pll
         else None,
         "available": {cell: pnr["utilization"][cell]["available"]
