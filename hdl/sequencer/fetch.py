@@ -62,7 +62,10 @@ class Fetch(wiring.Component):
         max_n = min(F, 256 // k, BOUNDARY_BYTES // I)
 
         queues = [Queue(shape=fetched_layout(self.instr_bits), depth=F) for _ in range(E)]
-        fetched = [Signal(32, name=f"fetched{e}") for e in range(E)]
+        # Per queue: the next instruction's address and how many are left to fetch, counted
+        # down from start (no 32-bit multiplexer or adder between the pick and a register).
+        addr = [Signal(self.addr_width, name=f"fetch_addr{e}") for e in range(E)]
+        left = [Signal(32, name=f"left{e}") for e in range(E)]
         inflight = [Signal(range(F + 1), name=f"inflight{e}") for e in range(E)]
         flushing = Signal()
         for e, q in enumerate(queues):
@@ -79,45 +82,59 @@ class Fetch(wiring.Component):
         # --- pick the next burst ---------------------------------------------------------------
         active = Signal()          # a burst in flight (AR issued or pending, R beats to come)
         stopped = Signal(init=1)   # after reset and flush until start
-        want = Cat((fetched[e] < self.length[e]) & (q.level + inflight[e] < F)
-                   for e, q in enumerate(queues))
+        # Each queue's burst limit from its program and address, registered: the smallest of
+        # what is left, max_n and the instructions before the 4 KiB boundary. It is a cycle
+        # late only just after that queue's burst was decided, and the burst is still active
+        # then (its AR and at least one R beat follow), so no decision ever sees a stale one.
+        # At start it is computed from base and length directly.
+        most = [Signal(range(max_n + 1), name=f"most{e}") for e in range(E)]
+        for e in range(E):
+            aligned = self.base[e] & ~(I - 1)              # base forced instruction-aligned
+            at = Mux(self.start, aligned, addr[e])
+            count = Mux(self.start, self.length[e], left[e])
+            to_boundary = Signal(range(BOUNDARY_BYTES // I + 1), name=f"to_boundary{e}")
+            m.d.comb += to_boundary.eq(
+                (BOUNDARY_BYTES - at[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
+            smallest = C(max_n)
+            for c in (count, to_boundary):
+                smallest = Mux(c < smallest, c, smallest)
+            m.d.sync += most[e].eq(smallest)
+        # The FIFO room is not registered (a few bits: level and instructions in flight), so
+        # every burst is as large, and decided as early, as with no register at all.
+        sizes = []
+        for e, q in enumerate(queues):
+            free = Signal(range(F + 1), name=f"free{e}")
+            size = Signal(range(max_n + 1), name=f"size{e}")
+            m.d.comb += [free.eq(F - q.level - inflight[e]),
+                         size.eq(Mux(free < most[e], free, most[e]))]
+            sizes.append(size)
         arbiter = m.submodules.arbiter = RoundRobinArbiter(E)
         pick, pick_valid = arbiter.index, arbiter.valid
-        m.d.comb += arbiter.requests.eq(want)
-        base = Array(self.base)[pick]
-        length = Array(self.length)[pick]
-        done = Array(fetched)[pick]
-        level = Array(q.level for q in queues)[pick]
-        room = Array(inflight)[pick]
-        addr = Signal(self.addr_width)
-        m.d.comb += addr.eq((base & ~(I - 1)) + (done << log_i))   # base forced instruction-aligned
-        to_boundary = Signal(range(BOUNDARY_BYTES // I + 1))
-        m.d.comb += to_boundary.eq((BOUNDARY_BYTES - addr[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
+        m.d.comb += arbiter.requests.eq(Cat(s != 0 for s in sizes))
         n = Signal(range(max_n + 1))
-        left = length - done
-        free = F - level - room
-        smallest = C(max_n)
-        for c in (left, free, to_boundary):
-            smallest = Mux(c < smallest, c, smallest)
-        m.d.comb += n.eq(smallest)
+        m.d.comb += n.eq(Array(sizes)[pick])
 
         cur = Signal(range(E))
         beats_left = Signal(range(max_n * k + 1))
         drop = Signal()
         ar = self.ar
         with m.If(self.start):
-            m.d.sync += [stopped.eq(0)] + [f.eq(0) for f in fetched]
+            m.d.sync += [stopped.eq(0)]
+            for e in range(E):
+                m.d.sync += [addr[e].eq(self.base[e] & ~(I - 1)), left[e].eq(self.length[e])]
         with m.Elif(self.flush):
             m.d.sync += [stopped.eq(1), drop.eq(active)]
         with m.Elif(~active & ~stopped & pick_valid & ~flushing):
             m.d.comb += arbiter.advance.eq(1)
             m.d.sync += [active.eq(1), cur.eq(pick), beats_left.eq(n * k),
-                         ar.valid.eq(1), ar.payload.addr.eq(addr), ar.payload.len.eq(n * k - 1),
+                         ar.valid.eq(1), ar.payload.addr.eq(Array(addr)[pick]),
+                         ar.payload.len.eq(n * k - 1),
                          ar.payload.size.eq(ceil_log2(W)), ar.payload.burst.eq(BURST_INCR),
                          ar.payload.id.eq(self.axi_id), drop.eq(0)]
             for e in range(E):
-                with m.If(pick == e):
-                    m.d.sync += [fetched[e].eq(fetched[e] + n), inflight[e].eq(n)]
+                with m.If(arbiter.grant[e]):
+                    m.d.sync += [addr[e].eq(addr[e] + (sizes[e] << log_i)),
+                                 left[e].eq(left[e] - sizes[e]), inflight[e].eq(sizes[e])]
         with m.If(ar.valid & ar.ready):
             m.d.sync += ar.valid.eq(0)
 
