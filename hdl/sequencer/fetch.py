@@ -114,53 +114,58 @@ class Fetch(wiring.Component):
         n = Signal(range(max_n + 1))
         m.d.comb += n.eq(Array(sizes)[pick])
 
-        cur = Signal(range(E))
         beats_left = Signal(range(max_n * k + 1))
-        drop = Signal()
+        receiving = Signal()       # the AR was taken and R beats are to come
+        kept = Signal(E)           # one-hot: the burst's queue, none while a flush drops it
+        last_beat = Signal(init=int(k == 1))   # the next beat completes an instruction
         ar = self.ar
         with m.If(self.start):
             m.d.sync += [stopped.eq(0)]
             for e in range(E):
                 m.d.sync += [addr[e].eq(self.base[e] & ~(I - 1)), left[e].eq(self.length[e])]
         with m.Elif(self.flush):
-            m.d.sync += [stopped.eq(1), drop.eq(active)]
+            m.d.sync += [stopped.eq(1), kept.eq(0)]     # the beats in flight are dropped
         with m.Elif(~active & ~stopped & pick_valid & ~flushing):
             m.d.comb += arbiter.advance.eq(1)
-            m.d.sync += [active.eq(1), cur.eq(pick), beats_left.eq(n * k),
+            m.d.sync += [active.eq(1), kept.eq(arbiter.grant), beats_left.eq(n * k),
                          ar.valid.eq(1), ar.payload.addr.eq(Array(addr)[pick]),
                          ar.payload.len.eq(n * k - 1),
                          ar.payload.size.eq(ceil_log2(W)), ar.payload.burst.eq(BURST_INCR),
-                         ar.payload.id.eq(self.axi_id), drop.eq(0)]
+                         ar.payload.id.eq(self.axi_id)]
             for e in range(E):
                 with m.If(arbiter.grant[e]):
                     m.d.sync += [addr[e].eq(addr[e] + (sizes[e] << log_i)),
                                  left[e].eq(left[e] - sizes[e]), inflight[e].eq(sizes[e])]
         with m.If(ar.valid & ar.ready):
-            m.d.sync += ar.valid.eq(0)
+            m.d.sync += [ar.valid.eq(0), receiving.eq(1)]
 
         # --- R beats into instructions -------------------------------------------------------------
+        # Everything that decides a queue write is a register but r.valid and flush: the write
+        # enable fans out to every LUT-RAM cell of the queue.
         r = self.r
-        m.d.comb += r.ready.eq(active & ~ar.valid)
+        m.d.comb += r.ready.eq(receiving)
         shift = Signal(self.instr_bits)
         error = Signal()
         beat = Signal(range(k))
         assembled = Cat(shift[self.data_width:], r.payload.data) if k > 1 else r.payload.data
-        push = Signal()
-        with m.If(r.valid & r.ready):
+        taken = r.valid & receiving
+        with m.If(taken):
             m.d.sync += beats_left.eq(beats_left - 1)
             with m.If(beats_left == 1):
-                m.d.sync += active.eq(0)
+                m.d.sync += [active.eq(0), receiving.eq(0)]
             if k > 1:
                 m.d.sync += shift.eq(assembled)
-            with m.If(beat == k - 1):
-                m.d.sync += [beat.eq(0), error.eq(0)]
-                m.d.comb += push.eq(~drop & ~self.flush)
+            with m.If(last_beat):
+                m.d.sync += [beat.eq(0), last_beat.eq(k == 1), error.eq(0)]
             with m.Else():
-                m.d.sync += [beat.eq(beat + 1), error.eq(error | (r.payload.resp != 0))]
+                m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat == k - 2),
+                             error.eq(error | (r.payload.resp != 0))]
         for e, q in enumerate(queues):
-            m.d.comb += [q.i.valid.eq(push & (cur == e)), q.i.payload.bits.eq(assembled),
+            push = Signal(name=f"push{e}")
+            m.d.comb += [push.eq(taken & last_beat & kept[e] & ~self.flush),
+                         q.i.valid.eq(push), q.i.payload.bits.eq(assembled),
                          q.i.payload.error.eq(error | (r.payload.resp != 0))]
-            with m.If(push & (cur == e)):
+            with m.If(push):
                 m.d.sync += inflight[e].eq(inflight[e] - 1)
         with m.If(self.flush):
             m.d.sync += [inflight[e].eq(0) for e in range(E)]
