@@ -377,7 +377,11 @@ class QueueEngine(wiring.Component):
 
         issue_ok = Signal()               # the kind's command stream may take a command now
         can_issue = Signal()              # the slot holds an instruction ready to issue
-        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~fail_now & ~failed)
+        # Nothing issues in a cycle where a retirement may fail: the overflow verdict of its
+        # signals (``sent``) or a DMA error. The verdict itself stays off the issue path (the
+        # semaphore file's counter read and compare come before it: timing).
+        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~failed & ~sent &
+                                 ~(retire_now & dma_failed))
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
         last_rep = Signal()
         # the waits are shown from the check on (the semaphore file checks them a cycle ahead)
