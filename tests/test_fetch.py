@@ -188,6 +188,9 @@ def test_fetch_programs_bursts_and_round_robin(seed, instr_bits, data_width, dep
         ctx.set(fetch.start, 1)
         await ctx.tick()
         ctx.set(fetch.start, 0)
+        for e in range(E):          # taken at start: later writes change nothing until the next
+            ctx.set(fetch.base[e], bases[(e + 1) % E])
+            ctx.set(fetch.length[e], lengths[e] + 5)
 
     def sink(e):
         async def receive(ctx):

@@ -329,10 +329,11 @@ class QueueEngine(wiring.Component):
                 m.d.comb += event_in[1].eq(rows_left == 1)
 
         # --- the slot: take, check, wait, issue --------------------------------------------------
+        length = Signal(32)               # the program's, taken at start (as the fetch takes it)
         static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded,
                                                         new_load)
         take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & \
-            (pc < self.length)
+            (pc < length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
         with m.If(take & self.instr.valid):
@@ -535,7 +536,7 @@ class QueueEngine(wiring.Component):
             m.d.comb += board.i.payload.kind.eq(Mux(is_cmd, _KIND_A, _IMM))
 
         # --- state ------------------------------------------------------------------------------
-        overrun = live & ~slot_valid & ~ended & ~halting & (pc >= self.length)
+        overrun = live & ~slot_valid & ~ended & ~halting & (pc >= length)
         with m.If(overrun):
             m.d.sync += halt(IsaError.QUEUE_OVERRUN)
         with m.If(fail_now):
@@ -553,8 +554,8 @@ class QueueEngine(wiring.Component):
             with m.If(live):
                 m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(IsaError.ABORTED)]
         with m.If(self.start & ~live & ~aborting):
-            m.d.sync += [pc.eq(0), st.retired.eq(0), st.busy_cycles.eq(0),
-                         st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
+            m.d.sync += [pc.eq(0), length.eq(self.length), st.retired.eq(0),
+                         st.busy_cycles.eq(0), st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
                          st.state.eq(Mux(self.length != 0, EngineState.RUNNING,
                                          EngineState.IDLE)),
                          loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),

@@ -1,11 +1,12 @@
 """Instruction fetch: per-engine instruction queues filled from DRAM over an AXI4 read channel.
 
-Each engine ``e`` has a program (``base[e]``: byte address, ``length[e]``: instructions). A
-``start`` pulse resets every engine's fetch pointer; the unit then fetches each program in order
-into that engine's queue (``queue_depth`` instructions), round-robin between engines that have
-instructions left and room for at least one. One burst is in flight at a time; it takes at most
-as many instructions as the queue has room for (so R beats are never back-pressured), at most
-``256 // beats_per_instruction`` and never crosses a 4 KiB boundary. Instructions are
+Each engine ``e`` has a program (``base[e]``: byte address, ``length[e]``: instructions), both
+taken at a ``start`` pulse; the unit then fetches each program in order into that engine's queue
+(``queue_depth`` instructions), round-robin between engines that have instructions left and room
+for at least one. One burst is in flight at a time, decided in the cycle after the previous
+one's last beat (or after start) if some engine wants one; it takes the smallest of what is
+left, the queue's room then (so R beats are never back-pressured), ``256 //
+beats_per_instruction`` and the instructions before the next 4 KiB boundary. Instructions are
 ``instr_bytes`` bytes (a power-of-two multiple of the bus width), little-endian, at
 ``base + i * instr_bytes``; every one leaves with ``error`` set if any of its beats answered
 SLVERR/DECERR. ``flush`` (abort) empties every queue and stops fetching; the beats of a burst in
