@@ -246,7 +246,6 @@ class QueueEngine(wiring.Component):
         sb, arr = cfg.sbuf, cfg.array
 
         slot = Signal(INSTRUCTION_LAYOUT)
-        slot_fetch_error = Signal()
         slot_valid = Signal()
         phase = Signal(range(4))          # 0 CHECK(static), 1 CHECK repeats, 2 WAIT, 3 ISSUE
         pc = st.pc
@@ -330,15 +329,22 @@ class QueueEngine(wiring.Component):
 
         # --- the slot: take, check, wait, issue --------------------------------------------------
         length = Signal(32)               # the program's, taken at start (as the fetch takes it)
-        static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded,
-                                                        new_load)
+        # The checks that need no iteration run on the instruction as it is taken into the slot
+        # and their verdict is registered with it (timing: the check and what the engine does
+        # with it in separate cycles). pc, loaded and new_load cannot change in between: the
+        # slot is empty when an instruction is taken, and they change only when one issues.
+        incoming = INSTRUCTION_LAYOUT(self.instr.payload.bits)
+        checked_code, checked_detail = self._static_error(m, incoming, self.instr.payload.error,
+                                                          pc, loaded, new_load)
+        static_code = Signal(IsaError)
+        static_detail = Signal(DmaError)
         take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & \
             (pc < length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
         with m.If(take & self.instr.valid):
-            m.d.sync += [slot.eq(self.instr.payload.bits), slot_fetch_error.eq(
-                self.instr.payload.error), slot_valid.eq(1), phase.eq(0)]
+            m.d.sync += [slot.eq(self.instr.payload.bits), slot_valid.eq(1), phase.eq(0),
+                         static_code.eq(checked_code), static_detail.eq(checked_detail)]
 
         # repeat iteration (checks, then issue), for MULTIPLY_MOVING and ACT
         rep = Signal(16)

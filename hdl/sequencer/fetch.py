@@ -89,6 +89,13 @@ class Fetch(wiring.Component):
         # then (its AR and at least one R beat follow), so no decision ever sees a stale one.
         # At start it is computed from base and length directly.
         most = [Signal(range(max_n + 1), name=f"most{e}") for e in range(E)]
+        bits = len(most[0])
+
+        def clip(value):
+            """min(value, max_n) of an unsigned value: its high bits ORed, a small compare
+            (not a 32-bit comparator's carry chain)."""
+            high = value[bits:].any() if len(value) > bits else C(0)
+            return Mux(high | (value[:bits] > max_n), max_n, value[:bits])
         for e in range(E):
             aligned = self.base[e] & ~(I - 1)              # base forced instruction-aligned
             at = Mux(self.start, aligned, addr[e])
@@ -96,10 +103,8 @@ class Fetch(wiring.Component):
             to_boundary = Signal(range(BOUNDARY_BYTES // I + 1), name=f"to_boundary{e}")
             m.d.comb += to_boundary.eq(
                 (BOUNDARY_BYTES - at[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
-            smallest = C(max_n)
-            for c in (count, to_boundary):
-                smallest = Mux(c < smallest, c, smallest)
-            m.d.sync += most[e].eq(smallest)
+            a, b = clip(count), clip(to_boundary)
+            m.d.sync += most[e].eq(Mux(a < b, a, b))
         # The FIFO room is not registered (a few bits: level and instructions in flight), so
         # every burst is as large, and decided as early, as with no register at all.
         sizes = []
