@@ -121,6 +121,7 @@ class Fetch(wiring.Component):
         m.d.comb += n.eq(Array(sizes)[pick])
 
         beats_left = Signal(range(max_n * k + 1))
+        decide = Signal()          # a burst is decided this cycle
         receiving = Signal()       # the AR was taken and R beats are to come
         kept = Signal(E)           # one-hot: the burst's queue, none while a flush drops it
         last_beat = Signal(init=int(k == 1))   # the next beat completes an instruction
@@ -132,7 +133,7 @@ class Fetch(wiring.Component):
         with m.Elif(self.flush):
             m.d.sync += [stopped.eq(1), kept.eq(0)]     # the beats in flight are dropped
         with m.Elif(~active & ~stopped & pick_valid & ~flushing):
-            m.d.comb += arbiter.advance.eq(1)
+            m.d.comb += [arbiter.advance.eq(1), decide.eq(1)]
             m.d.sync += [active.eq(1), kept.eq(arbiter.grant), beats_left.eq(n * k),
                          ar.valid.eq(1), ar.payload.addr.eq(Array(addr)[pick]),
                          ar.payload.len.eq(n * k - 1),
@@ -141,39 +142,43 @@ class Fetch(wiring.Component):
             for e in range(E):
                 with m.If(arbiter.grant[e]):
                     m.d.sync += [addr[e].eq(addr[e] + (sizes[e] << log_i)),
-                                 left[e].eq(left[e] - sizes[e]), inflight[e].eq(sizes[e])]
+                                 left[e].eq(left[e] - sizes[e])]
         with m.If(ar.valid & ar.ready):
             m.d.sync += [ar.valid.eq(0), receiving.eq(1)]
 
         # --- R beats into instructions -------------------------------------------------------------
-        # Everything that decides a queue write is a register but r.valid and flush: the write
-        # enable fans out to every LUT-RAM cell of the queue.
+        # An instruction is written into its queue in the cycle after its last beat, from
+        # registers (the assembled word, its error flag, the queue one-hot): the write enable
+        # fans out to every LUT-RAM cell of the queue. It stays counted in ``inflight`` until
+        # then, so the queue's room is never overstated.
         r = self.r
         m.d.comb += r.ready.eq(receiving)
-        shift = Signal(self.instr_bits)
-        error = Signal()
+        shift = Signal(self.instr_bits)    # the beats so far; after the last, the instruction
+        error = Signal()                   # an error beat among those of the instruction so far
+        pushing = Signal(E)                # one-hot: ``shift`` goes into this queue now
+        pushed_error = Signal()
         beat = Signal(range(k))
         assembled = Cat(shift[self.data_width:], r.payload.data) if k > 1 else r.payload.data
         taken = r.valid & receiving
+        bad_beat = r.payload.resp != 0
+        m.d.sync += pushing.eq(Mux(taken & last_beat & ~self.flush, kept, 0))
         with m.If(taken):
-            m.d.sync += beats_left.eq(beats_left - 1)
+            m.d.sync += [beats_left.eq(beats_left - 1), shift.eq(assembled)]
             with m.If(beats_left == 1):
                 m.d.sync += [active.eq(0), receiving.eq(0)]
-            if k > 1:
-                m.d.sync += shift.eq(assembled)
             with m.If(last_beat):
-                m.d.sync += [beat.eq(0), last_beat.eq(k == 1), error.eq(0)]
+                m.d.sync += [beat.eq(0), last_beat.eq(k == 1), error.eq(0),
+                             pushed_error.eq(error | bad_beat)]
             with m.Else():
                 m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat == k - 2),
-                             error.eq(error | (r.payload.resp != 0))]
+                             error.eq(error | bad_beat)]
         for e, q in enumerate(queues):
-            push = Signal(name=f"push{e}")
-            m.d.comb += [push.eq(taken & last_beat & kept[e] & ~self.flush),
-                         q.i.valid.eq(push), q.i.payload.bits.eq(assembled),
-                         q.i.payload.error.eq(error | (r.payload.resp != 0))]
-            with m.If(push):
-                m.d.sync += inflight[e].eq(inflight[e] - 1)
+            m.d.comb += [q.i.valid.eq(pushing[e]), q.i.payload.bits.eq(shift),
+                         q.i.payload.error.eq(pushed_error)]
+            # the previous burst's last instruction may be written in this burst's decision cycle
+            m.d.sync += inflight[e].eq(inflight[e] + Mux(decide & arbiter.grant[e], sizes[e], 0)
+                                       - pushing[e])
         with m.If(self.flush):
             m.d.sync += [inflight[e].eq(0) for e in range(E)]
-        m.d.comb += self.busy.eq(active | flushing)
+        m.d.comb += self.busy.eq(active | flushing | pushing.any())
         return m
