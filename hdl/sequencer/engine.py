@@ -246,7 +246,6 @@ class QueueEngine(wiring.Component):
         sb, arr = cfg.sbuf, cfg.array
 
         slot = Signal(INSTRUCTION_LAYOUT)
-        slot_fetch_error = Signal()
         slot_valid = Signal()
         phase = Signal(range(4))          # 0 CHECK(static), 1 CHECK repeats, 2 WAIT, 3 ISSUE
         pc = st.pc
@@ -329,15 +328,23 @@ class QueueEngine(wiring.Component):
                 m.d.comb += event_in[1].eq(rows_left == 1)
 
         # --- the slot: take, check, wait, issue --------------------------------------------------
-        static_code, static_detail = self._static_error(m, slot, slot_fetch_error, pc, loaded,
-                                                        new_load)
+        length = Signal(32)               # the program's, taken at start (as the fetch takes it)
+        # The checks that need no iteration run on the instruction as it is taken into the slot
+        # and their verdict is registered with it (timing: the check and what the engine does
+        # with it in separate cycles). pc, loaded and new_load cannot change in between: the
+        # slot is empty when an instruction is taken, and they change only when one issues.
+        incoming = INSTRUCTION_LAYOUT(self.instr.payload.bits)
+        checked_code, checked_detail = self._static_error(m, incoming, self.instr.payload.error,
+                                                          pc, loaded, new_load)
+        static_code = Signal(IsaError)
+        static_detail = Signal(DmaError)
         take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & \
-            (pc < self.length)
+            (pc < length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
         with m.If(take & self.instr.valid):
-            m.d.sync += [slot.eq(self.instr.payload.bits), slot_fetch_error.eq(
-                self.instr.payload.error), slot_valid.eq(1), phase.eq(0)]
+            m.d.sync += [slot.eq(self.instr.payload.bits), slot_valid.eq(1), phase.eq(0),
+                         static_code.eq(checked_code), static_detail.eq(checked_detail)]
 
         # repeat iteration (checks, then issue), for MULTIPLY_MOVING and ACT
         rep = Signal(16)
@@ -377,7 +384,11 @@ class QueueEngine(wiring.Component):
 
         issue_ok = Signal()               # the kind's command stream may take a command now
         can_issue = Signal()              # the slot holds an instruction ready to issue
-        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~fail_now & ~failed)
+        # Nothing issues in a cycle where a retirement may fail: the overflow verdict of its
+        # signals (``sent``) or a DMA error. The verdict itself stays off the issue path (the
+        # semaphore file's counter read and compare come before it: timing).
+        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~failed & ~sent &
+                                 ~(retire_now & dma_failed))
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
         last_rep = Signal()
         # the waits are shown from the check on (the semaphore file checks them a cycle ahead)
@@ -531,7 +542,7 @@ class QueueEngine(wiring.Component):
             m.d.comb += board.i.payload.kind.eq(Mux(is_cmd, _KIND_A, _IMM))
 
         # --- state ------------------------------------------------------------------------------
-        overrun = live & ~slot_valid & ~ended & ~halting & (pc >= self.length)
+        overrun = live & ~slot_valid & ~ended & ~halting & (pc >= length)
         with m.If(overrun):
             m.d.sync += halt(IsaError.QUEUE_OVERRUN)
         with m.If(fail_now):
@@ -549,8 +560,8 @@ class QueueEngine(wiring.Component):
             with m.If(live):
                 m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(IsaError.ABORTED)]
         with m.If(self.start & ~live & ~aborting):
-            m.d.sync += [pc.eq(0), st.retired.eq(0), st.busy_cycles.eq(0),
-                         st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
+            m.d.sync += [pc.eq(0), length.eq(self.length), st.retired.eq(0),
+                         st.busy_cycles.eq(0), st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
                          st.state.eq(Mux(self.length != 0, EngineState.RUNNING,
                                          EngineState.IDLE)),
                          loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),

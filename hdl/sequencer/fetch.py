@@ -1,11 +1,12 @@
 """Instruction fetch: per-engine instruction queues filled from DRAM over an AXI4 read channel.
 
-Each engine ``e`` has a program (``base[e]``: byte address, ``length[e]``: instructions). A
-``start`` pulse resets every engine's fetch pointer; the unit then fetches each program in order
-into that engine's queue (``queue_depth`` instructions), round-robin between engines that have
-instructions left and room for at least one. One burst is in flight at a time; it takes at most
-as many instructions as the queue has room for (so R beats are never back-pressured), at most
-``256 // beats_per_instruction`` and never crosses a 4 KiB boundary. Instructions are
+Each engine ``e`` has a program (``base[e]``: byte address, ``length[e]``: instructions), both
+taken at a ``start`` pulse; the unit then fetches each program in order into that engine's queue
+(``queue_depth`` instructions), round-robin between engines that have instructions left and room
+for at least one. One burst is in flight at a time, decided in the cycle after the previous
+one's last beat (or after start) if some engine wants one; it takes the smallest of what is
+left, the queue's room then (so R beats are never back-pressured), ``256 //
+beats_per_instruction`` and the instructions before the next 4 KiB boundary. Instructions are
 ``instr_bytes`` bytes (a power-of-two multiple of the bus width), little-endian, at
 ``base + i * instr_bytes``; every one leaves with ``error`` set if any of its beats answered
 SLVERR/DECERR. ``flush`` (abort) empties every queue and stops fetching; the beats of a burst in
@@ -62,7 +63,10 @@ class Fetch(wiring.Component):
         max_n = min(F, 256 // k, BOUNDARY_BYTES // I)
 
         queues = [Queue(shape=fetched_layout(self.instr_bits), depth=F) for _ in range(E)]
-        fetched = [Signal(32, name=f"fetched{e}") for e in range(E)]
+        # Per queue: the next instruction's address and how many are left to fetch, counted
+        # down from start (no 32-bit multiplexer or adder between the pick and a register).
+        addr = [Signal(self.addr_width, name=f"fetch_addr{e}") for e in range(E)]
+        left = [Signal(32, name=f"left{e}") for e in range(E)]
         inflight = [Signal(range(F + 1), name=f"inflight{e}") for e in range(E)]
         flushing = Signal()
         for e, q in enumerate(queues):
@@ -79,73 +83,102 @@ class Fetch(wiring.Component):
         # --- pick the next burst ---------------------------------------------------------------
         active = Signal()          # a burst in flight (AR issued or pending, R beats to come)
         stopped = Signal(init=1)   # after reset and flush until start
-        want = Cat((fetched[e] < self.length[e]) & (q.level + inflight[e] < F)
-                   for e, q in enumerate(queues))
+        # Each queue's burst limit from its program and address, registered: the smallest of
+        # what is left, max_n and the instructions before the 4 KiB boundary. It is a cycle
+        # late only just after that queue's burst was decided, and the burst is still active
+        # then (its AR and at least one R beat follow), so no decision ever sees a stale one.
+        # At start it is computed from base and length directly.
+        most = [Signal(range(max_n + 1), name=f"most{e}") for e in range(E)]
+        bits = len(most[0])
+
+        def clip(value):
+            """min(value, max_n) of an unsigned value: its high bits ORed, a small compare
+            (not a 32-bit comparator's carry chain)."""
+            high = value[bits:].any() if len(value) > bits else C(0)
+            return Mux(high | (value[:bits] > max_n), max_n, value[:bits])
+        for e in range(E):
+            aligned = self.base[e] & ~(I - 1)              # base forced instruction-aligned
+            at = Mux(self.start, aligned, addr[e])
+            count = Mux(self.start, self.length[e], left[e])
+            to_boundary = Signal(range(BOUNDARY_BYTES // I + 1), name=f"to_boundary{e}")
+            m.d.comb += to_boundary.eq(
+                (BOUNDARY_BYTES - at[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
+            a, b = clip(count), clip(to_boundary)
+            m.d.sync += most[e].eq(Mux(a < b, a, b))
+        # The FIFO room is not registered (a few bits: level and instructions in flight), so
+        # every burst is as large, and decided as early, as with no register at all.
+        sizes = []
+        for e, q in enumerate(queues):
+            free = Signal(range(F + 1), name=f"free{e}")
+            size = Signal(range(max_n + 1), name=f"size{e}")
+            m.d.comb += [free.eq(F - q.level - inflight[e]),
+                         size.eq(Mux(free < most[e], free, most[e]))]
+            sizes.append(size)
         arbiter = m.submodules.arbiter = RoundRobinArbiter(E)
         pick, pick_valid = arbiter.index, arbiter.valid
-        m.d.comb += arbiter.requests.eq(want)
-        base = Array(self.base)[pick]
-        length = Array(self.length)[pick]
-        done = Array(fetched)[pick]
-        level = Array(q.level for q in queues)[pick]
-        room = Array(inflight)[pick]
-        addr = Signal(self.addr_width)
-        m.d.comb += addr.eq((base & ~(I - 1)) + (done << log_i))   # base forced instruction-aligned
-        to_boundary = Signal(range(BOUNDARY_BYTES // I + 1))
-        m.d.comb += to_boundary.eq((BOUNDARY_BYTES - addr[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
+        m.d.comb += arbiter.requests.eq(Cat(s != 0 for s in sizes))
         n = Signal(range(max_n + 1))
-        left = length - done
-        free = F - level - room
-        smallest = C(max_n)
-        for c in (left, free, to_boundary):
-            smallest = Mux(c < smallest, c, smallest)
-        m.d.comb += n.eq(smallest)
+        m.d.comb += n.eq(Array(sizes)[pick])
 
-        cur = Signal(range(E))
         beats_left = Signal(range(max_n * k + 1))
-        drop = Signal()
+        decide = Signal()          # a burst is decided this cycle
+        receiving = Signal()       # the AR was taken and R beats are to come
+        kept = Signal(E)           # one-hot: the burst's queue, none while a flush drops it
+        last_beat = Signal(init=int(k == 1))   # the next beat completes an instruction
         ar = self.ar
         with m.If(self.start):
-            m.d.sync += [stopped.eq(0)] + [f.eq(0) for f in fetched]
-        with m.Elif(self.flush):
-            m.d.sync += [stopped.eq(1), drop.eq(active)]
-        with m.Elif(~active & ~stopped & pick_valid & ~flushing):
-            m.d.comb += arbiter.advance.eq(1)
-            m.d.sync += [active.eq(1), cur.eq(pick), beats_left.eq(n * k),
-                         ar.valid.eq(1), ar.payload.addr.eq(addr), ar.payload.len.eq(n * k - 1),
-                         ar.payload.size.eq(ceil_log2(W)), ar.payload.burst.eq(BURST_INCR),
-                         ar.payload.id.eq(self.axi_id), drop.eq(0)]
+            m.d.sync += [stopped.eq(0)]
             for e in range(E):
-                with m.If(pick == e):
-                    m.d.sync += [fetched[e].eq(fetched[e] + n), inflight[e].eq(n)]
+                m.d.sync += [addr[e].eq(self.base[e] & ~(I - 1)), left[e].eq(self.length[e])]
+        with m.Elif(self.flush):
+            m.d.sync += [stopped.eq(1), kept.eq(0)]     # the beats in flight are dropped
+        with m.Elif(~active & ~stopped & pick_valid & ~flushing):
+            m.d.comb += [arbiter.advance.eq(1), decide.eq(1)]
+            m.d.sync += [active.eq(1), kept.eq(arbiter.grant), beats_left.eq(n * k),
+                         ar.valid.eq(1), ar.payload.addr.eq(Array(addr)[pick]),
+                         ar.payload.len.eq(n * k - 1),
+                         ar.payload.size.eq(ceil_log2(W)), ar.payload.burst.eq(BURST_INCR),
+                         ar.payload.id.eq(self.axi_id)]
+            for e in range(E):
+                with m.If(arbiter.grant[e]):
+                    m.d.sync += [addr[e].eq(addr[e] + (sizes[e] << log_i)),
+                                 left[e].eq(left[e] - sizes[e])]
         with m.If(ar.valid & ar.ready):
-            m.d.sync += ar.valid.eq(0)
+            m.d.sync += [ar.valid.eq(0), receiving.eq(1)]
 
         # --- R beats into instructions -------------------------------------------------------------
+        # An instruction is written into its queue in the cycle after its last beat, from
+        # registers (the assembled word, its error flag, the queue one-hot): the write enable
+        # fans out to every LUT-RAM cell of the queue. It stays counted in ``inflight`` until
+        # then, so the queue's room is never overstated.
         r = self.r
-        m.d.comb += r.ready.eq(active & ~ar.valid)
-        shift = Signal(self.instr_bits)
-        error = Signal()
+        m.d.comb += r.ready.eq(receiving)
+        shift = Signal(self.instr_bits)    # the beats so far; after the last, the instruction
+        error = Signal()                   # an error beat among those of the instruction so far
+        pushing = Signal(E)                # one-hot: ``shift`` goes into this queue now
+        pushed_error = Signal()
         beat = Signal(range(k))
         assembled = Cat(shift[self.data_width:], r.payload.data) if k > 1 else r.payload.data
-        push = Signal()
-        with m.If(r.valid & r.ready):
-            m.d.sync += beats_left.eq(beats_left - 1)
+        taken = r.valid & receiving
+        bad_beat = r.payload.resp != 0
+        m.d.sync += pushing.eq(Mux(taken & last_beat & ~self.flush, kept, 0))
+        with m.If(taken):
+            m.d.sync += [beats_left.eq(beats_left - 1), shift.eq(assembled)]
             with m.If(beats_left == 1):
-                m.d.sync += active.eq(0)
-            if k > 1:
-                m.d.sync += shift.eq(assembled)
-            with m.If(beat == k - 1):
-                m.d.sync += [beat.eq(0), error.eq(0)]
-                m.d.comb += push.eq(~drop & ~self.flush)
+                m.d.sync += [active.eq(0), receiving.eq(0)]
+            with m.If(last_beat):
+                m.d.sync += [beat.eq(0), last_beat.eq(k == 1), error.eq(0),
+                             pushed_error.eq(error | bad_beat)]
             with m.Else():
-                m.d.sync += [beat.eq(beat + 1), error.eq(error | (r.payload.resp != 0))]
+                m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat == k - 2),
+                             error.eq(error | bad_beat)]
         for e, q in enumerate(queues):
-            m.d.comb += [q.i.valid.eq(push & (cur == e)), q.i.payload.bits.eq(assembled),
-                         q.i.payload.error.eq(error | (r.payload.resp != 0))]
-            with m.If(push & (cur == e)):
-                m.d.sync += inflight[e].eq(inflight[e] - 1)
+            m.d.comb += [q.i.valid.eq(pushing[e]), q.i.payload.bits.eq(shift),
+                         q.i.payload.error.eq(pushed_error)]
+            # the previous burst's last instruction may be written in this burst's decision cycle
+            m.d.sync += inflight[e].eq(inflight[e] + Mux(decide & arbiter.grant[e], sizes[e], 0)
+                                       - pushing[e])
         with m.If(self.flush):
             m.d.sync += [inflight[e].eq(0) for e in range(E)]
-        m.d.comb += self.busy.eq(active | flushing)
+        m.d.comb += self.busy.eq(active | flushing | pushing.any())
         return m

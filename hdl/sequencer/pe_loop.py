@@ -48,6 +48,7 @@ class MatmulLoop:
         self.w_offset = Signal(accumulator_bits)     # scaling: the last tile's; issue: tile t's
         self.a_offset = Signal(accumulator_bits)     # issue: tile t's A offset
         self.tile = Signal(16)
+        self.tiles_left = Signal(16)                 # k tiles after tile t (registered: timing)
         self.loading = Signal()                      # the next command is tile t's load
 
     def add(self, m, *, slot, phase, run, rep, repeat, last_rep, acc_o, acc_p, rep_flags,
@@ -55,7 +56,7 @@ class MatmulLoop:
             loaded, new_load):
         mt = slot.body.matmul
         is_mm = slot.header.opcode == Opcode.MATMUL
-        last_tile = self.tile == mt.tiles - 1
+        last_tile = self.tiles_left == 0
         with m.If(run & is_mm):
             with m.Switch(phase):
                 with m.Case(0):
@@ -82,6 +83,7 @@ class MatmulLoop:
                                          rep_flags.eq(w_out)]     # bit 0: SBUF_RANGE
                 with m.Case(2):
                     m.d.sync += [self.loading.eq(1), self.tile.eq(0),
+                                 self.tiles_left.eq(mt.tiles - 1),
                                  self.w_offset.eq(mt.w_offset), self.a_offset.eq(mt.offset)]
             # --- issue
             wc, mc = weights_cmd, moving_cmd
@@ -105,6 +107,7 @@ class MatmulLoop:
                         m.d.sync += new_load.eq(0)
                     with m.If(last_rep & ~last_tile):    # the next k tile: its load first
                         m.d.sync += [self.loading.eq(1), self.tile.eq(self.tile + 1),
+                                     self.tiles_left.eq(self.tiles_left - 1),
                                      self.w_offset.eq(self.w_offset + mt.w_step),
                                      self.a_offset.eq(self.a_offset + mt.a_step),
                                      rep.eq(0), acc_o.eq(self.a_offset + mt.a_step),

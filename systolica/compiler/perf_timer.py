@@ -60,6 +60,7 @@ class Costs:
     act_setup: int = 6          # ACT: command to first row, and the 3 idle cycles of completion
     psum_settle: int = 3        # PSUM read-modify-write after the last result
     fetch_latency: int = 4      # instruction fetch: burst decided to its first beat
+    fetch_write: int = 1        # an instruction's last beat to its FIFO write (registered)
     fetch_depth: int = 4        # instructions per queue's fetch FIFO (Tile's fetch_depth)
     passes: int = 1             # predict_chip's timing passes (one is enough: every
     memory: int = 1             # interaction is timed in time order; earlier ones unused)
@@ -245,7 +246,8 @@ class _TileTimer:
         first = when + wait + self.costs.fetch_latency
         self.res["fetch"] = first + beats
         self.fetch_bursts.append((when, first, beats))
-        fetched.extend(first + (b + 1) * self.fetch_beats for b in range(n))
+        fetched.extend(first + (b + 1) * self.fetch_beats + self.costs.fetch_write
+                       for b in range(n))
         self.rr_last = self.names.index(q)
         self._enter(q)
         if reading and wait < self._read_end(reading) - when:
