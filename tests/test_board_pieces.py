@@ -276,7 +276,7 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
         assert "--timing-allow-fail" in kwargs["nextpnr_opts"]      # so Fmax is always reported
         assert "--seed 3 " in kwargs["nextpnr_opts"]
         assert "--placer-heap-beta 0.8 " in kwargs["nextpnr_opts"]
-        assert "--router router2 " in kwargs["nextpnr_opts"]
+        assert "--router router1 " in kwargs["nextpnr_opts"]
         for design in (top, top.system):        # not elaborated here: no "never used" warning
             design._MustUse__used = True
         report = {"fmax": {"sync_clk": {"achieved": fmax, "constraint": 40.0}},
@@ -290,7 +290,7 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
     out = tmp_path / "out"
     argv = ["build", "--board", "ulx3s-85f", "--rows", "2", "--cols", "2", "--partitions", "2",
             "--depth", "64", "--bank_rows", "16", "--freq", "40", "--seed", "3",
-            "--placer-density", "0.8", "--router", "router2", "-o", str(out)]
+            "--placer-density", "0.8", "--router", "router1", "-o", str(out)]
     assert main(argv + (["--allow-timing-fail"] if allow else [])) == status
     captured = capsys.readouterr()
     report = json.loads((out / "systolica_ulx3s_85f.json").read_text())   # written in any case
@@ -298,7 +298,7 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
         ("ulx3s-85f", 900, 800, 7, 6)
     assert report["fmax_mhz"] == fmax and report["clock_mhz"] == 40.0
     assert report["timing_met"] is (fmax >= 40.0) and report["seconds"] >= 0
-    assert (report["seed"], report["placer_density"], report["router"]) == (3, 0.8, "router2")
+    assert (report["seed"], report["placer_density"], report["router"]) == (3, 0.8, "router1")
     assert (out / "systolica_ulx3s_85f.bit").exists() is (status == 0)
     if status:
         assert captured.err.count("\n") == 1 and "timing not met" in captured.err
