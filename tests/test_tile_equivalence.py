@@ -151,6 +151,36 @@ def test_repeats_cover_both_psum_banks(seed):
     _check(CFG, program, rng)
 
 
+CFG8 = TileConfig(array=ArrayConfig(rows=4, cols=8), sbuf=SbufConfig(partitions=8, depth=64),
+                  psum=PsumConfig(banks=2, bank_rows=16))
+
+
+@pytest.mark.parametrize("command_stall", [0.0, 0.3])
+def test_act_right_after_act_param_uses_every_new_pair(seed, command_stall):
+    """The table takes an ACT_PARAM one column per cycle: the ACT issued right behind it (no
+    wait between them), and an ACT_PARAM rewriting the entry an ACT just used, both see every
+    new pair (the model applies each ACT_PARAM at once). Eight columns, the most the table
+    writes per ACT_PARAM. (The ACT reads its first row's pairs late enough that this passes
+    even without the queue's wait for the table, `param_busy`: the wait keeps it so whatever
+    the ACT's latency.)"""
+    rng = np.random.default_rng(seed)
+    scales = rng.integers(-(1 << 15), 1 << 15, (3, 8)).tolist()
+    shifts = rng.integers(0, 32, (3, 8)).tolist()
+    program = isa.Program.build(CFG8, {
+        "dma0": [isa.nop()], "dma1": [isa.nop()],
+        "pe": [isa.load_stationary(256, 4, 8), isa.multiply_moving(300, 8, 0, signals=[(0, 1)])],
+        "act": [isa.nop(waits=[(0, 1)]),
+                isa.act_param(0, 0, scales[0], shifts[0]),
+                isa.act(0, 8, 160, 8, mode=ActMode.INT16, param=0),
+                isa.act_param(0, 1, scales[1][:7], shifts[1][:7]),
+                isa.act(0, 8, 180, 8, mode=ActMode.INT16, param=0),
+                isa.act_param(3, 5, scales[2][:3], shifts[2][:3]),
+                isa.act(0, 8, 440, 8, mode=ActMode.INT8, relu=True, param=3)],
+    })
+    run, result = _check(CFG8, program, rng, command_stall=command_stall, seed=seed % 1000)
+    assert result.ok and run.status["done"]
+
+
 # --- errors: model and RTL agree on code, pc and detail -----------------------------------------
 
 def _base_queues():

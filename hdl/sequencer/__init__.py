@@ -148,7 +148,12 @@ class Sequencer(wiring.Component):
         reset and at start (docs/isa.md); the ACT reads the entry of its current command.
 
         One LUT-RAM row per entry (a column's pair is one write lane) and one flip-flop per
-        pair saying it was written since start: an unwritten pair reads (1, 0)."""
+        pair saying it was written since start: an unwritten pair reads (1, 0).
+
+        An ACT_PARAM is written one column per cycle, ``count`` cycles from the cycle after its
+        issue (``param_busy`` meanwhile: the ACT queue issues no ACT or ACT_PARAM): its pairs
+        are latched and shifted down, so every column's write port sees the same pair (no
+        group-to-column crossbar, which placed as the board's densest routing)."""
         cols = self._config.array.cols
         pw = engine.param_write
         pair = data.StructLayout({"scale": self.scale.shape().elem_shape,
@@ -158,19 +163,28 @@ class Sequencer(wiring.Component):
         write = table.write_port(granularity=1)
         read = table.read_port(domain="comb")
         written = Signal(data.ArrayLayout(cols, ACT_PARAM_ENTRIES))
-        m.d.comb += [write.addr.eq(pw.entry), read.addr.eq(engine.param_entry)]
+        entry = Signal.like(pw.entry)
+        column = Signal(range(cols + 1))     # first_col + count <= cols (checked at issue)
+        left = Signal(range(ACT_PARAM_GROUP + 1))
+        pairs = Signal(data.ArrayLayout(pair, ACT_PARAM_GROUP))
+        with m.If(pw.valid):
+            m.d.sync += [entry.eq(pw.entry), column.eq(pw.first_col), left.eq(pw.count)]
+            m.d.sync += [pairs[i].eq(Cat(pw.scale[i][:len(pairs[i].scale)],
+                                         pw.shift[i][:len(pairs[i].shift)]))
+                         for i in range(ACT_PARAM_GROUP)]
+        with m.Elif(left != 0):
+            m.d.sync += [column.eq(column + 1), left.eq(left - 1)]
+            m.d.sync += [pairs[i].eq(pairs[i + 1]) for i in range(ACT_PARAM_GROUP - 1)]
+        with m.If(start):
+            m.d.sync += left.eq(0)
+        m.d.comb += [engine.param_busy.eq(left != 0),
+                     write.addr.eq(entry), read.addr.eq(engine.param_entry)]
         for c in range(cols):
-            # column c takes the group's element c - first_col, if that is one of the first count
-            offset = Signal(range(ACT_PARAM_GROUP), name=f"param_offset_{c}")
             takes = Signal(name=f"param_takes_{c}")
-            m.d.comb += [offset.eq(c - pw.first_col),
-                         takes.eq(pw.valid & (pw.first_col <= c) & (c - pw.first_col < pw.count) &
-                                  (c - pw.first_col < ACT_PARAM_GROUP)),
-                         write.en[c].eq(takes),
-                         write.data[c].scale.eq(Array(pw.scale)[offset]),
-                         write.data[c].shift.eq(Array(pw.shift)[offset])]
+            m.d.comb += [takes.eq((left != 0) & (column == c)),
+                         write.en[c].eq(takes), write.data[c].eq(pairs[0])]
             with m.If(takes):
-                m.d.sync += written[pw.entry][c].eq(1)
+                m.d.sync += written[entry][c].eq(1)
             valid = written[engine.param_entry][c]
             m.d.comb += [self.scale[c].eq(Mux(valid, read.data[c].scale, 1)),
                          self.shift[c].eq(Mux(valid, read.data[c].shift, 0))]

@@ -113,6 +113,7 @@ class QueueEngine(wiring.Component):
                 "act_cmd": Out(stream.Signature(act_command_layout(config))),
                 "act_written": In(1),    # the ACT wrote one row to the SBUF
                 "param_write": Out(act_param_write_layout(config)),
+                "param_busy": In(1),     # the table is writing an ACT_PARAM
                 "param_entry": Out(index_bits(ACT_PARAM_ENTRIES))})
         super().__init__(members)
 
@@ -526,9 +527,11 @@ class QueueEngine(wiring.Component):
             m.d.comb += self.param_entry.eq(param_entry)
             with m.Switch(op):
                 with m.Case(Opcode.ACT):
-                    m.d.comb += [issue_ok.eq(ac.ready & empty), board.i.payload.kind.eq(_KIND_A)]
+                    m.d.comb += [issue_ok.eq(ac.ready & empty & ~self.param_busy),
+                                 board.i.payload.kind.eq(_KIND_A)]
                 with m.Case(Opcode.ACT_PARAM):
-                    m.d.comb += issue_ok.eq(empty)      # never under a running ACT command
+                    # never under a running ACT command or a table write
+                    m.d.comb += issue_ok.eq(empty & ~self.param_busy)
                 with m.Default():
                     m.d.comb += issue_ok.eq(1)
             with m.If(issued & (op == Opcode.ACT)):

@@ -426,6 +426,12 @@ class _TileTimer:
             self.act_runs.append(run)
             res["act"] = run.done
             leave = t + 1                   # one ACT command at a time
+        elif op == Opcode.ACT_PARAM:
+            # the table takes one column per cycle after the issue; the queue's next ACT or
+            # ACT_PARAM waits for it (held here for any next instruction: the ACT queue's
+            # others are END and NOP)
+            done = leave = t + 1
+            nxt = t + 1 + insn.count
         else:
             done = leave = nxt = t + 1
         if run is not None:
