@@ -26,12 +26,13 @@ Row i's C-vector goes to the SBUF (``sbuf``, the SBUF's ``vector_write``) at ele
 output of a layer is directly the moving operand of the next. ``scale`` and ``shift`` are
 per-column ports held by the sequencer (keep them stable while ``busy``).
 
-Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then eight register stages, all
+Pipeline: PSUM read requests (up to ``queue_depth`` in flight), then nine register stages, all
 enabled by one ``advance`` = output empty or accepted: one row per cycle. Stages 1-3 are the
 product (operands, 17-bit partial products, their sum: ``hdl/multiplier.py``; on an ECP5 the first
-two are the DSPs' own registers), 4 the rounding shift, 5 the rounding, 6 ReLU and the zero
-point, 7 saturation, 8 the placement in the SBUF word (the output register): each one adder,
-shifter or comparison deep.
+two are the DSPs' own registers), 4 and 5 the rounding shift (by the shift's multiple of 8, then
+by the rest: two 4:1 / 8:1 multiplexer levels instead of one 32:1, so the shifter spreads and
+routes), 6 the rounding, 7 ReLU and the zero point, 8 saturation, 9 the placement in the SBUF
+word (the output register): each one adder, shifter or comparison deep.
 
 Errors (sticky bits of ``errors``, cleared by ``clear_errors``): ``shift`` (a shift > max_shift was
 used: it is clamped to max_shift), ``addr`` (a row's SBUF word is beyond the partition: that row is
@@ -126,9 +127,10 @@ class Act(wiring.Component):
                 cur.relu.eq(cmd.relu), cur.zero_point.eq(cmd.zero_point),
             ]
 
-        # --- datapath: eight stages under one enable ------------------------------------------
-        # 1-3 product (operands, partial products in DSPs, their sum); 4 rounding shift; 5 round;
-        # 6 ReLU and zero point; 7 saturation; 8 placement in the SBUF word (output register).
+        # --- datapath: nine stages under one enable -------------------------------------------
+        # 1-3 product (operands, partial products in DSPs, their sum); 4-5 rounding shift
+        # (coarse, fine); 6 round; 7 ReLU and zero point; 8 saturation; 9 placement in the SBUF
+        # word (output register).
         # Each stage is one adder, shifter or comparison deep.
         out_valid = Signal()
         advance = Signal()
@@ -184,7 +186,7 @@ class Act(wiring.Component):
                 s1_prod.append(pipelined_multiply(m, resp.data[c], self.scale[c], advance,
                                                   platform, f"prod{c}"))
 
-        # Stage 4: the rounding shift (q, guard and sticky bits); find the SBUF word and lane.
+        # Stages 4-5: the rounding shift (q, guard and sticky bits); find the SBUF word and lane.
         mode = s1_meta.mode
         size_log2 = Signal(2)
         with m.Switch(mode):
@@ -197,19 +199,20 @@ class Act(wiring.Component):
         in_range = Signal()
         m.d.comb += in_range.eq((byte_offset >> wb_log2) < sb.depth)
         m.d.comb += err_set.addr.eq(advance & s1_valid & ~in_range)
-        s4_valid = stage(s1_valid & in_range, "s4_valid", reset=True)
-        s4_meta = stage(s1_meta, "s4_meta")
-        s4_word = stage((byte_offset >> wb_log2)[:len(self.sbuf.payload.addr)], "s4_word")
-        s4_lane = stage(byte_offset[:wb_log2] if wb_log2 else Const(0, 1), "s4_lane")
+        s4_valid = stage(stage(s1_valid & in_range, "s4a_valid", reset=True), "s4_valid",
+                         reset=True)
+        s4_meta = stage(s1_meta, "s4_meta", 2)
+        s4_word = stage((byte_offset >> wb_log2)[:len(self.sbuf.payload.addr)], "s4_word", 2)
+        s4_lane = stage(byte_offset[:wb_log2] if wb_log2 else Const(0, 1), "s4_lane", 2)
         s4_size_mask = stage(Mux(size_log2 == 0, 0b1, Mux(size_log2 == 1, 0b11, 0b1111)),
-                             "s4_size_mask")
+                             "s4_size_mask", 2)
 
         # The rounded value is kept in NARROW bits: beyond +-2**(NARROW-1) every saturating mode
         # saturates whatever the zero point (|zero_point| <= 2**16, outputs within +-2**16), so
         # clamping there changes no result and keeps the later adder and comparators short.
         NARROW = min(ZERO_POINT_BITS + 2, W)
         s5_rounded = [Signal(signed(NARROW + 1), name=f"s5_rounded{c}") for c in range(C)]
-        s5_raw = [stage(s1_raw[c], f"s5_raw{c}", 2) for c in range(C)]
+        s5_raw = [stage(s1_raw[c], f"s5_raw{c}", 3) for c in range(C)]
         s5_float = [Signal(32, name=f"s5_float{c}") for c in range(C)]
         for c in range(C):
             if arr.is_float:
@@ -220,16 +223,22 @@ class Act(wiring.Component):
                     for act_mode, value in floats.items():
                         with m.Case(act_mode):
                             m.d.comb += picked.eq(value)
-                m.d.comb += [s5_rounded[c].eq(stage(integer, f"s4_integer{c}", 2)),
-                             s5_float[c].eq(stage(picked, f"s4_float{c}", 2))]
+                m.d.comb += [s5_rounded[c].eq(stage(integer, f"s4_integer{c}", 3)),
+                             s5_float[c].eq(stage(picked, f"s4_float{c}", 3))]
                 continue
             p, sh = s1_prod[c], s1_shift[c]
-            sh_m1 = (sh - 1)[:len(sh)]
-            q = stage(p >> sh, f"s4_q{c}")
-            guard = stage((p >> sh_m1)[0], f"s4_guard{c}")
-            sticky = stage((p.as_unsigned() & s1_mask[c]) != 0, f"s4_sticky{c}")
-            shifted = stage(sh != 0, f"s4_shifted{c}")
-            # Stage 5: clamp to NARROW bits, round half to even.
+            # (p << 1) >> sh: q = p >> sh above, the guard bit p[sh - 1] at bit 0 (0 if sh = 0)
+            doubled = Signal(signed(W + 1), name=f"doubled{c}")
+            m.d.comb += doubled.eq(p << 1)
+            coarse = stage(doubled >> Cat(Const(0, 3), sh[3:]), f"s4_coarse{c}")
+            fine_shift = stage(sh[:3], f"s4_fine_shift{c}")
+            sticky = stage(stage((p.as_unsigned() & s1_mask[c]) != 0, f"s4_sticky{c}"),
+                           f"s4b_sticky{c}")
+            shifted = stage(stage(sh != 0, f"s4_shifted{c}"), f"s4b_shifted{c}")
+            fine = stage(coarse >> fine_shift, f"s4_fine{c}")
+            q = fine[1:].as_signed()
+            guard = fine[0]
+            # Stage 6: clamp to NARROW bits, round half to even.
             q_narrow = Signal(signed(NARROW), name=f"q_narrow{c}")
             if NARROW < W:
                 top = q[NARROW - 1:]
@@ -245,7 +254,7 @@ class Act(wiring.Component):
         s5_word, s5_lane, s5_size_mask = (stage(s4_word, "s5_word"), stage(s4_lane, "s5_lane"),
                                           stage(s4_size_mask, "s5_size_mask"))
 
-        # Stage 6: ReLU and the zero point. Stage 7: saturation to the mode's range.
+        # Stage 7: ReLU and the zero point. Stage 8: saturation to the mode's range.
         s7_sat = []
         s6_meta = stage(s5_meta, "s6_meta")
         for c in range(min(C, P)):
@@ -274,7 +283,7 @@ class Act(wiring.Component):
         s7_word, s7_lane, s7_size_mask = (stage(s6_word, "s7_word"), stage(s6_lane, "s7_lane"),
                                           stage(s6_size_mask, "s7_size_mask"))
 
-        # Stage 8 (the output register): place each value in its partition's word.
+        # Stage 9 (the output register): place each value in its partition's word.
         out = self.sbuf.payload
         with m.If(advance):
             m.d.sync += [out_valid.eq(s7_valid), out.addr.eq(s7_word)]

@@ -57,7 +57,7 @@ class Costs:
     dma_read_tail: int = 4      # a DMA read's last R beat to the copy's completion
     dram_read_queue: int = 2    # AR requests the DRAM (AxiRam) queues besides the burst it serves
     reader_words: int = 4       # SBUF column reader: words buffered ahead of the engine
-    act_setup: int = 6          # ACT: command to first row, and the 3 idle cycles of completion
+    act_setup: int = 7          # ACT: command to first row, and the 3 idle cycles of completion
     psum_settle: int = 3        # PSUM read-modify-write after the last result
     fetch_latency: int = 4      # instruction fetch: burst decided to its first beat
     fetch_write: int = 1        # an instruction's last beat to its FIFO write (registered)
