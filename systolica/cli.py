@@ -164,7 +164,7 @@ def _build_parser(block_name):
 
 
 def _add_build_command(add_block_command):
-    from .board.build import BOARDS, DEFAULT_ROUTER, ROUTERS
+    from .board.build import BOARDS, DEFAULT_PLACER, DEFAULT_ROUTER, PLACERS, ROUTERS
     p = add_block_command("build", "build an FPGA bitstream of the tile with its UART host "
                           "bridge and block-RAM DRAM (amaranth-boards + YoWASP; see "
                           "docs/fpga.md)", fixed_block="tile")
@@ -189,19 +189,24 @@ def _add_build_command(add_block_command):
                                      "lower spreads the cells for a congested design")
     p.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                    help=f"nextpnr's router (default {DEFAULT_ROUTER}; docs/fpga.md)")
+    p.add_argument("--placer", choices=PLACERS, default=DEFAULT_PLACER,
+                   help=f"nextpnr's placer (default {DEFAULT_PLACER}; docs/fpga.md)")
 
 
 def _cmd_build(args, configs):
     import subprocess
     from .board.build import BOARDS, TimingError, build_board
     config = get_block("tile").validated(configs)
+    if args.placer_density is not None and args.placer != "heap":
+        raise ConfigError(f"--placer-density is the HeAP placer's: it needs --placer heap; got "
+                          f"--placer {args.placer}")
     out = args.output or os.path.join("build", args.board)
     _check_output_dir(out, "-o/--output")
     try:
         report = build_board(args.board, config, out, clock_mhz=args.freq, baud=args.baud,
                              dram_kib=args.dram_kib, allow_timing_fail=args.allow_timing_fail,
                              seed=args.seed, placer_density=args.placer_density,
-                             router=args.router)
+                             router=args.router, placer=args.placer)
     except TimingError as error:
         raise ConfigError(str(error)) from None
     except subprocess.CalledProcessError as error:

@@ -231,6 +231,14 @@ def test_build_cli_refusals_are_one_line(tmp_path, capsys):
         main(["build", "--board", "ulx3s-85f", "--router", "sa"])
     assert exited.value.code == 2
     assert "--router" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["build", "--board", "ulx3s-85f", "--placer", "sa"])
+    assert exited.value.code == 2
+    assert "--placer" in capsys.readouterr().err
+    assert main(["build", "--board", "ulx3s-85f", "--placer", "static", "--placer-density",
+                 "0.7", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--placer-density" in err and "--placer heap" in err
     target = tmp_path / "file"
     target.write_text("x")
     assert main(["build", "--board", "ulx3s-85f", "-o", str(target)]) == 2
@@ -277,6 +285,7 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
         assert "--seed 3 " in kwargs["nextpnr_opts"]
         assert "--placer-heap-beta 0.8 " in kwargs["nextpnr_opts"]
         assert "--router router1 " in kwargs["nextpnr_opts"]
+        assert "--placer heap " in kwargs["nextpnr_opts"]
         for design in (top, top.system):        # not elaborated here: no "never used" warning
             design._MustUse__used = True
         report = {"fmax": {"sync_clk": {"achieved": fmax, "constraint": 40.0}},
@@ -298,7 +307,8 @@ def test_build_fails_on_missed_timing_unless_allowed(fmax, allow, status, tmp_pa
         ("ulx3s-85f", 900, 800, 7, 6)
     assert report["fmax_mhz"] == fmax and report["clock_mhz"] == 40.0
     assert report["timing_met"] is (fmax >= 40.0) and report["seconds"] >= 0
-    assert (report["seed"], report["placer_density"], report["router"]) == (3, 0.8, "router1")
+    assert (report["seed"], report["placer_density"], report["router"], report["placer"]) == \
+        (3, 0.8, "router1", "heap")
     assert (out / "systolica_ulx3s_85f.bit").exists() is (status == 0)
     if status:
         assert captured.err.count("\n") == 1 and "timing not met" in captured.err
@@ -312,3 +322,8 @@ def test_build_board_refuses_an_unknown_router(tmp_path):
     with pytest.raises(ValueError, match="build_board router must be one of router1, router2; "
                                          "got 'sa'"):
         build_board("ulx3s-85f", TileConfig(), tmp_path, router="sa")
+    with pytest.raises(ValueError, match="build_board placer must be one of heap, static; "
+                                         "got 'sa'"):
+        build_board("ulx3s-85f", TileConfig(), tmp_path, placer="sa")
+    with pytest.raises(ValueError, match="build_board placer_density is HeAP's"):
+        build_board("ulx3s-85f", TileConfig(), tmp_path, placer="static", placer_density=0.7)

@@ -69,6 +69,11 @@ def _environment():
 #: board (docs/fpga.md, "What fits").
 ROUTERS = ("router1", "router2")
 DEFAULT_ROUTER = "router2"
+#: nextpnr's placers: HeAP (``heap``) or the analytic ``static`` placer (docs/fpga.md, "Router
+#: experiments": a 17 % shorter placement of the default config's board, which router2 resolves
+#: faster).
+PLACERS = ("heap", "static")
+DEFAULT_PLACER = "heap"
 
 
 def _utilisation(report, cell):
@@ -78,13 +83,13 @@ def _utilisation(report, cell):
 
 def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=115200,
                 dram_kib=None, allow_timing_fail=False, seed=1, placer_density=None,
-                router=DEFAULT_ROUTER, log=print):
+                router=DEFAULT_ROUTER, placer=DEFAULT_PLACER, log=print):
     """Build the bitstream of ``config`` for ``board`` (a key of :data:`BOARDS`) into
     ``out_dir``; returns the report dict. Raises :class:`TimingError` (after writing the report)
     if the achieved Fmax is below the clock, unless ``allow_timing_fail``. ``seed`` is
     nextpnr's placement seed, ``placer_density`` its HeAP placer's highest density
     (``--placer-heap-beta``, None: nextpnr's default), ``router`` nextpnr's router (one of
-    :data:`ROUTERS`)."""
+    :data:`ROUTERS`), ``placer`` its placer (one of :data:`PLACERS`)."""
     from systolica.hdl.board.top import BoardTop
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r}; choose from {', '.join(sorted(BOARDS))}")
@@ -101,6 +106,11 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
         raise ValueError(f"build_board placer_density must be in [0.5, 1]; got {placer_density!r}")
     if router not in ROUTERS:
         raise ValueError(f"build_board router must be one of {', '.join(ROUTERS)}; got {router!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"build_board placer must be one of {', '.join(PLACERS)}; got {placer!r}")
+    if placer_density is not None and placer != "heap":
+        raise ValueError(f"build_board placer_density is HeAP's: it needs placer='heap'; got "
+                         f"placer={placer!r}")
     dram_kib = int(dram_kib or spec.dram_kib)
     if not 1 <= dram_kib <= 1024:
         raise ValueError(f"--dram-kib must be in [1, 1024]; got {dram_kib}")
@@ -117,7 +127,8 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
     try:
         platform.build(top, name=name, build_dir=str(build_dir), do_program=False,
                        script_after_read=_SCRIPT_AFTER_READ.format(top=name),
-                       nextpnr_opts=f"--timing-allow-fail --seed {seed} --router {router} "
+                       nextpnr_opts=f"--timing-allow-fail --seed {seed} --placer {placer} "
+                                    f"--router {router} "
                                     + (f"--placer-heap-beta {placer_density} "
                                        if placer_density is not None else "")
                                     + f"--report {name}.report.json")
@@ -150,6 +161,7 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
         "seed": seed,
         "placer_density": placer_density,
         "router": router,
+        "placer": placer,
         "pll": dict(zip(("clki_div", "clkfb_div", "clkop_div"), top.pll[:3])) if top.pll
         else None,
         "available": {cell: pnr["utilization"][cell]["available"]
