@@ -12,6 +12,10 @@ docs/registers.md). docs/tile.md describes the whole.
   ``halted`` (out: STATUS.done / STATUS.halted, for the chip's bitmaps) and a
   :class:`~.remote.RemoteInterface` between them and the DMA, the SBUF and the semaphores.
 
+The sequencer's PE command streams (``weights_cmd``, ``moving_cmd``) reach the SBUF through a
+register slice each (:attr:`Tile.pe_command_slices`, a :class:`~.lib.SkidBuffer`): one cycle
+from issue to the SBUF reader, two commands held, one per cycle (a timing cut, docs/tile.md).
+
 Completion events the sequencer needs are taken from the streams between the blocks: a weight load
 is complete when its ``last`` row enters the engine; a multiply when its last result (``tag.last``)
 has entered PSUM and passed PSUM's read-modify-write pipeline (``PSUM_SETTLE`` cycles later); an
@@ -24,13 +28,15 @@ from amaranth.lib.wiring import In, Out
 
 from systolica.codes import EngineState
 from systolica.config import ChipConfig, HostConfig, TileConfig
-from systolica.hdl.contracts import recv_layout, send_layout
+from systolica.hdl.contracts import (moving_command_layout, recv_layout, send_layout,
+                                     weights_command_layout)
 from systolica.hdl.noc.flit import check_position
 from systolica.isa import fingerprint, tile_queues
 from systolica.registers import TILE_MAGIC, tile_register_map
 from .axi import Axi4LiteSignature, Axi4Signature
 from .axi_ram import Lfsr
 from .dma import Dma
+from .lib import SkidBuffer
 from .regs import RegisterFile
 from .remote import RemoteInterface, SbufPortShare
 from .sequencer import FETCH_AXI_ID, Sequencer
@@ -65,8 +71,8 @@ class Tile(wiring.Component):
     the streams of its network interface, and checks programs against the chip's fingerprint).
 
     ``command_stall`` (0..1, for tests): pseudo-random stalls on every command stream between
-    the sequencer and the engines (weights, moving, ACT, each DMA queue), from LFSRs seeded by
-    ``stall_seed``; 0 (the default) connects them directly.
+    the sequencer and the engines (weights and moving after their register slices, ACT, each
+    DMA queue), from LFSRs seeded by ``stall_seed``; 0 (the default) connects them directly.
 
     ``position_ports=True`` (a chip's tile): the tile's position is read from the input ports
     ``tile_x`` / ``tile_y`` (8 bits, what TILE_POSITION shows) instead of being built in, so
@@ -106,6 +112,15 @@ class Tile(wiring.Component):
                 members["tile_y"] = In(8)
         super().__init__(members)
         self._datapath = TileDatapath(config=config, engine=False)
+        # A register slice (a skid buffer: one cycle, two commands) on each PE command stream
+        # between the sequencer and the SBUF: the SBUF readers' command acceptance hangs on
+        # the tensor engine's ready (a start beat waits for its weights) and ran on, in the
+        # same cycle, into the PE queue's issue and its offset counters (the tile's critical
+        # path). Still one command per cycle.
+        self._pe_slices = {
+            "weights_cmd": SkidBuffer(shape=weights_command_layout(config.sbuf, config.array)),
+            "moving_cmd": SkidBuffer(shape=moving_command_layout(config.sbuf, config.array)),
+        }
 
     @property
     def config(self):
@@ -128,6 +143,12 @@ class Tile(wiring.Component):
     def datapath(self):
         return self._datapath
 
+    @property
+    def pe_command_slices(self):
+        """``{"weights_cmd": SkidBuffer, "moving_cmd": SkidBuffer}``: the register slices
+        between the sequencer's PE command streams (``i``) and the SBUF's (``o``)."""
+        return dict(self._pe_slices)
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
@@ -148,8 +169,11 @@ class Tile(wiring.Component):
             wiring.connect(m, dma.sbuf, dp.dma)
         else:
             self._remote(m, regs, seq, dma, dp)
-        streams = [("weights_cmd", seq.weights_cmd, dp.weights_cmd),
-                   ("moving_cmd", seq.moving_cmd, dp.moving_cmd),
+        for name, cut in self._pe_slices.items():
+            m.submodules[f"{name}_slice"] = cut
+            wiring.connect(m, getattr(seq, name), cut.i)
+        streams = [("weights_cmd", self._pe_slices["weights_cmd"].o, dp.weights_cmd),
+                   ("moving_cmd", self._pe_slices["moving_cmd"].o, dp.moving_cmd),
                    ("act_cmd", seq.act_cmd, dp.act_cmd)]
         streams += [(f"dma_desc{q}", seq.dma_desc[q], dma.queues[q])
                     for q in range(cfg.dma.queues)]

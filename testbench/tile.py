@@ -165,7 +165,7 @@ def _queue_info(fields, pc, retired, busy, err):
 def run_tile(config: TileConfig, program: Program, *, data=None, dram_bytes=1 << 16,
              max_cycles=200_000, abort_after=None, lengths=None, host_stall=0.0, seed=0,
              program_base=PROGRAM_BASE, command_stall=0.0, backend="amaranth", image=None,
-             progress=None, **ram_kwargs):
+             progress=None, monitors=(), **ram_kwargs):
     """Run ``program`` on a tile of ``config`` (see the module docstring). ``lengths``
     overrides queue lengths ({name: n}); ``abort_after`` pulses CONTROL.abort that many cycles
     after start and then waits for the tile to stop; ``host_stall`` stalls the AXI4-Lite host
@@ -173,11 +173,15 @@ def run_tile(config: TileConfig, program: Program, *, data=None, dram_bytes=1 <<
     go to :class:`~systolica.hdl.axi_ram.AxiRam` (``read_latency``, ``stall``, ``jitter``,
     ``seed``); ``image`` replaces ``program.encode()`` (same queue layout; for patched words);
     ``progress`` (Verilator only) is called with the cycles run so far every
-    ``tile_compiled.PROGRESS_CYCLES`` (a progress bar)."""
+    ``tile_compiled.PROGRESS_CYCLES`` (a progress bar); ``monitors`` (Amaranth only): functions
+    of the :class:`Tile` returning a background process (``async (ctx)``) that watches it."""
     if not isinstance(config, TileConfig):
         raise TypeError(f"run_tile config must be a TileConfig; got {config!r}")
     if backend not in ("amaranth", "verilator"):
         raise ValueError(f"run_tile backend must be 'amaranth' or 'verilator'; got {backend!r}")
+    if backend == "verilator" and monitors:
+        raise ValueError("run_tile monitors are for backend='amaranth' (they watch signals "
+                         "inside the tile)")
     wb = config.sbuf.word_bytes
     if dram_bytes % wb:
         raise ValueError(f"run_tile dram_bytes must be a multiple of {wb}; got {dram_bytes}")
@@ -236,7 +240,8 @@ def run_tile(config: TileConfig, program: Program, *, data=None, dram_bytes=1 <<
         result["sbuf"] = _read_sbuf(ctx, config, memories)
         result["psum"] = _read_psum(ctx, config, memories)
 
-    cycles = run_simulation(fragment, [bench], max_cycles=max_cycles)
+    cycles = run_simulation(fragment, [bench], max_cycles=max_cycles,
+                            processes=[monitor(tile) for monitor in monitors])
     return TileRun(cycles=cycles, **result)
 
 

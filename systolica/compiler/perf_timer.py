@@ -20,7 +20,11 @@ What it follows, each from the RTL (docs/compiler.md, "Performance model"):
   on a conflict, so both run at half rate while they overlap);
 * the tensor engine streaming multiplies back to back behind its shadow-weight loads; the
   SBUF's moving reader takes the next MULTIPLY_MOVING only when the current one has
-  ``reader_words`` words left, so the PE queue issues about one multiply ahead of the engine;
+  ``reader_words`` words left;
+* the register slice on each PE command stream (hdl/tile.py): a command issued in cycle t
+  reaches its SBUF reader in t + ``pe_command_slice`` at the earliest, and the slice holds
+  ``pe_command_room`` commands, so the PE queue issues a command once the one that many
+  before it on the same stream was taken by the reader (and runs that far ahead of it);
 * the ACT unit one command at a time.
 
 A DMA copy's or ACT command's end can still move after it was timed (a fetch burst, or the
@@ -30,6 +34,7 @@ every event before their end is handled first.
 """
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -57,6 +62,8 @@ class Costs:
     dma_read_tail: int = 4      # a DMA read's last R beat to the copy's completion
     dram_read_queue: int = 2    # AR requests the DRAM (AxiRam) queues besides the burst it serves
     reader_words: int = 4       # SBUF column reader: words buffered ahead of the engine
+    pe_command_slice: int = 1   # PE command: the queue's issue to its SBUF reader (hdl/tile.py)
+    pe_command_room: int = 2    # ... commands the register slice holds per stream
     act_setup: int = 7          # ACT: command to first row, and the 3 idle cycles of completion
     psum_settle: int = 3        # PSUM read-modify-write after the last result
     fetch_latency: int = 4      # instruction fetch: burst decided to its first beat
@@ -183,6 +190,9 @@ class _TileTimer:
         self.res = {"dma": 0, "pe": 0, "load": 0, "act": 0, "fetch": 0}
         self.shadow_ready = None
         self.moving_free = 0            # when the SBUF's moving reader takes the next multiply
+        # when each reader took the last `pe_command_room` commands of its stream
+        self.taken_by_reader = {s: deque(maxlen=costs.pe_command_room)
+                                for s in ("weights", "moving")}
         word_elems = config.sbuf.word_bytes // dtype_numpy(config.array.moving_dtype).itemsize
         self.moving_per_word = max(1, word_elems)
         self.reader_ahead = costs.reader_words * self.moving_per_word
@@ -403,8 +413,8 @@ class _TileTimer:
                 self._extend(run, res["fetch"] - run.busy_from)
             leave = t + 1                   # the next copy of the queue issues once done
         elif op == Opcode.LOAD_STATIONARY:
-            start, done = self._load(t, insn.k)
-            leave = nxt = t + 1
+            issued, start, done = self._load(t, insn.k)
+            leave = nxt = issued + 1
         elif op == Opcode.MULTIPLY_MOVING:
             start, done, leave = self._multiply(t, insn.m, insn.repeat)
             nxt = leave
@@ -414,8 +424,8 @@ class _TileTimer:
             # after the load; no check or wait between them
             issue, start = t, None
             for _, k, _, _ in isa.matmul_tiles(insn, config.array.rows):
-                self._load(issue, k)
-                first, done, issue = self._multiply(issue + 1, insn.m, insn.repeat)
+                issued, _, _ = self._load(issue, k)
+                first, done, issue = self._multiply(issued + 1, insn.m, insn.repeat)
                 self.intervals[q].append(Interval(q, self.pc[q], op.name, t, first, res["pe"]))
                 start = first if start is None else start
             leave = nxt = issue
@@ -460,21 +470,38 @@ class _TileTimer:
             self._share_write_port(run, [r for r in others if r is not run])
         return insn, start, done
 
+    def _slice_issue(self, stream, t):
+        """When the PE queue can issue a command on ``stream`` at ``t`` or later: once the
+        register slice has room (the command ``pe_command_room`` before it was taken)."""
+        taken = self.taken_by_reader[stream]
+        return max(t, taken[0] + 1) if len(taken) == taken.maxlen else t
+
     def _load(self, t, k):
-        """A LOAD_STATIONARY of ``k`` rows issued at ``t``: ``(start, done)``."""
-        start = max(t, self.res["load"])
+        """A LOAD_STATIONARY of ``k`` rows the queue may issue at ``t``: ``(issued, start,
+        done)``; the weights reader takes it when the previous load has streamed."""
+        issued = self._slice_issue("weights", t)
+        start = max(issued + self.costs.pe_command_slice, self.res["load"])
+        self.taken_by_reader["weights"].append(start)
         done = start + k
         self.res["load"] = self.shadow_ready = done
-        return start, done
+        return issued, start, done
 
     def _multiply(self, t, m, repeat):
-        """A MULTIPLY_MOVING of ``repeat`` x ``m`` rows issued at ``t`` at the earliest:
-        ``(start, done, when the queue may issue its next command)``. The moving reader takes
-        a command once the previous one has reader_ahead beats left to stream: the queue's
-        slot waits for it."""
+        """A MULTIPLY_MOVING of ``repeat`` x ``m`` rows the queue may issue at ``t``: ``(start,
+        done, when the queue may issue its next command)``. Repeats issue one per cycle as the
+        slice has room; the moving reader takes a repeat once the previous one has
+        ``reader_ahead`` beats left to stream (the stream has no gap between repeats)."""
         costs, res = self.costs, self.res
-        accept = max(t, self.moving_free)
-        start = max(accept, res["pe"], self.shadow_ready or 0)
+        issue, taken, start = t, None, None
+        for r in range(repeat):
+            issue = self._slice_issue("moving", issue)
+            free = self.moving_free if r == 0 else \
+                max(taken + 1, start + r * m - self.reader_ahead)
+            taken = max(issue + costs.pe_command_slice, free)
+            self.taken_by_reader["moving"].append(taken)
+            if r == 0:
+                start = max(taken, res["pe"], self.shadow_ready or 0)
+            issue += 1
         self.shadow_ready = None
         busy = m * repeat + costs.pe_gap
         res["pe"] = start + busy
@@ -482,10 +509,9 @@ class _TileTimer:
         self.pe_streams.append(stream)
         for paced in [r for r in self.dma_runs if r.paced]:
             self._share_read_port(paced, [stream])
-        last_accept = max(accept, start + busy - m - self.reader_ahead) if repeat > 1 else accept
-        self.moving_free = max(last_accept + 1, start + busy - self.reader_ahead)
+        self.moving_free = max(taken + 1, start + busy - self.reader_ahead)
         done = start + busy + costs.pe_latency(self.config) + costs.psum_settle
-        return start, done, last_accept + 1
+        return start, done, issue
 
     def stuck(self):
         return [q for q in self.names if self.pc[q] < len(self.queues[q])]
