@@ -199,8 +199,7 @@ class Act(wiring.Component):
         in_range = Signal()
         m.d.comb += in_range.eq((byte_offset >> wb_log2) < sb.depth)
         m.d.comb += err_set.addr.eq(advance & s1_valid & ~in_range)
-        s4_valid = stage(stage(s1_valid & in_range, "s4a_valid", reset=True), "s4_valid",
-                         reset=True)
+        s4_valid = stage(s1_valid & in_range, "s4_valid", 2, reset=True)
         s4_meta = stage(s1_meta, "s4_meta", 2)
         s4_word = stage((byte_offset >> wb_log2)[:len(self.sbuf.payload.addr)], "s4_word", 2)
         s4_lane = stage(byte_offset[:wb_log2] if wb_log2 else Const(0, 1), "s4_lane", 2)
@@ -232,9 +231,8 @@ class Act(wiring.Component):
             m.d.comb += doubled.eq(p << 1)
             coarse = stage(doubled >> Cat(Const(0, 3), sh[3:]), f"s4_coarse{c}")
             fine_shift = stage(sh[:3], f"s4_fine_shift{c}")
-            sticky = stage(stage((p.as_unsigned() & s1_mask[c]) != 0, f"s4_sticky{c}"),
-                           f"s4b_sticky{c}")
-            shifted = stage(stage(sh != 0, f"s4_shifted{c}"), f"s4b_shifted{c}")
+            sticky = stage((p.as_unsigned() & s1_mask[c]) != 0, f"s4_sticky{c}", 2)
+            shifted = stage(sh != 0, f"s4_shifted{c}", 2)
             fine = stage(coarse >> fine_shift, f"s4_fine{c}")
             q = fine[1:].as_signed()
             guard = fine[0]
