@@ -79,10 +79,14 @@ def _add_config_flags(parser, sections):
     return dests
 
 
-def _configs_from_args(args, dests):
+def _configs_from_args(args, dests, *, base=None):
+    """``--config`` (or ``base``, default: systolica/default.toml) with the flags applied."""
     if args.config is not None and not args.config.strip():
         raise ConfigError(f"--config must name a TOML file; got {args.config!r}")
-    configs = load_toml(args.config) if args.config is not None else default_config()
+    if args.config is not None:
+        configs = load_toml(args.config)
+    else:
+        configs = base if base is not None else default_config()
     overrides = {}
     for dest, (section, name) in dests.items():
         value = getattr(args, dest)
@@ -167,7 +171,9 @@ def _add_build_command(add_block_command):
     from .board.build import BOARDS, DEFAULT_PLACER, DEFAULT_ROUTER, PLACERS, ROUTERS
     p = add_block_command("build", "build an FPGA bitstream of the tile with its UART host "
                           "bridge and block-RAM DRAM (amaranth-boards + YoWASP; see "
-                          "docs/fpga.md)", fixed_block="tile")
+                          "docs/fpga.md). Without --config the tile is the board's profile "
+                          "(a 4x4 tile that routes on the board; config options override its "
+                          "fields); --config F.toml builds F as given", fixed_block="tile")
     p.add_argument("--board", required=True, choices=sorted(BOARDS), help="target board")
     p.add_argument("-o", "--output", metavar="DIR", default=None,
                    help="output directory for the .bit and the JSON report "
@@ -195,7 +201,9 @@ def _add_build_command(add_block_command):
 
 def _cmd_build(args, configs):
     import subprocess
-    from .board.build import BOARDS, TimingError, build_board
+    from .board.build import BOARDS, TimingError, board_sections, build_board
+    # without --config: the board's profile (a tile that routes on it), flags on top
+    configs = _configs_from_args(args, args.config_dests, base=board_sections(args.board))
     config = get_block("tile").validated(configs)
     if args.placer_density is not None and args.placer != "heap":
         raise ConfigError(f"--placer-density is the HeAP placer's: it needs --placer heap; got "
@@ -217,8 +225,12 @@ def _cmd_build(args, configs):
           f"{report['clock_mhz']} MHz clock{'' if report['timing_met'] else ' (NOT MET)'}; "
           f"{report['seconds']} s")
     bit = os.path.join(out, report["bitstream"])
-    print(f"wrote {bit}\nwrote {bit[:-4]}.json\nprogram: "
-          + BOARDS[args.board].program.format(bit=bit))
+    toml = os.path.join(out, report["config_file"])
+    a = config.array
+    print(f"wrote {bit}\nwrote {bit[:-4]}.json\nwrote {toml} (the {a.rows}x{a.cols} tile's "
+          f"config)\nprogram: " + BOARDS[args.board].program.format(bit=bit)
+          + f"\nrun: systolica gemm --backend board --port /dev/ttyUSB0 --baud {args.baud} "
+            f"--config {toml} --m 16 --k 16 --n 16")
     return 0
 
 

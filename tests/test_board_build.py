@@ -37,8 +37,9 @@ def test_build_writes_a_bitstream_and_a_report(board, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_build_meets_its_clock(tmp_path, capsys):
-    """What the README promises: the default 8x8 config on the ULX3S at the board's default
-    clock, no --allow-timing-fail (about an hour on the loaded 2-core machine)."""
+    """What the README promises: `systolica build --board ulx3s-85f` with nothing else (the
+    board's profile, a 4x4 tile) meets the board's default clock without --allow-timing-fail,
+    and writes the .bit, the JSON report and the config's TOML (about 15 minutes)."""
     out = tmp_path / "default"
     status = main(["build", "--board", "ulx3s-85f", "-o", str(out)])
     printed = capsys.readouterr()
@@ -47,6 +48,9 @@ def test_default_build_meets_its_clock(tmp_path, capsys):
     assert report["timing_met"] and report["clock_mhz"] == BOARDS["ulx3s-85f"].clock_mhz
     assert report["fmax_mhz"] >= report["clock_mhz"]
     assert report["dsps"] <= 156 and report["luts"] <= 83_640 and report["brams"] <= 208
+    assert (out / "systolica_ulx3s_85f.bit").stat().st_size > 100_000
+    assert report["config"]["array"]["rows"] == 4 and report["dram_bytes"] == 32 * 1024
+    assert (out / report["config_file"]).is_file()
 
 
 def test_board_on_a_missing_port_is_a_clear_error():

@@ -317,3 +317,87 @@ def test_build_board_refuses_an_unknown_router(tmp_path):
         build_board("ulx3s-85f", TileConfig(), tmp_path, placer="sa")
     with pytest.raises(ValueError, match="build_board placer_density is HeAP's"):
         build_board("ulx3s-85f", TileConfig(), tmp_path, placer="static", placer_density=0.7)
+
+
+def test_build_without_config_builds_the_boards_profile(tmp_path, monkeypatch, capsys):
+    """No --config: the board's profile (docs/fpga.md: a 4x4 tile, 4 partitions of 512 words,
+    PSUM banks of 64 rows, the rest as systolica/default.toml); flags override single fields;
+    --config is the whole base instead. The build itself is replaced by a stand-in."""
+    from systolica.board import build
+    from systolica.config import ArrayConfig, DmaConfig, SbufConfig
+    built = []
+
+    def stand_in(board, config, out_dir, **kwargs):
+        built.append((board, config))
+        raise build.TimingError("stand-in: nothing built")
+
+    monkeypatch.setattr(build, "build_board", stand_in)
+    for board in sorted(build.BOARDS):
+        assert main(["build", "--board", board, "-o", str(tmp_path / board)]) == 2
+        name, config = built[-1]
+        assert name == board and config == build.board_config(board)
+        assert (config.array.rows, config.array.cols, config.sbuf.partitions, config.sbuf.depth,
+                config.psum.bank_rows) == (4, 4, 4, 512, 64)
+        assert config.dma == DmaConfig() and config.array.moving_dtype == "int8"
+    assert main(["build", "--board", "ulx3s-85f", "--rows", "2", "--cols", "2",
+                 "-o", str(tmp_path / "flags")]) == 2
+    config = built[-1][1]
+    assert (config.array.rows, config.array.cols, config.sbuf.partitions,
+            config.sbuf.depth) == (2, 2, 4, 512)
+    toml = tmp_path / "eight.toml"
+    toml.write_text("[array]\nrows = 8\ncols = 8\n")
+    assert main(["build", "--board", "ulx3s-85f", "--config", str(toml),
+                 "-o", str(tmp_path / "file")]) == 2
+    config = built[-1][1]
+    assert config.array == ArrayConfig(rows=8, cols=8) and config.sbuf == SbufConfig()
+    assert capsys.readouterr().err.count("stand-in") == 4
+
+
+def test_written_config_toml_reads_back_as_the_same_config(tmp_path):
+    from systolica.board.build import known_board_configs, write_config_toml
+    from systolica.config import ArrayConfig, load_toml
+    configs = {**known_board_configs(),
+               "bf16": TileConfig(array=ArrayConfig(rows=2, cols=3, moving_dtype="bfloat16",
+                                                    stationary_dtype="bfloat16"))}
+    for name, config in configs.items():
+        write_config_toml(config, tmp_path / f"{name}.toml")
+        assert TileConfig.from_sections(load_toml(tmp_path / f"{name}.toml")) == config
+
+
+class _FingerprintLine:
+    """A serial-like stand-in for a board: answers REG_READ of ID and FINGERPRINT."""
+
+    def __init__(self, value):
+        self.value, self.pending = value, bytearray()
+
+    def write(self, frame):
+        import struct
+        from systolica.registers import TILE_MAGIC
+        assert frame[1] == Command.REG_READ.value
+        addr = struct.unpack("<H", frame[4:6])[0]
+        self.pending += encode_reply(Status.OK, struct.pack("<I", {0: TILE_MAGIC,
+                                                                   4: self.value}[addr]))
+
+    def read(self, n):
+        data = bytes(self.pending[:n])
+        del self.pending[:n]
+        return data
+
+    def reset_input_buffer(self):
+        self.pending.clear()
+
+
+def test_board_without_a_config_is_identified_by_its_fingerprint():
+    from systolica.board import Board, BoardError
+    from systolica.board.build import BOARDS, board_config, known_board_configs
+    from systolica.config import ArrayConfig
+    from systolica.isa import fingerprint
+    assert set(known_board_configs()) == {"default", *BOARDS}
+    for config in (TileConfig(), *(board_config(b) for b in BOARDS)):
+        board = Board(_FingerprintLine(fingerprint(config)))
+        assert board.config == config and board.map["FINGERPRINT"].offset == 4
+    other = TileConfig(array=ArrayConfig(rows=3, cols=3))
+    with pytest.raises(BoardError, match=r"board fingerprint 0x[0-9a-f]{8} is none of the known "
+                                         r"configs \(default, ecpix5-85f, ulx3s-85f\): pass "
+                                         r"config="):
+        Board(_FingerprintLine(fingerprint(other)))

