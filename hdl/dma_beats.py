@@ -40,7 +40,11 @@ def issue_burst(m, channel, load, piece, word_bytes):
 class DmaBeatSplitter(wiring.Component):
     """Cuts the bursts of ``bursts`` into data beats (the first from lane ``lo``, later ones from
     lane 0) and presents the current beat from registers: ``valid``, ``lo``, ``n`` (bytes),
-    ``last`` (the burst's last beat). ``take`` consumes the beat."""
+    ``last`` (the burst's last beat). ``take`` consumes the beat.
+
+    A burst is taken from ``bursts`` with its first beat and the rest of it is cut from a
+    register (``rest``), so ``bursts.ready`` never depends on the queue's payload (timing: the
+    queue's read and the beat arithmetic are not in front of its level counter)."""
 
     def __init__(self, *, word_bytes):
         self._W = word_bytes
@@ -58,21 +62,23 @@ class DmaBeatSplitter(wiring.Component):
         m = Module()
         W = self._W
         head = self.bursts.payload
-        done = Signal(BURST_BYTES_BITS)         # bytes of the head burst already cut
+        cutting = Signal()                      # a burst's later beats are left in ``rest``
+        rest = Signal(BURST_BYTES_BITS)         # ... its bytes not yet cut
         lo_now = Signal.like(self.lo)
         left = Signal(BURST_BYTES_BITS)
         room = Signal(range(W + 1))
         m.d.comb += [
-            lo_now.eq(Mux(done == 0, head.lo, 0)),
-            left.eq(head.n - done),
+            lo_now.eq(Mux(cutting, 0, head.lo)),
+            left.eq(Mux(cutting, rest, head.n)),
             room.eq(W - lo_now),
         ]
-        load = self.bursts.valid & (~self.valid | self.take)
+        free = ~self.valid | self.take
+        load = free & (cutting | self.bursts.valid)
         ends = left <= room
         with m.If(load):
             m.d.sync += [self.valid.eq(1), self.lo.eq(lo_now), self.n.eq(Mux(ends, left, room)),
-                         self.last.eq(ends), done.eq(Mux(ends, 0, done + room))]
+                         self.last.eq(ends), cutting.eq(~ends), rest.eq(left - room)]
         with m.Elif(self.take):
             m.d.sync += self.valid.eq(0)
-        m.d.comb += self.bursts.ready.eq(load & ends)
+        m.d.comb += self.bursts.ready.eq(free & ~cutting)
         return m
