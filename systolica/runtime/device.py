@@ -12,7 +12,8 @@ come from the performance model), ``amaranth`` (the tile RTL in the Amaranth sim
 from its CYCLES register), ``verilator`` (the same RTL compiled by Verilator, through
 ``systolica.testbench.tile.run_tile(..., backend="verilator")``), ``board`` (an FPGA board through
 its UART bridge: ``Device(config, backend="board", port="/dev/ttyUSB0")``, or
-``matmul(a, b, device=Board(port, config=config))``; see :mod:`.board` and docs/fpga.md).
+``matmul(a, b, device=Board(port))``, the config found by the board's fingerprint, or
+``Board(port, config=config)``; see :mod:`.board` and docs/fpga.md).
 """
 
 import inspect
