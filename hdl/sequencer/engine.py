@@ -269,7 +269,10 @@ class QueueEngine(wiring.Component):
         entry = data.StructLayout({"kind": 2, "retire": 1, "end": 1, "pc": unsigned(32),
                                    "signal": data.ArrayLayout(slot.header.signal.shape()
                                                               .elem_shape, 2)})
-        board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth)
+        # the head in flip-flops (timing: retirement, the signals shown and the wait's
+        # ``may_fail`` start at registers, not at a LUT RAM read)
+        board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth,
+                                                registered_head=True)
         events = [Signal(range(self._depth + 2), name=f"events{k}") for k in range(3)]
         event_in = [C(0), Signal(name="event_a"), Signal(name="event_b")]
         head = board.o.payload

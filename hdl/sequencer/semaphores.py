@@ -9,26 +9,31 @@ a counter update in the same cycle):
 
 * **Waits.** A wait is granted in cycle t when it is shown (``valid``) in t, its pairs in t are
   the ones shown in t - 1 (whether ``valid`` or not there: an engine shows them ahead), and in
-  t - 1 ``value[id] >= amount`` held for both pairs, no grant touched either of its counters
-  (a pair with ``amount = 0`` touches nothing) and no ``clear`` came. Signals only raise the
-  counters, so the value of t - 1 is a safe lower bound. The ISA guarantees distinct ids where
-  both amounts are non-zero. The grant subtracts both amounts in the grant cycle
-  (wait-and-consume is one atomic step). At most one wait is granted per cycle, round-robin
-  between the engines, so two waiters can never both consume the same unit.
+  t - 1 ``value[id] >= amount`` held for both pairs, no grant of t - 1 or t - 2 touched either
+  of its counters (a pair with ``amount = 0`` touches nothing) and no ``clear`` came in t - 1.
+  The grant consumes both amounts (wait-and-consume is one atomic step), but the counters are
+  lowered one cycle later, in t + 1 (timing: the arbiter is not followed by the counters'
+  subtractors in one cycle): the register ``values`` of t - 1 holds every grant up to t - 3,
+  and those of t - 2 and t - 1 are excluded. Signals only raise the counters, so the value of
+  t - 1 is a safe lower bound. The ISA guarantees distinct ids where both amounts are
+  non-zero. At most one wait is granted per cycle, round-robin between the engines, so two
+  waiters can never both consume the same unit. ``values`` therefore shows a grant's
+  subtraction a cycle after the grant's visible effects (``granted``).
 * **Signals.** One engine's signals (both of them) are taken per cycle, round-robin between the
   engines with a signal shown; ``signal_ready[e]`` is high in the cycle t engine ``e``'s are
   taken (an engine keeps its signals shown until then, and may not depend on ``signal_ready``
   to show them). They are applied in t + 1, but never past ``2**bits - 1``: ``overflow[e]`` is
   high in t + 1 when one of them would take its counter there (both together if they name one
-  counter; the check is on the value of t + 1 before that cycle's grant, which only lowers a
-  counter), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). A ``clear`` in t or
-  t + 1 drops them.
+  counter; the check is on the value of t + 1 after every grant before t + 1 and before that
+  cycle's grant, which only lowers a counter: the register ``values`` less the grant of t
+  still being subtracted), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). A
+  ``clear`` in t or t + 1 drops them.
 * **Remote signals** (``remote=True``, a chip's tile): ``remote`` (``valid``, ``id``,
   ``amount``) is taken in the cycle it is shown, before any engine's (which then wait a cycle);
   ``remote_overflow`` is high in the next cycle when it would overflow and was not applied.
 
-So every counter has one adder and one subtractor, fed by the one signal pair and the one grant
-of the cycle, instead of an adder tree over every engine's signals: the file's area does not
+So every counter has one adder and one subtractor, fed by the one signal pair of the cycle and
+the one grant of the cycle before, instead of an adder tree over every engine's signals: the file's area does not
 grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
 """
 
@@ -84,19 +89,22 @@ class SemaphoreFile(wiring.Component):
         # --- waits: checked in t - 1 (registered), granted in t, one per cycle ----------------
         waits = m.submodules.wait_arbiter = RoundRobinArbiter(n)
         granted = Signal(wait_layout)     # the grant of this cycle (valid: one was made)
-        last_grant = Signal(wait_layout)  # ... of the previous cycle
+        last_grant = Signal(wait_layout)  # ... of the previous cycle: subtracted now
+        older_grant = Signal(wait_layout)  # ... of the cycle before: in ``values`` from now on
         cleared = Signal()                # clear in the previous cycle
-        m.d.sync += [last_grant.eq(granted), cleared.eq(self.clear)]
+        m.d.sync += [last_grant.eq(Mux(self.clear, 0, granted)), older_grant.eq(last_grant),
+                     cleared.eq(self.clear)]
         ok = []
         for e, w in enumerate(self.wait):
             shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
             met = Signal(name=f"wait_met_{e}")
             m.d.sync += [shown.eq(w.pair),
                          met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all())]
-            touched = Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
-                          for g in last_grant.pair for p in w.pair).any()
+            def touched(grant):
+                return grant.valid & Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
+                                         for g in grant.pair for p in w.pair).any()
             ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
-                      ~(last_grant.valid & touched) & ~cleared)
+                      ~touched(last_grant) & ~touched(older_grant) & ~cleared)
         m.d.comb += [waits.requests.eq(Cat(ok)), waits.advance.eq(1),
                      self.granted.eq(waits.grant)]
         with m.Switch(waits.index):
@@ -139,17 +147,24 @@ class SemaphoreFile(wiring.Component):
         for j in range(2):
             m.d.sync += [lane_id[j].eq(taken[j].id), lane_amount[j].eq(totals[j]),
                          room[j].eq(limit - totals[j]), over[j].eq(totals[j] > limit)]
+        # ``values`` still holds the grant of the previous cycle (subtracted now): its amount
+        # on the lane's counter is headroom too (from registers, beside the counter read)
+        def pending(j):
+            terms = [Mux(last_grant.valid & (g.amount != 0) & (g.id == lane_id[j]), g.amount, 0)
+                     for g in last_grant.pair]
+            return terms[0] | terms[1]     # distinct ids by the ISA: one term at most
         bad = Signal()
-        m.d.comb += bad.eq(Cat(lane_valid[j] & (over[j] | (values[lane_id[j]] > room[j]))
+        m.d.comb += bad.eq(Cat(lane_valid[j] & (over[j] |
+                                                (values[lane_id[j]] > room[j] + pending(j)))
                                for j in range(2)).any())
         m.d.comb += self.overflow.eq(Mux(bad, owner, 0))
         if self.remote_port:
             m.d.comb += self.remote_overflow.eq(owner_remote & bad)
 
         # --- the counters: at most two additions (distinct ids: merged) and two subtractions
-        # (distinct ids by the ISA) per cycle ------------------------------------------------
+        # (the previous cycle's grant, distinct ids by the ISA) per cycle --------------------
         adds = [(lane_valid[j] & ~bad, lane_id[j], lane_amount[j]) for j in range(2)]
-        subs = [(granted.valid & (p.amount != 0), p.id, p.amount) for p in granted.pair]
+        subs = [(last_grant.valid & (p.amount != 0), p.id, p.amount) for p in last_grant.pair]
 
         def lanes(hits, i):            # one-hot by id: OR, not a sum
             terms = [Mux(v & (sid == i), amount, 0) for v, sid, amount in hits]
