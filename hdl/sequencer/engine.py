@@ -266,9 +266,11 @@ class QueueEngine(wiring.Component):
         op = slot.header.opcode
 
         # scoreboard: in-order completion of issued commands
+        # ``signals``: which of the two signals has a non-zero count (found at issue: timing)
         entry = data.StructLayout({"kind": 2, "retire": 1, "end": 1, "pc": unsigned(32),
                                    "signal": data.ArrayLayout(slot.header.signal.shape()
-                                                              .elem_shape, 2)})
+                                                              .elem_shape, 2),
+                                   "signals": 2})
         # the head in flip-flops (timing: retirement, the signals shown and the wait's
         # ``may_fail`` start at registers, not at a LUT RAM read)
         board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth,
@@ -300,12 +302,12 @@ class QueueEngine(wiring.Component):
         # the head's signals wait for the semaphore file (one engine's per cycle), which gives
         # its overflow verdict in the cycle after it took them: the head retires then
         m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~failed & ~dma_failed &
-                                  ((head.signal[0].count != 0) | (head.signal[1].count != 0)))
+                                  head.signals.any())
         m.d.sync += sent.eq(signalling & ~sent & self.signal_ready)
         may_fail = signalling | (head_done & head.retire & dma_failed)   # fail_now's superset
         for j in range(2):
             sig = head.signal[j]
-            m.d.comb += [self.signal[j].valid.eq(signalling & ~sent & (sig.count != 0)),
+            m.d.comb += [self.signal[j].valid.eq(signalling & ~sent & head.signals[j]),
                          self.signal[j].id.eq(sig.sem), self.signal[j].amount.eq(sig.count)]
         with m.If(retire_now & ~fail_now):
             m.d.sync += st.retired.eq(st.retired + 1)
@@ -444,7 +446,9 @@ class QueueEngine(wiring.Component):
                      board.i.valid.eq(issued),
                      board.i.payload.retire.eq(last),
                      board.i.payload.end.eq(op == Opcode.END), board.i.payload.pc.eq(pc),
-                     board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0))]
+                     board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0)),
+                     board.i.payload.signals.eq(Cat(last & (s.count != 0)
+                                                    for s in slot.header.signal))]
         with m.If(issued):
             with m.If(last):
                 m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1)]

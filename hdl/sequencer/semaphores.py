@@ -90,21 +90,23 @@ class SemaphoreFile(wiring.Component):
         waits = m.submodules.wait_arbiter = RoundRobinArbiter(n)
         granted = Signal(wait_layout)     # the grant of this cycle (valid: one was made)
         last_grant = Signal(wait_layout)  # ... of the previous cycle: subtracted now
-        older_grant = Signal(wait_layout)  # ... of the cycle before: in ``values`` from now on
-        cleared = Signal()                # clear in the previous cycle
-        m.d.sync += [last_grant.eq(Mux(self.clear, 0, granted)), older_grant.eq(last_grant),
-                     cleared.eq(self.clear)]
+        m.d.sync += last_grant.eq(Mux(self.clear, 0, granted))
         ok = []
         for e, w in enumerate(self.wait):
+            def touches(grant, pairs):
+                return grant.valid & Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
+                                         for g in grant.pair for p in pairs).any()
+            # registered with the check: the pairs, whether the values met them, and (folded
+            # in) no grant of that cycle (``last_grant`` then: the grant of t - 2) touching them
+            # and no clear. The grant of t - 1 is checked now, against ``shown`` (= the pairs
+            # where it counts), so only registers come before the arbiter but ``valid``.
             shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
             met = Signal(name=f"wait_met_{e}")
             m.d.sync += [shown.eq(w.pair),
-                         met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all())]
-            def touched(grant):
-                return grant.valid & Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
-                                         for g in grant.pair for p in w.pair).any()
+                         met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all() &
+                                ~touches(last_grant, w.pair) & ~self.clear)]
             ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
-                      ~touched(last_grant) & ~touched(older_grant) & ~cleared)
+                      ~touches(last_grant, shown))
         m.d.comb += [waits.requests.eq(Cat(ok)), waits.advance.eq(1),
                      self.granted.eq(waits.grant)]
         with m.Switch(waits.index):
