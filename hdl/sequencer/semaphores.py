@@ -131,50 +131,54 @@ class SemaphoreFile(wiring.Component):
         if self.remote_port:
             with m.If(remote_valid):
                 m.d.comb += taken.eq(self.remote.as_value())
-        # registered: the pair (a pair naming one counter merged into lane 0), whose it is,
-        # and per lane the highest value it may meet without overflowing (``room``; ``over``:
-        # none) -- so the next cycle's check is one counter read and one compare
+        # registered: the pair (a pair naming one counter merged into lane 0) with each lane's
+        # counter one-hot, whose it is, and whether a merged amount alone overflows (``over``)
         same = taken[0].valid & taken[1].valid & (taken[0].id == taken[1].id)
-        lane_valid = Signal(2)
-        lane_id = Signal(data.ArrayLayout(unsigned(index_bits(self.count)), 2))
+        totals = [taken[0].amount + Mux(same, taken[1].amount, 0), taken[1].amount]
+        lane_valid = [taken[0].valid, taken[1].valid & ~same]
+        lane_hits = Signal(data.ArrayLayout(self.count, 2))
         lane_amount = Signal(data.ArrayLayout(unsigned(self.bits), 2))
-        room = Signal(data.ArrayLayout(unsigned(self.bits), 2))
         over = Signal(2)
         owner = Signal(n)
         owner_remote = Signal()
-        totals = [taken[0].amount + Mux(same, taken[1].amount, 0), taken[1].amount]
-        m.d.sync += [lane_valid.eq(Mux(self.clear, 0, Cat(taken[0].valid,
-                                                           taken[1].valid & ~same))),
-                     owner.eq(signals.grant), owner_remote.eq(remote_valid)]
+        m.d.sync += [owner.eq(signals.grant), owner_remote.eq(remote_valid)]
         for j in range(2):
-            m.d.sync += [lane_id[j].eq(taken[j].id), lane_amount[j].eq(totals[j]),
-                         room[j].eq(limit - totals[j]), over[j].eq(totals[j] > limit)]
-        # ``values`` still holds the grant of the previous cycle (subtracted now): its amount
-        # on the lane's counter is headroom too (from registers, beside the counter read)
-        def pending(j):
-            terms = [Mux(last_grant.valid & (g.amount != 0) & (g.id == lane_id[j]), g.amount, 0)
-                     for g in last_grant.pair]
-            return terms[0] | terms[1]     # distinct ids by the ISA: one term at most
+            m.d.sync += [lane_hits[j].eq(Mux(self.clear | ~lane_valid[j], 0,
+                                             1 << taken[j].id)),
+                         lane_amount[j].eq(totals[j]),
+                         over[j].eq(lane_valid[j] & ~self.clear & (totals[j] > limit))]
+        # the grant being subtracted, its counters one-hot too
+        grant_hits = Signal(data.ArrayLayout(self.count, 2))
+        m.d.sync += [grant_hits[k].eq(Mux(self.clear | ~granted.valid | (p.amount == 0), 0,
+                                          1 << p.id))
+                     for k, p in enumerate(granted.pair)]
+
+        # --- the counters: at most two additions (distinct ids: merged) and two subtractions
+        # (the previous cycle's grant, distinct ids by the ISA) per cycle. Every counter sums
+        # its own: ``lowered`` (the counter less the grant being subtracted, which a signal
+        # may use) plus the pair's amount on it; a carry out of that sum is the overflow
+        # (``bad``: neither signal applied), which only picks one of the two sums (timing: no
+        # counter read, no compare or adder after the verdict).
+        def lanes(hits, amounts, i):       # one-hot by id: OR, not a sum
+            return Mux(hits[0][i], amounts[0], 0) | Mux(hits[1][i], amounts[1], 0)
+        lowered, raised, carries = [], [], []
+        for i in range(self.count):
+            low = Signal(self.bits, name=f"lowered_{i}")
+            high = Signal(self.bits + 1, name=f"raised_{i}")
+            m.d.comb += [low.eq(values[i] - lanes(grant_hits,
+                                                  [g.amount for g in last_grant.pair], i)),
+                         high.eq(low + lanes(lane_hits, lane_amount, i))]
+            lowered.append(low)
+            raised.append(high)
+            carries.append(high[self.bits])
         bad = Signal()
-        m.d.comb += bad.eq(Cat(lane_valid[j] & (over[j] |
-                                                (values[lane_id[j]] > room[j] + pending(j)))
-                               for j in range(2)).any())
+        m.d.comb += bad.eq(Cat(*carries, over).any())
         m.d.comb += self.overflow.eq(Mux(bad, owner, 0))
         if self.remote_port:
             m.d.comb += self.remote_overflow.eq(owner_remote & bad)
-
-        # --- the counters: at most two additions (distinct ids: merged) and two subtractions
-        # (the previous cycle's grant, distinct ids by the ISA) per cycle --------------------
-        adds = [(lane_valid[j] & ~bad, lane_id[j], lane_amount[j]) for j in range(2)]
-        subs = [(last_grant.valid & (p.amount != 0), p.id, p.amount) for p in last_grant.pair]
-
-        def lanes(hits, i):            # one-hot by id: OR, not a sum
-            terms = [Mux(v & (sid == i), amount, 0) for v, sid, amount in hits]
-            return terms[0] | terms[1]
         for i in range(self.count):
-            add, sub = lanes(adds, i), lanes(subs, i)
             with m.If(self.clear):
                 m.d.sync += values[i].eq(0)
             with m.Else():
-                m.d.sync += values[i].eq(values[i] + add - sub)
+                m.d.sync += values[i].eq(Mux(bad, lowered[i], raised[i][:self.bits]))
         return m
