@@ -40,13 +40,14 @@ class SemaphoreModel:
         # the cases the delayed subtraction decides: a signal that fits only because the grant
         # being subtracted is counted, a wait refused only for the grant of two cycles before
         self.fits_by_subtraction = self.held_by_older_grant = 0
+        self.verdict = (None, False)           # the overflow of the previous cycle's check
         self.pending = None                    # (merged {id: amount}, engine or "remote")
 
     def step(self, waits, signals, remote, clear):
         """waits[e]: (valid, ((id, amount), (id, amount))); signals[e]: [(id, amount) or
         None]*2; remote: None or (id, amount). Returns (granted, signal_ready, overflow,
         remote_overflow): granted and signal_ready engine indices or None, overflow the engine
-        whose pair of the previous cycle overflowed (or None), remote_overflow a bool."""
+        whose pair taken two cycles before overflowed (or None), remote_overflow a bool."""
         v = self.values
         touched = {i for g in (self.last_grant, self.older_grant) for i, a in (g or ()) if a}
         subtracting = {i: a for i, a in (self.last_grant or ()) if a}
@@ -90,7 +91,9 @@ class SemaphoreModel:
             for i, a in subtracting.items():
                 v[i] -= a
         self.pending = (added, who) if added and not clear else None
-        return granted, ready, (owner if owner != "remote" else None), owner == "remote"
+        verdict = self.verdict                 # registered: the check of the cycle before
+        self.verdict = ((owner if owner != "remote" else None), owner == "remote")
+        return (granted, ready) + verdict
 
 
 def random_wait(rng, count, bits):

@@ -296,12 +296,26 @@ class QueueEngine(wiring.Component):
         # (DMA_ERROR) or a signal would overflow (the semaphore file applies none of them);
         # then nothing after it signals or retires, and the queue halts at its pc.
         failed = Signal()                 # a retirement failed: the rest drains silently
-        retire_now = retiring & head.retire & ~aborting & ~failed
+        # A head whose signals the file took leaves the scoreboard in the next cycle (``sent``)
+        # and its verdict, registered by the file, comes one cycle after that (``judging``):
+        # its retirement counts (RETIRED, DONE) or fails then, and in that cycle nothing after
+        # it retires, signals, waits, issues or enters the slot if it fails (timing: the
+        # verdict reaches only a few gates before the engine's registers).
+        judging = Signal()
+        judged_pc = Signal.like(head.pc)
+        judged_end = Signal()
+        failing = judging & self.overflow
+        stopped = failed | failing
+        retire_now = retiring & head.retire & ~aborting & ~stopped
         dma_failed = dma_error_seen != DmaError.OK
-        fail_now = retire_now & (dma_failed | (sent & self.overflow))
+        fail_now = retire_now & dma_failed
+        counted = retire_now & ~dma_failed & ~sent        # counts now (no verdict to wait for)
+        judged_ok = judging & ~self.overflow
+        m.d.sync += [judging.eq(retire_now & sent), judged_pc.eq(head.pc),
+                     judged_end.eq(head.end)]
         # the head's signals wait for the semaphore file (one engine's per cycle), which gives
         # its overflow verdict in the cycle after it took them: the head retires then
-        m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~failed & ~dma_failed &
+        m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~stopped & ~dma_failed &
                                   head.signals.any())
         m.d.sync += sent.eq(signalling & ~sent & self.signal_ready)
         may_fail = signalling | (head_done & head.retire & dma_failed)   # fail_now's superset
@@ -309,10 +323,9 @@ class QueueEngine(wiring.Component):
             sig = head.signal[j]
             m.d.comb += [self.signal[j].valid.eq(signalling & ~sent & head.signals[j]),
                          self.signal[j].id.eq(sig.sem), self.signal[j].amount.eq(sig.count)]
-        with m.If(retire_now & ~fail_now):
-            m.d.sync += st.retired.eq(st.retired + 1)
-            with m.If(head.end):
-                m.d.sync += st.state.eq(EngineState.DONE)
+        m.d.sync += st.retired.eq(st.retired + counted + judged_ok)
+        with m.If((counted & head.end) | (judged_ok & judged_end)):
+            m.d.sync += st.state.eq(EngineState.DONE)
         with m.If(live & in_flight):
             m.d.sync += st.busy_cycles.eq(st.busy_cycles + 1)
 
@@ -344,7 +357,7 @@ class QueueEngine(wiring.Component):
                                                           pc, loaded, new_load)
         static_code = Signal(IsaError)
         static_detail = Signal(DmaError)
-        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & \
+        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & ~failing & \
             (pc < length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
@@ -393,7 +406,7 @@ class QueueEngine(wiring.Component):
         # Nothing issues in a cycle where a retirement may fail: the overflow verdict of its
         # signals (``sent``) or a DMA error. The verdict itself stays off the issue path (the
         # semaphore file's counter read and compare come before it: timing).
-        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~failed & ~sent &
+        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
                                  ~(retire_now & dma_failed))
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
         last_rep = Signal()
@@ -427,7 +440,7 @@ class QueueEngine(wiring.Component):
                     # error halts the queue before anything after it consumed a wait). Nor
                     # does anything wait while a retirement might fail this cycle: the
                     # semaphore file's overflow verdict stays off the wait path (timing).
-                    m.d.comb += self.wait.valid.eq(~may_fail & ~failed &
+                    m.d.comb += self.wait.valid.eq(~may_fail & ~stopped &
                                                    (empty if kind == Engine.DMA else 1))
                     with m.If(self.wait.valid & self.granted):
                         m.d.sync += [phase.eq(3), st.state.eq(EngineState.RUNNING)]
@@ -555,10 +568,11 @@ class QueueEngine(wiring.Component):
         overrun = live & ~slot_valid & ~ended & ~halting & (pc >= length)
         with m.If(overrun):
             m.d.sync += halt(IsaError.QUEUE_OVERRUN)
-        with m.If(fail_now):
-            m.d.sync += [failed.eq(1), halting.eq(1), slot_valid.eq(0), pc.eq(head.pc),
-                         halt_code.eq(Mux(dma_failed, IsaError.DMA_ERROR,
-                                          IsaError.SEMAPHORE_OVERFLOW)),
+        with m.If(fail_now | failing):
+            m.d.sync += [failed.eq(1), halting.eq(1), slot_valid.eq(0),
+                         pc.eq(Mux(failing, judged_pc, head.pc)),
+                         halt_code.eq(Mux(failing, IsaError.SEMAPHORE_OVERFLOW,
+                                          IsaError.DMA_ERROR)),
                          halt_detail.eq(dma_error_seen)]
         with m.If(live & halting & empty):
             m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(halt_code),

@@ -23,18 +23,19 @@ a counter update in the same cycle):
   engines with a signal shown; ``signal_ready[e]`` is high in the cycle t engine ``e``'s are
   taken (an engine keeps its signals shown until then, and may not depend on ``signal_ready``
   to show them). They are applied in t + 1, but never past ``2**bits - 1``: ``overflow[e]`` is
-  high in t + 1 when one of them would take its counter there (both together if they name one
+  high in t + 2 (registered) when one of them would take its counter there in t + 1 (both
+  together if they name one
   counter; the check is on the value of t + 1 after every grant before t + 1 and before that
   cycle's grant, which only lowers a counter: the register ``values`` less the grant of t
   still being subtracted), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). A
   ``clear`` in t or t + 1 drops them.
 * **Remote signals** (``remote=True``, a chip's tile): ``remote`` (``valid``, ``id``,
   ``amount``) is taken in the cycle it is shown, before any engine's (which then wait a cycle);
-  ``remote_overflow`` is high in the next cycle when it would overflow and was not applied.
+  ``remote_overflow`` is high two cycles later when it would overflow and was not applied.
 
-So every counter has one adder and one subtractor, fed by the one signal pair of the cycle and
-the one grant of the cycle before, instead of an adder tree over every engine's signals: the file's area does not
-grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
+So every counter has one subtractor and one adder, fed by the grant of the cycle before and the
+one signal pair of the cycle, instead of an adder tree over every engine's signals: the file's
+area does not grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
 """
 
 from amaranth.hdl import *
@@ -173,9 +174,10 @@ class SemaphoreFile(wiring.Component):
             carries.append(high[self.bits])
         bad = Signal()
         m.d.comb += bad.eq(Cat(*carries, over).any())
-        m.d.comb += self.overflow.eq(Mux(bad, owner, 0))
+        # the verdict leaves registered (timing: the engines' halt logic is not behind the sums)
+        m.d.sync += self.overflow.eq(Mux(bad, owner, 0))
         if self.remote_port:
-            m.d.comb += self.remote_overflow.eq(owner_remote & bad)
+            m.d.sync += self.remote_overflow.eq(owner_remote & bad)
         for i in range(self.count):
             with m.If(self.clear):
                 m.d.sync += values[i].eq(0)
