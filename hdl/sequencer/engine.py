@@ -276,18 +276,21 @@ class QueueEngine(wiring.Component):
         board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth,
                                                 registered_head=True)
         events = [Signal(range(self._depth + 2), name=f"events{k}") for k in range(3)]
+        # ... and whether each count is non-zero, registered with it (timing: the head's
+        # completion, and so the wait's ``may_fail``, from a few flip-flops)
+        pending = [C(1)] + [Signal(name=f"events{k}_pending") for k in (1, 2)]
         event_in = [C(0), Signal(name="event_a"), Signal(name="event_b")]
         head = board.o.payload
-        head_done = board.o.valid & Array(events)[head.kind].any() | \
-            (board.o.valid & (head.kind == _IMM))
+        head_done = board.o.valid & ((head.kind == _IMM) | Array(pending)[head.kind])
         retiring = Signal()
         signalling = Signal()             # the head has signals for the semaphore file
-        sent = Signal()                   # ... it took them last cycle: its verdict is now
+        sent = Signal()                   # ... it took them last cycle: the head leaves now
         m.d.comb += [retiring.eq(head_done & (~signalling | sent)),
                      board.o.ready.eq(retiring)]
         for k in (1, 2):
             dec = retiring & (head.kind == k)
-            m.d.sync += events[k].eq(events[k] + event_in[k] - dec)
+            count = events[k] + event_in[k] - dec
+            m.d.sync += [events[k].eq(count), pending[k].eq(count != 0)]
         dma_error_seen = Signal(DmaError)
         in_flight = board.o.valid
         empty = ~board.o.valid

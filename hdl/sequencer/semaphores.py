@@ -38,6 +38,9 @@ one signal pair of the cycle, instead of an adder tree over every engine's signa
 area does not grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
 """
 
+import functools
+import operator
+
 from amaranth.hdl import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -89,32 +92,41 @@ class SemaphoreFile(wiring.Component):
 
         # --- waits: checked in t - 1 (registered), granted in t, one per cycle ----------------
         waits = m.submodules.wait_arbiter = RoundRobinArbiter(n)
-        granted = Signal(wait_layout)     # the grant of this cycle (valid: one was made)
-        last_grant = Signal(wait_layout)  # ... of the previous cycle: subtracted now
-        m.d.sync += last_grant.eq(Mux(self.clear, 0, granted))
+        # the grant of this cycle, picked by the one-hot grant from each engine's pairs and,
+        # found before the arbiter, the counters they name (one-hot; none for amount 0)
+        granted = Signal(wait_layout.members["pair"])
+        granted_hits = Signal(data.ArrayLayout(self.count, 2))
+        # ... of the previous cycle: subtracted now; ``grant_hits``, its counters
+        last_grant = Signal(wait_layout.members["pair"])
+        grant_hits = Signal(data.ArrayLayout(self.count, 2))
+        m.d.sync += [last_grant.eq(granted), grant_hits.eq(Mux(self.clear, 0, granted_hits))]
+        touched_now = grant_hits[0] | grant_hits[1]
+
+        def touches(mask, pairs):
+            return Cat((p.amount != 0) & mask.bit_select(p.id, 1) for p in pairs).any()
         ok = []
         for e, w in enumerate(self.wait):
-            def touches(grant, pairs):
-                return grant.valid & Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
-                                         for g in grant.pair for p in pairs).any()
             # registered with the check: the pairs, whether the values met them, and (folded
-            # in) no grant of that cycle (``last_grant`` then: the grant of t - 2) touching them
+            # in) no grant of that cycle (``grant_hits`` then: the grant of t - 2) touching them
             # and no clear. The grant of t - 1 is checked now, against ``shown`` (= the pairs
             # where it counts), so only registers come before the arbiter but ``valid``.
             shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
             met = Signal(name=f"wait_met_{e}")
             m.d.sync += [shown.eq(w.pair),
                          met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all() &
-                                ~touches(last_grant, w.pair) & ~self.clear)]
+                                ~touches(touched_now, w.pair) & ~self.clear)]
             ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
-                      ~touches(last_grant, shown))
+                      ~touches(touched_now, shown))
         m.d.comb += [waits.requests.eq(Cat(ok)), waits.advance.eq(1),
                      self.granted.eq(waits.grant)]
-        with m.Switch(waits.index):
-            for e in range(n):
-                with m.Case(e):
-                    m.d.comb += granted.pair.eq(self.wait[e].pair)
-        m.d.comb += granted.valid.eq(waits.valid)
+        def any_of(terms):
+            return functools.reduce(operator.or_, terms)
+        m.d.comb += granted.as_value().eq(any_of([Mux(waits.grant[e], w.pair.as_value(), 0)
+                                                  for e, w in enumerate(self.wait)]))
+        for k in range(2):
+            m.d.comb += granted_hits[k].eq(any_of([
+                Mux(waits.grant[e] & (w.pair[k].amount != 0), 1 << w.pair[k].id, 0)
+                for e, w in enumerate(self.wait)]))
 
         # --- signals: one engine's pair taken per cycle (the remote port first), applied in
         # the next cycle after the overflow check ----------------------------------------------
@@ -148,11 +160,6 @@ class SemaphoreFile(wiring.Component):
                                              1 << taken[j].id)),
                          lane_amount[j].eq(totals[j]),
                          over[j].eq(lane_valid[j] & ~self.clear & (totals[j] > limit))]
-        # the grant being subtracted, its counters one-hot too
-        grant_hits = Signal(data.ArrayLayout(self.count, 2))
-        m.d.sync += [grant_hits[k].eq(Mux(self.clear | ~granted.valid | (p.amount == 0), 0,
-                                          1 << p.id))
-                     for k, p in enumerate(granted.pair)]
 
         # --- the counters: at most two additions (distinct ids: merged) and two subtractions
         # (the previous cycle's grant, distinct ids by the ISA) per cycle. Every counter sums
@@ -166,8 +173,7 @@ class SemaphoreFile(wiring.Component):
         for i in range(self.count):
             low = Signal(self.bits, name=f"lowered_{i}")
             high = Signal(self.bits + 1, name=f"raised_{i}")
-            m.d.comb += [low.eq(values[i] - lanes(grant_hits,
-                                                  [g.amount for g in last_grant.pair], i)),
+            m.d.comb += [low.eq(values[i] - lanes(grant_hits, [g.amount for g in last_grant], i)),
                          high.eq(low + lanes(lane_hits, lane_amount, i))]
             lowered.append(low)
             raised.append(high)
