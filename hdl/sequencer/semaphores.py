@@ -7,9 +7,10 @@ ISA's two waits; ``granted[e]`` back) and a *signal* port (``signal[e][j]``, ``j
 Both sides are pipelined by one register (timing: no counter read is followed by an arbiter and
 a counter update in the same cycle):
 
-* **Waits.** A wait is granted in cycle t when it is shown (``valid``) in t, its pairs in t are
-  the ones shown in t - 1 (whether ``valid`` or not there: an engine shows them ahead), and in
-  t - 1 ``value[id] >= amount`` held for both pairs, no grant of t - 1 or t - 2 touched either
+* **Waits.** An engine shows a wait's pairs from at least one cycle before its ``valid`` and
+  keeps them while ``valid`` (its engine shows them from the check on). A wait is granted in
+  cycle t when it is shown (``valid``) in t, and in t - 1 ``value[id] >= amount`` held for
+  both pairs, no grant of t - 1 or t - 2 touched either
   of its counters (a pair with ``amount = 0`` touches nothing) and no ``clear`` came in t - 1.
   The grant consumes both amounts (wait-and-consume is one atomic step), but the counters are
   lowered one cycle later, in t + 1 (timing: the arbiter is not followed by the counters'
@@ -108,15 +109,15 @@ class SemaphoreFile(wiring.Component):
         for e, w in enumerate(self.wait):
             # registered with the check: the pairs, whether the values met them, and (folded
             # in) no grant of that cycle (``grant_hits`` then: the grant of t - 2) touching them
-            # and no clear. The grant of t - 1 is checked now, against ``shown`` (= the pairs
-            # where it counts), so only registers come before the arbiter but ``valid``.
+            # and no clear. The grant of t - 1 is checked now, against ``shown`` (the pairs
+            # shown now: they were shown a cycle ahead), so only registers come before the
+            # arbiter but ``valid``.
             shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
             met = Signal(name=f"wait_met_{e}")
             m.d.sync += [shown.eq(w.pair),
                          met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all() &
                                 ~touches(touched_now, w.pair) & ~self.clear)]
-            ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
-                      ~touches(touched_now, shown))
+            ok.append(w.valid & met & ~touches(touched_now, shown))
         m.d.comb += [waits.requests.eq(Cat(ok)), waits.advance.eq(1),
                      self.granted.eq(waits.grant)]
         def any_of(terms):
