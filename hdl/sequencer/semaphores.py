@@ -105,19 +105,25 @@ class SemaphoreFile(wiring.Component):
 
         def touches(mask, pairs):
             return Cat((p.amount != 0) & mask.bit_select(p.id, 1) for p in pairs).any()
+        # Whether the grant of this cycle touches each engine's pairs, registered for the next
+        # cycle's grant: from every two engines' pairs (shown, so stable, before ``valid``)
+        # and the one-hot grant (timing: nothing but registers and ``valid`` before the
+        # arbiter).
+        def clash(e, f):
+            return Cat((p.amount != 0) & (q.amount != 0) & (p.id == q.id)
+                       for p in self.wait[e].pair for q in self.wait[f].pair).any()
+        touched_last = Signal(n)
+        m.d.sync += [touched_last[e].eq(Cat(waits.grant[f] & clash(e, f)
+                                            for f in range(n)).any()) for e in range(n)]
         ok = []
         for e, w in enumerate(self.wait):
-            # registered with the check: the pairs, whether the values met them, and (folded
-            # in) no grant of that cycle (``grant_hits`` then: the grant of t - 2) touching them
-            # and no clear. The grant of t - 1 is checked now, against ``shown`` (the pairs
-            # shown now: they were shown a cycle ahead), so only registers come before the
-            # arbiter but ``valid``.
-            shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
+            # registered with the check: whether the values met the pairs and (folded in) no
+            # grant of that cycle (``grant_hits`` then: the grant of t - 2) touched them and
+            # no clear came; the grant of t - 1: ``touched_last``
             met = Signal(name=f"wait_met_{e}")
-            m.d.sync += [shown.eq(w.pair),
-                         met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all() &
-                                ~touches(touched_now, w.pair) & ~self.clear)]
-            ok.append(w.valid & met & ~touches(touched_now, shown))
+            m.d.sync += met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all() &
+                               ~touches(touched_now, w.pair) & ~self.clear)
+            ok.append(w.valid & met & ~touched_last[e])
         m.d.comb += [waits.requests.eq(Cat(ok)), waits.advance.eq(1),
                      self.granted.eq(waits.grant)]
         def any_of(terms):
