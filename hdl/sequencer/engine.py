@@ -84,7 +84,7 @@ class QueueEngine(wiring.Component):
             "wait": Out(semaphore_wait_layout(SEMAPHORES, SEMAPHORE_BITS)),
             "granted": In(1),
             "signal_ready": In(1),       # the semaphore file takes the signals shown
-            "overflow": In(1),           # ... and they would overflow (none applied)
+            "overflow": In(1),           # ... and they overflowed (none applied; 2 cycles later)
             "signal": Out(semaphore_request_layout(SEMAPHORES, SEMAPHORE_BITS)).array(2),
             "status": Out(engine_status_layout()),
             "active": Out(1),            # running, waiting, or draining in-flight commands
@@ -316,8 +316,8 @@ class QueueEngine(wiring.Component):
         judged_ok = judging & ~self.overflow
         m.d.sync += [judging.eq(retire_now & sent), judged_pc.eq(head.pc),
                      judged_end.eq(head.end)]
-        # the head's signals wait for the semaphore file (one engine's per cycle), which gives
-        # its overflow verdict in the cycle after it took them: the head retires then
+        # the head's signals wait for the semaphore file (one engine's per cycle); the head
+        # leaves in the cycle after it took them, and the file's verdict comes a cycle later
         m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~stopped & ~dma_failed &
                                   head.signals.any())
         m.d.sync += sent.eq(signalling & ~sent & self.signal_ready)
@@ -406,9 +406,8 @@ class QueueEngine(wiring.Component):
 
         issue_ok = Signal()               # the kind's command stream may take a command now
         can_issue = Signal()              # the slot holds an instruction ready to issue
-        # Nothing issues in a cycle where a retirement may fail: the overflow verdict of its
-        # signals (``sent``) or a DMA error. The verdict itself stays off the issue path (the
-        # semaphore file's counter read and compare come before it: timing).
+        # Nothing issues in a cycle where a retirement may fail: a DMA error, a signalling
+        # head leaving (``sent``) or its overflow verdict (``stopped``, a register).
         m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
                                  ~(retire_now & dma_failed))
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
