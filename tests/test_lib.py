@@ -20,11 +20,14 @@ def random_pairs(rng, n):
 
 # --- Queue ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("registered_head", [False, True])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("stall_in,stall_out", [(0.0, 0.0), (0.4, 0.1), (0.1, 0.6), (0.5, 0.5)])
-def test_queue_in_order_with_stalls_and_level(seed, depth, stall_in, stall_out):
+def test_queue_in_order_with_stalls_and_level(seed, depth, stall_in, stall_out, registered_head):
+    """Both heads have one cycle behaviour: ``level``, ``i.ready`` and ``o.valid`` every cycle
+    follow what was accepted and taken at the previous edges."""
     rng = np.random.default_rng(seed)
-    queue = Queue(shape=PAIR, depth=depth)
+    queue = Queue(shape=PAIR, depth=depth, registered_head=registered_head)
     payloads = random_pairs(rng, 60)
     src = StreamSource(queue.i, stall=stall_in, rng=np.random.default_rng(rng.integers(1 << 32)))
     snk = StreamSink(queue.o, stall=stall_out, rng=np.random.default_rng(rng.integers(1 << 32)))
@@ -68,6 +71,11 @@ def test_queue_full_stalls_the_producer_forever_without_a_consumer():
 def test_queue_bad_depth(depth):
     with pytest.raises(ValueError, match="Queue depth must be a positive integer"):
         Queue(shape=8, depth=depth)
+
+
+def test_queue_bad_registered_head():
+    with pytest.raises(TypeError, match="Queue registered_head must be a bool"):
+        Queue(shape=8, depth=2, registered_head=1)
 
 
 def test_queue_bad_shape():

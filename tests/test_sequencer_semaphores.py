@@ -1,9 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """The sequencer's semaphore file alone, cycle by cycle against a Python model of its contract
 (hdl/sequencer/semaphores.py's docstring, docs/tile.md): round-robin waits checked a cycle
-ahead and consumed in the grant cycle, one engine's signal pair taken per cycle (round-robin,
-the remote port first) and checked and applied in the next, overflow refusing both signals of
-the pair, clear."""
+ahead, consumed by the grant and subtracted from the counters in the next cycle, one engine's
+signal pair taken per cycle (round-robin, the remote port first) and checked and applied in the
+next, overflow refusing both signals of the pair, clear."""
 
 import numpy as np
 import pytest
@@ -23,8 +23,11 @@ def round_robin(requests, last, n):
 
 class SemaphoreModel:
     """The contract of the file's docstring: a wait checked on the values of the cycle before
-    its grant (its pairs shown then too, no grant on its counters and no clear in between); a
-    signal pair taken in one cycle, checked and applied in the next."""
+    its grant (its pairs shown then too, as the engines must; no grant of the two cycles
+    before on its counters and no clear in between), subtracted in the cycle after the grant;
+    a signal pair taken in one cycle, checked (on the counter less the grant being subtracted)
+    and applied in the next, its verdict registered. ``values`` are the file's registers (a
+    grant shows there two edges after it)."""
 
     def __init__(self, count, bits, engines):
         self.count, self.limit, self.n = count, (1 << bits) - 1, engines
@@ -32,23 +35,39 @@ class SemaphoreModel:
         self.wait_last = self.signal_last = engines - 1
         self.shown = [None] * engines          # the pairs each engine showed last cycle
         self.met = [False] * engines           # ... and whether the values then met them
-        self.last_grant = None                 # the pairs granted last cycle
+        self.last_grant = None                 # the pairs granted last cycle: subtracted now
+        self.older_grant = None                # ... the cycle before
         self.cleared = False
+        # the cases the delayed subtraction decides: a signal that fits only because the grant
+        # being subtracted is counted, a wait refused only for the grant of two cycles before
+        self.fits_by_subtraction = self.held_by_older_grant = 0
+        self.verdict = (None, False)           # the overflow of the previous cycle's check
         self.pending = None                    # (merged {id: amount}, engine or "remote")
 
     def step(self, waits, signals, remote, clear):
         """waits[e]: (valid, ((id, amount), (id, amount))); signals[e]: [(id, amount) or
         None]*2; remote: None or (id, amount). Returns (granted, signal_ready, overflow,
         remote_overflow): granted and signal_ready engine indices or None, overflow the engine
-        whose pair of the previous cycle overflowed (or None), remote_overflow a bool."""
+        whose pair taken two cycles before overflowed (or None), remote_overflow a bool."""
         v = self.values
-        touched = {i for i, a in (self.last_grant or ()) if a}
-        ok = sum(1 << e for e, (valid, pairs) in enumerate(waits)
-                 if valid and pairs == self.shown[e] and self.met[e] and not self.cleared
-                 and not any(a and i in touched for i, a in pairs))
+        touched = {i for g in (self.last_grant, self.older_grant) for i, a in (g or ()) if a}
+        subtracting = {i: a for i, a in (self.last_grant or ()) if a}
+        last = {i for i, a in (self.last_grant or ()) if a}
+        ok = 0
+        for e, (valid, pairs) in enumerate(waits):
+            assert not valid or pairs == self.shown[e], "the pairs are shown a cycle ahead"
+            ready = valid and self.met[e] and not self.cleared
+            ids = {i for i, a in pairs if a}
+            if ready and not ids & touched:
+                ok |= 1 << e
+            elif ready and not ids & last:
+                self.held_by_older_grant += 1
         granted, self.wait_last = round_robin(ok, self.wait_last, self.n)
-        bad = self.pending is not None and any(v[i] + a > self.limit
+        bad = self.pending is not None and any(v[i] - subtracting.get(i, 0) + a > self.limit
                                                for i, a in self.pending[0].items())
+        if self.pending is not None and not bad and any(v[i] + a > self.limit
+                                                        for i, a in self.pending[0].items()):
+            self.fits_by_subtraction += 1
         owner = self.pending[1] if bad else None
         shown = sum(1 << e for e, s in enumerate(signals) if any(x is not None for x in s))
         taken, ready, who = [remote, None], None, "remote"
@@ -62,7 +81,8 @@ class SemaphoreModel:
                 added[s[0]] = added.get(s[0], 0) + s[1]
         self.shown = [pairs for _, pairs in waits]
         self.met = [all(v[i] >= a for i, a in pairs) for _, pairs in waits]
-        self.last_grant = waits[granted][1] if granted is not None else None
+        self.older_grant = self.last_grant
+        self.last_grant = waits[granted][1] if granted is not None and not clear else None
         self.cleared = clear
         if clear:
             self.values = [0] * self.count
@@ -70,11 +90,12 @@ class SemaphoreModel:
             if self.pending is not None and not bad:
                 for i, a in self.pending[0].items():
                     v[i] += a
-            if granted is not None:
-                for i, a in waits[granted][1]:
-                    v[i] -= a
+            for i, a in subtracting.items():
+                v[i] -= a
         self.pending = (added, who) if added and not clear else None
-        return granted, ready, (owner if owner != "remote" else None), owner == "remote"
+        verdict = self.verdict                 # registered: the check of the cycle before
+        self.verdict = ((owner if owner != "remote" else None), owner == "remote")
+        return (granted, ready) + verdict
 
 
 def random_wait(rng, count, bits):
@@ -121,8 +142,9 @@ def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote)
         for cycle in range(1500):
             for e in range(engines):
                 if waits[e] is None and rng.random() < 0.4:
-                    # sometimes shown ahead of its valid, as an engine does from its check
-                    waits[e] = [rng.random() < 0.6, random_wait(rng, count, bits)]
+                    # shown at least a cycle ahead of its valid, as an engine does from its
+                    # check (the file's contract)
+                    waits[e] = [False, random_wait(rng, count, bits)]
                 elif waits[e] is not None and not waits[e][0] and rng.random() < 0.5:
                     waits[e][0] = True
                 elif waits[e] is not None and rng.random() < 0.03:
@@ -167,6 +189,8 @@ def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote)
     run_simulation(dut, [bench], max_cycles=2000)
     assert seen["grants"] > 100 and seen["taken"] > 100 and seen["overflows"] > 0
     assert seen["clears"] > 0 and (seen["remote"] > 0) == remote
+    assert model.held_by_older_grant > 0
+    assert model.fits_by_subtraction > 0 or bits > 5, "few bits: signals meet a grant at the top"
 
 
 @pytest.mark.parametrize("name, value", [("count", 0), ("bits", -1), ("engines", 1.5)])

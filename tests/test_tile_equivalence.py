@@ -136,6 +136,59 @@ def test_semaphore_ping_pong(seed):
     assert result.ok and run.semaphores == [0] * isa.SEMAPHORES
 
 
+# --- the semaphore file's timing (a grant lowers its counters a cycle later) -------------------
+
+@pytest.mark.parametrize("command_stall", [0.0, 0.3])
+def test_queues_wait_back_to_back_on_one_semaphore(seed, command_stall):
+    """Three queues take units of one semaphore in consecutive cycles (each wait checked while
+    the previous grant is still being subtracted) and one waits for all of their acks."""
+    rounds = 4
+    program = isa.Program.build(CFG, {
+        "dma0": [isa.nop(signals=[(3, 3 * rounds)])],
+        "pe": [isa.nop(waits=[(3, 1)], signals=[(4, 1)]) for _ in range(rounds)],
+        "act": [isa.nop(waits=[(3, 1)], signals=[(4, 1)]) for _ in range(rounds)],
+        "dma1": [isa.nop(waits=[(3, 1)], signals=[(4, 1)]) for _ in range(rounds)] +
+                [isa.nop(waits=[(4, 3 * rounds)])]})
+    run, result = _check(CFG, program, np.random.default_rng(seed), command_stall=command_stall,
+                         seed=seed % 1000)
+    assert result.ok and run.semaphores == [0] * isa.SEMAPHORES
+
+
+@pytest.mark.parametrize("command_stall", [0.0, 0.3])
+def test_signals_and_waits_meet_on_one_counter_at_the_top(seed, command_stall):
+    """One semaphore at ``SEMAPHORE_MAX``: two queues take a unit and give it back, again and
+    again, a third adds the last unit meanwhile; signals and waits on the counter meet in one
+    cycle and right after each other, and no signal may be refused (none takes it past the
+    top), however the grants and signals interleave."""
+    top = isa.SEMAPHORE_MAX
+    loop = [isa.nop(waits=[(5, 1)], signals=[(5, 1)]) for _ in range(6)]
+    program = isa.Program.build(CFG, {
+        "dma0": [isa.nop(signals=[(5, top - 1)]), isa.nop(signals=[(6, 1)])],
+        "pe": [isa.nop(waits=[(6, 1)], signals=[(6, 1)])] + loop,
+        "act": [isa.nop(waits=[(6, 1)], signals=[(6, 1)])] + loop,
+        "dma1": [isa.nop(waits=[(6, 1)], signals=[(5, 1), (6, 1)])]})
+    run, result = _check(CFG, program, np.random.default_rng(seed), command_stall=command_stall,
+                         seed=seed % 1000)
+    assert result.ok and all(q.state.name == "DONE" for q in result.queues.values())
+    assert run.semaphores[5] == top and run.semaphores[6] == 1
+
+
+def test_overflow_right_after_a_grant_halts_like_the_model(seed):
+    """A counter at the top, a wait takes a unit, and the signal that follows it (after the
+    grant, in program order through a second semaphore) brings it back: no overflow; the next
+    one goes past the top: SEMAPHORE_OVERFLOW at its pc, nothing after it retires."""
+    top = isa.SEMAPHORE_MAX
+    program = isa.Program.build(CFG, {
+        "dma0": [isa.nop(signals=[(5, top)])],
+        "act": [isa.nop(waits=[(5, 1)], signals=[(7, 1)])],
+        "pe": [isa.nop(waits=[(7, 1)], signals=[(5, 1)]), isa.nop(signals=[(5, 1)]),
+               isa.nop(signals=[(8, 1)])]})
+    run, result = _check(CFG, program, np.random.default_rng(seed))
+    pe = result.queues["pe"]
+    assert (pe.error, pe.pc, pe.retired) == (IsaError.SEMAPHORE_OVERFLOW, 2, [0, 1])
+    assert run.semaphores[5] == top and run.semaphores[8] == 0
+
+
 def test_repeats_cover_both_psum_banks(seed):
     rng = np.random.default_rng(seed)
     rows = CFG.psum.bank_rows

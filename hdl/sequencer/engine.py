@@ -84,7 +84,7 @@ class QueueEngine(wiring.Component):
             "wait": Out(semaphore_wait_layout(SEMAPHORES, SEMAPHORE_BITS)),
             "granted": In(1),
             "signal_ready": In(1),       # the semaphore file takes the signals shown
-            "overflow": In(1),           # ... and they would overflow (none applied)
+            "overflow": In(1),           # ... and they overflowed (none applied; 2 cycles later)
             "signal": Out(semaphore_request_layout(SEMAPHORES, SEMAPHORE_BITS)).array(2),
             "status": Out(engine_status_layout()),
             "active": Out(1),            # running, waiting, or draining in-flight commands
@@ -266,23 +266,31 @@ class QueueEngine(wiring.Component):
         op = slot.header.opcode
 
         # scoreboard: in-order completion of issued commands
+        # ``signals``: which of the two signals has a non-zero count (found at issue: timing)
         entry = data.StructLayout({"kind": 2, "retire": 1, "end": 1, "pc": unsigned(32),
                                    "signal": data.ArrayLayout(slot.header.signal.shape()
-                                                              .elem_shape, 2)})
-        board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth)
+                                                              .elem_shape, 2),
+                                   "signals": 2})
+        # the head in flip-flops (timing: retirement, the signals shown and the wait's
+        # ``may_fail`` start at registers, not at a LUT RAM read)
+        board = m.submodules.scoreboard = Queue(shape=entry, depth=self._depth,
+                                                registered_head=True)
         events = [Signal(range(self._depth + 2), name=f"events{k}") for k in range(3)]
+        # ... and whether each count is non-zero, registered with it (timing: the head's
+        # completion, and so the wait's ``may_fail``, from a few flip-flops)
+        pending = [C(1)] + [Signal(name=f"events{k}_pending") for k in (1, 2)]
         event_in = [C(0), Signal(name="event_a"), Signal(name="event_b")]
         head = board.o.payload
-        head_done = board.o.valid & Array(events)[head.kind].any() | \
-            (board.o.valid & (head.kind == _IMM))
+        head_done = board.o.valid & ((head.kind == _IMM) | Array(pending)[head.kind])
         retiring = Signal()
         signalling = Signal()             # the head has signals for the semaphore file
-        sent = Signal()                   # ... it took them last cycle: its verdict is now
+        sent = Signal()                   # ... it took them last cycle: the head leaves now
         m.d.comb += [retiring.eq(head_done & (~signalling | sent)),
                      board.o.ready.eq(retiring)]
         for k in (1, 2):
             dec = retiring & (head.kind == k)
-            m.d.sync += events[k].eq(events[k] + event_in[k] - dec)
+            count = events[k] + event_in[k] - dec
+            m.d.sync += [events[k].eq(count), pending[k].eq(count != 0)]
         dma_error_seen = Signal(DmaError)
         in_flight = board.o.valid
         empty = ~board.o.valid
@@ -291,23 +299,36 @@ class QueueEngine(wiring.Component):
         # (DMA_ERROR) or a signal would overflow (the semaphore file applies none of them);
         # then nothing after it signals or retires, and the queue halts at its pc.
         failed = Signal()                 # a retirement failed: the rest drains silently
-        retire_now = retiring & head.retire & ~aborting & ~failed
+        # A head whose signals the file took leaves the scoreboard in the next cycle (``sent``)
+        # and its verdict, registered by the file, comes one cycle after that (``judging``):
+        # its retirement counts (RETIRED, DONE) or fails then, and in that cycle nothing after
+        # it retires, signals, waits, issues or enters the slot if it fails (timing: the
+        # verdict reaches only a few gates before the engine's registers).
+        judging = Signal()
+        judged_pc = Signal.like(head.pc)
+        judged_end = Signal()
+        failing = judging & self.overflow
+        stopped = failed | failing
+        retire_now = retiring & head.retire & ~aborting & ~stopped
         dma_failed = dma_error_seen != DmaError.OK
-        fail_now = retire_now & (dma_failed | (sent & self.overflow))
-        # the head's signals wait for the semaphore file (one engine's per cycle), which gives
-        # its overflow verdict in the cycle after it took them: the head retires then
-        m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~failed & ~dma_failed &
-                                  ((head.signal[0].count != 0) | (head.signal[1].count != 0)))
+        fail_now = retire_now & dma_failed
+        counted = retire_now & ~dma_failed & ~sent        # counts now (no verdict to wait for)
+        judged_ok = judging & ~self.overflow
+        m.d.sync += [judging.eq(retire_now & sent), judged_pc.eq(head.pc),
+                     judged_end.eq(head.end)]
+        # the head's signals wait for the semaphore file (one engine's per cycle); the head
+        # leaves in the cycle after it took them, and the file's verdict comes a cycle later
+        m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~stopped & ~dma_failed &
+                                  head.signals.any())
         m.d.sync += sent.eq(signalling & ~sent & self.signal_ready)
         may_fail = signalling | (head_done & head.retire & dma_failed)   # fail_now's superset
         for j in range(2):
             sig = head.signal[j]
-            m.d.comb += [self.signal[j].valid.eq(signalling & ~sent & (sig.count != 0)),
+            m.d.comb += [self.signal[j].valid.eq(signalling & ~sent & head.signals[j]),
                          self.signal[j].id.eq(sig.sem), self.signal[j].amount.eq(sig.count)]
-        with m.If(retire_now & ~fail_now):
-            m.d.sync += st.retired.eq(st.retired + 1)
-            with m.If(head.end):
-                m.d.sync += st.state.eq(EngineState.DONE)
+        m.d.sync += st.retired.eq(st.retired + counted + judged_ok)
+        with m.If((counted & head.end) | (judged_ok & judged_end)):
+            m.d.sync += st.state.eq(EngineState.DONE)
         with m.If(live & in_flight):
             m.d.sync += st.busy_cycles.eq(st.busy_cycles + 1)
 
@@ -339,7 +360,7 @@ class QueueEngine(wiring.Component):
                                                           pc, loaded, new_load)
         static_code = Signal(IsaError)
         static_detail = Signal(DmaError)
-        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & \
+        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & ~failing & \
             (pc < length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
@@ -385,10 +406,9 @@ class QueueEngine(wiring.Component):
 
         issue_ok = Signal()               # the kind's command stream may take a command now
         can_issue = Signal()              # the slot holds an instruction ready to issue
-        # Nothing issues in a cycle where a retirement may fail: the overflow verdict of its
-        # signals (``sent``) or a DMA error. The verdict itself stays off the issue path (the
-        # semaphore file's counter read and compare come before it: timing).
-        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~failed & ~sent &
+        # Nothing issues in a cycle where a retirement may fail: a DMA error, a signalling
+        # head leaving (``sent``) or its overflow verdict (``stopped``, a register).
+        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
                                  ~(retire_now & dma_failed))
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
         last_rep = Signal()
@@ -422,7 +442,7 @@ class QueueEngine(wiring.Component):
                     # error halts the queue before anything after it consumed a wait). Nor
                     # does anything wait while a retirement might fail this cycle: the
                     # semaphore file's overflow verdict stays off the wait path (timing).
-                    m.d.comb += self.wait.valid.eq(~may_fail & ~failed &
+                    m.d.comb += self.wait.valid.eq(~may_fail & ~stopped &
                                                    (empty if kind == Engine.DMA else 1))
                     with m.If(self.wait.valid & self.granted):
                         m.d.sync += [phase.eq(3), st.state.eq(EngineState.RUNNING)]
@@ -441,7 +461,9 @@ class QueueEngine(wiring.Component):
                      board.i.valid.eq(issued),
                      board.i.payload.retire.eq(last),
                      board.i.payload.end.eq(op == Opcode.END), board.i.payload.pc.eq(pc),
-                     board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0))]
+                     board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0)),
+                     board.i.payload.signals.eq(Cat(last & (s.count != 0)
+                                                    for s in slot.header.signal))]
         with m.If(issued):
             with m.If(last):
                 m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1)]
@@ -548,10 +570,11 @@ class QueueEngine(wiring.Component):
         overrun = live & ~slot_valid & ~ended & ~halting & (pc >= length)
         with m.If(overrun):
             m.d.sync += halt(IsaError.QUEUE_OVERRUN)
-        with m.If(fail_now):
-            m.d.sync += [failed.eq(1), halting.eq(1), slot_valid.eq(0), pc.eq(head.pc),
-                         halt_code.eq(Mux(dma_failed, IsaError.DMA_ERROR,
-                                          IsaError.SEMAPHORE_OVERFLOW)),
+        with m.If(fail_now | failing):
+            m.d.sync += [failed.eq(1), halting.eq(1), slot_valid.eq(0),
+                         pc.eq(Mux(failing, judged_pc, head.pc)),
+                         halt_code.eq(Mux(failing, IsaError.SEMAPHORE_OVERFLOW,
+                                          IsaError.DMA_ERROR)),
                          halt_detail.eq(dma_error_seen)]
         with m.If(live & halting & empty):
             m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(halt_code),

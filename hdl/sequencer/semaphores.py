@@ -7,30 +7,40 @@ ISA's two waits; ``granted[e]`` back) and a *signal* port (``signal[e][j]``, ``j
 Both sides are pipelined by one register (timing: no counter read is followed by an arbiter and
 a counter update in the same cycle):
 
-* **Waits.** A wait is granted in cycle t when it is shown (``valid``) in t, its pairs in t are
-  the ones shown in t - 1 (whether ``valid`` or not there: an engine shows them ahead), and in
-  t - 1 ``value[id] >= amount`` held for both pairs, no grant touched either of its counters
-  (a pair with ``amount = 0`` touches nothing) and no ``clear`` came. Signals only raise the
-  counters, so the value of t - 1 is a safe lower bound. The ISA guarantees distinct ids where
-  both amounts are non-zero. The grant subtracts both amounts in the grant cycle
-  (wait-and-consume is one atomic step). At most one wait is granted per cycle, round-robin
-  between the engines, so two waiters can never both consume the same unit.
+* **Waits.** An engine shows a wait's pairs from at least one cycle before its ``valid`` and
+  keeps them while ``valid`` (its engine shows them from the check on). A wait is granted in
+  cycle t when it is shown (``valid``) in t, and in t - 1 ``value[id] >= amount`` held for
+  both pairs, no grant of t - 1 or t - 2 touched either
+  of its counters (a pair with ``amount = 0`` touches nothing) and no ``clear`` came in t - 1.
+  The grant consumes both amounts (wait-and-consume is one atomic step), but the counters are
+  lowered one cycle later, in t + 1 (timing: the arbiter is not followed by the counters'
+  subtractors in one cycle): the register ``values`` of t - 1 holds every grant up to t - 3,
+  and those of t - 2 and t - 1 are excluded. Signals only raise the counters, so the value of
+  t - 1 is a safe lower bound. The ISA guarantees distinct ids where both amounts are
+  non-zero. At most one wait is granted per cycle, round-robin between the engines, so two
+  waiters can never both consume the same unit. ``values`` therefore shows a grant's
+  subtraction a cycle after the grant's visible effects (``granted``).
 * **Signals.** One engine's signals (both of them) are taken per cycle, round-robin between the
   engines with a signal shown; ``signal_ready[e]`` is high in the cycle t engine ``e``'s are
   taken (an engine keeps its signals shown until then, and may not depend on ``signal_ready``
   to show them). They are applied in t + 1, but never past ``2**bits - 1``: ``overflow[e]`` is
-  high in t + 1 when one of them would take its counter there (both together if they name one
-  counter; the check is on the value of t + 1 before that cycle's grant, which only lowers a
-  counter), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). A ``clear`` in t or
-  t + 1 drops them.
+  high in t + 2 (registered) when one of them would take its counter there in t + 1 (both
+  together if they name one
+  counter; the check is on the value of t + 1 after every grant before t + 1 and before that
+  cycle's grant, which only lowers a counter: the register ``values`` less the grant of t
+  still being subtracted), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). A
+  ``clear`` in t or t + 1 drops them.
 * **Remote signals** (``remote=True``, a chip's tile): ``remote`` (``valid``, ``id``,
   ``amount``) is taken in the cycle it is shown, before any engine's (which then wait a cycle);
-  ``remote_overflow`` is high in the next cycle when it would overflow and was not applied.
+  ``remote_overflow`` is high two cycles later when it would overflow and was not applied.
 
-So every counter has one adder and one subtractor, fed by the one signal pair and the one grant
-of the cycle, instead of an adder tree over every engine's signals: the file's area does not
-grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
+So every counter has one subtractor and one adder, fed by the grant of the cycle before and the
+one signal pair of the cycle, instead of an adder tree over every engine's signals: the file's
+area does not grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
 """
+
+import functools
+import operator
 
 from amaranth.hdl import *
 from amaranth.lib import data, wiring
@@ -83,27 +93,47 @@ class SemaphoreFile(wiring.Component):
 
         # --- waits: checked in t - 1 (registered), granted in t, one per cycle ----------------
         waits = m.submodules.wait_arbiter = RoundRobinArbiter(n)
-        granted = Signal(wait_layout)     # the grant of this cycle (valid: one was made)
-        last_grant = Signal(wait_layout)  # ... of the previous cycle
-        cleared = Signal()                # clear in the previous cycle
-        m.d.sync += [last_grant.eq(granted), cleared.eq(self.clear)]
+        # the grant of this cycle, picked by the one-hot grant from each engine's pairs and,
+        # found before the arbiter, the counters they name (one-hot; none for amount 0)
+        granted = Signal(wait_layout.members["pair"])
+        granted_hits = Signal(data.ArrayLayout(self.count, 2))
+        # ... of the previous cycle: subtracted now; ``grant_hits``, its counters
+        last_grant = Signal(wait_layout.members["pair"])
+        grant_hits = Signal(data.ArrayLayout(self.count, 2))
+        m.d.sync += [last_grant.eq(granted), grant_hits.eq(Mux(self.clear, 0, granted_hits))]
+        touched_now = grant_hits[0] | grant_hits[1]
+
+        def touches(mask, pairs):
+            return Cat((p.amount != 0) & mask.bit_select(p.id, 1) for p in pairs).any()
+        # Whether the grant of this cycle touches each engine's pairs, registered for the next
+        # cycle's grant: from every two engines' pairs (shown, so stable, before ``valid``)
+        # and the one-hot grant (timing: nothing but registers and ``valid`` before the
+        # arbiter).
+        def clash(e, f):
+            return Cat((p.amount != 0) & (q.amount != 0) & (p.id == q.id)
+                       for p in self.wait[e].pair for q in self.wait[f].pair).any()
+        touched_last = Signal(n)
+        m.d.sync += [touched_last[e].eq(Cat(waits.grant[f] & clash(e, f)
+                                            for f in range(n)).any()) for e in range(n)]
         ok = []
         for e, w in enumerate(self.wait):
-            shown = Signal(wait_layout.members["pair"], name=f"wait_shown_{e}")
+            # registered with the check: whether the values met the pairs and (folded in) no
+            # grant of that cycle (``grant_hits`` then: the grant of t - 2) touched them and
+            # no clear came; the grant of t - 1: ``touched_last``
             met = Signal(name=f"wait_met_{e}")
-            m.d.sync += [shown.eq(w.pair),
-                         met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all())]
-            touched = Cat((g.amount != 0) & (p.amount != 0) & (g.id == p.id)
-                          for g in last_grant.pair for p in w.pair).any()
-            ok.append(w.valid & met & (w.pair.as_value() == shown.as_value()) &
-                      ~(last_grant.valid & touched) & ~cleared)
+            m.d.sync += met.eq(Cat(values[p.id] >= p.amount for p in w.pair).all() &
+                               ~touches(touched_now, w.pair) & ~self.clear)
+            ok.append(w.valid & met & ~touched_last[e])
         m.d.comb += [waits.requests.eq(Cat(ok)), waits.advance.eq(1),
                      self.granted.eq(waits.grant)]
-        with m.Switch(waits.index):
-            for e in range(n):
-                with m.Case(e):
-                    m.d.comb += granted.pair.eq(self.wait[e].pair)
-        m.d.comb += granted.valid.eq(waits.valid)
+        def any_of(terms):
+            return functools.reduce(operator.or_, terms)
+        m.d.comb += granted.as_value().eq(any_of([Mux(waits.grant[e], w.pair.as_value(), 0)
+                                                  for e, w in enumerate(self.wait)]))
+        for k in range(2):
+            m.d.comb += granted_hits[k].eq(any_of([
+                Mux(waits.grant[e] & (w.pair[k].amount != 0), 1 << w.pair[k].id, 0)
+                for e, w in enumerate(self.wait)]))
 
         # --- signals: one engine's pair taken per cycle (the remote port first), applied in
         # the next cycle after the overflow check ----------------------------------------------
@@ -121,43 +151,49 @@ class SemaphoreFile(wiring.Component):
         if self.remote_port:
             with m.If(remote_valid):
                 m.d.comb += taken.eq(self.remote.as_value())
-        # registered: the pair (a pair naming one counter merged into lane 0), whose it is,
-        # and per lane the highest value it may meet without overflowing (``room``; ``over``:
-        # none) -- so the next cycle's check is one counter read and one compare
+        # registered: the pair (a pair naming one counter merged into lane 0) with each lane's
+        # counter one-hot, whose it is, and whether a merged amount alone overflows (``over``)
         same = taken[0].valid & taken[1].valid & (taken[0].id == taken[1].id)
-        lane_valid = Signal(2)
-        lane_id = Signal(data.ArrayLayout(unsigned(index_bits(self.count)), 2))
+        totals = [taken[0].amount + Mux(same, taken[1].amount, 0), taken[1].amount]
+        lane_valid = [taken[0].valid, taken[1].valid & ~same]
+        lane_hits = Signal(data.ArrayLayout(self.count, 2))
         lane_amount = Signal(data.ArrayLayout(unsigned(self.bits), 2))
-        room = Signal(data.ArrayLayout(unsigned(self.bits), 2))
         over = Signal(2)
         owner = Signal(n)
         owner_remote = Signal()
-        totals = [taken[0].amount + Mux(same, taken[1].amount, 0), taken[1].amount]
-        m.d.sync += [lane_valid.eq(Mux(self.clear, 0, Cat(taken[0].valid,
-                                                           taken[1].valid & ~same))),
-                     owner.eq(signals.grant), owner_remote.eq(remote_valid)]
+        m.d.sync += [owner.eq(signals.grant), owner_remote.eq(remote_valid)]
         for j in range(2):
-            m.d.sync += [lane_id[j].eq(taken[j].id), lane_amount[j].eq(totals[j]),
-                         room[j].eq(limit - totals[j]), over[j].eq(totals[j] > limit)]
-        bad = Signal()
-        m.d.comb += bad.eq(Cat(lane_valid[j] & (over[j] | (values[lane_id[j]] > room[j]))
-                               for j in range(2)).any())
-        m.d.comb += self.overflow.eq(Mux(bad, owner, 0))
-        if self.remote_port:
-            m.d.comb += self.remote_overflow.eq(owner_remote & bad)
+            m.d.sync += [lane_hits[j].eq(Mux(self.clear | ~lane_valid[j], 0,
+                                             1 << taken[j].id)),
+                         lane_amount[j].eq(totals[j]),
+                         over[j].eq(lane_valid[j] & ~self.clear & (totals[j] > limit))]
 
         # --- the counters: at most two additions (distinct ids: merged) and two subtractions
-        # (distinct ids by the ISA) per cycle ------------------------------------------------
-        adds = [(lane_valid[j] & ~bad, lane_id[j], lane_amount[j]) for j in range(2)]
-        subs = [(granted.valid & (p.amount != 0), p.id, p.amount) for p in granted.pair]
-
-        def lanes(hits, i):            # one-hot by id: OR, not a sum
-            terms = [Mux(v & (sid == i), amount, 0) for v, sid, amount in hits]
-            return terms[0] | terms[1]
+        # (the previous cycle's grant, distinct ids by the ISA) per cycle. Every counter sums
+        # its own: ``lowered`` (the counter less the grant being subtracted, which a signal
+        # may use) plus the pair's amount on it; a carry out of that sum is the overflow
+        # (``bad``: neither signal applied), which only picks one of the two sums (timing: no
+        # counter read, no compare or adder after the verdict).
+        def lanes(hits, amounts, i):       # one-hot by id: OR, not a sum
+            return Mux(hits[0][i], amounts[0], 0) | Mux(hits[1][i], amounts[1], 0)
+        lowered, raised, carries = [], [], []
         for i in range(self.count):
-            add, sub = lanes(adds, i), lanes(subs, i)
+            low = Signal(self.bits, name=f"lowered_{i}")
+            high = Signal(self.bits + 1, name=f"raised_{i}")
+            m.d.comb += [low.eq(values[i] - lanes(grant_hits, [g.amount for g in last_grant], i)),
+                         high.eq(low + lanes(lane_hits, lane_amount, i))]
+            lowered.append(low)
+            raised.append(high)
+            carries.append(high[self.bits])
+        bad = Signal()
+        m.d.comb += bad.eq(Cat(*carries, over).any())
+        # the verdict leaves registered (timing: the engines' halt logic is not behind the sums)
+        m.d.sync += self.overflow.eq(Mux(bad, owner, 0))
+        if self.remote_port:
+            m.d.sync += self.remote_overflow.eq(owner_remote & bad)
+        for i in range(self.count):
             with m.If(self.clear):
                 m.d.sync += values[i].eq(0)
             with m.Else():
-                m.d.sync += values[i].eq(values[i] + add - sub)
+                m.d.sync += values[i].eq(Mux(bad, lowered[i], raised[i][:self.bits]))
         return m
