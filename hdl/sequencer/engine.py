@@ -28,7 +28,7 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolica.codes import ACT_MODE_BYTES, ActMode, DmaError, EngineState, IsaError
+from systolica.codes import ACT_MODE_BYTES, DmaError, EngineState, IsaError
 from systolica.config import DTYPES, ChipConfig, TileConfig
 from systolica.hdl.contracts import dma_descriptor_layout, index_bits, remote_signal_layout
 from systolica.hdl.lib import Queue

@@ -97,13 +97,14 @@ class Board:
         from systolica.isa import fingerprint
         from systolica.registers import tile_register_map
         got = self.read_register("FINGERPRINT")
-        for config in known_board_configs().values():
+        known = known_board_configs()
+        for config in known.values():
             if fingerprint(config) == got:
                 self.config, self.map = config, tile_register_map(config)
                 return
         self.close()
         raise BoardError(f"board fingerprint {got:#010x} is none of the known configs "
-                         f"({', '.join(known_board_configs())}): pass config= (the .toml "
+                         f"({', '.join(known)}): pass config= (the .toml "
                          f"its build wrote: TileConfig.from_sections(load_toml(PATH)))")
 
     def close(self):
