@@ -35,7 +35,7 @@ from .contracts import (SbufPortSignature, dma_descriptor_layout, dma_done_layou
 from .dma_check import DmaDescriptorCheck
 from .dma_completion import DmaCompletion
 from .dma_dram import DmaDramReader, DmaDramWriter
-from .dma_realign import DmaRealigner, bytes_available
+from .dma_realign import DmaRealigner, bytes_available, lane_mask
 from .dma_sbuf import DmaSbufAccess
 from .dma_walker import DmaWalker
 from .lib import Queue, RoundRobinArbiter
@@ -224,7 +224,6 @@ class Dma(wiring.Component):
         with m.If(writer.error):
             m.d.sync += write_error.eq(1)
         # The realigner's output: an SBUF write or a W beat.
-        strb = Mux(poison, 0, realigner.out_strb)
         wp = write_walker.piece.payload
         m.d.comb += [
             realigner.out_valid.eq(Mux(dst_sbuf, write_walker.piece.valid, writer.want)),
@@ -235,8 +234,13 @@ class Dma(wiring.Component):
             # (from the piece itself, not through the realigner's choice of the two writers'
             # byte counts: the DRAM writer's count is then off the SBUF write grant's path)
             sbuf.write_avail.eq(bytes_available(realigner.level, wp.n, W)),
-            sbuf.data.eq(realigner.out_data), sbuf.strb.eq(strb),
-            writer.data.eq(realigner.out_data), writer.strb.eq(strb),
+            # Each writer's strobes from its own lane and byte count (as `write_avail`): the
+            # choice between the two writers (`desc.dst.sbuf`, a register of high fan-out) is
+            # then off the SBUF request's and the W beat's byte enables.
+            sbuf.data.eq(realigner.out_data),
+            sbuf.strb.eq(Mux(poison, 0, lane_mask(wp.lo, wp.n, W))),
+            writer.data.eq(realigner.out_data),
+            writer.strb.eq(Mux(poison, 0, lane_mask(writer.want_lo, writer.want_n, W))),
             writer.fire.eq(~dst_sbuf & realigner.out_fire),
         ]
         reader_done = read_walker.done & reader.idle & sbuf.read_idle

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from .contracts import index_bits
 
 
-__all__ = ["bytes_available", "chunk_layout", "DmaRealigner"]
+__all__ = ["bytes_available", "chunk_layout", "lane_mask", "DmaRealigner"]
 
 
 def chunk_layout(word_bytes):
@@ -35,6 +35,14 @@ def bytes_available(level, n, word_bytes):
     low = level[:index_bits(W)]
     low_at_least = Cat(Cat(low == v for v in range(j, W)).any() for j in range(W + 1))
     return (level[index_bits(W):] != 0) | low_at_least.bit_select(n, 1)
+
+
+def lane_mask(lo, n, word_bytes):
+    """The strobes of ``n`` bytes from lane ``lo`` (lanes ``lo .. lo+n-1``, within the word),
+    decoded per lane with equalities and constant comparisons: no subtraction or shifter, so a
+    lane's strobe is a LUT or two from ``lo`` and ``n``."""
+    return Cat(Cat((lo == first) & (n > lane - first) for first in range(lane + 1)).any()
+               for lane in range(word_bytes))
 
 
 class DmaRealigner(wiring.Component):
@@ -66,12 +74,11 @@ class DmaRealigner(wiring.Component):
         wr_ptr = Signal(ptr_bits)
         rd_ptr = Signal(ptr_bits)
         level = self.level
-        full_strb = C((1 << W) - 1, W)
 
         m.d.comb += [
             self.out_avail.eq(bytes_available(level, self.out_n, W)),
             self.out_fire.eq(self.out_valid & self.out_avail & self.out_space),
-            self.out_strb.eq(((full_strb >> (W - self.out_n).as_unsigned()) << self.out_lo)[:W]),
+            self.out_strb.eq(lane_mask(self.out_lo, self.out_n, W)),
             # Room for a word whatever this cycle's pop: `ready` depends on the level register
             # only.
             self.inp.ready.eq(level <= size - W),
@@ -96,22 +103,22 @@ class DmaRealigner(wiring.Component):
                 lane = (d + chunk.lo)[:index_bits(W)]
                 m.d.sync += stored[k].eq(chunk.data.word_select(lane, 8))
 
-        # The pop (out_fire, which arrives last) only selects between precomputed values.
-        push_n = Mux(push, chunk.n, 0)
-        pushed_level = Signal.like(level)
-        popped_level = Signal.like(level)
-        popped_ptr = Signal.like(rd_ptr)
-        # (level - out_n first: out_n comes from registers, the pushed count, last, goes through
-        # one adder only)
-        m.d.comb += [pushed_level.eq(level + push_n),
-                     popped_level.eq((level - self.out_n)[:len(level)] + push_n),
-                     popped_ptr.eq(rd_ptr + self.out_n)]
+        # Every next level is computed from registers and the chunk's count before the late
+        # bits arrive: the push (the chunk's valid) and the pop (out_fire) only choose one.
+        n = chunk.n
+        drained = Signal.like(level)        # popped, nothing pushed
+        refilled = Signal.like(level)       # popped and pushed
+        grown = Signal.like(level)          # pushed only
+        m.d.comb += [drained.eq(level - self.out_n),
+                     refilled.eq((level - self.out_n)[:len(level)] + n),
+                     grown.eq(level + n)]
         with m.If(self.clear):
             m.d.sync += [level.eq(0), wr_ptr.eq(0), rd_ptr.eq(0)]
         with m.Else():
-            m.d.sync += wr_ptr.eq(wr_ptr + push_n)
+            with m.If(push):
+                m.d.sync += wr_ptr.eq(wr_ptr + n)
             with m.If(self.out_fire):
-                m.d.sync += [level.eq(popped_level), rd_ptr.eq(popped_ptr)]
-            with m.Else():
-                m.d.sync += level.eq(pushed_level)
+                m.d.sync += rd_ptr.eq(rd_ptr + self.out_n)
+            m.d.sync += level.eq(Mux(push, Mux(self.out_fire, refilled, grown),
+                                     Mux(self.out_fire, drained, level)))
         return m

@@ -708,3 +708,61 @@ def test_docs_error_table_is_generated_from_the_codes():
     from pathlib import Path
     text = (Path(__file__).parent.parent / "docs" / "dma.md").read_text()
     assert codes_markdown((DmaError,)) in text
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_realigner_against_a_byte_queue(seed):
+    """The realigner alone, with random chunks, pops and stalls, against a list of bytes: its
+    level, ``inp.ready`` (room for a whole word), ``out_avail``, ``out_fire``, and the popped
+    bytes at their lanes with their strobes, every cycle; ``clear`` empties it."""
+    from systolica.hdl.dma_realign import DmaRealigner
+    W = 8
+    dut = DmaRealigner(W)
+    rng = np.random.default_rng(seed)
+    counts = {"push": 0, "pop": 0, "both": 0, "full": 0}
+
+    async def bench(ctx):
+        queue = []
+        for cycle in range(3000):
+            clear = rng.random() < 0.01
+            lo = int(rng.integers(0, W))
+            n = int(rng.integers(1, W - lo + 1))
+            data = rng.integers(0, 256, W, dtype=np.uint8)
+            out_n = int(rng.integers(1, W + 1))
+            out_lo = int(rng.integers(0, W - out_n + 1))
+            valid, want, space = (bool(rng.random() < p) for p in (0.7, 0.6, 0.8))
+            ctx.set(dut.inp.valid, valid)
+            ctx.set(dut.inp.payload, {"data": int.from_bytes(data.tobytes(), "little"),
+                                      "lo": lo, "n": n})
+            ctx.set(dut.out_valid, want)
+            ctx.set(dut.out_lo, out_lo)
+            ctx.set(dut.out_n, out_n)
+            ctx.set(dut.out_space, space)
+            ctx.set(dut.clear, clear)
+            assert ctx.get(dut.level) == len(queue), cycle
+            ready = len(queue) <= 3 * W
+            assert ctx.get(dut.inp.ready) == ready, cycle
+            assert ctx.get(dut.out_avail) == (len(queue) >= out_n), cycle
+            fire = want and space and len(queue) >= out_n
+            assert ctx.get(dut.out_fire) == fire, cycle
+            if fire:
+                got = ctx.get(dut.out_data).to_bytes(W, "little")
+                assert list(got[out_lo:out_lo + out_n]) == queue[:out_n], cycle
+                assert ctx.get(dut.out_strb) == ((1 << out_n) - 1) << out_lo, cycle
+            await ctx.tick()
+            pushed = valid and ready
+            counts["full"] += not ready
+            counts["push"] += pushed
+            counts["pop"] += fire
+            counts["both"] += pushed and fire
+            if clear:
+                queue = []
+                continue
+            if fire:
+                del queue[:out_n]
+            if pushed:
+                queue += [int(b) for b in data[lo:lo + n]]
+
+    run_simulation(dut, [bench], max_cycles=4000)
+    # Every case was seen often: pushes, pops, both at once, and a full queue refusing a chunk.
+    assert min(counts.values()) > 100, counts
