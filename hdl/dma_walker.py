@@ -18,7 +18,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .contracts import index_bits
-from .lib import SkidBuffer
+from .lib import Queue, SkidBuffer
 
 
 __all__ = ["piece_layout", "DmaWalker"]
@@ -113,15 +113,24 @@ class DmaWalker(wiring.Component):
         run_len = Signal(run_bits)
         last = [Signal(self._cb, name=f"last{d}") for d in range(3)]   # count - 1
         s = [Signal(signed(aw), name=f"s{d}") for d in range(3)]
-        i = [Signal(self._cb, name=f"i{d}") for d in range(3)]
+        # The loop indices count down (``left``: steps still to go in dimension d) and whether
+        # a dimension is at its last step is a register of its own (``at_last``, and
+        # ``single``: its count is 1), so a step's choice of which dimension moves depends on
+        # three flip-flops instead of three wide comparisons.
+        left = [Signal(self._cb, name=f"left{d}") for d in range(3)]
+        at_last = [Signal(name=f"at_last{d}") for d in range(3)]
+        single = [Signal(name=f"single{d}") for d in range(3)]
         a = [Signal(aw, name=f"a{d}") for d in range(3)]
         gen_valid = Signal()
-        # Runs (with the room of their first piece) and pieces pass skid buffers, so each stage's
-        # step depends on registers only, never on the next stage's logic in the same cycle;
-        # each still moves one item per cycle.
-        runs = m.submodules.runs = SkidBuffer(shape=data.StructLayout({
+        # Runs (with the room of their first piece) and pieces pass two-entry buffers, so each
+        # stage's step depends on registers only, never on the next stage's logic in the same
+        # cycle; each still moves one item per cycle. The runs wait in a queue (LUT RAM) rather
+        # than a skid buffer: the cutter's `run.ready`, which waits for its last-piece compare,
+        # then drives a pointer and a count instead of the enables of a hundred flip-flops
+        # (same cycles: both are two-entry buffers whose `i.ready` and `o.valid` are registers).
+        runs = m.submodules.runs = Queue(shape=data.StructLayout({
             "addr": unsigned(aw), "length": unsigned(run_bits),
-            "room": unsigned(14), "beats": unsigned(9)}))
+            "room": unsigned(14), "beats": unsigned(9)}), depth=2)
         pieces = m.submodules.pieces = SkidBuffer(shape=piece_layout(aw, self._W))
         wiring.connect(m, pieces.o, wiring.flipped(self.piece))
 
@@ -129,40 +138,67 @@ class DmaWalker(wiring.Component):
         m.d.comb += self.done.eq(~gen_valid & ~runs.o.valid & ~cur_valid & ~pieces.o.valid)
 
         # --- the run generator (nested loops with incremental pointers) --------------------------
-        coalesce = self.stride[0] == self.elem
+        # What ``start`` loads is prepared in registers a cycle ahead, from the descriptor
+        # side's inputs, which the DMA holds through its checks (several cycles before
+        # ``start``): the wide comparison, the run length's multiplier and the counts' choice
+        # are then not on the paths from the descriptor register to every loop register.
+        is_run = self.stride[0] == self.elem     # a contiguous innermost dimension
+        coalesce = Signal()                     # (is_run, a cycle ahead)
+        product = Signal(run_bits)              # elem * count[0]: a coalesced run's length
         count = self.count
+        m.d.sync += [coalesce.eq(is_run), product.eq(self.elem * count[0])]
         first_room, first_beats = self._room(word_mode, a[0])
         m.d.comb += [runs.i.payload.addr.eq(a[0]), runs.i.payload.length.eq(run_len),
                      runs.i.payload.room.eq(first_room), runs.i.payload.beats.eq(first_beats),
                      runs.i.valid.eq(gen_valid & ~self.start)]
+        # The dimensions' counts - 1 as the descriptor gives them (coalesced: dimension 0 is
+        # the whole run, dimensions 1 and 2 become 0 and 1), also a cycle ahead.
+        new_last = [Signal(self._cb, name=f"new_last{d}") for d in range(3)]
+        new_single = [Signal(name=f"new_single{d}") for d in range(3)]
+        m.d.sync += [
+            new_last[0].eq(Mux(is_run, count[1] - 1, count[0] - 1)),
+            new_last[1].eq(Mux(is_run, count[2] - 1, count[1] - 1)),
+            new_last[2].eq(Mux(is_run, 0, count[2] - 1)),
+            # (new_last == 0, from the counts beside the choice, not after it)
+            new_single[0].eq(Mux(is_run, count[1] == 1, count[0] == 1)),
+            new_single[1].eq(Mux(is_run, count[2] == 1, count[1] == 1)),
+            new_single[2].eq(Mux(is_run, 1, count[2] == 1)),
+        ]
         with m.If(self.start):
             m.d.sync += [
                 word_mode.eq(self.word_mode),
                 gen_valid.eq(1),
-                [x.eq(0) for x in i],
                 [x.eq(self.base) for x in a],
+                [last[d].eq(new_last[d]) for d in range(3)],
+                [left[d].eq(new_last[d]) for d in range(3)],
+                [at_last[d].eq(new_single[d]) for d in range(3)],
+                [single[d].eq(new_single[d]) for d in range(3)],
             ]
             with m.If(coalesce):
                 m.d.sync += [
-                    run_len.eq(self.elem * count[0]),
-                    last[0].eq(count[1] - 1), s[0].eq(self.stride[1]),
-                    last[1].eq(count[2] - 1), s[1].eq(self.stride[2]),
-                    last[2].eq(0), s[2].eq(0),
+                    run_len.eq(product),
+                    s[0].eq(self.stride[1]), s[1].eq(self.stride[2]), s[2].eq(0),
                 ]
             with m.Else():
                 m.d.sync += [run_len.eq(self.elem)]
-                m.d.sync += [last[d].eq(count[d] - 1) for d in range(3)]
                 m.d.sync += [s[d].eq(self.stride[d]) for d in range(3)]
+
+        def step(d):
+            """Dimension ``d`` moves one step; the dimensions below it start again."""
+            stmts = [left[d].eq(left[d] - 1), at_last[d].eq(left[d] == 1)]
+            for k in range(d):
+                stmts += [left[k].eq(last[k]), at_last[k].eq(single[k])]
+            return stmts
+
         with m.Elif(runs.i.valid & runs.i.ready):
-            with m.If(i[0] != last[0]):
-                m.d.sync += [i[0].eq(i[0] + 1), a[0].eq(a[0] + s[0])]
-            with m.Elif(i[1] != last[1]):
+            with m.If(~at_last[0]):
+                m.d.sync += [step(0), a[0].eq(a[0] + s[0])]
+            with m.Elif(~at_last[1]):
                 next1 = (a[1] + s[1])[:aw]
-                m.d.sync += [i[0].eq(0), i[1].eq(i[1] + 1), a[0].eq(next1), a[1].eq(next1)]
-            with m.Elif(i[2] != last[2]):
+                m.d.sync += [step(1), a[0].eq(next1), a[1].eq(next1)]
+            with m.Elif(~at_last[2]):
                 next2 = (a[2] + s[2])[:aw]
-                m.d.sync += [i[0].eq(0), i[1].eq(0), i[2].eq(i[2] + 1),
-                             a[0].eq(next2), a[1].eq(next2), a[2].eq(next2)]
+                m.d.sync += [step(2), a[0].eq(next2), a[1].eq(next2), a[2].eq(next2)]
             with m.Else():
                 m.d.sync += gen_valid.eq(0)
         return m
