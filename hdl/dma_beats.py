@@ -9,7 +9,8 @@ from .axi import BURST_INCR
 from .contracts import index_bits
 
 
-__all__ = ["BURST_BYTES_BITS", "burst_info_layout", "issue_burst", "DmaBeatSplitter"]
+__all__ = ["BURST_BYTES_BITS", "burst_info_layout", "burst_layout", "queue_burst", "issue_burst",
+           "DmaBeatSplitter"]
 
 #: Width of a burst's byte count (256 beats of 32 bytes, within 4 KiB anyway).
 BURST_BYTES_BITS = 14
@@ -19,6 +20,19 @@ def burst_info_layout(word_bytes):
     """What a beat splitter needs of a burst: the lane of its first byte and its bytes."""
     return data.StructLayout({"lo": unsigned(index_bits(word_bytes)),
                               "n": unsigned(BURST_BYTES_BITS)})
+
+
+def burst_layout(word_bytes):
+    """A burst queued for a beat splitter: its beat description and ``single``, whether its
+    first beat is its last (computed when it is queued, so the splitter does not compare)."""
+    return data.StructLayout({"lo": unsigned(index_bits(word_bytes)),
+                              "n": unsigned(BURST_BYTES_BITS), "single": 1})
+
+
+def queue_burst(burst, piece, word_bytes):
+    """Statements loading ``burst`` (of :func:`burst_layout`) with a walker's ``piece``."""
+    return [burst.lo.eq(piece.lo), burst.n.eq(piece.n),
+            burst.single.eq(piece.n <= word_bytes - piece.lo)]
 
 
 def issue_burst(m, channel, load, piece, word_bytes):
@@ -44,13 +58,15 @@ class DmaBeatSplitter(wiring.Component):
 
     A burst is taken from ``bursts`` with its first beat and the rest of it is cut from a
     register (``rest``), so ``bursts.ready`` never depends on the queue's payload (timing: the
-    queue's read and the beat arithmetic are not in front of its level counter)."""
+    queue's read and the beat arithmetic are not in front of its level counter). Whether a
+    beat is its burst's last is never compared in front of the beat registers either: it is
+    the queued burst's ``single``, or ``rest_ends``, computed with ``rest``."""
 
     def __init__(self, *, word_bytes):
         self._W = word_bytes
         lane = unsigned(index_bits(word_bytes))
         super().__init__({
-            "bursts": In(stream.Signature(burst_info_layout(word_bytes))),
+            "bursts": In(stream.Signature(burst_layout(word_bytes))),
             "valid": Out(1),
             "lo": Out(lane),
             "n": Out(range(word_bytes + 1)),
@@ -74,10 +90,13 @@ class DmaBeatSplitter(wiring.Component):
         ]
         free = ~self.valid | self.take
         load = free & (cutting | self.bursts.valid)
-        ends = left <= room
+        rest_ends = Signal()                    # ``rest`` fits in one beat (from lane 0)
+        ends = Mux(cutting, rest_ends, head.single)
         with m.If(load):
             m.d.sync += [self.valid.eq(1), self.lo.eq(lo_now), self.n.eq(Mux(ends, left, room)),
-                         self.last.eq(ends), cutting.eq(~ends), rest.eq(left - room)]
+                         self.last.eq(ends), cutting.eq(~ends), rest.eq(left - room),
+                         # left - room <= W, beside the subtraction rather than after it
+                         rest_ends.eq(Mux(cutting, rest <= 2 * W, head.n <= 2 * W - head.lo))]
         with m.Elif(self.take):
             m.d.sync += self.valid.eq(0)
         m.d.comb += self.bursts.ready.eq(free & ~cutting)

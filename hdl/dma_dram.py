@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from systolica.config import DmaConfig
 from .axi import axi4_addr_layout, axi4_b_layout, axi4_r_layout, axi4_w_layout
 from .contracts import index_bits
-from .dma_beats import DmaBeatSplitter, burst_info_layout, issue_burst
+from .dma_beats import DmaBeatSplitter, burst_layout, issue_burst, queue_burst
 from .dma_realign import chunk_layout
 from .dma_walker import piece_layout
 from .lib import Queue
@@ -26,7 +26,7 @@ def _check(name, config):
 def _bursts_in_flight(m, word_bytes, limit):
     """The queue of beat descriptions of the bursts in flight, its beat splitter and a counter
     (see :func:`_count`) of bursts in flight."""
-    bursts = m.submodules.bursts = Queue(shape=burst_info_layout(word_bytes), depth=limit)
+    bursts = m.submodules.bursts = Queue(shape=burst_layout(word_bytes), depth=limit)
     beats = m.submodules.beats = DmaBeatSplitter(word_bytes=word_bytes)
     wiring.connect(m, bursts.o, beats.bursts)
     return bursts, beats, Signal(range(limit + 1))
@@ -70,8 +70,7 @@ class DmaDramReader(wiring.Component):
                     (in_flight < limit)),
             self.pieces.ready.eq(load),
             bursts.i.valid.eq(load),
-            bursts.i.payload.lo.eq(piece.lo),
-            bursts.i.payload.n.eq(piece.n),
+            queue_burst(bursts.i.payload, piece, W),
         ]
         issue_burst(m, self.ar, load, piece, W)
 
@@ -133,9 +132,9 @@ class DmaDramWriter(wiring.Component):
         issue_burst(m, self.aw, load, piece, W)
         # The beat description waits beside the AW register and is queued at its handshake
         # (never W before AW); at most `limit` bursts are in flight, so the queue has room.
-        pending = Signal(burst_info_layout(W))
+        pending = Signal(burst_layout(W))
         with m.If(load):
-            m.d.sync += [pending.lo.eq(piece.lo), pending.n.eq(piece.n)]
+            m.d.sync += queue_burst(pending, piece, W)
         m.d.comb += [bursts.i.payload.eq(pending),
                      bursts.i.valid.eq(self.aw.valid & self.aw.ready)]
 
