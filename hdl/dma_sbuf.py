@@ -108,9 +108,11 @@ class DmaSbufAccess(wiring.Component):
                 req.payload.write.eq(grant_w),
                 req.payload.partition.eq(addr[depth_bits:]),
                 req.payload.addr.eq(addr[:depth_bits]),
-                # A read carries no data and no byte enables.
-                req.payload.data.as_value().eq(Mux(grant_w, self.data, 0)),
-                req.payload.byte_enable.eq(Mux(grant_w, self.strb, 0)),
+                # A read's data and byte enables are whatever the realigner shows (the SBUF
+                # ignores them, SbufPortSignature): they go to the register without a gate,
+                # so only its enable waits for the grant.
+                req.payload.data.as_value().eq(self.data),
+                req.payload.byte_enable.eq(self.strb),
             ]
         with m.Elif(req.ready):
             m.d.sync += req.valid.eq(0)
