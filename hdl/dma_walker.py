@@ -9,8 +9,9 @@ A *run* is one element, or, when the innermost stride equals the element size (a
 innermost dimension), the whole innermost dimension at once, so contiguous transfers become long
 bursts. Pieces come out (through a skid buffer) in the descriptor's iteration order
 (dimension 0 fastest) on the ``piece`` stream (``addr``: first byte, ``lo``: its byte lane, ``n``: bytes, ``beats``: words touched).
-``start`` (one cycle) loads a new descriptor side; ``done`` is high once every piece has been
-taken. Address arithmetic wraps at ``addr_width`` bits; the DMA checks the ranges beforehand.
+``start`` (one cycle) loads a new descriptor side, whose inputs (``elem``, ``count``,
+``stride``, ``base``) must have been stable since the cycle before (the DMA holds its descriptor
+through the checks); ``done`` is high once every piece has been taken. Address arithmetic wraps at ``addr_width`` bits; the DMA checks the ranges beforehand.
 """
 
 from amaranth.hdl import *
