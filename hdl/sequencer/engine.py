@@ -289,8 +289,14 @@ class QueueEngine(wiring.Component):
                      board.o.ready.eq(retiring)]
         for k in (1, 2):
             dec = retiring & (head.kind == k)
-            count = events[k] + event_in[k] - dec
-            m.d.sync += [events[k].eq(count), pending[k].eq(count != 0)]
+            inc = event_in[k]
+            m.d.sync += events[k].eq(events[k] + inc - dec)
+            # non-zero next from the flag and "exactly one" (timing: no adder before it)
+            one = Signal(name=f"events{k}_one")
+            with m.If(inc & ~dec):
+                m.d.sync += [pending[k].eq(1), one.eq(~pending[k])]
+            with m.Elif(dec & ~inc):
+                m.d.sync += [pending[k].eq(~one), one.eq(events[k] == 2)]
         dma_error_seen = Signal(DmaError)
         in_flight = board.o.valid
         empty = ~board.o.valid
@@ -321,7 +327,9 @@ class QueueEngine(wiring.Component):
         m.d.comb += signalling.eq(head_done & head.retire & ~aborting & ~stopped & ~dma_failed &
                                   head.signals.any())
         m.d.sync += sent.eq(signalling & ~sent & self.signal_ready)
-        may_fail = signalling | (head_done & head.retire & dma_failed)   # fail_now's superset
+        # fail_now's and signalling's superset, from the head's registers alone (timing: the
+        # wait's valid); the terms it leaves out (aborting, stopped) keep every wait off anyway
+        may_fail = head_done & head.retire & (head.signals.any() | dma_failed)
         for j in range(2):
             sig = head.signal[j]
             m.d.comb += [self.signal[j].valid.eq(signalling & ~sent & head.signals[j]),
@@ -343,11 +351,13 @@ class QueueEngine(wiring.Component):
             # an ACT command is complete when its last row was written to the SBUF (one
             # command at a time: the rows written are this command's)
             rows_left = Signal.like(slot.body.act.rows)
+            rows_last = Signal()          # rows_left == 1, registered with it (timing)
             with m.If(self.act_cmd.valid & self.act_cmd.ready):
-                m.d.sync += rows_left.eq(self.act_cmd.payload.rows)
+                m.d.sync += [rows_left.eq(self.act_cmd.payload.rows),
+                             rows_last.eq(self.act_cmd.payload.rows == 1)]
             with m.Elif(self.act_written & (rows_left != 0)):
-                m.d.sync += rows_left.eq(rows_left - 1)
-                m.d.comb += event_in[1].eq(rows_left == 1)
+                m.d.sync += [rows_left.eq(rows_left - 1), rows_last.eq(rows_left == 2)]
+                m.d.comb += event_in[1].eq(rows_last)
 
         # --- the slot: take, check, wait, issue --------------------------------------------------
         length = Signal(32)               # the program's, taken at start (as the fetch takes it)
@@ -393,6 +403,20 @@ class QueueEngine(wiring.Component):
             iterates = C(0)
             rows_ = off0 = psum0 = step_o = step_p = C(0)
             repeat = C(1)
+        # rep's flags, registered with it (timing: no counter compare before what they steer);
+        # every assignment to rep goes through rep_to
+        rep_first = Signal()              # rep == 0
+        rep_end = Signal()                # rep == repeat: the repeat checks are done
+        last_rep = Signal()               # rep + 1 >= repeat: the last repeat issues
+
+        def rep_to(value):
+            """Assignments that set rep to 0 or (``value`` None) to rep + 1."""
+            if value == 0:
+                return [rep.eq(0), rep_first.eq(1), rep_end.eq(repeat == 0),
+                        last_rep.eq(repeat <= 1)]
+            # rep + 1 <= repeat wherever rep counts: rep + 1 == repeat is last_rep
+            return [rep.eq(rep + 1), rep_first.eq(0), rep_end.eq(last_rep),
+                    last_rep.eq(rep + 2 >= repeat)]
         if kind != Engine.DMA:
             bank_rows, psum_rows = cfg.psum.bank_rows, cfg.psum.rows
             row_in_bank = acc_p[:bank_rows.bit_length() - 1]
@@ -407,11 +431,11 @@ class QueueEngine(wiring.Component):
         issue_ok = Signal()               # the kind's command stream may take a command now
         can_issue = Signal()              # the slot holds an instruction ready to issue
         # Nothing issues in a cycle where a retirement may fail: a DMA error, a signalling
-        # head leaving (``sent``) or its overflow verdict (``stopped``, a register).
+        # head leaving (``sent``) or its overflow verdict (``stopped``, a register). The DMA
+        # error term is ``retire_now & dma_failed`` from registers (its other terms are here).
         m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
-                                 ~(retire_now & dma_failed))
+                                 ~(head_done & head.retire & dma_failed))
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
-        last_rep = Signal()
         # the waits are shown from the check on (the semaphore file checks them a cycle ahead)
         m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem) for j in range(2)]
         m.d.comb += [self.wait.pair[j].amount.eq(slot.header.wait[j].count) for j in range(2)]
@@ -421,20 +445,20 @@ class QueueEngine(wiring.Component):
                     with m.If(static_code != IsaError.OK):
                         m.d.sync += halt(static_code, static_detail)
                     with m.Elif(iterates):
-                        m.d.sync += [phase.eq(1), rep.eq(0), acc_o.eq(off0), acc_p.eq(psum0),
+                        m.d.sync += [phase.eq(1), *rep_to(0), acc_o.eq(off0), acc_p.eq(psum0),
                                      rep_flags.eq(0)]
                     with m.Else():
                         m.d.sync += phase.eq(2)
                 if kind != Engine.DMA:
                     with m.Case(1):
-                        with m.If(rep == repeat):
+                        with m.If(rep_end):
                             with m.If(rep_flags != 0):
                                 m.d.sync += halt(rep_code)
                             with m.Else():
-                                m.d.sync += [phase.eq(2), rep.eq(0), acc_o.eq(off0),
+                                m.d.sync += [phase.eq(2), *rep_to(0), acc_o.eq(off0),
                                              acc_p.eq(psum0)]
                         with m.Else():
-                            m.d.sync += [rep.eq(rep + 1), acc_o.eq(acc_o + step_o),
+                            m.d.sync += [*rep_to(None), acc_o.eq(acc_o + step_o),
                                          acc_p.eq(acc_p + step_p),
                                          rep_flags.eq(rep_flags | flags_now)]
                 with m.Case(2):
@@ -456,8 +480,7 @@ class QueueEngine(wiring.Component):
                         m.d.comb += issued.eq(1)
         # the scoreboard entry of an issued command
         last = Signal()                   # the instruction's last command (MATMUL: pe_loop's)
-        m.d.comb += [last.eq(~iterates | last_rep),
-                     last_rep.eq(rep + 1 >= repeat) if kind != Engine.DMA else last_rep.eq(1),
+        m.d.comb += [last.eq(~iterates | last_rep if kind != Engine.DMA else 1),
                      board.i.valid.eq(issued),
                      board.i.payload.retire.eq(last),
                      board.i.payload.end.eq(op == Opcode.END), board.i.payload.pc.eq(pc),
@@ -470,7 +493,7 @@ class QueueEngine(wiring.Component):
                 with m.If(op == Opcode.END):
                     m.d.sync += ended.eq(1)
             with m.Else():
-                m.d.sync += [rep.eq(rep + 1), acc_o.eq(acc_o + step_o), acc_p.eq(acc_p + step_p)]
+                m.d.sync += [*rep_to(None), acc_o.eq(acc_o + step_o), acc_p.eq(acc_p + step_p)]
 
         # --- kind-specific issue ---------------------------------------------------------------
         is_cmd = Signal()
@@ -514,7 +537,7 @@ class QueueEngine(wiring.Component):
                 wc.payload.cols.eq(ls.n),
                 wc.valid.eq(ready_phase & (op == Opcode.LOAD_STATIONARY) & board.i.ready),
                 mc.payload.offset.eq(acc_o), mc.payload.count.eq(mm.m),
-                mc.payload.start.eq(new_load & (rep == 0)), mc.payload.addr.eq(acc_p),
+                mc.payload.start.eq(new_load & rep_first), mc.payload.addr.eq(acc_p),
                 mc.payload.accumulate.eq(mm.accumulate),
                 mc.valid.eq(ready_phase & (op == Opcode.MULTIPLY_MOVING) & board.i.ready),
             ]
@@ -527,11 +550,12 @@ class QueueEngine(wiring.Component):
                     m.d.comb += issue_ok.eq(1)
             with m.If(issued & (op == Opcode.LOAD_STATIONARY)):
                 m.d.sync += [loaded.eq(1), new_load.eq(1)]
-            with m.If(issued & (op == Opcode.MULTIPLY_MOVING) & (rep == 0)):
+            with m.If(issued & (op == Opcode.MULTIPLY_MOVING) & rep_first):
                 m.d.sync += new_load.eq(0)
             w_elems = sb.depth * sb.word_bytes // (DTYPES[arr.stationary_dtype][0] // 8)
             MatmulLoop(rows=arr.rows, w_elements=w_elems, accumulator_bits=_ACCUMULATOR_BITS).add(
-                m, slot=slot, phase=phase, run=slot_valid & ~aborting, rep=rep, repeat=repeat,
+                m, slot=slot, phase=phase, run=slot_valid & ~aborting, rep_to=rep_to,
+                rep_first=rep_first, repeat=repeat,
                 last_rep=last_rep, acc_o=acc_o, acc_p=acc_p, rep_flags=rep_flags, issued=issued,
                 issue_ok=issue_ok, last=last, can_issue=can_issue, board=board, weights_cmd=wc,
                 moving_cmd=mc, kinds=(_KIND_A, _KIND_B), loaded=loaded, new_load=new_load)

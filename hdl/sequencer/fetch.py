@@ -96,15 +96,18 @@ class Fetch(wiring.Component):
             (not a 32-bit comparator's carry chain)."""
             high = value[bits:].any() if len(value) > bits else C(0)
             return Mux(high | (value[:bits] > max_n), max_n, value[:bits])
-        for e in range(E):
-            aligned = self.base[e] & ~(I - 1)              # base forced instruction-aligned
-            at = Mux(self.start, aligned, addr[e])
-            count = Mux(self.start, self.length[e], left[e])
-            to_boundary = Signal(range(BOUNDARY_BYTES // I + 1), name=f"to_boundary{e}")
+        def limit(at, count, name):
+            to_boundary = Signal(range(BOUNDARY_BYTES // I + 1), name=name)
             m.d.comb += to_boundary.eq(
                 (BOUNDARY_BYTES - at[:ceil_log2(BOUNDARY_BYTES)]) >> log_i)
             a, b = clip(count), clip(to_boundary)
-            m.d.sync += most[e].eq(Mux(a < b, a, b))
+            return Mux(a < b, a, b)
+        for e in range(E):
+            aligned = self.base[e] & ~(I - 1)              # base forced instruction-aligned
+            # both limits found, start picks one (timing: start is late, the limit is deep)
+            m.d.sync += most[e].eq(Mux(self.start,
+                                       limit(aligned, self.length[e], f"to_boundary_base{e}"),
+                                       limit(addr[e], left[e], f"to_boundary{e}")))
         # The FIFO room is not registered (a few bits: level and instructions in flight), so
         # every burst is as large, and decided as early, as with no register at all.
         sizes = []

@@ -51,7 +51,13 @@ class MatmulLoop:
         self.tiles_left = Signal(16)                 # k tiles after tile t (registered: timing)
         self.loading = Signal()                      # the next command is tile t's load
 
-    def add(self, m, *, slot, phase, run, rep, repeat, last_rep, acc_o, acc_p, rep_flags,
+    @staticmethod
+    def hold(rep_to):
+        """Assignments keeping rep and its flags (overriding the engine's rep_to)."""
+        return [target.eq(target) for target in (a.lhs for a in rep_to(None))]
+
+    def add(self, m, *, slot, phase, run, rep_to, rep_first, repeat, last_rep, acc_o,
+            acc_p, rep_flags,
             issued, issue_ok, last, can_issue, board, weights_cmd, moving_cmd, kinds,
             loaded, new_load):
         mt = slot.body.matmul
@@ -66,7 +72,8 @@ class MatmulLoop:
                 with m.Case(1):
                     with m.If(self.scaling):
                         # hold the repeat iteration until the A offset is the last tile's
-                        m.d.sync += [rep.eq(rep), acc_p.eq(acc_p), rep_flags.eq(rep_flags)]
+                        m.d.sync += [*self.hold(rep_to), acc_p.eq(acc_p),
+                                     rep_flags.eq(rep_flags)]
                         with m.If(self.multiplier != 0):
                             m.d.sync += [self.multiplier.eq(self.multiplier >> 1),
                                          self.w_step_shifted.eq(self.w_step_shifted << 1),
@@ -101,14 +108,14 @@ class MatmulLoop:
             with m.If(issued):
                 with m.If(self.loading):
                     m.d.sync += [self.loading.eq(0), loaded.eq(1), new_load.eq(1),
-                                 rep.eq(rep), acc_o.eq(acc_o), acc_p.eq(acc_p)]
+                                 *self.hold(rep_to), acc_o.eq(acc_o), acc_p.eq(acc_p)]
                 with m.Else():
-                    with m.If(rep == 0):
+                    with m.If(rep_first):
                         m.d.sync += new_load.eq(0)
                     with m.If(last_rep & ~last_tile):    # the next k tile: its load first
                         m.d.sync += [self.loading.eq(1), self.tile.eq(self.tile + 1),
                                      self.tiles_left.eq(self.tiles_left - 1),
                                      self.w_offset.eq(self.w_offset + mt.w_step),
                                      self.a_offset.eq(self.a_offset + mt.a_step),
-                                     rep.eq(0), acc_o.eq(self.a_offset + mt.a_step),
+                                     *rep_to(0), acc_o.eq(self.a_offset + mt.a_step),
                                      acc_p.eq(mt.psum_addr)]
