@@ -33,9 +33,10 @@ from systolica.config import DTYPES, ChipConfig, TileConfig
 from systolica.hdl.contracts import dma_descriptor_layout, index_bits, remote_signal_layout
 from systolica.hdl.lib import Queue
 from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOUT, SEMAPHORES,
-                           SEMAPHORE_BITS, Engine, Opcode, OPCODE_ENGINES, Space)
+                           SEMAPHORE_BITS, Engine, Opcode, Space)
 from .fetch import fetched_layout
-from .pe_loop import MatmulLoop, matmul_static_code
+from .pe_loop import MatmulLoop
+from .static_checks import first_error, static_checks
 from .semaphores import semaphore_request_layout, semaphore_wait_layout
 
 
@@ -116,126 +117,6 @@ class QueueEngine(wiring.Component):
                 "param_busy": In(1),     # the table is writing an ACT_PARAM
                 "param_entry": Out(index_bits(ACT_PARAM_ENTRIES))})
         super().__init__(members)
-
-    # --- checks ---------------------------------------------------------------------------------
-
-    def _static_error(self, m, slot, fetch_error, pc, loaded, load_pending):
-        """The error code of the instruction in the slot found without iterating its repeats,
-        and for DMA_COPY the DmaError detail."""
-        cfg, q = self._config, self._queue
-        hdr = slot.header
-        op = hdr.opcode
-        known = Cat(op == o for o in Opcode).any()
-        allowed = Cat(op == o for o, e in OPCODE_ENGINES.items() if e in (None, q.engine)).any()
-        code = Signal(IsaError, name="static_code")
-        detail = Signal(DmaError, name="static_detail")
-        sem_bad = Cat(*(((p.count != 0) & (p.sem >= SEMAPHORES)) for p in (*hdr.wait, *hdr.signal)),
-                      (hdr.wait[0].count != 0) & (hdr.wait[1].count != 0) &
-                      (hdr.wait[0].sem == hdr.wait[1].sem)).any()
-        chk = slot.body.check
-        R, Cc = cfg.array.rows, cfg.array.cols
-        sb = cfg.sbuf
-
-        def elems(dtype_bytes):
-            return sb.depth * sb.word_bytes // dtype_bytes
-
-        body = Signal(IsaError, name="body_code")
-        if q.engine == Engine.PE:
-            ls, mm = slot.body.load_stationary, slot.body.multiply_moving
-            w_bytes = DTYPES[cfg.array.stationary_dtype][0] // 8
-            with m.If(op == Opcode.LOAD_STATIONARY):
-                with m.If((ls.k == 0) | (ls.k > R)):
-                    m.d.comb += body.eq(IsaError.BAD_K)
-                with m.Elif((ls.n == 0) | (ls.n > Cc)):
-                    m.d.comb += body.eq(IsaError.BAD_N)
-                with m.Elif(ls.offset + ls.k > elems(w_bytes)):
-                    m.d.comb += body.eq(IsaError.SBUF_RANGE)
-                with m.Elif(load_pending):
-                    m.d.comb += body.eq(IsaError.LOAD_PENDING)
-            with m.Elif(op == Opcode.MULTIPLY_MOVING):
-                with m.If(~loaded):
-                    m.d.comb += body.eq(IsaError.MULTIPLY_BEFORE_LOAD)
-                with m.Elif((mm.m == 0) | (mm.repeat == 0)):
-                    m.d.comb += body.eq(IsaError.BAD_COUNT)
-            with m.Elif(op == Opcode.MATMUL):
-                m.d.comb += body.eq(matmul_static_code(slot.body.matmul, R, Cc, load_pending))
-        elif q.engine == Engine.ACT:
-            a, ap = slot.body.act, slot.body.act_param
-            lo, hi = -(1 << (cfg.act.scale_bits - 1)), (1 << (cfg.act.scale_bits - 1)) - 1
-            with m.If(op == Opcode.ACT):
-                with m.If((a.rows == 0) | (a.repeat == 0)):
-                    m.d.comb += body.eq(IsaError.BAD_COUNT)
-                with m.Elif((a.cols == 0) | (a.cols > Cc)):
-                    m.d.comb += body.eq(IsaError.BAD_N)
-                with m.Elif(a.param >= ACT_PARAM_ENTRIES):
-                    m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)
-                with m.Elif(a.mode_high & (not cfg.array.is_float)):
-                    m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)   # float outputs need fp32 PSUM
-            with m.Elif(op == Opcode.ACT_PARAM):
-                bad_value = Cat(((i < ap.count) & ((ap.scale[i] < lo) | (ap.scale[i] > hi) |
-                                                   (ap.shift[i] > cfg.act.max_shift)))
-                                for i in range(ACT_PARAM_GROUP)).any()
-                with m.If((ap.entry >= ACT_PARAM_ENTRIES) | (ap.count == 0) |
-                          (ap.count > ACT_PARAM_GROUP) | (ap.first_col + ap.count > Cc) |
-                          bad_value):
-                    m.d.comb += body.eq(IsaError.BAD_ACT_PARAM)
-        else:
-            d = slot.body.dma_copy
-            dc = cfg.dma
-            local = [(s.space == Space.DRAM) | (s.space == Space.SBUF) for s in (d.src, d.dst)]
-            remote_dst = d.dst.space == Space.REMOTE_SBUF
-            chip = self._chip
-            # A remote destination exists only on a chip's tile; it must lie inside the mesh.
-            good_space = local[0] & (local[1] | (remote_dst if chip is not None else C(0)))
-
-            def outside(x, y):
-                if chip is None:
-                    return C(0)
-                return (x >= chip.noc.width) | (y >= chip.noc.height)
-            sr = slot.body.signal_remote
-
-            def beyond(value, bits, signed=False):
-                """``value`` does not fit ``bits`` (the DMA's field): never truncated."""
-                width = len(value)
-                if bits >= width:
-                    return C(0)
-                top = value[bits - 1:] if signed else value[bits:]
-                return (top != 0) & (top != (1 << len(top)) - 1) if signed else top != 0
-            too_wide = Cat(*(Cat(beyond(side.addr, dc.addr_width),
-                                 *(beyond(c, dc.count_bits) for c in side.count),
-                                 *(beyond(st, dc.addr_width, signed=True) for st in side.stride))
-                             for side in (d.src, d.dst)),
-                           beyond(d.elem_bytes, dc.elem_bits)).any()
-            with m.If(op == Opcode.DMA_COPY):
-                with m.If(~good_space):
-                    m.d.comb += body.eq(IsaError.BAD_DMA_SPACE)
-                with m.Elif(remote_dst & outside(d.dst_tile_x, d.dst_tile_y)):
-                    m.d.comb += body.eq(IsaError.BAD_REMOTE_TILE)
-                with m.Elif(too_wide):
-                    m.d.comb += body.eq(IsaError.DMA_FIELD_RANGE)
-            with m.Elif(op == Opcode.SIGNAL_REMOTE):
-                with m.If(C(chip is None)):
-                    m.d.comb += body.eq(IsaError.BAD_DMA_SPACE)
-                with m.Elif(outside(sr.tile_x, sr.tile_y)):
-                    m.d.comb += body.eq(IsaError.BAD_REMOTE_TILE)
-                with m.Elif(sr.sem >= SEMAPHORES):
-                    m.d.comb += body.eq(IsaError.BAD_SEMAPHORE)
-        with m.If(fetch_error):
-            m.d.comb += [code.eq(IsaError.DMA_ERROR), detail.eq(DmaError.AXI_READ_ERROR)]
-        with m.Elif(~known):
-            m.d.comb += code.eq(IsaError.UNKNOWN_OPCODE)
-        with m.Elif(~allowed):
-            m.d.comb += code.eq(IsaError.WRONG_ENGINE)
-        with m.Elif(((pc == 0) & (op != Opcode.CHECK)) |
-                    ((op == Opcode.CHECK) & (chk.fingerprint != self._fingerprint))):
-            m.d.comb += code.eq(IsaError.CONFIG_MISMATCH)
-        with m.Elif((op == Opcode.CHECK) & (chk.queue != q.index)):
-            m.d.comb += code.eq(IsaError.QUEUE_MISMATCH)
-        with m.Elif(sem_bad):
-            m.d.comb += code.eq(IsaError.BAD_SEMAPHORE)
-        with m.Else():
-            m.d.comb += code.eq(body)
-        return code, detail
 
     # --- the engine -----------------------------------------------------------------------------
 
@@ -366,8 +247,11 @@ class QueueEngine(wiring.Component):
         # with it in separate cycles). pc, loaded and new_load cannot change in between: the
         # slot is empty when an instruction is taken, and they change only when one issues.
         incoming = INSTRUCTION_LAYOUT(self.instr.payload.bits)
-        checked_code, checked_detail = self._static_error(m, incoming, self.instr.payload.error,
-                                                          pc, loaded, new_load)
+        checks = static_checks(incoming, fetch_error=self.instr.payload.error, pc=pc,
+                               loaded=loaded, load_pending=new_load, config=cfg, queue=q,
+                               fingerprint=self._fingerprint, chip=self._chip)
+        checked_code = first_error(m, Cat(cond for cond, _ in checks),
+                                   [code for _, code in checks], "checked_code")
         static_code = Signal(IsaError)
         static_detail = Signal(DmaError)
         take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & ~failing & \
@@ -376,7 +260,9 @@ class QueueEngine(wiring.Component):
                                         (st.state != EngineState.WAITING))
         with m.If(take & self.instr.valid):
             m.d.sync += [slot.eq(self.instr.payload.bits), slot_valid.eq(1), phase.eq(0),
-                         static_code.eq(checked_code), static_detail.eq(checked_detail)]
+                         static_code.eq(checked_code),
+                         static_detail.eq(Mux(self.instr.payload.error, DmaError.AXI_READ_ERROR,
+                                              DmaError.OK))]
 
         # repeat iteration (checks, then issue), for MULTIPLY_MOVING and ACT
         rep = Signal(16)

@@ -6,7 +6,7 @@ load of k tile t+1 streams while tile t multiplies) are those of the instruction
 MATMUL's body starts with MULTIPLY_MOVING's fields at the same bits, so the engine's repeat
 machinery (range checks, per-repeat offsets) reads them unchanged; this file adds:
 
-* the static checks (:func:`matmul_static_code`): BAD_K, BAD_N, BAD_COUNT, LOAD_PENDING;
+* the static checks (:func:`matmul_static_checks`): BAD_K, BAD_N, BAD_COUNT, LOAD_PENDING;
 * before the repeat checks, a bit-serial multiply (one cycle per bit of ``tiles - 1``, plus
   one) that moves the repeat checks' A offset to the last k tile's and checks the W range of
   the last two k tiles: offsets grow linearly with t (unsigned steps), so the last tile's A
@@ -23,15 +23,15 @@ from systolica.codes import IsaError
 from systolica.isa import Opcode
 
 
-__all__ = ["matmul_static_code", "MatmulLoop"]
+__all__ = ["matmul_static_checks", "MatmulLoop"]
 
 
-def matmul_static_code(body, rows, cols, load_pending):
-    """The code of a MATMUL's checks that need no iteration (OK if none fails)."""
-    return Mux((body.k_last == 0) | (body.k_last > rows), IsaError.BAD_K,
-           Mux((body.n == 0) | (body.n > cols), IsaError.BAD_N,
-           Mux((body.tiles == 0) | (body.m == 0) | (body.repeat == 0), IsaError.BAD_COUNT,
-           Mux(load_pending, IsaError.LOAD_PENDING, IsaError.OK))))
+def matmul_static_checks(body, rows, cols, load_pending):
+    """A MATMUL's checks that need no iteration, ``[(condition, code)]`` in priority order."""
+    return [((body.k_last == 0) | (body.k_last > rows), IsaError.BAD_K),
+            ((body.n == 0) | (body.n > cols), IsaError.BAD_N),
+            ((body.tiles == 0) | (body.m == 0) | (body.repeat == 0), IsaError.BAD_COUNT),
+            (load_pending, IsaError.LOAD_PENDING)]
 
 
 class MatmulLoop:

@@ -89,7 +89,6 @@ class SemaphoreFile(wiring.Component):
         values = self.values
         limit = (1 << self.bits) - 1
         wait_layout = semaphore_wait_layout(self.count, self.bits)
-        pair_layout = data.ArrayLayout(semaphore_request_layout(self.count, self.bits), 2)
 
         # --- waits: checked in t - 1 (registered), granted in t, one per cycle ----------------
         waits = m.submodules.wait_arbiter = RoundRobinArbiter(n)
@@ -142,31 +141,42 @@ class SemaphoreFile(wiring.Component):
         remote_valid = self.remote.valid if self.remote_port else C(0)
         m.d.comb += [signals.requests.eq(Mux(remote_valid, 0, shown)), signals.advance.eq(1),
                      self.signal_ready.eq(signals.grant)]
-        taken = Signal(pair_layout)
-        with m.If(signals.valid):
-            with m.Switch(signals.index):
-                for e in range(n):
-                    with m.Case(e):
-                        m.d.comb += taken.eq(Cat(s.as_value() for s in self.signal[e]))
-        if self.remote_port:
-            with m.If(remote_valid):
-                m.d.comb += taken.eq(self.remote.as_value())
-        # registered: the pair (a pair naming one counter merged into lane 0) with each lane's
-        # counter one-hot, whose it is, and whether a merged amount alone overflows (``over``)
-        same = taken[0].valid & taken[1].valid & (taken[0].id == taken[1].id)
-        totals = [taken[0].amount + Mux(same, taken[1].amount, 0), taken[1].amount]
-        lane_valid = [taken[0].valid, taken[1].valid & ~same]
+        # Every source's merge prepared before the arbiter from what it shows (timing: the
+        # arbiter is followed by a one-hot AND-OR of the shown pairs, then one LUT): whether
+        # both signals name one counter (``same``: merged into lane 0) and their sum, whose
+        # carry is an overflow of the merged amount alone (a single amount always fits).
+        bits = self.bits
+        taken_layout = data.StructLayout({
+            "pair": data.ArrayLayout(semaphore_request_layout(self.count, bits), 2),
+            "same": 1, "merged": unsigned(bits + 1)})
+        candidates = []
+        for pick, (a, b) in [*((signals.grant[e], self.signal[e]) for e in range(n)),
+                             *([(remote_valid, (self.remote, None))] if self.remote_port else [])]:
+            shown = Signal(taken_layout)
+            m.d.comb += shown.pair[0].eq(a)
+            if b is not None:
+                m.d.comb += [shown.pair[1].eq(b),
+                             shown.same.eq(a.valid & b.valid & (a.id == b.id)),
+                             shown.merged.eq(a.amount + b.amount)]
+            candidates.append(Mux(pick, shown.as_value(), 0))
+        taken = Signal(taken_layout)
+        m.d.comb += taken.as_value().eq(any_of(candidates))
+        lane_valid = [taken.pair[0].valid, taken.pair[1].valid & ~taken.same]
+        totals = [Mux(taken.same, taken.merged[:bits], taken.pair[0].amount),
+                  taken.pair[1].amount]
+        # registered: the pair with each lane's counter one-hot, whose it is, and whether the
+        # merged amount overflows (``over``)
         lane_hits = Signal(data.ArrayLayout(self.count, 2))
-        lane_amount = Signal(data.ArrayLayout(unsigned(self.bits), 2))
-        over = Signal(2)
+        lane_amount = Signal(data.ArrayLayout(unsigned(bits), 2))
+        over = Signal()
         owner = Signal(n)
         owner_remote = Signal()
-        m.d.sync += [owner.eq(signals.grant), owner_remote.eq(remote_valid)]
+        m.d.sync += [owner.eq(signals.grant), owner_remote.eq(remote_valid),
+                     over.eq(taken.same & taken.merged[bits] & ~self.clear)]
         for j in range(2):
             m.d.sync += [lane_hits[j].eq(Mux(self.clear | ~lane_valid[j], 0,
-                                             1 << taken[j].id)),
-                         lane_amount[j].eq(totals[j]),
-                         over[j].eq(lane_valid[j] & ~self.clear & (totals[j] > limit))]
+                                             1 << taken.pair[j].id)),
+                         lane_amount[j].eq(totals[j])]
 
         # --- the counters: at most two additions (distinct ids: merged) and two subtractions
         # (the previous cycle's grant, distinct ids by the ISA) per cycle. Every counter sums
