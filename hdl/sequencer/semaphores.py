@@ -87,7 +87,6 @@ class SemaphoreFile(wiring.Component):
         m = Module()
         n = self.engines
         values = self.values
-        limit = (1 << self.bits) - 1
         wait_layout = semaphore_wait_layout(self.count, self.bits)
 
         # --- waits: checked in t - 1 (registered), granted in t, one per cycle ----------------
