@@ -33,9 +33,10 @@ from systolica.config import DTYPES, ChipConfig, TileConfig
 from systolica.hdl.contracts import dma_descriptor_layout, index_bits, remote_signal_layout
 from systolica.hdl.lib import Queue
 from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOUT, SEMAPHORES,
-                           SEMAPHORE_BITS, Engine, Opcode, Space)
+                           OPCODE_ENGINES, SEMAPHORE_BITS, Engine, Opcode, Space)
 from .fetch import fetched_layout
 from .pe_loop import MatmulLoop
+from .repeats import Repeats
 from .static_checks import first_error, static_checks
 from .semaphores import semaphore_request_layout, semaphore_wait_layout
 
@@ -253,7 +254,15 @@ class QueueEngine(wiring.Component):
         checked_code = first_error(m, Cat(cond for cond, _ in checks),
                                    [code for _, code in checks], "checked_code")
         static_code = Signal(IsaError)
+        static_bad = Signal()             # static_code != OK
         static_detail = Signal(DmaError)
+        # the slot's opcode as one flag per opcode of this queue, registered as it is taken
+        # (timing: no opcode compare before what the flags steer); none for another queue's
+        op_flags = {o: Signal(name=f"is_{o.name.lower()}") for o, e in OPCODE_ENGINES.items()
+                    if e in (None, q.engine)}
+
+        def op_is(opcode):
+            return op_flags.get(opcode, C(0))
         take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & ~failing & \
             (pc < length)
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
@@ -261,20 +270,21 @@ class QueueEngine(wiring.Component):
         with m.If(take & self.instr.valid):
             m.d.sync += [slot.eq(self.instr.payload.bits), slot_valid.eq(1), phase.eq(0),
                          static_code.eq(checked_code),
+                         static_bad.eq(checked_code != IsaError.OK),
+                         *(flag.eq(incoming.header.opcode == o) for o, flag in op_flags.items()),
                          static_detail.eq(Mux(self.instr.payload.error, DmaError.AXI_READ_ERROR,
                                               DmaError.OK))]
 
         # repeat iteration (checks, then issue), for MULTIPLY_MOVING and ACT
-        rep = Signal(16)
-        acc_o = Signal(_ACCUMULATOR_BITS)
-        acc_p = Signal(_ACCUMULATOR_BITS)
-        rep_flags = Signal(3)             # SBUF_RANGE, PSUM_RANGE, PSUM_BANK seen
+        reps = Repeats(accumulator_bits=_ACCUMULATOR_BITS)
+        rep_first, rep_end, last_rep = reps.first, reps.end, reps.last
+        acc_o, acc_p, rep_flags = reps.acc_o, reps.acc_p, reps.flags
         if kind == Engine.PE:
             rb = slot.body.multiply_moving
             rows_, off0, psum0 = rb.m, rb.offset, rb.psum_addr
             step_o, step_p, repeat = rb.offset_step, rb.psum_step, rb.repeat
             limit = sb.depth * sb.word_bytes // (DTYPES[arr.moving_dtype][0] // 8)
-            iterates = (op == Opcode.MULTIPLY_MOVING) | (op == Opcode.MATMUL)   # same fields
+            iterates = op_is(Opcode.MULTIPLY_MOVING) | op_is(Opcode.MATMUL)   # same fields
         elif kind == Engine.ACT:
             rb = slot.body.act
             rows_, off0, psum0 = rb.rows, rb.offset, rb.psum_addr
@@ -284,25 +294,11 @@ class QueueEngine(wiring.Component):
                 for mode, nbytes in ACT_MODE_BYTES.items():
                     with m.Case(mode.value):
                         m.d.comb += limit.eq(sb.depth * sb.word_bytes // nbytes)
-            iterates = op == Opcode.ACT
+            iterates = op_is(Opcode.ACT)
         else:
             iterates = C(0)
             rows_ = off0 = psum0 = step_o = step_p = C(0)
             repeat = C(1)
-        # rep's flags, registered with it (timing: no counter compare before what they steer);
-        # every assignment to rep goes through rep_to
-        rep_first = Signal()              # rep == 0
-        rep_end = Signal()                # rep == repeat: the repeat checks are done
-        last_rep = Signal()               # rep + 1 >= repeat: the last repeat issues
-
-        def rep_to(value):
-            """Assignments that set rep to 0 or (``value`` None) to rep + 1."""
-            if value == 0:
-                return [rep.eq(0), rep_first.eq(1), rep_end.eq(repeat == 0),
-                        last_rep.eq(repeat <= 1)]
-            # rep + 1 <= repeat wherever rep counts: rep + 1 == repeat is last_rep
-            return [rep.eq(rep + 1), rep_first.eq(0), rep_end.eq(last_rep),
-                    last_rep.eq(rep + 2 >= repeat)]
         if kind != Engine.DMA:
             bank_rows, psum_rows = cfg.psum.bank_rows, cfg.psum.rows
             row_in_bank = acc_p[:bank_rows.bit_length() - 1]
@@ -319,20 +315,25 @@ class QueueEngine(wiring.Component):
         # Nothing issues in a cycle where a retirement may fail: a DMA error, a signalling
         # head leaving (``sent``) or its overflow verdict (``stopped``, a register). The DMA
         # error term is ``retire_now & dma_failed`` from registers (its other terms are here).
-        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
-                                 ~(head_done & head.retire & dma_failed))
+        # A command leaves the slot (``issued``) into its stream's output register, and the
+        # slot moves on (next repeat, next instruction) in the cycle after (``just_issued``),
+        # when it issues nothing: the wide updates start at a flip-flop, not at the issue
+        # decision (timing), and the slot issues at most every other cycle.
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
+        just_issued = Signal()            # ... in the cycle before: the slot moves on now
+        m.d.sync += just_issued.eq(issued)
+        m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
+                                 ~just_issued & ~(head_done & head.retire & dma_failed))
         # the waits are shown from the check on (the semaphore file checks them a cycle ahead)
         m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem) for j in range(2)]
         m.d.comb += [self.wait.pair[j].amount.eq(slot.header.wait[j].count) for j in range(2)]
         with m.If(slot_valid & ~aborting):
             with m.Switch(phase):
                 with m.Case(0):
-                    with m.If(static_code != IsaError.OK):
+                    with m.If(static_bad):
                         m.d.sync += halt(static_code, static_detail)
                     with m.Elif(iterates):
-                        m.d.sync += [phase.eq(1), *rep_to(0), acc_o.eq(off0), acc_p.eq(psum0),
-                                     rep_flags.eq(0)]
+                        m.d.sync += phase.eq(1)
                     with m.Else():
                         m.d.sync += phase.eq(2)
                 if kind != Engine.DMA:
@@ -341,12 +342,7 @@ class QueueEngine(wiring.Component):
                             with m.If(rep_flags != 0):
                                 m.d.sync += halt(rep_code)
                             with m.Else():
-                                m.d.sync += [phase.eq(2), *rep_to(0), acc_o.eq(off0),
-                                             acc_p.eq(psum0)]
-                        with m.Else():
-                            m.d.sync += [*rep_to(None), acc_o.eq(acc_o + step_o),
-                                         acc_p.eq(acc_p + step_p),
-                                         rep_flags.eq(rep_flags | flags_now)]
+                                m.d.sync += phase.eq(2)
                 with m.Case(2):
                     # DMA: the next copy waits only once the previous one completed (a DMA
                     # error halts the queue before anything after it consumed a wait). Nor
@@ -369,24 +365,54 @@ class QueueEngine(wiring.Component):
         m.d.comb += [last.eq(~iterates | last_rep if kind != Engine.DMA else 1),
                      board.i.valid.eq(issued),
                      board.i.payload.retire.eq(last),
-                     board.i.payload.end.eq(op == Opcode.END), board.i.payload.pc.eq(pc),
+                     board.i.payload.end.eq(op_is(Opcode.END)), board.i.payload.pc.eq(pc),
                      board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0)),
                      board.i.payload.signals.eq(Cat(last & (s.count != 0)
                                                     for s in slot.header.signal))]
-        with m.If(issued):
-            with m.If(last):
-                m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1)]
-                with m.If(op == Opcode.END):
-                    m.d.sync += ended.eq(1)
-            with m.Else():
-                m.d.sync += [*rep_to(None), acc_o.eq(acc_o + step_o), acc_p.eq(acc_p + step_p)]
+        with m.If(just_issued & last):
+            m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1)]
+            with m.If(op_is(Opcode.END)):
+                m.d.sync += ended.eq(1)
+
+        # The repeat state's updates (rep, offsets, range flags) need neither slot_valid nor
+        # aborting: an empty slot's are never read (an instruction taken starts in phase 0,
+        # which sets them up). The checks of phase 1 wait for a MATMUL's scaling.
+        phase0, phase1 = phase == 0, phase == 1
+        matmul = None
+        if kind == Engine.PE:
+            matmul = MatmulLoop(rows=arr.rows, w_elements=sb.depth * sb.word_bytes //
+                                (DTYPES[arr.stationary_dtype][0] // 8),
+                                accumulator_bits=_ACCUMULATOR_BITS)
+            checking = phase1 & ~matmul.scaling
+        else:
+            checking = phase1
+        # the instruction's own (MULTIPLY_MOVING, ACT; MATMUL's within a k tile)
+        restart = phase0 | (checking & rep_end)
+        step = (checking & ~rep_end) | (just_issued & ~last)
+        if matmul is not None:
+            mm = op_is(Opcode.MATMUL)
+            matmul.decide(m, slot=slot, mm=mm, phase0=phase0, phase1=phase1, phase2=phase == 2,
+                          just_issued=just_issued, last_rep=last_rep)
+            step = (checking & ~rep_end) | (just_issued & ~last & ~matmul.holds_repeat)
+            reps.add(m, repeat=repeat, restart=restart | matmul.next_tile, step=step,
+                     acc_o=[(restart, off0), (step, acc_o + step_o),
+                            (matmul.scale_add, acc_o + matmul.a_step_shifted),
+                            (matmul.next_tile, matmul.a_offset + slot.body.matmul.a_step)],
+                     acc_p=[(restart | matmul.next_tile, psum0), (step, acc_p + step_p)],
+                     flags=[(phase0, 0), (checking & ~rep_end, rep_flags | flags_now),
+                            (matmul.scaled, matmul.w_out)])
+        elif kind != Engine.DMA:
+            reps.add(m, repeat=repeat, restart=restart, step=step,
+                     acc_o=[(restart, off0), (step, acc_o + step_o)],
+                     acc_p=[(restart, psum0), (step, acc_p + step_p)],
+                     flags=[(phase0, 0), (checking & ~rep_end, rep_flags | flags_now)])
 
         # --- kind-specific issue ---------------------------------------------------------------
         is_cmd = Signal()
         if kind == Engine.DMA:
             d = slot.body.dma_copy
-            desc = self.desc
-            m.d.comb += is_cmd.eq(op == Opcode.DMA_COPY)
+            desc = self._output_register(m, self.desc, "desc")
+            m.d.comb += is_cmd.eq(op_is(Opcode.DMA_COPY))
             for name in ("src", "dst"):
                 side, out = getattr(d, name), getattr(desc.payload, name)
                 # (a remote destination is checked and walked as an SBUF one)
@@ -404,7 +430,7 @@ class QueueEngine(wiring.Component):
                 # SIGNAL_REMOTE: one flit, sent once everything before it completed (a remote
                 # copy completes when its last flit was accepted), retired when accepted.
                 rs, sr = self.remote_signal, slot.body.signal_remote
-                is_signal = op == Opcode.SIGNAL_REMOTE
+                is_signal = op_is(Opcode.SIGNAL_REMOTE)
                 m.d.comb += [
                     desc.payload.remote.valid.eq(d.dst.space == Space.REMOTE_SBUF),
                     desc.payload.remote.x.eq(d.dst_tile_x), desc.payload.remote.y.eq(d.dst_tile_y),
@@ -416,60 +442,56 @@ class QueueEngine(wiring.Component):
                 m.d.sync += signal_held.eq(rs.valid & ~rs.ready)
         elif kind == Engine.PE:
             ls, mm = slot.body.load_stationary, slot.body.multiply_moving
-            wc, mc = self.weights_cmd, self.moving_cmd
+            wc = self._output_register(m, self.weights_cmd, "weights_cmd")
+            mc = self._output_register(m, self.moving_cmd, "moving_cmd")
             ready_phase = can_issue
             m.d.comb += [
                 wc.payload.offset.eq(ls.offset), wc.payload.rows.eq(ls.k),
                 wc.payload.cols.eq(ls.n),
-                wc.valid.eq(ready_phase & (op == Opcode.LOAD_STATIONARY) & board.i.ready),
+                wc.valid.eq(ready_phase & op_is(Opcode.LOAD_STATIONARY) & board.i.ready),
                 mc.payload.offset.eq(acc_o), mc.payload.count.eq(mm.m),
                 mc.payload.start.eq(new_load & rep_first), mc.payload.addr.eq(acc_p),
                 mc.payload.accumulate.eq(mm.accumulate),
-                mc.valid.eq(ready_phase & (op == Opcode.MULTIPLY_MOVING) & board.i.ready),
+                mc.valid.eq(ready_phase & op_is(Opcode.MULTIPLY_MOVING) & board.i.ready),
             ]
-            with m.Switch(op):
-                with m.Case(Opcode.LOAD_STATIONARY):
-                    m.d.comb += [issue_ok.eq(wc.ready), board.i.payload.kind.eq(_KIND_A)]
-                with m.Case(Opcode.MULTIPLY_MOVING):
-                    m.d.comb += [issue_ok.eq(mc.ready), board.i.payload.kind.eq(_KIND_B)]
-                with m.Default():
-                    m.d.comb += issue_ok.eq(1)
-            with m.If(issued & (op == Opcode.LOAD_STATIONARY)):
+            with m.If(op_is(Opcode.LOAD_STATIONARY)):
+                m.d.comb += [issue_ok.eq(wc.ready), board.i.payload.kind.eq(_KIND_A)]
+            with m.Elif(op_is(Opcode.MULTIPLY_MOVING)):
+                m.d.comb += [issue_ok.eq(mc.ready), board.i.payload.kind.eq(_KIND_B)]
+            with m.Else():
+                m.d.comb += issue_ok.eq(1)
+            with m.If(just_issued & op_is(Opcode.LOAD_STATIONARY)):
                 m.d.sync += [loaded.eq(1), new_load.eq(1)]
-            with m.If(issued & (op == Opcode.MULTIPLY_MOVING) & rep_first):
+            with m.If(just_issued & op_is(Opcode.MULTIPLY_MOVING) & rep_first):
                 m.d.sync += new_load.eq(0)
-            w_elems = sb.depth * sb.word_bytes // (DTYPES[arr.stationary_dtype][0] // 8)
-            MatmulLoop(rows=arr.rows, w_elements=w_elems, accumulator_bits=_ACCUMULATOR_BITS).add(
-                m, slot=slot, phase=phase, run=slot_valid & ~aborting, rep_to=rep_to,
-                rep_first=rep_first, repeat=repeat,
-                last_rep=last_rep, acc_o=acc_o, acc_p=acc_p, rep_flags=rep_flags, issued=issued,
-                issue_ok=issue_ok, last=last, can_issue=can_issue, board=board, weights_cmd=wc,
-                moving_cmd=mc, kinds=(_KIND_A, _KIND_B), loaded=loaded, new_load=new_load)
+            matmul.issue(m, slot=slot, mm=op_is(Opcode.MATMUL), just_issued=just_issued,
+                         rep_first=rep_first, last_rep=last_rep, issue_ok=issue_ok, last=last,
+                         can_issue=can_issue, board=board, weights_cmd=wc, moving_cmd=mc,
+                         kinds=(_KIND_A, _KIND_B), loaded=loaded, new_load=new_load)
         else:
             a, ap = slot.body.act, slot.body.act_param
-            ac = self.act_cmd
+            ac = self._output_register(m, self.act_cmd, "act_cmd")
             m.d.comb += [
                 ac.payload.psum_addr.eq(acc_p), ac.payload.rows.eq(a.rows),
                 ac.payload.offset.eq(acc_o), ac.payload.cols.eq(a.cols),
                 ac.payload.mode.eq(Cat(a.mode, a.mode_high)), ac.payload.relu.eq(a.relu),
                 ac.payload.zero_point.eq(a.zero_point),
-                ac.valid.eq(can_issue & (op == Opcode.ACT) & empty),
+                ac.valid.eq(can_issue & op_is(Opcode.ACT) & empty),
             ]
             param_entry = Signal.like(self.param_entry)
             m.d.comb += self.param_entry.eq(param_entry)
-            with m.Switch(op):
-                with m.Case(Opcode.ACT):
-                    m.d.comb += [issue_ok.eq(ac.ready & empty & ~self.param_busy),
-                                 board.i.payload.kind.eq(_KIND_A)]
-                with m.Case(Opcode.ACT_PARAM):
-                    # never under a running ACT command or a table write
-                    m.d.comb += issue_ok.eq(empty & ~self.param_busy)
-                with m.Default():
-                    m.d.comb += issue_ok.eq(1)
-            with m.If(issued & (op == Opcode.ACT)):
+            with m.If(op_is(Opcode.ACT)):
+                m.d.comb += [issue_ok.eq(ac.ready & empty & ~self.param_busy),
+                             board.i.payload.kind.eq(_KIND_A)]
+            with m.Elif(op_is(Opcode.ACT_PARAM)):
+                # never under a running ACT command or a table write
+                m.d.comb += issue_ok.eq(empty & ~self.param_busy)
+            with m.Else():
+                m.d.comb += issue_ok.eq(1)
+            with m.If(issued & op_is(Opcode.ACT)):
                 m.d.sync += param_entry.eq(a.param)
             pw = self.param_write
-            m.d.comb += [pw.valid.eq(issued & (op == Opcode.ACT_PARAM)), pw.entry.eq(ap.entry),
+            m.d.comb += [pw.valid.eq(issued & op_is(Opcode.ACT_PARAM)), pw.entry.eq(ap.entry),
                          pw.first_col.eq(ap.first_col), pw.count.eq(ap.count),
                          pw.shift.eq(ap.shift.as_value())]
             m.d.comb += [pw.scale[i].eq(ap.scale[i]) for i in range(ACT_PARAM_GROUP)]
@@ -504,3 +526,14 @@ class QueueEngine(wiring.Component):
                          slot_valid.eq(0), dma_error_seen.eq(DmaError.OK), failed.eq(0)]
         m.d.comb += self.active.eq(live | aborting | in_flight | signal_held)
         return m
+
+    @staticmethod
+    def _output_register(m, port, name):
+        """A one-entry register in front of command stream ``port``; returns its input stream.
+        Its ``ready`` is a flip-flop (empty), so the consumer's ``ready`` does not reach the
+        issue decision (timing); a command is held shown until accepted, also through an
+        abort (the stream rule)."""
+        register = m.submodules[f"{name}_register"] = Queue(
+            shape=port.payload.shape(), depth=1, registered_head=True)
+        wiring.connect(m, register.o, wiring.flipped(port))
+        return register.i

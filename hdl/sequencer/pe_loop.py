@@ -20,7 +20,7 @@ machinery (range checks, per-repeat offsets) reads them unchanged; this file add
 from amaranth.hdl import *
 
 from systolica.codes import IsaError
-from systolica.isa import Opcode
+from .repeats import choose
 
 
 __all__ = ["matmul_static_checks", "MatmulLoop"]
@@ -35,87 +35,89 @@ def matmul_static_checks(body, rows, cols, load_pending):
 
 
 class MatmulLoop:
-    """The MATMUL state of one PE queue engine; :meth:`add` puts its logic into the engine's
-    module after the engine's own (its assignments take precedence while a MATMUL is in the
-    slot). ``w_elements``: stationary elements per SBUF partition."""
+    """The MATMUL state of one PE queue engine. :meth:`decide` (its registers and what it
+    tells the engine's repeat state) and :meth:`issue` (its commands, after the engine's own:
+    its assignments take precedence while a MATMUL is in the slot) put its logic into the
+    engine's module. ``w_elements``: stationary elements per SBUF partition."""
 
     def __init__(self, *, rows, w_elements, accumulator_bits):
         self.rows, self.w_elements = rows, w_elements
         self.scaling = Signal()                      # the bit-serial multiply runs
         self.multiplier = Signal(16)                 # bits of tiles - 1 still to add
+        self.multiplier_left = Signal()              # multiplier != 0 (registered: timing)
         self.w_step_shifted = Signal(48)
         self.a_step_shifted = Signal(48)
         self.w_offset = Signal(accumulator_bits)     # scaling: the last tile's; issue: tile t's
         self.a_offset = Signal(accumulator_bits)     # issue: tile t's A offset
-        self.tile = Signal(16)
-        self.tiles_left = Signal(16)                 # k tiles after tile t (registered: timing)
+        self.later_tile = Signal()                   # tile t > 0
+        self.tiles_left = Signal(16)                 # k tiles after tile t
+        self.last_tile = Signal()                    # tiles_left == 0 (registered: timing)
         self.loading = Signal()                      # the next command is tile t's load
+        # what the engine's repeat state does (see decide)
+        self.scale_add = Signal()
+        self.scaled = Signal()
+        self.next_tile = Signal()
+        self.holds_repeat = Signal()
+        self.w_out = Signal()
 
-    @staticmethod
-    def hold(rep_to):
-        """Assignments keeping rep and its flags (overriding the engine's rep_to)."""
-        return [target.eq(target) for target in (a.lhs for a in rep_to(None))]
-
-    def add(self, m, *, slot, phase, run, rep_to, rep_first, repeat, last_rep, acc_o,
-            acc_p, rep_flags,
-            issued, issue_ok, last, can_issue, board, weights_cmd, moving_cmd, kinds,
-            loaded, new_load):
+    def decide(self, m, *, slot, mm, phase0, phase1, phase2, just_issued, last_rep):
+        """The loop's registers and, for the engine's repeat state: ``scale_add`` (acc_o +=
+        a_step_shifted), ``scaled`` (the multiply is done: the range flags are ``w_out``),
+        ``next_tile`` (rep and acc_p restart, acc_o is the next k tile's A offset) and
+        ``holds_repeat`` (an issue that does not step the repeat). ``mm``: a MATMUL is in the
+        slot; the phases are the engine's."""
         mt = slot.body.matmul
-        is_mm = slot.header.opcode == Opcode.MATMUL
-        last_tile = self.tiles_left == 0
-        with m.If(run & is_mm):
-            with m.Switch(phase):
-                with m.Case(0):
-                    m.d.sync += [self.scaling.eq(1), self.multiplier.eq(mt.tiles - 1),
-                                 self.w_offset.eq(mt.w_offset), self.w_step_shifted.eq(mt.w_step),
-                                 self.a_step_shifted.eq(mt.a_step)]
-                with m.Case(1):
-                    with m.If(self.scaling):
-                        # hold the repeat iteration until the A offset is the last tile's
-                        m.d.sync += [*self.hold(rep_to), acc_p.eq(acc_p),
-                                     rep_flags.eq(rep_flags)]
-                        with m.If(self.multiplier != 0):
-                            m.d.sync += [self.multiplier.eq(self.multiplier >> 1),
-                                         self.w_step_shifted.eq(self.w_step_shifted << 1),
-                                         self.a_step_shifted.eq(self.a_step_shifted << 1),
-                                         acc_o.eq(acc_o)]
-                            with m.If(self.multiplier[0]):
-                                m.d.sync += [self.w_offset.eq(self.w_offset + self.w_step_shifted),
-                                             acc_o.eq(acc_o + self.a_step_shifted)]
-                        with m.Else():
-                            w_out = (self.w_offset + mt.k_last > self.w_elements) | \
-                                ((mt.tiles > 1) &
-                                 (self.w_offset - mt.w_step + self.rows > self.w_elements))
-                            m.d.sync += [self.scaling.eq(0), acc_o.eq(acc_o),
-                                         rep_flags.eq(w_out)]     # bit 0: SBUF_RANGE
-                with m.Case(2):
-                    m.d.sync += [self.loading.eq(1), self.tile.eq(0),
-                                 self.tiles_left.eq(mt.tiles - 1),
-                                 self.w_offset.eq(mt.w_offset), self.a_offset.eq(mt.offset)]
-            # --- issue
+        shifting = phase1 & self.scaling & self.multiplier_left
+        m.d.comb += [
+            self.scale_add.eq(shifting & self.multiplier[0]),
+            self.scaled.eq(phase1 & self.scaling & ~self.multiplier_left),
+            self.next_tile.eq(just_issued & mm & ~self.loading & last_rep & ~self.last_tile),
+            self.holds_repeat.eq(mm & (self.loading | (last_rep & ~self.last_tile))),
+            # the W ranges of the last full k tile and the last tile are the largest
+            self.w_out.eq((self.w_offset + mt.k_last > self.w_elements) |
+                          ((mt.tiles > 1) &
+                           (self.w_offset - mt.w_step + self.rows > self.w_elements))),
+        ]
+        choose(m, self.scaling, [(phase0, mm), (self.scaled, 0)])
+        choose(m, self.multiplier, [(phase0, mt.tiles - 1), (shifting, self.multiplier >> 1)])
+        choose(m, self.multiplier_left, [(phase0, mt.tiles != 1),
+                                         (shifting, self.multiplier[1:].any())])
+        choose(m, self.w_step_shifted, [(phase0, mt.w_step),
+                                        (shifting, self.w_step_shifted << 1)])
+        choose(m, self.a_step_shifted, [(phase0, mt.a_step),
+                                        (shifting, self.a_step_shifted << 1)])
+        choose(m, self.w_offset, [(phase0 | phase2, mt.w_offset),
+                                  (self.scale_add, self.w_offset + self.w_step_shifted),
+                                  (self.next_tile, self.w_offset + mt.w_step)])
+        choose(m, self.a_offset, [(phase2, mt.offset),
+                                  (self.next_tile, self.a_offset + mt.a_step)])
+        choose(m, self.later_tile, [(phase2, 0), (self.next_tile, 1)])
+        choose(m, self.tiles_left, [(phase2, mt.tiles - 1),
+                                    (self.next_tile, self.tiles_left - 1)])
+        choose(m, self.last_tile, [(phase2, mt.tiles == 1),
+                                   (self.next_tile, self.tiles_left == 1)])
+        choose(m, self.loading, [(phase2, 1), (just_issued & mm & self.loading, 0),
+                                 (self.next_tile, 1)])
+
+    def issue(self, m, *, slot, mm, just_issued, rep_first, last_rep, issue_ok, last, can_issue, board,
+              weights_cmd, moving_cmd, kinds, loaded, new_load):
+        """Per k tile one weights command, then one moving command per repeat."""
+        mt = slot.body.matmul
+        with m.If(mm):
             wc, mc = weights_cmd, moving_cmd
             m.d.comb += [
                 wc.payload.offset.eq(self.w_offset),
-                wc.payload.rows.eq(Mux(last_tile, mt.k_last, self.rows)),
+                wc.payload.rows.eq(Mux(self.last_tile, mt.k_last, self.rows)),
                 wc.payload.cols.eq(mt.n),
                 wc.valid.eq(can_issue & self.loading & board.i.ready),
-                mc.payload.accumulate.eq(mt.accumulate | (self.tile != 0)),
+                mc.payload.accumulate.eq(mt.accumulate | self.later_tile),
                 mc.valid.eq(can_issue & ~self.loading & board.i.ready),
                 issue_ok.eq(Mux(self.loading, wc.ready, mc.ready)),
                 board.i.payload.kind.eq(Mux(self.loading, kinds[0], kinds[1])),
-                last.eq(~self.loading & last_rep & last_tile),
+                last.eq(~self.loading & last_rep & self.last_tile),
             ]
-            with m.If(issued):
-                with m.If(self.loading):
-                    m.d.sync += [self.loading.eq(0), loaded.eq(1), new_load.eq(1),
-                                 *self.hold(rep_to), acc_o.eq(acc_o), acc_p.eq(acc_p)]
-                with m.Else():
-                    with m.If(rep_first):
-                        m.d.sync += new_load.eq(0)
-                    with m.If(last_rep & ~last_tile):    # the next k tile: its load first
-                        m.d.sync += [self.loading.eq(1), self.tile.eq(self.tile + 1),
-                                     self.tiles_left.eq(self.tiles_left - 1),
-                                     self.w_offset.eq(self.w_offset + mt.w_step),
-                                     self.a_offset.eq(self.a_offset + mt.a_step),
-                                     *rep_to(0), acc_o.eq(self.a_offset + mt.a_step),
-                                     acc_p.eq(mt.psum_addr)]
+        with m.If(just_issued & mm):
+            with m.If(self.loading):
+                m.d.sync += [loaded.eq(1), new_load.eq(1)]
+            with m.Elif(rep_first):
+                m.d.sync += new_load.eq(0)
