@@ -86,7 +86,11 @@ class BurstMonitor:
         beat = 0
         idle_wants = False                  # the previous cycle was idle with a queue wanting
         ar_was = False
+        # A decision takes each queue's room of the cycle before it: what the queue holds and
+        # the instruction whose last beat came in that cycle (counted until written).
+        seen = occupancy                    # ... of the previous cycle
         decided_occupancy = occupancy
+        was_start = False
         E = self.E
         signals = [bus.ar.valid, bus.ar.ready, bus.ar.payload.addr, bus.ar.payload.len,
                    bus.ar.payload.id, bus.r.valid, bus.r.ready, f.start, f.flush,
@@ -131,12 +135,16 @@ class BurstMonitor:
                 finished = burst[1] == 0
             else:
                 finished = False
-            decided_occupancy = list(occupancy)
+            decided_occupancy = list(seen)
             # idle in this cycle (its decision shows as AR in the next): no burst, started
-            if self.run is not None and burst is None and not start and not arvalid:
-                idle_wants = bool(self._wanting(occupancy))
+            # (not in this cycle or the one before), from the previous cycle's room
+            if (self.run is not None and burst is None and not start and not was_start
+                    and not arvalid):
+                idle_wants = bool(self._wanting(seen))
             else:
                 idle_wants = False
+            seen = [o + p for o, p in zip(occupancy, pushed)]
+            was_start = start
             if finished:
                 burst = None
             occupancy = [o + p - q for o, p, q in zip(occupancy, pushed, pops)]

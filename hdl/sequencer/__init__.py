@@ -102,8 +102,11 @@ class Sequencer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.ar), fetch.ar)
         wiring.connect(m, wiring.flipped(self.r), fetch.r)
         running = Signal()
+        # start is registered (timing: ``running`` is an OR over every engine and ``start``
+        # fans out to all of them); ``running`` shows it pending, so the host sees no gap
         start = Signal()
-        m.d.comb += [start.eq(self.start & ~running), fetch.start.eq(start),
+        m.d.sync += start.eq(self.start & ~running)
+        m.d.comb += [fetch.start.eq(start),
                      fetch.flush.eq(self.abort), sems.clear.eq(self.abort),
                      self.sem_values.eq(sems.values)]
         engines = []
@@ -136,7 +139,7 @@ class Sequencer(wiring.Component):
                 wiring.connect(m, e.act_cmd, wiring.flipped(self.act_cmd))
                 m.d.comb += e.act_written.eq(self.act_written)
                 self._param_table(m, e, start)
-        m.d.comb += running.eq(fetch.busy | Cat(e.active for e in engines).any())
+        m.d.comb += running.eq(start | fetch.busy | Cat(e.active for e in engines).any())
         started = Signal()
         with m.If(start):
             m.d.sync += started.eq(1)

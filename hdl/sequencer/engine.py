@@ -243,12 +243,15 @@ class QueueEngine(wiring.Component):
 
         # --- the slot: take, check, wait, issue --------------------------------------------------
         length = Signal(32)               # the program's, taken at start (as the fetch takes it)
-        # The checks that need no iteration run on the instruction as it is taken into the slot
-        # and their verdict is registered with it (timing: the check and what the engine does
-        # with it in separate cycles). pc, loaded and new_load cannot change in between: the
-        # slot is empty when an instruction is taken, and they change only when one issues.
-        incoming = INSTRUCTION_LAYOUT(self.instr.payload.bits)
-        checks = static_checks(incoming, fetch_error=self.instr.payload.error, pc=pc,
+        # The checks that need no iteration run on the slot in the cycle after it was taken
+        # (``fresh``) and their verdict is registered (timing: the fetch queue's read, the
+        # checks and what the engine does with them in separate cycles). pc, loaded and
+        # new_load cannot change in between: the slot is empty when an instruction is taken,
+        # and they change only when one issues.
+        slot_error = Signal()             # the fetch answered an error for it
+        fresh = Signal()
+        more = Signal()                   # pc < length (registered with pc: timing)
+        checks = static_checks(slot, fetch_error=slot_error, pc=pc,
                                loaded=loaded, load_pending=new_load, config=cfg, queue=q,
                                fingerprint=self._fingerprint, chip=self._chip)
         checked_code = first_error(m, Cat(cond for cond, _ in checks),
@@ -256,24 +259,24 @@ class QueueEngine(wiring.Component):
         static_code = Signal(IsaError)
         static_bad = Signal()             # static_code != OK
         static_detail = Signal(DmaError)
-        # the slot's opcode as one flag per opcode of this queue, registered as it is taken
+        # the slot's opcode as one flag per opcode of this queue, registered with the checks
         # (timing: no opcode compare before what the flags steer); none for another queue's
         op_flags = {o: Signal(name=f"is_{o.name.lower()}") for o, e in OPCODE_ENGINES.items()
                     if e in (None, q.engine)}
 
         def op_is(opcode):
             return op_flags.get(opcode, C(0))
-        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & ~failing & \
-            (pc < length)
+        take = live & ~slot_valid & ~ended & ~halting & ~aborting & ~signal_held & ~failing & more
         m.d.comb += self.instr.ready.eq(take | aborting | (st.state != EngineState.RUNNING) &
                                         (st.state != EngineState.WAITING))
         with m.If(take & self.instr.valid):
-            m.d.sync += [slot.eq(self.instr.payload.bits), slot_valid.eq(1), phase.eq(0),
-                         static_code.eq(checked_code),
+            m.d.sync += [slot.eq(self.instr.payload.bits), slot_error.eq(self.instr.payload.error),
+                         slot_valid.eq(1), phase.eq(0), fresh.eq(1)]
+        with m.If(fresh):
+            m.d.sync += [fresh.eq(0), static_code.eq(checked_code),
                          static_bad.eq(checked_code != IsaError.OK),
-                         *(flag.eq(incoming.header.opcode == o) for o, flag in op_flags.items()),
-                         static_detail.eq(Mux(self.instr.payload.error, DmaError.AXI_READ_ERROR,
-                                              DmaError.OK))]
+                         *(flag.eq(op == o) for o, flag in op_flags.items()),
+                         static_detail.eq(Mux(slot_error, DmaError.AXI_READ_ERROR, DmaError.OK))]
 
         # repeat iteration (checks, then issue), for MULTIPLY_MOVING and ACT
         reps = Repeats(accumulator_bits=_ACCUMULATOR_BITS)
@@ -330,7 +333,9 @@ class QueueEngine(wiring.Component):
         with m.If(slot_valid & ~aborting):
             with m.Switch(phase):
                 with m.Case(0):
-                    with m.If(static_bad):
+                    with m.If(fresh):
+                        pass                      # the checks run
+                    with m.Elif(static_bad):
                         m.d.sync += halt(static_code, static_detail)
                     with m.Elif(iterates):
                         m.d.sync += phase.eq(1)
@@ -370,7 +375,7 @@ class QueueEngine(wiring.Component):
                      board.i.payload.signals.eq(Cat(last & (s.count != 0)
                                                     for s in slot.header.signal))]
         with m.If(just_issued & last):
-            m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1)]
+            m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1), more.eq(pc + 1 < length)]
             with m.If(op_is(Opcode.END)):
                 m.d.sync += ended.eq(1)
 
@@ -499,7 +504,7 @@ class QueueEngine(wiring.Component):
             m.d.comb += board.i.payload.kind.eq(Mux(is_cmd, _KIND_A, _IMM))
 
         # --- state ------------------------------------------------------------------------------
-        overrun = live & ~slot_valid & ~ended & ~halting & (pc >= length)
+        overrun = live & ~slot_valid & ~ended & ~halting & ~more
         with m.If(overrun):
             m.d.sync += halt(IsaError.QUEUE_OVERRUN)
         with m.If(fail_now | failing):
@@ -518,8 +523,8 @@ class QueueEngine(wiring.Component):
             with m.If(live):
                 m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(IsaError.ABORTED)]
         with m.If(self.start & ~live & ~aborting):
-            m.d.sync += [pc.eq(0), length.eq(self.length), st.retired.eq(0),
-                         st.busy_cycles.eq(0), st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
+            m.d.sync += [pc.eq(0), length.eq(self.length), more.eq(self.length != 0),
+                         st.retired.eq(0), st.busy_cycles.eq(0), st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
                          st.state.eq(Mux(self.length != 0, EngineState.RUNNING,
                                          EngineState.IDLE)),
                          loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),

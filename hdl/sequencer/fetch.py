@@ -4,9 +4,10 @@ Each engine ``e`` has a program (``base[e]``: byte address, ``length[e]``: instr
 taken at a ``start`` pulse; the unit then fetches each program in order into that engine's queue
 (``queue_depth`` instructions), round-robin between engines that have instructions left and room
 for at least one. One burst is in flight at a time, decided in the cycle after the previous
-one's last beat (or after start) if some engine wants one; it takes the smallest of what is
-left, the queue's room then (so R beats are never back-pressured), ``256 //
-beats_per_instruction`` and the instructions before the next 4 KiB boundary. Instructions are
+one's last beat (or the second cycle after start) if some engine wanted one in the cycle
+before; it takes the smallest of what was left, the queue's room in that cycle before (what
+it held and the instruction whose last beat came then; so R beats are never back-pressured),
+``256 // beats_per_instruction`` and the instructions before the next 4 KiB boundary. Instructions are
 ``instr_bytes`` bytes (a power-of-two multiple of the bus width), little-endian, at
 ``base + i * instr_bytes``; every one leaves with ``error`` set if any of its beats answered
 SLVERR/DECERR. ``flush`` (abort) empties every queue and stops fetching; the beats of a burst in
@@ -108,14 +109,19 @@ class Fetch(wiring.Component):
             m.d.sync += most[e].eq(Mux(self.start,
                                        limit(aligned, self.length[e], f"to_boundary_base{e}"),
                                        limit(addr[e], left[e], f"to_boundary{e}")))
-        # The FIFO room is not registered (a few bits: level and instructions in flight), so
-        # every burst is as large, and decided as early, as with no register at all.
+        # Each queue's burst size, registered (timing: the arbiter and the burst start at
+        # flip-flops): one cycle old, it never exceeds the room now, which only grows between
+        # decisions (instructions written into a queue were counted in flight), and the
+        # decision after a burst comes at least three cycles after the one before (AR, the
+        # last beat), when the queue's ``most`` is that of its new address. Zero after start
+        # and flush.
         sizes = []
         for e, q in enumerate(queues):
             free = Signal(range(F + 1), name=f"free{e}")
             size = Signal(range(max_n + 1), name=f"size{e}")
-            m.d.comb += [free.eq(F - q.level - inflight[e]),
-                         size.eq(Mux(free < most[e], free, most[e]))]
+            m.d.comb += free.eq(F - q.level - inflight[e])
+            m.d.sync += size.eq(Mux(self.start | self.flush, 0,
+                                    Mux(free < most[e], free, most[e])))
             sizes.append(size)
         arbiter = m.submodules.arbiter = RoundRobinArbiter(E)
         pick, pick_valid = arbiter.index, arbiter.valid
