@@ -2,8 +2,8 @@
 """The sequencer's semaphore file alone, cycle by cycle against a Python model of its contract
 (hdl/sequencer/semaphores.py's docstring, docs/tile.md): round-robin waits checked a cycle
 ahead, consumed by the grant and subtracted from the counters in the next cycle, one engine's
-signal pair taken per cycle (round-robin, the remote port first) and checked and applied in the
-next, overflow refusing both signals of the pair, clear."""
+signal pair taken per cycle (round-robin, the remote port first), checked in the next cycle and
+applied in the one after, overflow refusing both signals of the pair, clear."""
 
 import numpy as np
 import pytest
@@ -25,9 +25,10 @@ class SemaphoreModel:
     """The contract of the file's docstring: a wait checked on the values of the cycle before
     its grant (its pairs shown then too, as the engines must; no grant of the two cycles
     before on its counters and no clear in between), subtracted in the cycle after the grant;
-    a signal pair taken in one cycle, checked (on the counter less the grant being subtracted)
-    and applied in the next, its verdict registered. ``values`` are the file's registers (a
-    grant shows there two edges after it)."""
+    a signal pair taken in one cycle, checked in the next (on the counter less the grant being
+    subtracted, plus the pair being applied then) and applied in the one after if it fits, its
+    verdict registered. ``values`` are the file's registers (a grant shows there two edges
+    after it, a signal three)."""
 
     def __init__(self, count, bits, engines):
         self.count, self.limit, self.n = count, (1 << bits) - 1, engines
@@ -43,6 +44,8 @@ class SemaphoreModel:
         self.fits_by_subtraction = self.held_by_older_grant = 0
         self.verdict = (None, False)           # the overflow of the previous cycle's check
         self.pending = None                    # (merged {id: amount}, engine or "remote")
+        self.applying = {}                     # the pair checked last cycle, if it fitted
+        self.checked_over_applying = 0         # checks on a counter whose pair is being applied
 
     def step(self, waits, signals, remote, clear):
         """waits[e]: (valid, ((id, amount), (id, amount))); signals[e]: [(id, amount) or
@@ -63,10 +66,14 @@ class SemaphoreModel:
             elif ready and not ids & last:
                 self.held_by_older_grant += 1
         granted, self.wait_last = round_robin(ok, self.wait_last, self.n)
-        bad = self.pending is not None and any(v[i] - subtracting.get(i, 0) + a > self.limit
-                                               for i, a in self.pending[0].items())
-        if self.pending is not None and not bad and any(v[i] + a > self.limit
-                                                        for i, a in self.pending[0].items()):
+        applying = self.applying
+        if self.pending is not None and set(self.pending[0]) & set(applying):
+            self.checked_over_applying += 1
+        bad = self.pending is not None and any(
+            v[i] - subtracting.get(i, 0) + applying.get(i, 0) + a > self.limit
+            for i, a in self.pending[0].items())
+        if self.pending is not None and not bad and any(
+                v[i] + applying.get(i, 0) + a > self.limit for i, a in self.pending[0].items()):
             self.fits_by_subtraction += 1
         owner = self.pending[1] if bad else None
         shown = sum(1 << e for e, s in enumerate(signals) if any(x is not None for x in s))
@@ -87,11 +94,12 @@ class SemaphoreModel:
         if clear:
             self.values = [0] * self.count
         else:
-            if self.pending is not None and not bad:
-                for i, a in self.pending[0].items():
-                    v[i] += a
+            for i, a in applying.items():
+                v[i] += a
             for i, a in subtracting.items():
                 v[i] -= a
+        self.applying = self.pending[0] if self.pending is not None and not bad and not clear \
+            else {}
         self.pending = (added, who) if added and not clear else None
         verdict = self.verdict                 # registered: the check of the cycle before
         self.verdict = ((owner if owner != "remote" else None), owner == "remote")
@@ -189,7 +197,7 @@ def test_semaphore_file_matches_its_contract(seed, count, bits, engines, remote)
     run_simulation(dut, [bench], max_cycles=2000)
     assert seen["grants"] > 100 and seen["taken"] > 100 and seen["overflows"] > 0
     assert seen["clears"] > 0 and (seen["remote"] > 0) == remote
-    assert model.held_by_older_grant > 0
+    assert model.held_by_older_grant > 0 and model.checked_over_applying > 0
     assert model.fits_by_subtraction > 0 or bits > 5, "few bits: signals meet a grant at the top"
 
 

@@ -23,19 +23,19 @@ a counter update in the same cycle):
 * **Signals.** One engine's signals (both of them) are taken per cycle, round-robin between the
   engines with a signal shown; ``signal_ready[e]`` is high in the cycle t engine ``e``'s are
   taken (an engine keeps its signals shown until then, and may not depend on ``signal_ready``
-  to show them). They are applied in t + 1, but never past ``2**bits - 1``: ``overflow[e]`` is
-  high in t + 2 (registered) when one of them would take its counter there in t + 1 (both
-  together if they name one
-  counter; the check is on the value of t + 1 after every grant before t + 1 and before that
-  cycle's grant, which only lowers a counter: the register ``values`` less the grant of t
-  still being subtracted), and then neither is applied (ISA ``SEMAPHORE_OVERFLOW``). A
-  ``clear`` in t or t + 1 drops them.
+  to show them). They are checked in t + 1 and applied in t + 2 (``values`` shows them from
+  t + 3), but never past ``2**bits - 1``: ``overflow[e]`` is high in t + 2 (registered) when
+  one of them would take its counter past it (both together if they name one counter; the
+  check is on the counter as it stands after t + 1 before that cycle's grant, which only
+  lowers a counter: the register ``values`` less the grant of t still being subtracted plus
+  the pair taken in t - 1, being applied in t + 1, if it fitted), and then neither is
+  applied (ISA ``SEMAPHORE_OVERFLOW``). A ``clear`` in t, t + 1 or t + 2 drops them.
 * **Remote signals** (``remote=True``, a chip's tile): ``remote`` (``valid``, ``id``,
   ``amount``) is taken in the cycle it is shown, before any engine's (which then wait a cycle);
   ``remote_overflow`` is high two cycles later when it would overflow and was not applied.
 
 So every counter has one subtractor and one adder, fed by the grant of the cycle before and the
-one signal pair of the cycle, instead of an adder tree over every engine's signals: the file's
+one signal pair being applied, instead of an adder tree over every engine's signals: the file's
 area does not grow with the engines. ``clear`` (abort) zeroes every counter and takes precedence.
 """
 
@@ -178,31 +178,38 @@ class SemaphoreFile(wiring.Component):
                          lane_amount[j].eq(totals[j])]
 
         # --- the counters: at most two additions (distinct ids: merged) and two subtractions
-        # (the previous cycle's grant, distinct ids by the ISA) per cycle. Every counter sums
-        # its own: ``lowered`` (the counter less the grant being subtracted, which a signal
-        # may use) plus the pair's amount on it; a carry out of that sum is the overflow
-        # (``bad``: neither signal applied), which only picks one of the two sums (timing: no
-        # counter read, no compare or adder after the verdict).
+        # (the previous cycle's grant, distinct ids by the ISA) per cycle. A pair is checked in
+        # the cycle after it was taken and, if it fits, applied in the cycle after that
+        # (``applying``: timing, the verdict only gates two lanes of registers and the
+        # counters' adders start at flip-flops). Every counter sums its own: ``lowered`` (the
+        # counter less the grant being subtracted, which a signal may use) plus the pair being
+        # applied, which becomes its value; ``lowered`` plus that pair and the pair checked on
+        # it carries out on an overflow (``bad``: neither signal of the checked pair applied).
         def lanes(hits, amounts, i):       # one-hot by id: OR, not a sum
             return Mux(hits[0][i], amounts[0], 0) | Mux(hits[1][i], amounts[1], 0)
-        lowered, raised, carries = [], [], []
+        applying_hits = Signal(data.ArrayLayout(self.count, 2))
+        applying_amount = Signal(data.ArrayLayout(unsigned(bits), 2))
+        fitted = Signal()                 # ... and it fitted (the verdict, registered: timing)
+        carries = []
         for i in range(self.count):
-            low = Signal(self.bits, name=f"lowered_{i}")
-            high = Signal(self.bits + 1, name=f"raised_{i}")
+            low = Signal(bits, name=f"lowered_{i}")
+            added = Signal(bits + 1, name=f"added_{i}")     # applied and checked, on counter i
+            checked = Signal(bits + 2, name=f"checked_{i}")
+            applied = Mux(fitted, lanes(applying_hits, applying_amount, i), 0)
             m.d.comb += [low.eq(values[i] - lanes(grant_hits, [g.amount for g in last_grant], i)),
-                         high.eq(low + lanes(lane_hits, lane_amount, i))]
-            lowered.append(low)
-            raised.append(high)
-            carries.append(high[self.bits])
+                         added.eq(applied + lanes(lane_hits, lane_amount, i)),
+                         checked.eq(low + added)]
+            carries.append(checked[bits:].any())
+            with m.If(self.clear):
+                m.d.sync += values[i].eq(0)
+            with m.Else():
+                m.d.sync += values[i].eq(low + applied)
         bad = Signal()
         m.d.comb += bad.eq(Cat(*carries, over).any())
         # the verdict leaves registered (timing: the engines' halt logic is not behind the sums)
         m.d.sync += self.overflow.eq(Mux(bad, owner, 0))
         if self.remote_port:
             m.d.sync += self.remote_overflow.eq(owner_remote & bad)
-        for i in range(self.count):
-            with m.If(self.clear):
-                m.d.sync += values[i].eq(0)
-            with m.Else():
-                m.d.sync += values[i].eq(Mux(bad, lowered[i], raised[i][:self.bits]))
+        m.d.sync += [applying_hits.eq(lane_hits), applying_amount.eq(lane_amount),
+                     fitted.eq(~bad & ~self.clear)]
         return m
