@@ -51,7 +51,7 @@ class Costs:
     """Cycle costs (see the module docstring), measured on cycle-level traces of the tile RTL
     (every instruction's retire cycle, every AR/R handshake, the fetch FIFO levels and the
     engines' command handshakes; Amaranth simulator)."""
-    issue: int = 3              # cycles from entering the queue's slot to issue (check/wait/issue)
+    issue: int = 4              # cycles from entering the queue's slot to issue (check x2/wait/issue)
     dma_setup: int = 20         # per descriptor: pick, check pipeline, decision, finish
     dma_first_read: int = 14    # descriptor taken to its first AR (pick, check, walk)
     dma_run: int = 1            # per contiguous run read from DRAM (its own AXI burst)
@@ -62,7 +62,7 @@ class Costs:
     dma_read_tail: int = 4      # a DMA read's last R beat to the copy's completion
     dram_read_queue: int = 2    # AR requests the DRAM (AxiRam) queues besides the burst it serves
     reader_words: int = 4       # SBUF column reader: words buffered ahead of the engine
-    pe_command_slice: int = 1   # PE command: the queue's issue to its SBUF reader (hdl/tile.py)
+    pe_command_slice: int = 2   # PE command: the queue's issue to its SBUF reader (output register, slice)
     pe_command_room: int = 2    # ... commands the register slice holds per stream
     act_setup: int = 7          # ACT: command to first row, and the 3 idle cycles of completion
     psum_settle: int = 3        # PSUM read-modify-write after the last result
