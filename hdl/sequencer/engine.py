@@ -28,7 +28,7 @@ from amaranth.hdl import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from systolica.codes import ACT_MODE_BYTES, DmaError, EngineState, IsaError
+from systolica.codes import DmaError, EngineState, IsaError
 from systolica.config import DTYPES, ChipConfig, TileConfig
 from systolica.hdl.contracts import dma_descriptor_layout, index_bits, remote_signal_layout
 from systolica.hdl.lib import Queue
@@ -36,7 +36,7 @@ from systolica.isa import (ACT_PARAM_ENTRIES, ACT_PARAM_GROUP, INSTRUCTION_LAYOU
                            OPCODE_ENGINES, SEMAPHORE_BITS, Engine, Opcode, Space)
 from .fetch import fetched_layout
 from .pe_loop import MatmulLoop
-from .repeats import Repeats
+from .repeats import Repeats, repeat_fields
 from .static_checks import first_error, static_checks
 from .semaphores import semaphore_request_layout, semaphore_wait_layout
 
@@ -282,26 +282,8 @@ class QueueEngine(wiring.Component):
         reps = Repeats(accumulator_bits=_ACCUMULATOR_BITS)
         rep_first, rep_end, last_rep = reps.first, reps.end, reps.last
         acc_o, acc_p, rep_flags = reps.acc_o, reps.acc_p, reps.flags
-        if kind == Engine.PE:
-            rb = slot.body.multiply_moving
-            rows_, off0, psum0 = rb.m, rb.offset, rb.psum_addr
-            step_o, step_p, repeat = rb.offset_step, rb.psum_step, rb.repeat
-            limit = sb.depth * sb.word_bytes // (DTYPES[arr.moving_dtype][0] // 8)
-            iterates = op_is(Opcode.MULTIPLY_MOVING) | op_is(Opcode.MATMUL)   # same fields
-        elif kind == Engine.ACT:
-            rb = slot.body.act
-            rows_, off0, psum0 = rb.rows, rb.offset, rb.psum_addr
-            step_o, step_p, repeat = rb.offset_step, rb.psum_step, rb.repeat
-            limit = Signal(range(sb.depth * sb.word_bytes + 1))
-            with m.Switch(Cat(rb.mode, rb.mode_high)):
-                for mode, nbytes in ACT_MODE_BYTES.items():
-                    with m.Case(mode.value):
-                        m.d.comb += limit.eq(sb.depth * sb.word_bytes // nbytes)
-            iterates = op_is(Opcode.ACT)
-        else:
-            iterates = C(0)
-            rows_ = off0 = psum0 = step_o = step_p = C(0)
-            repeat = C(1)
+        rows_, off0, psum0, step_o, step_p, repeat, limit, iterates = repeat_fields(
+            m, slot, config=cfg, engine=kind, op_is=op_is)
         if kind != Engine.DMA:
             bank_rows, psum_rows = cfg.psum.bank_rows, cfg.psum.rows
             row_in_bank = acc_p[:bank_rows.bit_length() - 1]

@@ -10,8 +10,12 @@ import operator
 
 from amaranth.hdl import *
 
+from systolica.codes import ACT_MODE_BYTES
+from systolica.config import DTYPES
+from systolica.isa import Engine, Opcode
 
-__all__ = ["choose", "Repeats"]
+
+__all__ = ["choose", "Repeats", "repeat_fields"]
 
 
 def choose(m, target, choices):
@@ -48,3 +52,30 @@ class Repeats:
         choose(m, self.acc_o, acc_o)
         choose(m, self.acc_p, acc_p)
         choose(m, self.flags, flags)
+
+
+def repeat_fields(m, slot, *, config, engine, op_is):
+    """The repeat fields of queue kind ``engine``'s iterating instructions in ``slot``:
+    ``(rows, offset, psum_addr, offset_step, psum_step, repeat, limit, iterates)``, ``limit``
+    the SBUF elements per partition of the moving operand (ACT: of its output mode) and
+    ``iterates`` whether the slot holds one (``op_is``: the engine's opcode flags). MATMUL
+    starts with MULTIPLY_MOVING's fields, so they read alike; a DMA queue has none."""
+    sbuf_bytes = config.sbuf.depth * config.sbuf.word_bytes
+    if engine == Engine.PE:
+        body = slot.body.multiply_moving
+        rows = body.m
+        limit = sbuf_bytes // (DTYPES[config.array.moving_dtype][0] // 8)
+        iterates = op_is(Opcode.MULTIPLY_MOVING) | op_is(Opcode.MATMUL)
+    elif engine == Engine.ACT:
+        body = slot.body.act
+        rows = body.rows
+        limit = Signal(range(sbuf_bytes + 1))
+        with m.Switch(Cat(body.mode, body.mode_high)):
+            for mode, nbytes in ACT_MODE_BYTES.items():
+                with m.Case(mode.value):
+                    m.d.comb += limit.eq(sbuf_bytes // nbytes)
+        iterates = op_is(Opcode.ACT)
+    else:
+        return C(0), C(0), C(0), C(0), C(0), C(1), C(0), C(0)
+    return (rows, body.offset, body.psum_addr, body.offset_step, body.psum_step, body.repeat,
+            limit, iterates)
