@@ -300,15 +300,12 @@ class QueueEngine(wiring.Component):
         # Nothing issues in a cycle where a retirement may fail: a DMA error, a signalling
         # head leaving (``sent``) or its overflow verdict (``stopped``, a register). The DMA
         # error term is ``retire_now & dma_failed`` from registers (its other terms are here).
-        # A command leaves the slot (``issued``) into its stream's output register, and the
-        # slot moves on (next repeat, next instruction) in the cycle after (``just_issued``),
-        # when it issues nothing: the wide updates start at a flip-flop, not at the issue
-        # decision (timing), and the slot issues at most every other cycle.
+        # A command leaves the slot (``issued``) into its stream's output register and the slot
+        # moves on (next repeat, next instruction) at the same edge: one command per cycle.
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
-        just_issued = Signal()            # ... in the cycle before: the slot moves on now
-        m.d.sync += just_issued.eq(issued)
+        just_issued = issued              # what the slot's updates follow
         m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
-                                 ~just_issued & ~(head_done & head.retire & dma_failed))
+                                 ~(head_done & head.retire & dma_failed))
         # the waits are shown from the check on (the semaphore file checks them a cycle ahead)
         m.d.comb += [self.wait.pair[j].id.eq(slot.header.wait[j].sem) for j in range(2)]
         m.d.comb += [self.wait.pair[j].amount.eq(slot.header.wait[j].count) for j in range(2)]
@@ -429,8 +426,9 @@ class QueueEngine(wiring.Component):
                 m.d.sync += signal_held.eq(rs.valid & ~rs.ready)
         elif kind == Engine.PE:
             ls, mm = slot.body.load_stationary, slot.body.multiply_moving
-            wc = self._output_register(m, self.weights_cmd, "weights_cmd")
-            mc = self._output_register(m, self.moving_cmd, "moving_cmd")
+            # no output register: the tile's PE command slices (Tile.pe_command_slices) are
+            # one, and a second would delay every weight load by a cycle
+            wc, mc = self.weights_cmd, self.moving_cmd
             ready_phase = can_issue
             m.d.comb += [
                 wc.payload.offset.eq(ls.offset), wc.payload.rows.eq(ls.k),
@@ -516,11 +514,12 @@ class QueueEngine(wiring.Component):
 
     @staticmethod
     def _output_register(m, port, name):
-        """A one-entry register in front of command stream ``port``; returns its input stream.
-        Its ``ready`` is a flip-flop (empty), so the consumer's ``ready`` does not reach the
-        issue decision (timing); a command is held shown until accepted, also through an
+        """A two-entry register queue in front of command stream ``port`` (its head a register);
+        returns its input stream. Its ``ready`` is "the entry behind the head is free", a
+        flip-flop, so the consumer's ``ready`` does not reach the issue decision (timing), one
+        command per cycle passes, and a command is held shown until accepted, also through an
         abort (the stream rule)."""
         register = m.submodules[f"{name}_register"] = Queue(
-            shape=port.payload.shape(), depth=1, registered_head=True)
+            shape=port.payload.shape(), depth=2, registered_head=True)
         wiring.connect(m, register.o, wiring.flipped(port))
         return register.i

@@ -62,7 +62,7 @@ class Costs:
     dma_read_tail: int = 4      # a DMA read's last R beat to the copy's completion
     dram_read_queue: int = 2    # AR requests the DRAM (AxiRam) queues besides the burst it serves
     reader_words: int = 4       # SBUF column reader: words buffered ahead of the engine
-    pe_command_slice: int = 2   # PE command: the queue's issue to its SBUF reader (output register, slice)
+    pe_command_slice: int = 1   # PE command: the queue's issue to its SBUF reader (hdl/tile.py)
     pe_command_room: int = 2    # ... commands the register slice holds per stream
     act_setup: int = 7          # ACT: command to first row, and the 3 idle cycles of completion
     psum_settle: int = 3        # PSUM read-modify-write after the last result
