@@ -303,7 +303,6 @@ class QueueEngine(wiring.Component):
         # A command leaves the slot (``issued``) into its stream's output register and the slot
         # moves on (next repeat, next instruction) at the same edge: one command per cycle.
         issued = Signal()                 # a command (or an immediate) left the slot this cycle
-        just_issued = issued              # what the slot's updates follow
         m.d.comb += can_issue.eq(slot_valid & (phase == 3) & ~aborting & ~stopped & ~sent &
                                  ~(head_done & head.retire & dma_failed))
         # the waits are shown from the check on (the semaphore file checks them a cycle ahead)
@@ -353,7 +352,7 @@ class QueueEngine(wiring.Component):
                      board.i.payload.signal.eq(Mux(last, slot.header.signal.as_value(), 0)),
                      board.i.payload.signals.eq(Cat(last & (s.count != 0)
                                                     for s in slot.header.signal))]
-        with m.If(just_issued & last):
+        with m.If(issued & last):
             m.d.sync += [slot_valid.eq(0), pc.eq(pc + 1), more.eq(pc + 1 < length)]
             with m.If(op_is(Opcode.END)):
                 m.d.sync += ended.eq(1)
@@ -372,12 +371,12 @@ class QueueEngine(wiring.Component):
             checking = phase1
         # the instruction's own (MULTIPLY_MOVING, ACT; MATMUL's within a k tile)
         restart = phase0 | (checking & rep_end)
-        step = (checking & ~rep_end) | (just_issued & ~last)
+        step = (checking & ~rep_end) | (issued & ~last)
         if matmul is not None:
             mm = op_is(Opcode.MATMUL)
             matmul.decide(m, slot=slot, mm=mm, phase0=phase0, phase1=phase1, phase2=phase == 2,
-                          just_issued=just_issued, last_rep=last_rep)
-            step = (checking & ~rep_end) | (just_issued & ~last & ~matmul.holds_repeat)
+                          issued=issued, last_rep=last_rep)
+            step = (checking & ~rep_end) | (issued & ~last & ~matmul.holds_repeat)
             reps.add(m, repeat=repeat, restart=restart | matmul.next_tile, step=step,
                      acc_o=[(restart, off0), (step, acc_o + step_o),
                             (matmul.scale_add, acc_o + matmul.a_step_shifted),
@@ -445,11 +444,11 @@ class QueueEngine(wiring.Component):
                 m.d.comb += [issue_ok.eq(mc.ready), board.i.payload.kind.eq(_KIND_B)]
             with m.Else():
                 m.d.comb += issue_ok.eq(1)
-            with m.If(just_issued & op_is(Opcode.LOAD_STATIONARY)):
+            with m.If(issued & op_is(Opcode.LOAD_STATIONARY)):
                 m.d.sync += [loaded.eq(1), new_load.eq(1)]
-            with m.If(just_issued & op_is(Opcode.MULTIPLY_MOVING) & rep_first):
+            with m.If(issued & op_is(Opcode.MULTIPLY_MOVING) & rep_first):
                 m.d.sync += new_load.eq(0)
-            matmul.issue(m, slot=slot, mm=op_is(Opcode.MATMUL), just_issued=just_issued,
+            matmul.issue(m, slot=slot, mm=op_is(Opcode.MATMUL), issued=issued,
                          rep_first=rep_first, last_rep=last_rep, issue_ok=issue_ok, last=last,
                          can_issue=can_issue, board=board, weights_cmd=wc, moving_cmd=mc,
                          kinds=(_KIND_A, _KIND_B), loaded=loaded, new_load=new_load)
@@ -504,7 +503,8 @@ class QueueEngine(wiring.Component):
                 m.d.sync += [st.state.eq(EngineState.HALTED), st.error.eq(IsaError.ABORTED)]
         with m.If(self.start & ~live & ~aborting):
             m.d.sync += [pc.eq(0), length.eq(self.length), more.eq(self.length != 0),
-                         st.retired.eq(0), st.busy_cycles.eq(0), st.error.eq(IsaError.OK), st.dma_error.eq(DmaError.OK),
+                         st.retired.eq(0), st.busy_cycles.eq(0), st.error.eq(IsaError.OK),
+                         st.dma_error.eq(DmaError.OK),
                          st.state.eq(Mux(self.length != 0, EngineState.RUNNING,
                                          EngineState.IDLE)),
                          loaded.eq(0), new_load.eq(0), ended.eq(0), halting.eq(0),

@@ -60,7 +60,7 @@ class MatmulLoop:
         self.holds_repeat = Signal()
         self.w_out = Signal()
 
-    def decide(self, m, *, slot, mm, phase0, phase1, phase2, just_issued, last_rep):
+    def decide(self, m, *, slot, mm, phase0, phase1, phase2, issued, last_rep):
         """The loop's registers and, for the engine's repeat state: ``scale_add`` (acc_o +=
         a_step_shifted), ``scaled`` (the multiply is done: the range flags are ``w_out``),
         ``next_tile`` (rep and acc_p restart, acc_o is the next k tile's A offset) and
@@ -71,7 +71,7 @@ class MatmulLoop:
         m.d.comb += [
             self.scale_add.eq(shifting & self.multiplier[0]),
             self.scaled.eq(phase1 & self.scaling & ~self.multiplier_left),
-            self.next_tile.eq(just_issued & mm & ~self.loading & last_rep & ~self.last_tile),
+            self.next_tile.eq(issued & mm & ~self.loading & last_rep & ~self.last_tile),
             self.holds_repeat.eq(mm & (self.loading | (last_rep & ~self.last_tile))),
             # the W ranges of the last full k tile and the last tile are the largest
             self.w_out.eq((self.w_offset + mt.k_last > self.w_elements) |
@@ -96,10 +96,10 @@ class MatmulLoop:
                                     (self.next_tile, self.tiles_left - 1)])
         choose(m, self.last_tile, [(phase2, mt.tiles == 1),
                                    (self.next_tile, self.tiles_left == 1)])
-        choose(m, self.loading, [(phase2, 1), (just_issued & mm & self.loading, 0),
+        choose(m, self.loading, [(phase2, 1), (issued & mm & self.loading, 0),
                                  (self.next_tile, 1)])
 
-    def issue(self, m, *, slot, mm, just_issued, rep_first, last_rep, issue_ok, last, can_issue, board,
+    def issue(self, m, *, slot, mm, issued, rep_first, last_rep, issue_ok, last, can_issue, board,
               weights_cmd, moving_cmd, kinds, loaded, new_load):
         """Per k tile one weights command, then one moving command per repeat."""
         mt = slot.body.matmul
@@ -116,7 +116,7 @@ class MatmulLoop:
                 board.i.payload.kind.eq(Mux(self.loading, kinds[0], kinds[1])),
                 last.eq(~self.loading & last_rep & self.last_tile),
             ]
-        with m.If(just_issued & mm):
+        with m.If(issued & mm):
             with m.If(self.loading):
                 m.d.sync += [loaded.eq(1), new_load.eq(1)]
             with m.Elif(rep_first):
